@@ -16,6 +16,13 @@
 //!   `masqmail config check` prints every error as
 //!   `FILE:LINE: section 'NAME' option 'OPT': MESSAGE (hint: …)`, exit 78.
 
+// The typed configuration is filled completely here; the daemon, the
+// receivers, queue-out and the transports read its fields as they are
+// written, so some are not used yet.
+#![allow(dead_code)]
+
+pub mod uci;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
