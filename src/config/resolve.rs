@@ -1,0 +1,1426 @@
+//! resolve — from parsed UCI sections to the typed [`Config`].
+//!
+//! DESCRIPTION
+//!   First every option of every section is checked against the table in
+//!   `schema` (unknown names get the nearest known name as a hint) and the
+//!   defaults are filled in; then the checked values are mapped into the
+//!   typed structs and the cross-checks between options run. Every error
+//!   is collected; nothing stops at the first.
+//!
+//!   Rules beyond the table:
+//!   - `option x 'v'` for a list option is a one-element list (uci and LuCI
+//!     accept it); `list x` for a single-valued option is an error.
+//!   - An empty value (`''`) unsets an optional option, and a single empty
+//!     value empties a list (`option listen_addresses ''`: no listener).
+//!     For an option with a default an empty value is an error: delete the
+//!     line to get the default.
+//!   - A repeated `option` keeps the last value, as in uci.
+//!   - A list given in the file replaces its default (`local_nets` then no
+//!     longer holds the loopback networks unless listed).
+//!   - Section names are unique; one `config masqmail` at most; routes are
+//!     named; alias and user names are unique.
+//!
+//! SECURITY
+//!   Values of options marked secret are never put into error messages.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::schema::{default_smtp_port, Default, OptSpec, SectionSpec, Ty, MAIN, SECTIONS};
+use super::uci::{self, Section, UciOption};
+use super::value::{self, Bad};
+use super::{
+    AddressMap, Alias, BareLf, Config, ConfigError, ConfigErrors, HostPort, IpNet, Main,
+    OnlineDetect, ResolveMethod, Route, Secret, TlsMode, User,
+};
+
+/// The checked value of one option.
+#[derive(Clone, Debug, PartialEq)]
+enum Val {
+    Bool(bool),
+    Text(String),
+    Num(u64),
+    Dur(Duration),
+    Socket(SocketAddr),
+    Net(IpNet),
+    Host(String, Option<u16>),
+    Fp([u8; 32]),
+    Map(AddressMap),
+}
+
+fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
+    Ok(match ty {
+        Ty::Bool => Val::Bool(value::parse_bool(s)?),
+        Ty::Text => Val::Text(value::parse_text(s)?),
+        Ty::Word => Val::Text(value::parse_word(s)?),
+        Ty::Command => Val::Text(value::parse_command(s)?),
+        Ty::Domain => Val::Text(value::parse_domain(s)?),
+        Ty::Address => Val::Text(value::parse_address(s)?),
+        Ty::Device => Val::Text(value::parse_device(s)?),
+        Ty::Path => Val::Text(value::parse_path(s)?),
+        Ty::Size => match value::parse_size(s)? {
+            0 => {
+                return Err(Bad::new(
+                    "a size of 0",
+                    "there is no 'unlimited': give a size such as 1G",
+                ))
+            }
+            n => Val::Num(n),
+        },
+        Ty::Count { min, max } => Val::Num(value::parse_count(s, min, max)?),
+        Ty::Duration => Val::Dur(value::parse_duration(s)?),
+        Ty::Enum(names) => Val::Text(value::parse_enum(s, names)?.to_string()),
+        Ty::Socket => Val::Socket(value::parse_socket(s)?),
+        Ty::Cidr => Val::Net(value::parse_cidr(s)?),
+        Ty::HostPort => {
+            let (h, p) = value::parse_host_port(s)?;
+            Val::Host(h, p)
+        }
+        Ty::Fingerprint => Val::Fp(value::parse_fingerprint(s)?),
+        Ty::AddressMap => Val::Map(value::parse_address_map(s)?),
+        Ty::LogLevel => Val::Num(u64::from(value::parse_log_level(s)?)),
+    })
+}
+
+/// Collects errors for one file.
+struct Errs<'a> {
+    file: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl Errs<'_> {
+    fn add(
+        &mut self,
+        line: usize,
+        section: Option<&str>,
+        option: Option<&str>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.list.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            section: section.map(str::to_string),
+            option: option.map(str::to_string),
+            message: message.into(),
+            hint,
+        });
+    }
+}
+
+/// The checked values of one section, in the order of its spec.
+struct Slots {
+    spec: &'static SectionSpec,
+    /// `name` or `@type[index]`, as uci shows it.
+    label: String,
+    line: usize,
+    /// Per spec option: the line where the file set it (None: default).
+    given: Vec<Option<usize>>,
+    vals: Vec<Vec<Val>>,
+    /// Per spec option: the file gave a value that was refused.
+    refused: Vec<bool>,
+    /// Mismatches between this code and the table (bugs, never input).
+    bugs: Vec<String>,
+}
+
+impl Slots {
+    fn index(&mut self, name: &str) -> Option<usize> {
+        let i = self.spec.options.iter().position(|o| o.name == name);
+        if i.is_none() {
+            self.bugs.push(format!("no option '{name}' in the table"));
+        }
+        i
+    }
+
+    fn given(&mut self, name: &str) -> bool {
+        self.index(name)
+            .and_then(|i| self.given.get(i).copied().flatten())
+            .is_some()
+    }
+
+    /// Whether the file sets the option: to a value, or to one that was
+    /// refused (then an error is out already). Cross-checks use this, so
+    /// that one bad value does not bring a second error about its absence.
+    fn set(&mut self, name: &str) -> bool {
+        let Some(i) = self.index(name) else {
+            return false;
+        };
+        let has_value = self.given.get(i).copied().flatten().is_some()
+            && self.vals.get(i).is_some_and(|v| !v.is_empty());
+        has_value || self.refused.get(i).copied().unwrap_or(false)
+    }
+
+    /// The line to blame for an option: where it was set, else the section.
+    fn line(&mut self, name: &str) -> usize {
+        self.index(name)
+            .and_then(|i| self.given.get(i).copied().flatten())
+            .unwrap_or(self.line)
+    }
+
+    fn many<T>(&mut self, name: &str, f: impl Fn(&Val) -> Option<T>) -> Vec<T> {
+        let Some(i) = self.index(name) else {
+            return Vec::new();
+        };
+        let vals = self.vals.get(i).map(Vec::as_slice).unwrap_or_default();
+        let out: Vec<T> = vals.iter().filter_map(&f).collect();
+        if out.len() != vals.len() {
+            self.bugs
+                .push(format!("option '{name}' has values of another kind"));
+        }
+        out
+    }
+
+    fn opt<T>(&mut self, name: &str, f: impl Fn(&Val) -> Option<T>) -> Option<T> {
+        self.many(name, f).into_iter().next()
+    }
+
+    /// The value of a single-valued option that always has one: from the
+    /// file or the default. A required option that is missing was reported
+    /// already; its placeholder is never used, as the load fails.
+    fn one<T: std::default::Default>(&mut self, name: &str, f: impl Fn(&Val) -> Option<T>) -> T {
+        match self.opt(name, f) {
+            Some(v) => v,
+            None => {
+                let required = self
+                    .spec
+                    .option(name)
+                    .is_some_and(|o| o.default == Default::Required);
+                if !required {
+                    self.bugs.push(format!("option '{name}' has no value"));
+                }
+                T::default()
+            }
+        }
+    }
+
+    fn bool(&mut self, name: &str) -> bool {
+        self.one(name, |v| match v {
+            Val::Bool(b) => Some(*b),
+            _ => None,
+        })
+    }
+
+    fn text(&mut self, name: &str) -> String {
+        self.one(name, text)
+    }
+
+    fn opt_text(&mut self, name: &str) -> Option<String> {
+        self.opt(name, text)
+    }
+
+    fn texts(&mut self, name: &str) -> Vec<String> {
+        self.many(name, text)
+    }
+
+    fn path(&mut self, name: &str) -> PathBuf {
+        PathBuf::from(self.text(name))
+    }
+
+    fn opt_path(&mut self, name: &str) -> Option<PathBuf> {
+        self.opt_text(name).map(PathBuf::from)
+    }
+
+    fn num(&mut self, name: &str) -> u64 {
+        self.one(name, |v| match v {
+            Val::Num(n) => Some(*n),
+            _ => None,
+        })
+    }
+
+    fn usize(&mut self, name: &str) -> usize {
+        usize::try_from(self.num(name)).unwrap_or(usize::MAX)
+    }
+
+    fn u32(&mut self, name: &str) -> u32 {
+        u32::try_from(self.num(name)).unwrap_or(u32::MAX)
+    }
+
+    fn dur(&mut self, name: &str) -> Duration {
+        self.one(name, |v| match v {
+            Val::Dur(d) => Some(*d),
+            _ => None,
+        })
+    }
+
+    fn sockets(&mut self, name: &str) -> Vec<SocketAddr> {
+        self.many(name, |v| match v {
+            Val::Socket(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    fn nets(&mut self, name: &str) -> Vec<IpNet> {
+        self.many(name, |v| match v {
+            Val::Net(n) => Some(*n),
+            _ => None,
+        })
+    }
+
+    fn host(&mut self, name: &str) -> Option<(String, Option<u16>)> {
+        self.opt(name, |v| match v {
+            Val::Host(h, p) => Some((h.clone(), *p)),
+            _ => None,
+        })
+    }
+
+    fn maps(&mut self, name: &str) -> Vec<AddressMap> {
+        self.many(name, |v| match v {
+            Val::Map(m) => Some(m.clone()),
+            _ => None,
+        })
+    }
+
+    fn fingerprint(&mut self, name: &str) -> Option<[u8; 32]> {
+        self.opt(name, |v| match v {
+            Val::Fp(f) => Some(*f),
+            _ => None,
+        })
+    }
+
+    fn choice<T>(&mut self, name: &str, from: fn(&str) -> Option<T>, fallback: T) -> T {
+        let t = self.text(name);
+        match from(&t) {
+            Some(v) => v,
+            None => {
+                self.bugs.push(format!("option '{name}': unknown choice"));
+                fallback
+            }
+        }
+    }
+}
+
+fn text(v: &Val) -> Option<String> {
+    match v {
+        Val::Text(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// Check every option of a section against its spec and fill in the
+/// defaults. Unknown options and bad values are reported to `errs`.
+fn check_section(
+    spec: &'static SectionSpec,
+    sec: &Section,
+    label: String,
+    errs: &mut Errs,
+) -> Slots {
+    let n = spec.options.len();
+    let mut slots = Slots {
+        spec,
+        label,
+        line: sec.line,
+        given: vec![None; n],
+        vals: vec![Vec::new(); n],
+        refused: vec![false; n],
+        bugs: Vec::new(),
+    };
+    for o in &sec.options {
+        let Some(i) = spec.options.iter().position(|s| s.name == o.name) else {
+            unknown_option(spec, &slots.label, o, errs);
+            continue;
+        };
+        let Some(os) = spec.options.get(i) else {
+            continue;
+        };
+        match check_option(os, &slots.label, o, errs) {
+            Some(vals) => {
+                if let (Some(g), Some(v)) = (slots.given.get_mut(i), slots.vals.get_mut(i)) {
+                    *g = Some(o.line);
+                    *v = vals;
+                }
+            }
+            None => {
+                if let Some(r) = slots.refused.get_mut(i) {
+                    *r = true;
+                }
+            }
+        }
+    }
+    for (i, os) in spec.options.iter().enumerate() {
+        if slots.given.get(i).copied().flatten().is_some() {
+            continue;
+        }
+        // An option given with a bad value counts as not given: the
+        // default stands in, so that later checks don't pile up.
+        let vals = match os.default {
+            Default::Value(s) => parse_val(os.ty, s).map(|v| vec![v]),
+            Default::List(l) => l.iter().map(|s| parse_val(os.ty, s)).collect(),
+            Default::Unset | Default::Computed => Ok(Vec::new()),
+            Default::Required => {
+                if !sec.options.iter().any(|o| o.name == os.name) {
+                    let what = if os.list { "list" } else { "option" };
+                    errs.add(
+                        sec.line,
+                        Some(&slots.label),
+                        Some(os.name),
+                        format!("missing required {what} '{}'", os.name),
+                        Some(format!("add: {what} {} '…'", os.name)),
+                    );
+                }
+                Ok(Vec::new())
+            }
+        };
+        match vals {
+            Ok(v) => {
+                if let Some(slot) = slots.vals.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            Err(b) => slots.bugs.push(format!(
+                "default of '{}' does not parse: {}",
+                os.name, b.msg
+            )),
+        }
+    }
+    slots
+}
+
+fn unknown_option(spec: &SectionSpec, label: &str, o: &UciOption, errs: &mut Errs) {
+    let mut hint = value::nearest(&o.name, spec.options.iter().map(|s| s.name))
+        .map(|n| format!("did you mean '{n}'?"));
+    if hint.is_none() {
+        if let Some(other) = SECTIONS
+            .iter()
+            .find(|s| s.section_type != spec.section_type && s.option(&o.name).is_some())
+        {
+            hint = Some(format!(
+                "'{}' belongs in a 'config {}' section",
+                o.name, other.section_type
+            ));
+        }
+    }
+    errs.add(
+        o.line,
+        Some(label),
+        Some(&o.name),
+        format!("unknown option in a '{}' section", spec.section_type),
+        hint,
+    );
+}
+
+/// Check one option's values. None if there was an error.
+fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Option<Vec<Val>> {
+    if !os.list && o.kind == uci::Kind::List {
+        errs.add(
+            o.line,
+            Some(label),
+            Some(os.name),
+            "takes a single value, but is given as a 'list'",
+            Some(format!("write: option {} '…'", os.name)),
+        );
+        return None;
+    }
+    // A single empty value: unset, or the empty list. Text is not trimmed
+    // (a password may be blanks), other kinds are.
+    if let [only] = o.values.as_slice() {
+        let empty = if os.ty == Ty::Text && !os.list {
+            only.text.is_empty()
+        } else {
+            only.text.trim().is_empty()
+        };
+        if empty {
+            if os.list || os.default == Default::Unset {
+                if os.default == Default::Required {
+                    errs.add(
+                        only.line,
+                        Some(label),
+                        Some(os.name),
+                        "empty value",
+                        Some("give at least one value".into()),
+                    );
+                    return None;
+                }
+                return Some(Vec::new());
+            }
+            let hint = match os.default {
+                Default::Value(d) => format!("delete the line to get the default '{d}'"),
+                Default::Required => "give a value".into(),
+                _ => "delete the line to get the default".into(),
+            };
+            errs.add(
+                only.line,
+                Some(label),
+                Some(os.name),
+                "empty value",
+                Some(hint),
+            );
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(o.values.len());
+    let mut ok = true;
+    for v in &o.values {
+        match parse_val(os.ty, &v.text) {
+            Ok(x) => out.push(x),
+            Err(mut b) => {
+                ok = false;
+                if os.secret {
+                    b.msg = "invalid value (not shown: it is a secret)".into();
+                }
+                if os.list
+                    && !os.secret
+                    && o.kind == uci::Kind::Option
+                    && o.values.len() == 1
+                    && v.text.trim().contains(char::is_whitespace)
+                {
+                    b.hint = Some(format!(
+                        "give each value on its own line: list {} '…'",
+                        os.name
+                    ));
+                }
+                errs.add(v.line, Some(label), Some(os.name), b.msg, b.hint);
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// How uci names a section: its name, or `@type[index]` if anonymous.
+fn label(sec: &Section, index: usize) -> String {
+    match &sec.name {
+        Some(n) => n.clone(),
+        None => format!("@{}[{}]", sec.section_type, index),
+    }
+}
+
+/// The machine's host name, or `localhost` if it has none usable.
+pub fn system_host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| value::valid_domain(h))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Resolve parsed UCI into a checked [`Config`]. `file` is used in error
+/// messages and kept in `Config::path`; `host_name` is the default host name.
+pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Config, ConfigErrors> {
+    let mut errs = Errs {
+        file,
+        list: Vec::new(),
+    };
+    for e in parsed.errors {
+        errs.add(e.line, None, None, e.msg, e.hint);
+    }
+
+    // Section names are unique in a uci package.
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for s in &parsed.sections {
+        if let Some(n) = &s.name {
+            if let Some((_, first)) = seen.iter().find(|e| e.0 == n.as_str()) {
+                errs.add(
+                    s.line,
+                    Some(n),
+                    None,
+                    format!("section name '{n}' is used twice (first at line {first})"),
+                    Some("section names must be unique in the file".into()),
+                );
+            } else {
+                seen.push((n, s.line));
+            }
+        }
+    }
+
+    let mut main: Option<Main> = None;
+    let mut main_line = 0;
+    let mut routes = Vec::new();
+    let mut aliases: Vec<(Alias, usize, String)> = Vec::new();
+    let mut users: Vec<(User, usize, String)> = Vec::new();
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut all_slots = Vec::new();
+
+    for sec in &parsed.sections {
+        let ty = sec.section_type.as_str();
+        let index = match counts.iter_mut().find(|e| e.0 == ty) {
+            Some(e) => {
+                e.1 += 1;
+                e.1 - 1
+            }
+            None => {
+                counts.push((ty, 1));
+                0
+            }
+        };
+        let lbl = label(sec, index);
+        let Some(spec) = SECTIONS.iter().find(|s| s.section_type == ty) else {
+            let hint = value::nearest(ty, SECTIONS.iter().map(|s| s.section_type))
+                .map(|n| format!("did you mean '{n}'?"))
+                .unwrap_or_else(|| "known section types: masqmail, route, alias, user".into());
+            errs.add(
+                sec.line,
+                Some(&lbl),
+                None,
+                format!("unknown section type '{ty}'"),
+                Some(hint),
+            );
+            continue;
+        };
+        let mut slots = check_section(spec, sec, lbl, &mut errs);
+        match spec.section_type {
+            "masqmail" => {
+                let m = build_main(&mut slots, host_name, &mut errs);
+                if main.is_some() {
+                    errs.add(
+                        sec.line,
+                        Some(&slots.label),
+                        None,
+                        format!(
+                            "a second 'config masqmail' section (the first is at line {main_line})"
+                        ),
+                        Some("put all main options into one section".into()),
+                    );
+                } else {
+                    main = Some(m);
+                    main_line = sec.line;
+                }
+            }
+            "route" => {
+                if let Some(r) = build_route(sec, &mut slots, &mut errs) {
+                    routes.push(r);
+                }
+            }
+            "alias" => {
+                let a = Alias {
+                    name: slots.text("name"),
+                    to: slots.texts("to"),
+                };
+                aliases.push((a, sec.line, slots.label.clone()));
+            }
+            "user" => {
+                let u = User {
+                    name: slots.text("name"),
+                    password_hash: Secret(slots.text("password_hash")),
+                };
+                users.push((u, sec.line, slots.label.clone()));
+            }
+            _ => {}
+        }
+        all_slots.push(slots);
+    }
+
+    let main = match main {
+        Some(m) => m,
+        None => {
+            let empty = Section {
+                section_type: MAIN.section_type.into(),
+                name: Some("main".into()),
+                line: 0,
+                options: Vec::new(),
+            };
+            let mut slots = check_section(&MAIN, &empty, "main".into(), &mut errs);
+            let m = build_main(&mut slots, host_name, &mut errs);
+            all_slots.push(slots);
+            m
+        }
+    };
+
+    for (i, (a, line, lbl)) in aliases.iter().enumerate() {
+        let same = |b: &Alias| {
+            if main.alias_local_caseless {
+                b.name.eq_ignore_ascii_case(&a.name)
+            } else {
+                b.name == a.name
+            }
+        };
+        if let Some((_, first, _)) = aliases.iter().take(i).find(|(b, _, _)| same(b)) {
+            errs.add(
+                *line,
+                Some(lbl),
+                Some("name"),
+                format!(
+                    "alias '{}' is defined twice (first at line {first})",
+                    a.name
+                ),
+                Some("put all targets into one alias section as 'list to' lines".into()),
+            );
+        }
+    }
+    for (i, (u, line, lbl)) in users.iter().enumerate() {
+        if let Some((_, first, _)) = users.iter().take(i).find(|(v, _, _)| v.name == u.name) {
+            errs.add(
+                *line,
+                Some(lbl),
+                Some("name"),
+                format!("user '{}' is defined twice (first at line {first})", u.name),
+                None,
+            );
+        }
+    }
+
+    for s in &all_slots {
+        for b in &s.bugs {
+            errs.add(
+                s.line,
+                Some(&s.label),
+                None,
+                format!("internal error: {b}"),
+                None,
+            );
+        }
+    }
+
+    if !errs.list.is_empty() {
+        let mut list = errs.list;
+        list.sort_by_key(|e| e.line);
+        return Err(ConfigErrors { errors: list });
+    }
+    Ok(Config {
+        path: file.to_path_buf(),
+        main,
+        routes,
+        aliases: aliases.into_iter().map(|(a, _, _)| a).collect(),
+        users: users.into_iter().map(|(u, _, _)| u).collect(),
+    })
+}
+
+fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
+    let host_name = if s.given("host_name") {
+        s.text("host_name")
+    } else {
+        default_host.to_string()
+    };
+    let local_hosts = if s.given("local_hosts") {
+        s.texts("local_hosts")
+    } else if host_name.eq_ignore_ascii_case("localhost") {
+        vec!["localhost".to_string()]
+    } else {
+        vec!["localhost".to_string(), host_name.clone()]
+    };
+    let m = Main {
+        host_name,
+        local_hosts,
+        local_addresses: s.texts("local_addresses"),
+        not_local_addresses: s.texts("not_local_addresses"),
+        listen_addresses: s.sockets("listen_addresses"),
+        smtps_addresses: s.sockets("smtps_addresses"),
+        local_nets: s.nets("local_nets"),
+        spool_dir: s.path("spool_dir"),
+        mail_dir: s.path("mail_dir"),
+        run_as_user: s.bool("run_as_user"),
+        mail_user: s.text("mail_user"),
+        alias_file: s.opt_path("alias_file"),
+        alias_local_caseless: s.bool("alias_local_caseless"),
+        max_size: s.num("max_size"),
+        max_line_length: s.usize("max_line_length"),
+        max_header_size: s.usize("max_header_size"),
+        max_headers: s.usize("max_headers"),
+        max_recipients: s.usize("max_recipients"),
+        max_connections: s.u32("max_connections"),
+        max_connections_per_ip: s.u32("max_connections_per_ip"),
+        max_defer_time: s.dur("max_defer_time"),
+        smtp_bare_lf: s.choice("smtp_bare_lf", BareLf::from_name, BareLf::Normalize),
+        online_detect: s.choice(
+            "online_detect",
+            OnlineDetect::from_name,
+            OnlineDetect::Netlink,
+        ),
+        online_file: s.path("online_file"),
+        online_query: s.opt_text("online_query"),
+        mserver_host: match s.host("mserver_host") {
+            Some((host, port)) => HostPort {
+                host,
+                port: port.unwrap_or(224),
+            },
+            None => HostPort {
+                host: "localhost".into(),
+                port: 224,
+            },
+        },
+        log_level: u8::try_from(s.num("log_level")).unwrap_or(9),
+        tls_cert: s.opt_path("tls_cert"),
+        tls_key: s.opt_path("tls_key"),
+    };
+
+    let label = s.label.clone();
+    let mut err = |line: usize, opt: &str, msg: &str, hint: &str| {
+        errs.add(line, Some(&label), Some(opt), msg, Some(hint.to_string()));
+    };
+    match (s.set("tls_cert"), s.set("tls_key")) {
+        (true, false) => err(
+            s.line("tls_cert"),
+            "tls_cert",
+            "a certificate without a key",
+            "set tls_key too",
+        ),
+        (false, true) => err(
+            s.line("tls_key"),
+            "tls_key",
+            "a key without a certificate",
+            "set tls_cert too",
+        ),
+        _ => {}
+    }
+    if !m.smtps_addresses.is_empty() && !s.set("tls_cert") {
+        err(
+            s.line("smtps_addresses"),
+            "smtps_addresses",
+            "implicit TLS needs a certificate",
+            "set tls_cert and tls_key",
+        );
+    }
+    if m.online_detect == OnlineDetect::Command && !s.set("online_query") {
+        err(
+            s.line("online_detect"),
+            "online_query",
+            "online_detect 'command' needs online_query",
+            "set online_query to a command that prints the name of the online route",
+        );
+    }
+    if m.max_connections_per_ip > m.max_connections {
+        err(
+            s.line("max_connections_per_ip"),
+            "max_connections_per_ip",
+            "larger than max_connections",
+            "make it at most max_connections",
+        );
+    }
+    if let Some(dup) = m
+        .smtps_addresses
+        .iter()
+        .find(|a| m.listen_addresses.contains(a))
+    {
+        err(
+            s.line("smtps_addresses"),
+            "smtps_addresses",
+            &format!("{dup} is also in listen_addresses"),
+            "an address can serve either plain SMTP or implicit TLS",
+        );
+    }
+    m
+}
+
+fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
+    let tls = s.choice("tls", TlsMode::from_name, TlsMode::StartTls);
+    let r = Route {
+        name: sec.name.clone().unwrap_or_default(),
+        enabled: s.bool("enabled"),
+        permanent: s.bool("permanent"),
+        devices: s.texts("devices"),
+        allowed_senders: s.texts("allowed_senders"),
+        denied_senders: s.texts("denied_senders"),
+        allowed_recipients: s.texts("allowed_recipients"),
+        denied_recipients: s.texts("denied_recipients"),
+        allowed_from_hdrs: s.texts("allowed_from_hdrs"),
+        denied_from_hdrs: s.texts("denied_from_hdrs"),
+        last_route: s.bool("last_route"),
+        connect_error_fail: s.bool("connect_error_fail"),
+        mail_host: s.host("mail_host").map(|(host, port)| HostPort {
+            host,
+            port: port.unwrap_or(default_smtp_port(tls)),
+        }),
+        resolve_list: {
+            let names = s.texts("resolve_list");
+            names
+                .iter()
+                .filter_map(|n| ResolveMethod::from_name(n))
+                .collect()
+        },
+        prefer_ipv4: s.bool("prefer_ipv4"),
+        helo_name: s.opt_text("helo_name"),
+        do_pipelining: s.bool("do_pipelining"),
+        auth_name: s.opt_text("auth_name"),
+        auth_login: s.opt_text("auth_login"),
+        auth_secret: s.opt_text("auth_secret").map(Secret),
+        auth_allow_plaintext: s.bool("auth_allow_plaintext"),
+        wrapper: s.opt_text("wrapper"),
+        pipe: s.opt_text("pipe"),
+        pipe_fromline: s.bool("pipe_fromline"),
+        pipe_fromhack: s.bool("pipe_fromhack"),
+        set_h_from_domain: s.opt_text("set_h_from_domain"),
+        set_h_reply_to_domain: s.opt_text("set_h_reply_to_domain"),
+        set_return_path_domain: s.opt_text("set_return_path_domain"),
+        map_h_from_addresses: s.maps("map_h_from_addresses"),
+        map_h_reply_to_addresses: s.maps("map_h_reply_to_addresses"),
+        map_h_mail_followup_to_addresses: s.maps("map_h_mail_followup_to_addresses"),
+        map_return_path_addresses: s.maps("map_return_path_addresses"),
+        expand_h_sender_address: s.bool("expand_h_sender_address"),
+        tls,
+        tls_verify: s.bool("tls_verify"),
+        tls_ca_file: s.path("tls_ca_file"),
+        tls_fingerprint: s.fingerprint("tls_fingerprint"),
+    };
+
+    let label = s.label.clone();
+    let mut err = |line: usize, opt: Option<&str>, msg: &str, hint: &str| {
+        errs.add(line, Some(&label), opt, msg, Some(hint.to_string()));
+    };
+    if sec.name.is_none() {
+        err(
+            sec.line,
+            None,
+            "a route needs a name",
+            "name it: config route 'isp' (letters, digits and '_')",
+        );
+    }
+    if s.set("pipe") && s.set("mail_host") {
+        err(
+            s.line("pipe"),
+            Some("pipe"),
+            "pipe and mail_host exclude each other",
+            "a route delivers either to a command (pipe) or by SMTP (mail_host)",
+        );
+    }
+    let (login, secret) = (s.set("auth_login"), s.set("auth_secret"));
+    if login && !secret {
+        err(
+            s.line("auth_login"),
+            Some("auth_login"),
+            "auth_login without auth_secret",
+            "set auth_secret to the password",
+        );
+    }
+    if secret && !login {
+        err(
+            s.line("auth_secret"),
+            Some("auth_secret"),
+            "auth_secret without auth_login",
+            "set auth_login to the user name",
+        );
+    }
+    if (login || s.set("auth_name")) && r.tls == TlsMode::None && !r.auth_allow_plaintext {
+        let opt = if login { "auth_login" } else { "auth_name" };
+        err(
+            s.line(opt),
+            Some(opt),
+            "AUTH would send the password without TLS",
+            "set option tls 'starttls' (or 'tls'), or option auth_allow_plaintext '1'",
+        );
+    }
+    if s.set("tls_fingerprint") && r.tls == TlsMode::None {
+        err(
+            s.line("tls_fingerprint"),
+            Some("tls_fingerprint"),
+            "a pinned fingerprint with tls 'none'",
+            "set option tls 'starttls' or 'tls'",
+        );
+    }
+    if s.set("map_h_from_addresses") && s.set("set_h_from_domain") {
+        err(
+            s.line("set_h_from_domain"),
+            Some("set_h_from_domain"),
+            "set_h_from_domain and map_h_from_addresses both rewrite From:",
+            "use only one of them",
+        );
+    }
+    if s.set("map_h_reply_to_addresses") && s.set("set_h_reply_to_domain") {
+        err(
+            s.line("set_h_reply_to_domain"),
+            Some("set_h_reply_to_domain"),
+            "set_h_reply_to_domain and map_h_reply_to_addresses both rewrite Reply-To:",
+            "use only one of them",
+        );
+    }
+    if sec.name.is_none() {
+        None
+    } else {
+        Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigErrors> {
+        resolve(
+            Path::new("test.conf"),
+            uci::parse(text.as_bytes()),
+            "box.example",
+        )
+    }
+
+    fn ok(text: &str) -> Config {
+        match load(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text}\n{e}"),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        match load(text) {
+            Ok(_) => panic!("no error for:\n{text}"),
+            Err(e) => e.errors,
+        }
+    }
+
+    fn one_error(text: &str) -> ConfigError {
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{text}\n{e:?}");
+        e.into_iter().next().expect("one error")
+    }
+
+    #[test]
+    fn table_defaults_parse_and_names_are_valid() {
+        for s in SECTIONS {
+            assert!(uci::valid_name(s.section_type));
+            for (i, o) in s.options.iter().enumerate() {
+                assert!(uci::valid_name(o.name), "{}", o.name);
+                assert!(
+                    s.options.iter().skip(i + 1).all(|p| p.name != o.name),
+                    "duplicate {}",
+                    o.name
+                );
+                match o.default {
+                    Default::Value(v) => {
+                        assert!(!o.list, "{}", o.name);
+                        assert!(parse_val(o.ty, v).is_ok(), "{}", o.name);
+                    }
+                    Default::List(l) => {
+                        assert!(o.list, "{}", o.name);
+                        for v in l {
+                            assert!(parse_val(o.ty, v).is_ok(), "{}", o.name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ok("");
+        let m = &c.main;
+        assert_eq!(m.host_name, "box.example");
+        assert_eq!(m.local_hosts, vec!["localhost", "box.example"]);
+        assert_eq!(
+            m.listen_addresses,
+            vec!["127.0.0.1:25".parse::<SocketAddr>().expect("addr")]
+        );
+        assert!(m.smtps_addresses.is_empty());
+        assert_eq!(
+            m.local_nets
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>(),
+            vec!["127.0.0.0/8", "::1/128"]
+        );
+        assert_eq!(m.spool_dir, PathBuf::from("/var/spool/masqmail"));
+        assert_eq!(m.mail_dir, PathBuf::from("/var/mail"));
+        assert!(!m.run_as_user);
+        assert_eq!(m.mail_user, "mail");
+        assert_eq!(m.alias_file, None);
+        assert!(!m.alias_local_caseless);
+        assert_eq!(m.max_size, 10 << 20);
+        assert_eq!(m.max_line_length, 65536);
+        assert_eq!(m.max_header_size, 262144);
+        assert_eq!(m.max_headers, 1000);
+        assert_eq!(m.max_recipients, 1000);
+        assert_eq!(m.max_connections, 20);
+        assert_eq!(m.max_connections_per_ip, 5);
+        assert_eq!(m.max_defer_time, Duration::from_secs(5 * 86400));
+        assert_eq!(m.smtp_bare_lf, BareLf::Normalize);
+        assert_eq!(m.online_detect, OnlineDetect::Netlink);
+        assert_eq!(m.online_file, PathBuf::from("/var/run/masqmail/online"));
+        assert_eq!(m.online_query, None);
+        assert_eq!(
+            m.mserver_host,
+            HostPort {
+                host: "localhost".into(),
+                port: 224
+            }
+        );
+        assert_eq!(m.log_level, 5);
+        assert_eq!((m.tls_cert.clone(), m.tls_key.clone()), (None, None));
+        assert!(c.routes.is_empty() && c.aliases.is_empty() && c.users.is_empty());
+
+        let c = ok("config route 'isp'\n");
+        let r = &c.routes[0];
+        assert_eq!(r.name, "isp");
+        assert!(r.enabled && !r.permanent && r.prefer_ipv4 && r.do_pipelining);
+        assert!(r.tls_verify && r.expand_h_sender_address);
+        assert!(!r.last_route && !r.connect_error_fail && !r.auth_allow_plaintext);
+        assert_eq!(
+            r.resolve_list,
+            vec![
+                ResolveMethod::DnsMx,
+                ResolveMethod::DnsA,
+                ResolveMethod::Byname
+            ]
+        );
+        assert_eq!(r.tls, TlsMode::StartTls);
+        assert_eq!(r.mail_host, None);
+        assert_eq!(
+            r.tls_ca_file,
+            PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+        );
+        assert!(r.devices.is_empty() && r.map_h_from_addresses.is_empty());
+    }
+
+    #[test]
+    fn every_option_kind_accepts_valid_values() {
+        let c = ok("
+config masqmail 'main'
+	option host_name 'mail.example.org'
+	list local_hosts 'example.org'
+	list local_hosts 'Mail.Example.org'
+	list local_addresses 'root@other.example'
+	list not_local_addresses 'bob@example.org'
+	list listen_addresses '192.168.1.1:25'
+	list listen_addresses '[::1]:25'
+	list smtps_addresses '192.168.1.1:465'
+	list local_nets '192.168.1.0/24'
+	option spool_dir '/srv/spool'
+	option mail_dir '/srv/mail'
+	option run_as_user 'yes'
+	option mail_user 'nobody'
+	option alias_file '/etc/aliases'
+	option alias_local_caseless 'on'
+	option max_size '512K'
+	option max_line_length '1000'
+	option max_header_size '65536'
+	option max_headers '50'
+	option max_recipients '100'
+	option max_connections '10'
+	option max_connections_per_ip '10'
+	option max_defer_time '2h'
+	option smtp_bare_lf 'reject'
+	option online_detect 'command'
+	option online_file '/tmp/online'
+	option online_query '/bin/echo isp'
+	option mserver_host 'dialer.lan'
+	option log_level 'debug'
+	option tls_cert '/etc/masqmail/cert.pem'
+	option tls_key '/etc/masqmail/key.pem'
+
+config route 'isp'
+	option enabled 'false'
+	option permanent 'true'
+	list devices 'pppoe-wan'
+	list allowed_senders '*@example.org'
+	list denied_senders 'spam@*'
+	list allowed_recipients '*'
+	list denied_recipients '*@localhost'
+	list allowed_from_hdrs '*@example.org'
+	list denied_from_hdrs '*@evil.example'
+	option last_route '1'
+	option connect_error_fail '1'
+	option mail_host 'smtp.example.net'
+	list resolve_list 'byname'
+	option prefer_ipv4 '0'
+	option helo_name 'gw.example.org'
+	option do_pipelining 'no'
+	option auth_name 'LOGIN'
+	option auth_login 'me@example.org'
+	option auth_secret 'pass word'
+	option auth_allow_plaintext '1'
+	option wrapper '/usr/bin/openssl s_client -quiet -connect smtp.example.net:465'
+	option pipe_fromline '1'
+	option pipe_fromhack '1'
+	option set_h_reply_to_domain 'example.org'
+	option set_return_path_domain 'example.org'
+	list map_h_from_addresses 'john: John <john@example.org>'
+	list map_h_mail_followup_to_addresses 'a: a@example.org'
+	list map_return_path_addresses 'b: b@example.org'
+	option expand_h_sender_address '0'
+	option tls 'tls'
+	option tls_verify '0'
+	option tls_ca_file '/etc/ca.pem'
+	option tls_fingerprint '0011223344556677889900112233445566778899001122334455667788990011'
+
+config route 'lan'
+	option pipe '/usr/bin/procmail'
+	list map_h_reply_to_addresses 'c: c@example.org'
+	option set_h_from_domain 'example.org'
+
+config alias
+	option name 'postmaster'
+	list to 'root'
+	list to '|/usr/bin/logger'
+
+config user
+	option name 'printer'
+	option password_hash '$6$salt$hash'
+");
+        let m = &c.main;
+        assert_eq!(m.local_hosts, vec!["example.org", "Mail.Example.org"]);
+        assert_eq!(m.listen_addresses.len(), 2);
+        assert!(m.run_as_user && m.alias_local_caseless);
+        assert_eq!(m.max_size, 512 * 1024);
+        assert_eq!(m.max_defer_time, Duration::from_secs(7200));
+        assert_eq!(m.smtp_bare_lf, BareLf::Reject);
+        assert_eq!(m.online_detect, OnlineDetect::Command);
+        assert_eq!(m.online_query.as_deref(), Some("/bin/echo isp"));
+        assert_eq!(m.mserver_host.port, 224);
+        assert_eq!(m.log_level, 7);
+        let r = c.route("isp").expect("isp");
+        assert!(!r.enabled && r.permanent && r.last_route);
+        assert_eq!(
+            r.mail_host,
+            Some(HostPort {
+                host: "smtp.example.net".into(),
+                port: 465
+            })
+        );
+        assert_eq!(r.resolve_list, vec![ResolveMethod::Byname]);
+        assert_eq!(r.auth_name.as_deref(), Some("login"));
+        assert_eq!(
+            r.auth_secret.as_ref().map(Secret::expose),
+            Some("pass word")
+        );
+        assert_eq!(r.tls, TlsMode::Tls);
+        assert_eq!(r.tls_fingerprint.map(|f| f[1]), Some(0x11));
+        assert_eq!(r.map_h_from_addresses[0].to, "John <john@example.org>");
+        let lan = c.route("lan").expect("lan");
+        assert_eq!(lan.pipe.as_deref(), Some("/usr/bin/procmail"));
+        assert_eq!(c.aliases[0].to, vec!["root", "|/usr/bin/logger"]);
+        assert_eq!(c.users[0].password_hash.expose(), "$6$salt$hash");
+    }
+
+    #[test]
+    fn every_option_kind_refuses_invalid_values() {
+        let table: &[(&str, &str, &str)] = &[
+            ("masqmail", "host_name 'a b'", "not a valid host name"),
+            ("masqmail", "run_as_user 'maybe'", "not a boolean"),
+            ("masqmail", "max_size '10X'", "not a size"),
+            ("masqmail", "max_size '0'", "size of 0"),
+            ("masqmail", "max_headers '0'", "out of range"),
+            ("masqmail", "max_line_length '100'", "out of range"),
+            ("masqmail", "max_connections 'many'", "not a number"),
+            ("masqmail", "max_defer_time '5 days'", "not a duration"),
+            ("masqmail", "online_detect 'ping'", "not a valid choice"),
+            (
+                "masqmail",
+                "listen_addresses '127.0.0.1'",
+                "not an IP address with a port",
+            ),
+            (
+                "masqmail",
+                "local_nets '192.168.1.0/33'",
+                "prefix length out of range",
+            ),
+            ("masqmail", "spool_dir 'spool'", "not an absolute path"),
+            ("masqmail", "mserver_host 'host:99999'", "bad port"),
+            ("masqmail", "log_level '10'", "not a log level"),
+            ("masqmail", "local_addresses 'root'", "not an address"),
+            ("masqmail", "mail_user 'a b'", "white space"),
+            (
+                "route 'r'",
+                "tls_fingerprint 'abc'",
+                "not a SHA-256 fingerprint",
+            ),
+            ("route 'r'", "map_h_from_addresses 'john'", "has no ':'"),
+            ("route 'r'", "devices 'a/b'", "not an interface name"),
+            ("route 'r'", "auth_name 'digest'", "not a valid choice"),
+            ("route 'r'", "pipe 'a\nb'", "control character"),
+            ("route 'r'", "resolve_list 'dns'", "not a valid choice"),
+        ];
+        for (section, line, want) in table {
+            let text = format!("config {section}\n\toption {line}\n");
+            let e = one_error(&text);
+            assert!(e.message.contains(want), "{text}: {e}");
+            assert_eq!(e.line, 2, "{text}");
+            assert!(e.option.is_some(), "{text}");
+            assert!(e.hint.is_some(), "{text}: no hint");
+        }
+    }
+
+    #[test]
+    fn unknown_names_get_hints() {
+        let e = one_error("config masqmail 'main'\n\toption max_szie '1M'\n");
+        assert_eq!(e.option.as_deref(), Some("max_szie"));
+        assert_eq!(e.hint.as_deref(), Some("did you mean 'max_size'?"));
+        assert_eq!(e.section.as_deref(), Some("main"));
+
+        let e = one_error("config masqmail\n\toption mail_host 'x'\n");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("'mail_host' belongs in a 'config route' section")
+        );
+        assert_eq!(e.section.as_deref(), Some("@masqmail[0]"));
+
+        let e = one_error("config rotue 'isp'\n\toption whatever '1'\n");
+        assert_eq!(e.hint.as_deref(), Some("did you mean 'route'?"));
+        assert!(e.message.contains("unknown section type 'rotue'"));
+
+        let e = one_error("config xyzzy\n");
+        assert!(e.hint.unwrap_or_default().contains("known section types"));
+    }
+
+    #[test]
+    fn five_errors_at_once() {
+        let text = "\
+config masqmail 'main'
+	option max_szie '1M'
+	option spool_dir 'relative'
+	list host_name 'a'
+config route
+	option tls 'startls'
+config alias
+	list to 'root'
+";
+        let e = errors(text);
+        let got: Vec<(usize, Option<&str>)> =
+            e.iter().map(|e| (e.line, e.option.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, Some("max_szie")),
+                (3, Some("spool_dir")),
+                (4, Some("host_name")),
+                (5, None),
+                (6, Some("tls")),
+                (7, Some("name")),
+            ],
+            "{e:?}"
+        );
+        let shown: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown[0],
+            "test.conf:2: section 'main' option 'max_szie': unknown option in a \
+             'masqmail' section (hint: did you mean 'max_size'?)"
+        );
+        assert!(
+            shown[4].contains("did you mean 'starttls'?"),
+            "{}",
+            shown[4]
+        );
+        assert!(shown[3].starts_with("test.conf:5: section '@route[0]': a route needs a name"));
+    }
+
+    #[test]
+    fn syntax_and_schema_errors_together() {
+        let e = errors("config masqmail\n\toption a\n\toption max_size 'x'\n");
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].line, 2);
+        assert_eq!(e[0].section, None);
+        assert_eq!(e[1].line, 3);
+    }
+
+    #[test]
+    fn list_and_option_forms() {
+        // option for a list: one element.
+        let c = ok("config masqmail\n\toption local_hosts 'example.org'\n");
+        assert_eq!(c.main.local_hosts, vec!["example.org"]);
+        // A value with spaces for a list: a hint to use list lines.
+        let e = one_error("config masqmail\n\toption local_hosts 'a.org b.org'\n");
+        assert!(e.hint.unwrap_or_default().contains("list local_hosts"));
+        // list for a scalar: error.
+        let e = one_error("config masqmail\n\tlist max_size '1M'\n");
+        assert!(e.message.contains("single value"));
+        // Last option wins, no error.
+        let c = ok("config masqmail\n\toption max_size '1M'\n\toption max_size '2M'\n");
+        assert_eq!(c.main.max_size, 2 << 20);
+        // An empty value empties a list and unsets an optional option.
+        let c = ok("config masqmail\n\toption listen_addresses ''\n\toption alias_file ''\n");
+        assert!(c.main.listen_addresses.is_empty());
+        assert_eq!(c.main.alias_file, None);
+        // ... but is an error for an option with a default.
+        let e = one_error("config masqmail\n\toption spool_dir ''\n");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("delete the line to get the default '/var/spool/masqmail'")
+        );
+        // An empty entry among others is an error.
+        let e = one_error("config masqmail\n\tlist local_hosts 'a'\n\tlist local_hosts ''\n");
+        assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn section_rules() {
+        let e = one_error("config masqmail 'a'\nconfig masqmail 'b'\n");
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("second 'config masqmail'"));
+
+        let e = one_error("config route 'isp'\nconfig route 'isp'\n");
+        assert!(e.message.contains("used twice"));
+
+        let e = one_error("config alias\n\tlist to 'root'\n");
+        assert!(e.message.contains("missing required option 'name'"));
+        let e = one_error("config alias\n\toption name 'x'\n");
+        assert!(e.message.contains("missing required list 'to'"));
+        let e = one_error("config alias\n\toption name 'x'\n\toption to ''\n");
+        assert_eq!(e.option.as_deref(), Some("to"));
+        let e = one_error(
+            "config alias\n\toption name 'x'\n\tlist to 'a'\nconfig alias\n\toption name 'x'\n\tlist to 'b'\n",
+        );
+        assert!(e.message.contains("defined twice"));
+
+        let e = one_error("config user\n\toption name 'x'\n");
+        assert!(e.message.contains("password_hash"));
+        let e = one_error("config user\n\toption password_hash 'x'\n");
+        assert!(e.message.contains("'name'"));
+        let e = one_error(
+            "config user\n\toption name 'x'\n\toption password_hash 'a'\n\
+             config user\n\toption name 'x'\n\toption password_hash 'b'\n",
+        );
+        assert!(e.message.contains("defined twice"));
+    }
+
+    #[test]
+    fn cross_checks() {
+        let table: &[(&str, &str)] = &[
+            ("config route 'r'\n\toption pipe '/bin/cat'\n\toption mail_host 'h'\n", "exclude each other"),
+            ("config route 'r'\n\toption auth_login 'me'\n", "without auth_secret"),
+            ("config route 'r'\n\toption auth_secret 'pw'\n", "without auth_login"),
+            (
+                "config route 'r'\n\toption tls 'none'\n\toption auth_login 'me'\n\toption auth_secret 'pw'\n",
+                "without TLS",
+            ),
+            (
+                "config route 'r'\n\toption tls 'none'\n\toption tls_fingerprint '0000000000000000000000000000000000000000000000000000000000000000'\n",
+                "fingerprint",
+            ),
+            (
+                "config route 'r'\n\toption set_h_from_domain 'a.org'\n\tlist map_h_from_addresses 'a: b'\n",
+                "both rewrite From:",
+            ),
+            ("config masqmail\n\toption tls_cert '/c.pem'\n", "without a key"),
+            ("config masqmail\n\toption tls_key '/k.pem'\n", "without a certificate"),
+            ("config masqmail\n\tlist smtps_addresses '127.0.0.1:465'\n", "needs a certificate"),
+            ("config masqmail\n\toption online_detect 'command'\n", "needs online_query"),
+            (
+                "config masqmail\n\toption max_connections '2'\n\toption max_connections_per_ip '3'\n",
+                "larger than",
+            ),
+        ];
+        for (text, want) in table {
+            let e = one_error(text);
+            assert!(e.message.contains(want), "{text}: {e}");
+            assert!(e.hint.is_some());
+        }
+        // The plaintext escape hatch works.
+        ok(
+            "config route 'r'\n\toption tls 'none'\n\toption auth_allow_plaintext '1'\n\
+            \toption auth_login 'me'\n\toption auth_secret 'pw'\n",
+        );
+        // online_detect file uses the default online_file.
+        let c = ok("config masqmail\n\toption online_detect 'file'\n");
+        assert_eq!(
+            c.main.online_file,
+            PathBuf::from("/var/run/masqmail/online")
+        );
+    }
+
+    #[test]
+    fn mail_host_ports() {
+        let c = ok("config route 'a'\n\toption mail_host 'h'\n\
+                    config route 'b'\n\toption mail_host 'h'\n\toption tls 'tls'\n\
+                    config route 'c'\n\toption mail_host 'h:587'\n\toption tls 'tls'\n");
+        let ports: Vec<u16> = c
+            .routes
+            .iter()
+            .filter_map(|r| r.mail_host.as_ref().map(|h| h.port))
+            .collect();
+        assert_eq!(ports, vec![25, 465, 587]);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_error_messages() {
+        let e = one_error(
+            "config route 'r'\n\toption auth_login 'me'\n\toption auth_secret 'bad\u{7}secret'\n",
+        );
+        assert!(!e.to_string().contains("bad"), "{e}");
+        assert!(e.message.contains("not shown"));
+    }
+
+    #[test]
+    fn host_name_default_is_in_local_hosts_once() {
+        let parsed = uci::parse(b"");
+        let c = resolve(Path::new("x"), parsed, "localhost").expect("config");
+        assert_eq!(c.main.local_hosts, vec!["localhost"]);
+        let c = ok("config masqmail\n\toption host_name 'gw.lan'\n");
+        assert_eq!(c.main.local_hosts, vec!["localhost", "gw.lan"]);
+    }
+}

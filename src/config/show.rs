@@ -1,0 +1,212 @@
+//! show — the effective configuration, printed in UCI syntax.
+//!
+//! Every option of every section is printed, defaults included, so the
+//! output documents what the program really uses and loads back to the same
+//! [`Config`]. Secrets print as `'********'`. An unset optional option and
+//! an empty list print as `''` (which is how the loader reads them).
+
+use super::value;
+use super::{AddressMap, Config, Route, Secret};
+
+/// The mask printed instead of a secret.
+pub const MASK: &str = "********";
+
+/// Quote a value for UCI: single quotes, with `'` written as `'\''`.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+struct W {
+    out: String,
+}
+
+impl W {
+    fn section(&mut self, ty: &str, name: Option<&str>) {
+        if !self.out.is_empty() {
+            self.out.push('\n');
+        }
+        self.out.push_str("config ");
+        self.out.push_str(ty);
+        if let Some(n) = name {
+            self.out.push(' ');
+            self.out.push_str(&quote(n));
+        }
+        self.out.push('\n');
+    }
+
+    fn opt(&mut self, name: &str, v: &str) {
+        self.out.push_str("\toption ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        self.out.push_str(&quote(v));
+        self.out.push('\n');
+    }
+
+    fn maybe(&mut self, name: &str, v: Option<&str>) {
+        self.opt(name, v.unwrap_or(""));
+    }
+
+    fn bool(&mut self, name: &str, b: bool) {
+        self.opt(name, value::format_bool(b));
+    }
+
+    fn secret(&mut self, name: &str, s: Option<&Secret>) {
+        self.opt(name, if s.is_some() { MASK } else { "" });
+    }
+
+    fn list<T: AsRef<str>>(&mut self, name: &str, vals: &[T]) {
+        if vals.is_empty() {
+            self.opt(name, "");
+            return;
+        }
+        for v in vals {
+            self.out.push_str("\tlist ");
+            self.out.push_str(name);
+            self.out.push(' ');
+            self.out.push_str(&quote(v.as_ref()));
+            self.out.push('\n');
+        }
+    }
+
+    fn display_list<T: ToString>(&mut self, name: &str, vals: &[T]) {
+        let v: Vec<String> = vals.iter().map(T::to_string).collect();
+        self.list(name, &v);
+    }
+
+    fn maps(&mut self, name: &str, vals: &[AddressMap]) {
+        let v: Vec<String> = vals.iter().map(value::format_address_map).collect();
+        self.list(name, &v);
+    }
+}
+
+/// The configuration in UCI syntax.
+pub fn show(cfg: &Config) -> String {
+    let mut w = W { out: String::new() };
+    let m = &cfg.main;
+    w.section("masqmail", Some("main"));
+    w.opt("host_name", &m.host_name);
+    w.list("local_hosts", &m.local_hosts);
+    w.list("local_addresses", &m.local_addresses);
+    w.list("not_local_addresses", &m.not_local_addresses);
+    w.display_list("listen_addresses", &m.listen_addresses);
+    w.display_list("smtps_addresses", &m.smtps_addresses);
+    w.display_list("local_nets", &m.local_nets);
+    w.opt("spool_dir", &m.spool_dir.to_string_lossy());
+    w.opt("mail_dir", &m.mail_dir.to_string_lossy());
+    w.bool("run_as_user", m.run_as_user);
+    w.opt("mail_user", &m.mail_user);
+    w.maybe(
+        "alias_file",
+        m.alias_file
+            .as_ref()
+            .map(|p| p.to_string_lossy())
+            .as_deref(),
+    );
+    w.bool("alias_local_caseless", m.alias_local_caseless);
+    w.opt("max_size", &value::format_size(m.max_size));
+    w.opt("max_line_length", &m.max_line_length.to_string());
+    w.opt("max_header_size", &m.max_header_size.to_string());
+    w.opt("max_headers", &m.max_headers.to_string());
+    w.opt("max_recipients", &m.max_recipients.to_string());
+    w.opt("max_connections", &m.max_connections.to_string());
+    w.opt(
+        "max_connections_per_ip",
+        &m.max_connections_per_ip.to_string(),
+    );
+    w.opt("max_defer_time", &value::format_duration(m.max_defer_time));
+    w.opt("smtp_bare_lf", m.smtp_bare_lf.name());
+    w.opt("online_detect", m.online_detect.name());
+    w.opt("online_file", &m.online_file.to_string_lossy());
+    w.maybe("online_query", m.online_query.as_deref());
+    w.opt("mserver_host", &value::format_host_port(&m.mserver_host));
+    w.opt("log_level", &m.log_level.to_string());
+    w.maybe(
+        "tls_cert",
+        m.tls_cert.as_ref().map(|p| p.to_string_lossy()).as_deref(),
+    );
+    w.maybe(
+        "tls_key",
+        m.tls_key.as_ref().map(|p| p.to_string_lossy()).as_deref(),
+    );
+
+    for r in &cfg.routes {
+        route(&mut w, r);
+    }
+    for a in &cfg.aliases {
+        w.section("alias", None);
+        w.opt("name", &a.name);
+        w.list("to", &a.to);
+    }
+    for u in &cfg.users {
+        w.section("user", None);
+        w.opt("name", &u.name);
+        w.secret("password_hash", Some(&u.password_hash));
+    }
+    w.out
+}
+
+fn route(w: &mut W, r: &Route) {
+    w.section("route", Some(&r.name));
+    w.bool("enabled", r.enabled);
+    w.bool("permanent", r.permanent);
+    w.list("devices", &r.devices);
+    w.list("allowed_senders", &r.allowed_senders);
+    w.list("denied_senders", &r.denied_senders);
+    w.list("allowed_recipients", &r.allowed_recipients);
+    w.list("denied_recipients", &r.denied_recipients);
+    w.list("allowed_from_hdrs", &r.allowed_from_hdrs);
+    w.list("denied_from_hdrs", &r.denied_from_hdrs);
+    w.bool("last_route", r.last_route);
+    w.bool("connect_error_fail", r.connect_error_fail);
+    w.maybe(
+        "mail_host",
+        r.mail_host.as_ref().map(value::format_host_port).as_deref(),
+    );
+    let resolve: Vec<&str> = r.resolve_list.iter().map(|m| m.name()).collect();
+    w.list("resolve_list", &resolve);
+    w.bool("prefer_ipv4", r.prefer_ipv4);
+    w.maybe("helo_name", r.helo_name.as_deref());
+    w.bool("do_pipelining", r.do_pipelining);
+    w.maybe("auth_name", r.auth_name.as_deref());
+    w.maybe("auth_login", r.auth_login.as_deref());
+    w.secret("auth_secret", r.auth_secret.as_ref());
+    w.bool("auth_allow_plaintext", r.auth_allow_plaintext);
+    w.maybe("wrapper", r.wrapper.as_deref());
+    w.maybe("pipe", r.pipe.as_deref());
+    w.bool("pipe_fromline", r.pipe_fromline);
+    w.bool("pipe_fromhack", r.pipe_fromhack);
+    w.maybe("set_h_from_domain", r.set_h_from_domain.as_deref());
+    w.maybe("set_h_reply_to_domain", r.set_h_reply_to_domain.as_deref());
+    w.maybe(
+        "set_return_path_domain",
+        r.set_return_path_domain.as_deref(),
+    );
+    w.maps("map_h_from_addresses", &r.map_h_from_addresses);
+    w.maps("map_h_reply_to_addresses", &r.map_h_reply_to_addresses);
+    w.maps(
+        "map_h_mail_followup_to_addresses",
+        &r.map_h_mail_followup_to_addresses,
+    );
+    w.maps("map_return_path_addresses", &r.map_return_path_addresses);
+    w.bool("expand_h_sender_address", r.expand_h_sender_address);
+    w.opt("tls", r.tls.name());
+    w.bool("tls_verify", r.tls_verify);
+    w.opt("tls_ca_file", &r.tls_ca_file.to_string_lossy());
+    w.maybe(
+        "tls_fingerprint",
+        r.tls_fingerprint
+            .as_ref()
+            .map(value::format_fingerprint)
+            .as_deref(),
+    );
+}

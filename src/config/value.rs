@@ -1,0 +1,816 @@
+//! value — the parsers and printers of option values, one per kind.
+//!
+//! Every parser takes the text of one UCI value and returns the typed value
+//! or a [`Bad`]: a message and a hint that shows the expected form. Every
+//! printer writes the form its parser reads back, so `config show` output
+//! loads to the same configuration. Nothing here panics on any input.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::{AddressMap, HostPort, IpNet};
+
+/// Why a value was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bad {
+    pub msg: String,
+    pub hint: Option<String>,
+}
+
+impl Bad {
+    pub fn new(msg: impl Into<String>, hint: impl Into<String>) -> Bad {
+        Bad {
+            msg: msg.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// Quote a value for an error message: short, on one line.
+pub fn quote(s: &str) -> String {
+    const MAX: usize = 60;
+    let mut out = String::from("'");
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn no_controls(s: &str, allow_tab: bool) -> Result<(), Bad> {
+    if s.chars()
+        .any(|c| c.is_control() && !(allow_tab && c == '\t'))
+    {
+        return Err(Bad::new(
+            format!("{} contains a control character or line break", quote(s)),
+            "write the value on one line",
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_bool(s: &str) -> Result<bool, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "on" | "true" => Ok(true),
+        "0" | "no" | "off" | "false" => Ok(false),
+        _ => Err(Bad::new(
+            format!("{} is not a boolean", quote(s)),
+            "use '1' or '0' (also yes/no, on/off, true/false)",
+        )),
+    }
+}
+
+pub fn format_bool(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+const SIZE_HINT: &str =
+    "a number of bytes with an optional K, M or G suffix (powers of 1024), e.g. 10M";
+
+/// `123`, `64K`, `10M`, `1G` (binary multiples; a trailing `B` is allowed).
+pub fn parse_size(s: &str) -> Result<u64, Bad> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix('B')
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(t);
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (t.get(..i), 1u64 << 10),
+        Some((i, 'm' | 'M')) => (t.get(..i), 1 << 20),
+        Some((i, 'g' | 'G')) => (t.get(..i), 1 << 30),
+        _ => (Some(t), 1),
+    };
+    let bad = || Bad::new(format!("{} is not a size", quote(s)), SIZE_HINT);
+    let digits = digits.ok_or_else(bad)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(mult)
+        .ok_or_else(|| Bad::new(format!("{} is too large", quote(s)), SIZE_HINT))
+}
+
+pub fn format_size(n: u64) -> String {
+    for (unit, m) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if n != 0 && n % m == 0 {
+            return format!("{}{unit}", n / m);
+        }
+    }
+    n.to_string()
+}
+
+/// A count: decimal digits only.
+pub fn parse_count(s: &str, min: u64, max: u64) -> Result<u64, Bad> {
+    let t = s.trim();
+    let hint = || format!("a whole number from {min} to {max}");
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Bad::new(format!("{} is not a number", quote(s)), hint()));
+    }
+    match t.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Bad::new(format!("{} is out of range", quote(s)), hint())),
+    }
+}
+
+const DURATION_HINT: &str = "a number of seconds, or with a unit: 30s, 5m, 2h, 5d, 1w";
+
+/// `300` (seconds), `30s`, `5m`, `2h`, `5d`, `1w`.
+pub fn parse_duration(s: &str) -> Result<Duration, Bad> {
+    let t = s.trim();
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 's' | 'S')) => (t.get(..i), 1u64),
+        Some((i, 'm' | 'M')) => (t.get(..i), 60),
+        Some((i, 'h' | 'H')) => (t.get(..i), 3600),
+        Some((i, 'd' | 'D')) => (t.get(..i), 86400),
+        Some((i, 'w' | 'W')) => (t.get(..i), 7 * 86400),
+        _ => (Some(t), 1),
+    };
+    let bad = || Bad::new(format!("{} is not a duration", quote(s)), DURATION_HINT);
+    let digits = digits.ok_or_else(bad)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    // Ten years is far beyond any sensible mail timeout.
+    match n.checked_mul(mult) {
+        Some(secs) if secs <= 10 * 365 * 86400 => Ok(Duration::from_secs(secs)),
+        _ => Err(Bad::new(
+            format!("{} is too long", quote(s)),
+            "at most ten years",
+        )),
+    }
+}
+
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    for (unit, m) in [("w", 7 * 86400u64), ("d", 86400), ("h", 3600), ("m", 60)] {
+        if secs != 0 && secs % m == 0 {
+            return format!("{}{unit}", secs / m);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// One of a fixed set of words, case-insensitive; returns the canonical word.
+pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<&'static str, Bad> {
+    let t = s.trim();
+    if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(t)) {
+        return Ok(n);
+    }
+    let mut hint = format!("one of: {}", names.join(", "));
+    if let Some(near) = nearest(&t.to_ascii_lowercase(), names.iter().copied()) {
+        hint = format!("did you mean '{near}'? ({hint})");
+    }
+    Err(Bad {
+        msg: format!("{} is not a valid choice", quote(s)),
+        hint: Some(hint),
+    })
+}
+
+const SOCKET_HINT: &str = "IP:PORT, e.g. 127.0.0.1:25, 192.168.1.1:587 or [::1]:25";
+
+/// `ip:port`, `[v6]:port`. Port 0 is refused.
+pub fn parse_socket(s: &str) -> Result<SocketAddr, Bad> {
+    let t = s.trim();
+    match t.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        Ok(_) => Err(Bad::new(format!("{}: port 0", quote(s)), SOCKET_HINT)),
+        Err(_) => {
+            let hint = if t.parse::<IpAddr>().is_ok() {
+                format!("add the port, e.g. {}", format_socket_hint(t))
+            } else {
+                SOCKET_HINT.into()
+            };
+            Err(Bad {
+                msg: format!("{} is not an IP address with a port", quote(s)),
+                hint: Some(hint),
+            })
+        }
+    }
+}
+
+fn format_socket_hint(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:25")
+    } else {
+        format!("{ip}:25")
+    }
+}
+
+const CIDR_HINT: &str = "ADDRESS/PREFIX, e.g. 192.168.1.0/24 or fd00::/8";
+
+/// `192.168.1.0/24`, `::1/128`, or a bare address (one host). Host bits are
+/// cleared: `192.168.1.7/24` is `192.168.1.0/24`.
+pub fn parse_cidr(s: &str) -> Result<IpNet, Bad> {
+    let t = s.trim();
+    let bad = |m: &str| Bad::new(format!("{} {m}", quote(s)), CIDR_HINT);
+    let (addr, prefix) = match t.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (t, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad("is not an IP network"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("has a bad prefix length"));
+            }
+            match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(bad("has a prefix length out of range")),
+            }
+        }
+    };
+    Ok(IpNet::new(addr, prefix))
+}
+
+const HOST_HINT: &str =
+    "HOST or HOST:PORT, e.g. smtp.example.net:587, 192.0.2.1 or [2001:db8::1]:25";
+
+/// True for a DNS name we accept: labels of letters, digits, `-` and `_`.
+pub fn valid_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+pub fn parse_domain(s: &str) -> Result<String, Bad> {
+    let t = s.trim();
+    if valid_domain(t) {
+        Ok(t.to_string())
+    } else {
+        Err(Bad::new(
+            format!("{} is not a valid host name", quote(s)),
+            "letters, digits, '-' and '_' in dot-separated labels, e.g. mail.example.org",
+        ))
+    }
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The
+/// port is `None` when not given.
+pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
+    let t = s.trim();
+    let bad = |m: &str| Bad::new(format!("{} {m}", quote(s)), HOST_HINT);
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| bad("has no closing ']'"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("has no IPv6 address inside [ ]"));
+        }
+        match after {
+            "" => (h, None),
+            a => match a.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Err(bad("has text after ']'")),
+            },
+        }
+    } else if t.matches(':').count() > 1 {
+        // A bare IPv6 address has no port.
+        if t.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("is not a host name or address"));
+        }
+        (t, None)
+    } else {
+        match t.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (t, None),
+        }
+    };
+    if host.parse::<IpAddr>().is_err() && !valid_domain(host) {
+        return Err(bad("is not a host name or address"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match (p.bytes().all(|b| b.is_ascii_digit()), p.parse::<u16>()) {
+            (true, Ok(n)) if n != 0 => Some(n),
+            _ => return Err(bad("has a bad port")),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+pub fn format_host_port(hp: &HostPort) -> String {
+    if hp.host.contains(':') {
+        format!("[{}]:{}", hp.host, hp.port)
+    } else {
+        format!("{}:{}", hp.host, hp.port)
+    }
+}
+
+/// A SHA-256 fingerprint: 64 hex digits, optionally in `AB:CD:…` pairs.
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], Bad> {
+    let hex: Vec<u8> = s.trim().bytes().filter(|&b| b != b':').collect();
+    let bad = || {
+        Bad::new(
+            format!("{} is not a SHA-256 fingerprint", quote(s)),
+            "64 hex digits, with or without ':'; get it with \
+             openssl x509 -noout -fingerprint -sha256 -in CERT",
+        )
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let hi = hex_digit(pair.first().copied()).ok_or_else(bad)?;
+        let lo = hex_digit(pair.get(1).copied()).ok_or_else(bad)?;
+        *o = hi << 4 | lo;
+    }
+    Ok(out)
+}
+
+fn hex_digit(b: Option<u8>) -> Option<u8> {
+    match b? {
+        b @ b'0'..=b'9' => Some(b - b'0'),
+        b @ b'a'..=b'f' => Some(b - b'a' + 10),
+        b @ b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+pub fn format_fingerprint(fp: &[u8; 32]) -> String {
+    fp.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `local: replacement`, as in masqmail's `map_*_addresses`.
+pub fn parse_address_map(s: &str) -> Result<AddressMap, Bad> {
+    no_controls(s, false)?;
+    let bad = |m: &str| {
+        Bad::new(
+            format!("{} {m}", quote(s)),
+            "LOCAL: REPLACEMENT, e.g. 'john: John Smith <john@example.org>'",
+        )
+    };
+    let (local, to) = s.split_once(':').ok_or_else(|| bad("has no ':'"))?;
+    let (local, to) = (local.trim(), to.trim());
+    if local.is_empty() || local.contains(char::is_whitespace) {
+        return Err(bad("has no local part before ':'"));
+    }
+    if to.is_empty() {
+        return Err(bad("has no replacement after ':'"));
+    }
+    Ok(AddressMap {
+        local: local.to_string(),
+        to: to.to_string(),
+    })
+}
+
+pub fn format_address_map(m: &AddressMap) -> String {
+    format!("{}: {}", m.local, m.to)
+}
+
+/// A level 0..9, or a syslog severity name (error 3, warning 4, notice 5,
+/// info 6, debug 7).
+pub fn parse_log_level(s: &str) -> Result<u8, Bad> {
+    let t = s.trim().to_ascii_lowercase();
+    let n = match t.as_str() {
+        "error" | "err" => 3,
+        "warning" | "warn" => 4,
+        "notice" => 5,
+        "info" => 6,
+        "debug" => 7,
+        _ => match t.parse::<u8>() {
+            Ok(n) if n <= 9 => n,
+            _ => {
+                return Err(Bad::new(
+                    format!("{} is not a log level", quote(s)),
+                    "0 to 9, or error (3), warning (4), notice (5), info (6), debug (7)",
+                ))
+            }
+        },
+    };
+    Ok(n)
+}
+
+/// A word: non-empty, no white space (user names, patterns, alias names).
+pub fn parse_word(s: &str) -> Result<String, Bad> {
+    let t = s.trim();
+    no_controls(t, false)?;
+    if t.is_empty() {
+        return Err(Bad::new("empty value", "give a value, or delete the line"));
+    }
+    if t.contains(char::is_whitespace) {
+        return Err(Bad::new(
+            format!("{} contains white space", quote(s)),
+            "one value per line: use a 'list' line for each",
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// `local@domain`.
+pub fn parse_address(s: &str) -> Result<String, Bad> {
+    let w = parse_word(s)?;
+    match w.rsplit_once('@') {
+        Some((l, d)) if !l.is_empty() && valid_domain(d) => Ok(w),
+        _ => Err(Bad::new(
+            format!("{} is not an address", quote(s)),
+            "USER@DOMAIN, e.g. root@example.org",
+        )),
+    }
+}
+
+/// A network interface name (`pppoe-wan`, `wwan0`, `eth0.2`).
+pub fn parse_device(s: &str) -> Result<String, Bad> {
+    let w = parse_word(s)?;
+    if w.len() > 15 || w.contains('/') || w.contains(':') || w == "." || w == ".." {
+        return Err(Bad::new(
+            format!("{} is not an interface name", quote(s)),
+            "a Linux device name of at most 15 characters, e.g. pppoe-wan",
+        ));
+    }
+    Ok(w)
+}
+
+/// Free text on one line (tabs allowed), not trimmed: passwords may have
+/// spaces at either end.
+pub fn parse_text(s: &str) -> Result<String, Bad> {
+    no_controls(s, true)?;
+    if s.is_empty() {
+        return Err(Bad::new("empty value", "give a value, or delete the line"));
+    }
+    Ok(s.to_string())
+}
+
+/// A shell command line.
+pub fn parse_command(s: &str) -> Result<String, Bad> {
+    let t = s.trim();
+    no_controls(t, true)?;
+    if t.is_empty() {
+        return Err(Bad::new(
+            "empty command",
+            "give a command, or delete the line",
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// An absolute path.
+pub fn parse_path(s: &str) -> Result<String, Bad> {
+    let t = s.trim();
+    no_controls(t, false)?;
+    if !t.starts_with('/') {
+        return Err(Bad::new(
+            format!("{} is not an absolute path", quote(s)),
+            "paths start with '/', e.g. /var/spool/masqmail",
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// Levenshtein distance, on bytes (names are ASCII).
+pub fn distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        if let Some(c) = cur.first_mut() {
+            *c = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(usize::MAX) + usize::from(ca != cb);
+            let del = prev
+                .get(j + 1)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            let ins = cur.get(j).copied().unwrap_or(usize::MAX).saturating_add(1);
+            if let Some(c) = cur.get_mut(j + 1) {
+                *c = sub.min(del).min(ins);
+            }
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+/// The candidate nearest to `name`, if near enough to be a likely typo.
+pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    if name.is_empty() || name.len() > 64 {
+        return None;
+    }
+    let limit = if name.len() <= 3 {
+        1
+    } else {
+        (name.len() / 3).max(2)
+    };
+    candidates
+        .map(|c| (distance(name, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bools() {
+        for s in ["1", "yes", "on", "true", "TRUE", " Yes "] {
+            assert_eq!(parse_bool(s), Ok(true), "{s}");
+        }
+        for s in ["0", "no", "off", "false", "Off"] {
+            assert_eq!(parse_bool(s), Ok(false), "{s}");
+        }
+        for s in ["", "2", "enabled", "y"] {
+            assert!(parse_bool(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let ok: &[(&str, u64)] = &[
+            ("0", 0),
+            ("1000", 1000),
+            ("64K", 65536),
+            ("64k", 65536),
+            ("10M", 10 << 20),
+            ("10MB", 10 << 20),
+            ("1G", 1 << 30),
+            (" 2g ", 2 << 30),
+        ];
+        for (s, n) in ok {
+            assert_eq!(parse_size(s), Ok(*n), "{s}");
+            assert_eq!(parse_size(&format_size(*n)), Ok(*n), "{s}");
+        }
+        for s in [
+            "",
+            "M",
+            "-1",
+            "1.5M",
+            "10T",
+            "1 M",
+            "99999999999999999999",
+            "17179869184G",
+        ] {
+            assert!(parse_size(s).is_err(), "{s}");
+        }
+        assert_eq!(format_size(10 << 20), "10M");
+        assert_eq!(format_size(1500), "1500");
+    }
+
+    #[test]
+    fn durations() {
+        let ok: &[(&str, u64)] = &[
+            ("0", 0),
+            ("300", 300),
+            ("30s", 30),
+            ("5m", 300),
+            ("2h", 7200),
+            ("5d", 432000),
+            ("1w", 604800),
+        ];
+        for (s, n) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_secs(*n)), "{s}");
+            let d = Duration::from_secs(*n);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{s}");
+        }
+        for s in [
+            "",
+            "s",
+            "5x",
+            "1.5h",
+            "-5m",
+            "5 m",
+            "99999999999w",
+            "100000d",
+        ] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(432000)), "5d");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("20", 1, 100), Ok(20));
+        for s in ["0", "101", "", "x", "-1", "1e3"] {
+            assert!(parse_count(s, 1, 100).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn enums() {
+        const N: &[&str] = &["none", "starttls", "tls"];
+        assert_eq!(parse_enum("STARTTLS", N), Ok("starttls"));
+        let e = parse_enum("startls", N).unwrap_err();
+        assert!(e
+            .hint
+            .unwrap_or_default()
+            .contains("did you mean 'starttls'"));
+        let e = parse_enum("xyzzy", N).unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("one of: none, starttls, tls"));
+    }
+
+    #[test]
+    fn sockets() {
+        assert_eq!(
+            parse_socket("127.0.0.1:25").map(|a| a.to_string()),
+            Ok("127.0.0.1:25".into())
+        );
+        assert_eq!(
+            parse_socket("[::1]:2525").map(|a| a.to_string()),
+            Ok("[::1]:2525".into())
+        );
+        for s in [
+            "",
+            "127.0.0.1",
+            "localhost:25",
+            "127.0.0.1:0",
+            "1.2.3.4:65536",
+            "::1:25",
+        ] {
+            assert!(parse_socket(s).is_err(), "{s}");
+        }
+        let e = parse_socket("192.168.1.1").unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("add the port, e.g. 192.168.1.1:25"));
+    }
+
+    #[test]
+    fn cidrs() {
+        let ok: &[(&str, &str)] = &[
+            ("192.168.1.0/24", "192.168.1.0/24"),
+            ("192.168.1.77/24", "192.168.1.0/24"),
+            ("10.0.0.1", "10.0.0.1/32"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("::1/128", "::1/128"),
+            ("fd00::/8", "fd00::/8"),
+            ("2001:db8::1", "2001:db8::1/128"),
+        ];
+        for (s, want) in ok {
+            assert_eq!(
+                parse_cidr(s).map(|n| n.to_string()).as_deref(),
+                Ok(*want),
+                "{s}"
+            );
+        }
+        for s in [
+            "",
+            "/24",
+            "192.168.1.0/33",
+            "::/129",
+            "192.168.1.0/",
+            "192.168.1.0/+4",
+            "x/8",
+            "1.2.3/8",
+        ] {
+            assert!(parse_cidr(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn host_ports() {
+        let ok: &[(&str, &str, Option<u16>)] = &[
+            ("smtp.example.net", "smtp.example.net", None),
+            ("smtp.example.net:587", "smtp.example.net", Some(587)),
+            ("localhost:224", "localhost", Some(224)),
+            ("192.0.2.1:25", "192.0.2.1", Some(25)),
+            ("[2001:db8::1]:25", "2001:db8::1", Some(25)),
+            ("[2001:db8::1]", "2001:db8::1", None),
+            ("2001:db8::1", "2001:db8::1", None),
+        ];
+        for (s, h, p) in ok {
+            assert_eq!(parse_host_port(s), Ok((h.to_string(), *p)), "{s}");
+        }
+        for s in [
+            "",
+            ":25",
+            "host:",
+            "host:0",
+            "host:x",
+            "host:70000",
+            "[::1",
+            "[::1]x",
+            "[host]:25",
+            "a b:25",
+            "ho/st",
+            "a..b",
+            "1:2:3",
+        ] {
+            assert!(parse_host_port(s).is_err(), "{s}");
+        }
+        let hp = HostPort {
+            host: "2001:db8::1".into(),
+            port: 25,
+        };
+        assert_eq!(format_host_port(&hp), "[2001:db8::1]:25");
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let fp = parse_fingerprint(hex).expect("plain hex");
+        assert_eq!(fp[1], 0x11);
+        assert_eq!(fp[31], 0xff);
+        let colons: Vec<String> = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert_eq!(parse_fingerprint(&colons.join(":")), Ok(fp));
+        assert_eq!(parse_fingerprint(&format_fingerprint(&fp)), Ok(fp));
+        for s in [
+            "",
+            "00",
+            &hex[1..],
+            &format!("{hex}0"),
+            &hex.replace('0', "g"),
+        ] {
+            assert!(parse_fingerprint(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn address_maps() {
+        let m = parse_address_map("john: John Smith <john@example.org>").expect("map");
+        assert_eq!(m.local, "john");
+        assert_eq!(m.to, "John Smith <john@example.org>");
+        assert_eq!(parse_address_map(&format_address_map(&m)), Ok(m));
+        for s in ["john", ": x", "john:", "jo hn: x", "a:\nb"] {
+            assert!(parse_address_map(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        for (s, n) in [
+            ("0", 0),
+            ("9", 9),
+            ("error", 3),
+            ("Warning", 4),
+            ("notice", 5),
+            ("info", 6),
+            ("debug", 7),
+        ] {
+            assert_eq!(parse_log_level(s), Ok(n), "{s}");
+        }
+        for s in ["10", "-1", "", "verbose"] {
+            assert!(parse_log_level(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn words_paths_and_friends() {
+        assert!(parse_word("a b").is_err());
+        assert!(parse_word("").is_err());
+        assert!(parse_word("a\u{7}").is_err());
+        assert_eq!(
+            parse_address("root@example.org"),
+            Ok("root@example.org".into())
+        );
+        assert!(parse_address("root").is_err());
+        assert!(parse_address("@example.org").is_err());
+        assert_eq!(parse_device("pppoe-wan"), Ok("pppoe-wan".into()));
+        assert!(parse_device("averyveryverylongname").is_err());
+        assert_eq!(parse_text(" pass word "), Ok(" pass word ".into()));
+        assert!(parse_text("a\nb").is_err());
+        assert!(parse_path("var/spool").is_err());
+        assert!(parse_path("").is_err());
+        assert_eq!(parse_path("/var/spool"), Ok("/var/spool".into()));
+        assert!(parse_command("  ").is_err());
+        assert!(parse_domain("example.org").is_ok());
+        for s in ["", ".", "a..b", ".a", "a.", "a b", "a/b"] {
+            assert!(parse_domain(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn levenshtein() {
+        assert_eq!(distance("", ""), 0);
+        assert_eq!(distance("abc", ""), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("max_szie", "max_size"), 2);
+        let names = ["max_size", "mail_host", "host_name"];
+        assert_eq!(nearest("max_szie", names.iter().copied()), Some("max_size"));
+        assert_eq!(
+            nearest("hostname", names.iter().copied()),
+            Some("host_name")
+        );
+        assert_eq!(
+            nearest("mailhost", names.iter().copied()),
+            Some("mail_host")
+        );
+        assert_eq!(nearest("completely_else", names.iter().copied()), None);
+        assert_eq!(nearest("", names.iter().copied()), None);
+    }
+}
