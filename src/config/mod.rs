@@ -651,7 +651,8 @@ config user
     #[test]
     fn show_shape() {
         let shown = show(&ok("config route 'isp'\n\toption mail_host 'h'\n"));
-        assert!(shown.starts_with("config masqmail 'main'\n\toption host_name 'box.example'\n"));
+        assert!(shown.starts_with("# masqmail: the configuration in effect, read from t.conf\n"));
+        assert!(shown.contains("\n\nconfig masqmail 'main'\n\toption host_name 'box.example'\n"));
         assert!(
             shown.contains("\tlist local_hosts 'localhost'\n\tlist local_hosts 'box.example'\n")
         );
@@ -661,6 +662,9 @@ config user
         assert!(shown.contains("\nconfig route 'isp'\n\toption enabled '1'\n"));
         assert!(shown.contains("\toption mail_host 'h:25'\n"));
         assert!(shown.contains("\toption auth_secret ''\n"));
+        let mut c = ok("");
+        c.path = PathBuf::from("a\nconfig route 'x'");
+        assert_eq!(ok(&show(&c)).routes.len(), 0);
     }
 
     #[test]
@@ -889,7 +893,8 @@ config user
                 // Whatever loads shows and reloads to the same text.
                 loaded += 1;
                 let shown = show(&c);
-                let again = ok(&shown);
+                let mut again = ok(&shown);
+                again.path = c.path.clone();
                 assert_eq!(show(&again), shown);
             }
         }

@@ -377,19 +377,18 @@ fn check_section(
 }
 
 fn unknown_option(spec: &SectionSpec, label: &str, o: &UciOption, errs: &mut Errs) {
-    let mut hint = value::nearest(&o.name, spec.options.iter().map(|s| s.name))
-        .map(|n| format!("did you mean '{n}'?"));
-    if hint.is_none() {
-        if let Some(other) = SECTIONS
-            .iter()
-            .find(|s| s.section_type != spec.section_type && s.option(&o.name).is_some())
-        {
-            hint = Some(format!(
-                "'{}' belongs in a 'config {}' section",
-                o.name, other.section_type
-            ));
-        }
-    }
+    // An option of another section type is a likelier mistake than a typo.
+    let elsewhere = SECTIONS
+        .iter()
+        .find(|s| s.section_type != spec.section_type && s.option(&o.name).is_some());
+    let hint = match elsewhere {
+        Some(other) => Some(format!(
+            "'{}' belongs in a 'config {}' section",
+            o.name, other.section_type
+        )),
+        None => value::nearest(&o.name, spec.options.iter().map(|s| s.name))
+            .map(|n| format!("did you mean '{n}'?")),
+    };
     errs.add(
         o.line,
         Some(label),
@@ -850,7 +849,7 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
             sec.line,
             None,
             "a route needs a name",
-            "name it: config route 'isp' (letters, digits and '_')",
+            "name it, e.g. config route 'isp'; names use letters, digits and '_'",
         );
     }
     if s.set("pipe") && s.set("mail_host") {
@@ -1229,6 +1228,13 @@ config user
             Some("'mail_host' belongs in a 'config route' section")
         );
         assert_eq!(e.section.as_deref(), Some("@masqmail[0]"));
+
+        // Another section's option: say where it belongs, not a near miss.
+        let e = one_error("config route 'r'\n\toption host_name 'x'\n");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("'host_name' belongs in a 'config masqmail' section")
+        );
 
         let e = one_error("config rotue 'isp'\n\toption whatever '1'\n");
         assert_eq!(e.hint.as_deref(), Some("did you mean 'route'?"));

@@ -26,13 +26,21 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// Text for a comment line: control characters (a newline would end the
+/// comment) become '?'.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 struct W {
     out: String,
 }
 
 impl W {
     fn section(&mut self, ty: &str, name: Option<&str>) {
-        if !self.out.is_empty() {
+        if self.out.ends_with("'\n") {
             self.out.push('\n');
         }
         self.out.push_str("config ");
@@ -91,7 +99,13 @@ impl W {
 
 /// The configuration in UCI syntax.
 pub fn show(cfg: &Config) -> String {
-    let mut w = W { out: String::new() };
+    let mut w = W {
+        out: format!(
+            "# masqmail: the configuration in effect, read from {}\n\
+             # Every option is shown, defaults included; secrets as {MASK}.\n\n",
+            one_line(&cfg.path.to_string_lossy())
+        ),
+    };
     let m = &cfg.main;
     w.section("masqmail", Some("main"));
     w.opt("host_name", &m.host_name);

@@ -171,7 +171,7 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<&'static st
     }
     let mut hint = format!("one of: {}", names.join(", "));
     if let Some(near) = nearest(&t.to_ascii_lowercase(), names.iter().copied()) {
-        hint = format!("did you mean '{near}'? ({hint})");
+        hint = format!("did you mean '{near}'? {hint}");
     }
     Err(Bad {
         msg: format!("{} is not a valid choice", quote(s)),
