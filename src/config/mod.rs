@@ -810,6 +810,36 @@ config user
         assert_eq!(TlsMode::from_name("bogus"), None);
     }
 
+    #[test]
+    fn every_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut names = Vec::new();
+        let entries = std::fs::read_dir(&dir).expect("examples/");
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("conf") {
+                continue;
+            }
+            if let Err(e) = load(&path) {
+                panic!("{e}");
+            }
+            if let Some(n) = path.file_name().and_then(|n| n.to_str()) {
+                names.push(n.to_string());
+            }
+        }
+        for want in [
+            "test.conf",
+            "smarthost.conf",
+            "lan-relay.conf",
+            "direct-mx.conf",
+        ] {
+            assert!(names.iter().any(|n| n == want), "examples/{want} missing");
+        }
+        let t = load(&dir.join("test.conf")).expect("test.conf");
+        assert!(t.main.run_as_user);
+        assert_eq!(t.main.host_name, "test.example");
+    }
+
     /// xorshift64*: a small deterministic generator for the garbage test.
     struct Rng(u64);
 
