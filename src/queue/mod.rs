@@ -1,0 +1,308 @@
+//! queue — the spool on disk: the only module that knows its paths.
+//!
+//! DESCRIPTION
+//!   `spool_dir/pool/ID` holds a message body, written once.
+//!   `spool_dir/incoming/ID` holds envelope + headers as received,
+//!   `spool_dir/outgoing/ID` the same after scanning. The owner-execute bit
+//!   of a header file marks it complete ("ready"); readers ignore files
+//!   without it. `spool_dir/corrupt/` receives files that cannot be read.
+//!   doc/INTERNALS.md has the state table; the crash points are named in
+//!   the code beside each step (`S1` … `S6`).
+//!
+//! SECURITY
+//!   Directories are 0700, files 0600 (0700 once ready): only the mail user
+//!   reads the spool. File names are only ever made from a [`MsgId`], which
+//!   is only had by parsing, so no name from outside reaches a path.
+//!
+//! DIAGNOSTICS
+//!   A file that cannot be parsed is logged with its ID and moved aside to
+//!   `corrupt/`; it never stops the others.
+
+pub mod id;
+pub mod queue_in;
+pub mod recover;
+pub mod spoolfile;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+pub use id::MsgId;
+pub use spoolfile::{Envelope, HeaderFile, Rcpt, RcptState, Target};
+
+/// The header-file directories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Incoming,
+    Outgoing,
+}
+
+impl Dir {
+    fn name(self) -> &'static str {
+        match self {
+            Dir::Incoming => "incoming",
+            Dir::Outgoing => "outgoing",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+/// One file found in a header directory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry {
+    Ready(MsgId),
+    NotReady(MsgId),
+    /// A name that is no message ID (left by someone else).
+    Foreign(String),
+}
+
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+const READY_MODE: u32 = 0o700;
+
+/// fsync a directory, so that the entries made in it are on disk.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+pub fn is_ready(meta: &fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o100 != 0
+}
+
+/// Try to take the exclusive lock of an open file without waiting: the
+/// writer of a message holds it on `pool/ID` until the message is ready, a
+/// scanner holds it on `incoming/ID`, a queue run on `outgoing/ID`. Locks
+/// die with their process, so a lock that can be taken means its holder is
+/// gone.
+pub fn try_lock(file: File) -> Option<Flock<File>> {
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
+}
+
+impl Spool {
+    /// The spool at `root`, creating missing directories (0700).
+    pub fn open(root: &Path) -> io::Result<Spool> {
+        let spool = Spool {
+            root: root.to_path_buf(),
+        };
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true).mode(DIR_MODE);
+        for sub in ["pool", "incoming", "outgoing", "corrupt"] {
+            let p = root.join(sub);
+            if !p.is_dir() {
+                b.create(&p)?;
+            }
+        }
+        Ok(spool)
+    }
+
+    /// The spool at `root` for reading only; nothing is created.
+    pub fn existing(root: &Path) -> Spool {
+        Spool {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self, d: Dir) -> PathBuf {
+        self.root.join(d.name())
+    }
+
+    pub fn pool_dir(&self) -> PathBuf {
+        self.root.join("pool")
+    }
+
+    pub fn corrupt_dir(&self) -> PathBuf {
+        self.root.join("corrupt")
+    }
+
+    pub fn pool_path(&self, id: &MsgId) -> PathBuf {
+        self.pool_dir().join(id.as_str())
+    }
+
+    pub fn header_path(&self, d: Dir, id: &MsgId) -> PathBuf {
+        self.dir(d).join(id.as_str())
+    }
+
+    /// The files of a header directory, sorted by ID (= arrival time).
+    pub fn list(&self, d: Dir) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(self.dir(d)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for ent in rd {
+            let ent = ent?;
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            match MsgId::parse(&name) {
+                Some(id) => {
+                    let ready = match ent.metadata() {
+                        Ok(m) => is_ready(&m),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    };
+                    out.push(if ready {
+                        Entry::Ready(id)
+                    } else {
+                        Entry::NotReady(id)
+                    });
+                }
+                None => out.push(Entry::Foreign(name.into_owned())),
+            }
+        }
+        out.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
+        Ok(out)
+    }
+
+    /// IDs with a file in `pool/`.
+    pub fn list_pool(&self) -> io::Result<Vec<Result<MsgId, String>>> {
+        let mut out = Vec::new();
+        for ent in fs::read_dir(self.pool_dir())? {
+            let name = ent?.file_name().to_string_lossy().into_owned();
+            out.push(MsgId::parse(&name).ok_or(name));
+        }
+        Ok(out)
+    }
+
+    /// Is there a ready header file for `id` in `d`?
+    pub fn has_ready(&self, d: Dir, id: &MsgId) -> bool {
+        fs::metadata(self.header_path(d, id)).is_ok_and(|m| is_ready(&m))
+    }
+
+    pub fn read_header(&self, d: Dir, id: &MsgId) -> io::Result<Result<HeaderFile, String>> {
+        let data = fs::read(self.header_path(d, id))?;
+        Ok(HeaderFile::decode(&data))
+    }
+
+    /// Read a ready header file and check it against its pool file: a
+    /// missing body or a size mismatch makes it corrupt too.
+    pub fn load(&self, d: Dir, id: &MsgId) -> io::Result<Result<HeaderFile, String>> {
+        let hf = match self.read_header(d, id)? {
+            Ok(hf) => hf,
+            Err(e) => return Ok(Err(e)),
+        };
+        match fs::metadata(self.pool_path(id)) {
+            Ok(m) if m.len() == hf.env.body_size => Ok(Ok(hf)),
+            Ok(m) => Ok(Err(format!(
+                "body is {} bytes, header file says {}",
+                m.len(),
+                hf.env.body_size
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(Err("body (pool file) is missing".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write a header file and mark it ready, durably: create 0600 with
+    /// O_EXCL, write, fsync, chmod u+x, fsync, fsync the directory. On any
+    /// error the file is removed again and the error returned.
+    pub fn write_header(&self, d: Dir, id: &MsgId, hf: &HeaderFile) -> io::Result<()> {
+        let path = self.header_path(d, id);
+        let res = write_ready_file(&path, &hf.encode()).and_then(|()| sync_dir(&self.dir(d)));
+        if res.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        res
+    }
+
+    /// Move a file that cannot be used aside to `corrupt/`, named after the
+    /// directory it came from; its pool file goes with it when no other
+    /// header file refers to it.
+    pub fn set_aside(&self, d: Option<Dir>, name: &str) -> io::Result<PathBuf> {
+        let (from, prefix) = match d {
+            Some(d) => (self.dir(d).join(name), d.name()),
+            None => (self.pool_dir().join(name), "pool"),
+        };
+        let to = self.corrupt_dir().join(format!("{prefix}-{name}"));
+        fs::rename(&from, &to)?;
+        if let (Some(d), Some(id)) = (d, MsgId::parse(name)) {
+            let other = match d {
+                Dir::Incoming => Dir::Outgoing,
+                Dir::Outgoing => Dir::Incoming,
+            };
+            if !self.header_path(other, &id).exists() {
+                let pool = self.pool_path(&id);
+                if pool.exists() {
+                    fs::rename(&pool, self.corrupt_dir().join(format!("pool-{name}")))?;
+                }
+            }
+        }
+        sync_dir(&self.corrupt_dir())?;
+        Ok(to)
+    }
+
+    /// Files set aside in `corrupt/`.
+    pub fn list_corrupt(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.corrupt_dir())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Remove a message entirely: header files first (the commit point: the
+    /// message is gone), then the body.
+    pub fn remove(&self, id: &MsgId) -> io::Result<bool> {
+        let mut found = false;
+        for d in [Dir::Outgoing, Dir::Incoming] {
+            match fs::remove_file(self.header_path(d, id)) {
+                Ok(()) => {
+                    found = true;
+                    sync_dir(&self.dir(d))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match fs::remove_file(self.pool_path(id)) {
+            Ok(()) => found = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(found)
+    }
+}
+
+fn entry_key(e: &Entry) -> &str {
+    match e {
+        Entry::Ready(id) | Entry::NotReady(id) => id.as_str(),
+        Entry::Foreign(n) => n,
+    }
+}
+
+/// Create `path` (must not exist), write `data`, fsync, set the ready bit,
+/// fsync again.
+fn write_ready_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    f.set_permissions(fs::Permissions::from_mode(READY_MODE))?;
+    f.sync_all()
+}
+
+/// Create a new, exclusive, 0600 file.
+pub fn create_exclusive(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+}

@@ -1,0 +1,139 @@
+//! Startup recovery: bring the spool back to a clean state after a crash.
+//!
+//! Idempotent and safe to run while other processes write the spool: a
+//! file whose writer still lives is locked (pool/ID by queue-in,
+//! incoming/ID by a scanner) and is left alone. What it does, by state
+//! (doc/INTERNALS.md has the full table):
+//!
+//!   incoming/ID not ready, writer gone   → never acknowledged: remove it
+//!                                          and pool/ID
+//!   incoming/ID ready, outgoing/ID ready → scanning finished: remove
+//!                                          incoming/ID
+//!   incoming/ID ready, no outgoing/ID    → to be scanned (returned)
+//!   outgoing/ID not ready, scanner gone  → remove it; incoming/ID stays
+//!                                          and is scanned again
+//!   pool/ID with no header file          → never acknowledged, or already
+//!                                          delivered: remove it
+//!   a name that is no message ID         → moved aside to corrupt/
+
+use std::fs::{self, File};
+use std::io;
+
+use super::{try_lock, Dir, Entry, MsgId, Spool};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Files removed as leftovers of a crash.
+    pub removed: Vec<String>,
+    /// Files moved aside, with the reason.
+    pub set_aside: Vec<(String, String)>,
+    /// Ready incoming messages that still need scanning.
+    pub to_scan: Vec<MsgId>,
+}
+
+/// Can the lock of `path` be taken (its holder is gone)? A file that does
+/// not exist counts as free.
+fn holder_gone(path: &std::path::Path) -> bool {
+    match File::open(path) {
+        Ok(f) => try_lock(f).is_some(),
+        Err(_) => true,
+    }
+}
+
+fn remove_if_exists(path: &std::path::Path, report: &mut Report, what: String) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            report.removed.push(what);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn recover(spool: &Spool) -> io::Result<Report> {
+    let mut report = Report::default();
+
+    for entry in spool.list(Dir::Incoming)? {
+        match entry {
+            Entry::Foreign(name) => {
+                spool.set_aside(Some(Dir::Incoming), &name)?;
+                report
+                    .set_aside
+                    .push((format!("incoming/{name}"), "not a message file".into()));
+            }
+            Entry::NotReady(id) => {
+                // S1/S2 of queue-in: the writer holds pool/ID's lock.
+                if holder_gone(&spool.pool_path(&id)) && !spool.has_ready(Dir::Incoming, &id) {
+                    let hp = spool.header_path(Dir::Incoming, &id);
+                    remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
+                    remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
+                }
+            }
+            Entry::Ready(id) => {
+                if spool.has_ready(Dir::Outgoing, &id) {
+                    let hp = spool.header_path(Dir::Incoming, &id);
+                    remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
+                } else {
+                    report.to_scan.push(id);
+                }
+            }
+        }
+    }
+
+    for entry in spool.list(Dir::Outgoing)? {
+        match entry {
+            Entry::Foreign(name) => {
+                spool.set_aside(Some(Dir::Outgoing), &name)?;
+                report
+                    .set_aside
+                    .push((format!("outgoing/{name}"), "not a message file".into()));
+            }
+            Entry::NotReady(id) => {
+                let incoming = spool.header_path(Dir::Incoming, &id);
+                if !incoming.exists() {
+                    spool.set_aside(Some(Dir::Outgoing), id.as_str())?;
+                    report.set_aside.push((
+                        format!("outgoing/{id}"),
+                        "incomplete and without its incoming file".into(),
+                    ));
+                } else if holder_gone(&incoming) && !spool.has_ready(Dir::Outgoing, &id) {
+                    let hp = spool.header_path(Dir::Outgoing, &id);
+                    remove_if_exists(&hp, &mut report, format!("outgoing/{id}"))?;
+                    if !report.to_scan.contains(&id) {
+                        report.to_scan.push(id);
+                    }
+                }
+            }
+            Entry::Ready(_) => {}
+        }
+    }
+
+    for entry in spool.list_pool()? {
+        match entry {
+            Err(name) => {
+                spool.set_aside(None, &name)?;
+                report
+                    .set_aside
+                    .push((format!("pool/{name}"), "not a message file".into()));
+            }
+            Ok(id) => {
+                let has_header = |s: &Spool| {
+                    s.header_path(Dir::Incoming, &id).exists()
+                        || s.header_path(Dir::Outgoing, &id).exists()
+                };
+                if !has_header(spool) && holder_gone(&spool.pool_path(&id)) && !has_header(spool) {
+                    remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
+                }
+            }
+        }
+    }
+    if !report.removed.is_empty() {
+        for d in [Dir::Incoming, Dir::Outgoing] {
+            super::sync_dir(&spool.dir(d))?;
+        }
+        super::sync_dir(&spool.pool_dir())?;
+    }
+    report.to_scan.sort();
+    Ok(report)
+}

@@ -1,0 +1,380 @@
+//! The header file format of `incoming/ID` and `outgoing/ID`.
+//!
+//! Tagged lines, masqmail style (DESIGN §4, doc/INTERNALS.md):
+//!
+//! ```text
+//! MQ:1                      format version, always the first line
+//! MF:<alice@example.org>    envelope sender (MF:<> is the null sender)
+//! FN:Alice Liddell          full name for a missing From: (optional)
+//! PR:local                  protocol: local, smtp, esmtp, esmtps, esmtpsa
+//! ID:uid 1000 (alice)       ident: local user, or the SMTP peer
+//! HE:printer.lan            HELO/EHLO name (SMTP only, optional)
+//! TR:1764103659             time received, seconds since the epoch
+//! DS:1234                   size of pool/ID in bytes
+//! RT:P<TAB><a@x.org><TAB><orig@x.org><TAB>0<TAB>0<TAB>last error
+//! HD:Subject: hello         a header field; continuation lines follow as is
+//!  world
+//! EN:                       end marker: a file without it is truncated
+//! ```
+//!
+//! A recipient line holds: state, target (`<address>` or `|command`), the
+//! address it was expanded from (or empty), delivery attempts, the time of
+//! the next attempt and the last error. Values never contain line ends or
+//! tabs: [`clean`] replaces them.
+
+use std::fmt;
+
+use crate::addr::{Address, Sender};
+use crate::message::Header;
+
+pub const FORMAT_VERSION: &str = "1";
+
+/// Where a recipient stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RcptState {
+    /// Not yet delivered.
+    Pending,
+    /// Delivered.
+    Delivered,
+    /// Failed permanently; a bounce still has to be sent.
+    Failed,
+    /// Failed permanently and the bounce is queued (or needs none).
+    Bounced,
+}
+
+impl RcptState {
+    fn tag(self) -> char {
+        match self {
+            RcptState::Pending => 'P',
+            RcptState::Delivered => 'D',
+            RcptState::Failed => 'F',
+            RcptState::Bounced => 'B',
+        }
+    }
+    fn from_tag(s: &str) -> Option<RcptState> {
+        Some(match s {
+            "P" => RcptState::Pending,
+            "D" => RcptState::Delivered,
+            "F" => RcptState::Failed,
+            "B" => RcptState::Bounced,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a recipient's copy goes: a mail address, or a command from an
+/// alias (never from an envelope: the two cannot be confused on disk,
+/// addresses are stored in angle brackets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Addr(Address),
+    Pipe(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(a) => write!(f, "<{a}>"),
+            Target::Pipe(c) => write!(f, "|{c}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rcpt {
+    pub state: RcptState,
+    pub target: Target,
+    /// The address this one was expanded from by an alias.
+    pub orig: Option<Address>,
+    pub tries: u32,
+    pub next_try: u64,
+    pub error: String,
+}
+
+impl Rcpt {
+    pub fn new(addr: Address) -> Rcpt {
+        Rcpt {
+            state: RcptState::Pending,
+            target: Target::Addr(addr),
+            orig: None,
+            tries: 0,
+            next_try: 0,
+            error: String::new(),
+        }
+    }
+}
+
+/// The envelope: everything about a message that is not its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub sender: Sender,
+    pub full_name: Option<String>,
+    pub protocol: String,
+    pub ident: String,
+    pub helo: Option<String>,
+    pub received: u64,
+    pub body_size: u64,
+    pub rcpts: Vec<Rcpt>,
+}
+
+/// A whole header file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderFile {
+    pub env: Envelope,
+    pub headers: Vec<Header>,
+}
+
+/// Replace what would break the line format (line ends, tabs, NUL).
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+impl HeaderFile {
+    pub fn encode(&self) -> Vec<u8> {
+        let e = &self.env;
+        let mut out = String::with_capacity(256);
+        out.push_str("MQ:");
+        out.push_str(FORMAT_VERSION);
+        out.push('\n');
+        out.push_str(&format!("MF:<{}>\n", e.sender));
+        if let Some(n) = &e.full_name {
+            out.push_str(&format!("FN:{}\n", clean(n)));
+        }
+        out.push_str(&format!("PR:{}\n", clean(&e.protocol)));
+        out.push_str(&format!("ID:{}\n", clean(&e.ident)));
+        if let Some(h) = &e.helo {
+            out.push_str(&format!("HE:{}\n", clean(h)));
+        }
+        out.push_str(&format!("TR:{}\nDS:{}\n", e.received, e.body_size));
+        for r in &e.rcpts {
+            let orig = r
+                .orig
+                .as_ref()
+                .map(|a| format!("<{a}>"))
+                .unwrap_or_default();
+            let target = match &r.target {
+                Target::Addr(a) => format!("<{a}>"),
+                Target::Pipe(c) => format!("|{}", clean(c)),
+            };
+            out.push_str(&format!(
+                "RT:{}\t{}\t{}\t{}\t{}\t{}\n",
+                r.state.tag(),
+                target,
+                orig,
+                r.tries,
+                r.next_try,
+                clean(&r.error)
+            ));
+        }
+        let mut bytes = out.into_bytes();
+        for h in &self.headers {
+            bytes.extend_from_slice(b"HD:");
+            bytes.extend_from_slice(h.raw());
+        }
+        bytes.extend_from_slice(b"EN:\n");
+        bytes
+    }
+
+    pub fn decode(data: &[u8]) -> Result<HeaderFile, String> {
+        let mut lines = data.split(|&b| b == b'\n').enumerate().peekable();
+        let mut sender = None;
+        let mut full_name = None;
+        let mut protocol = None;
+        let mut ident = None;
+        let mut helo = None;
+        let mut received = None;
+        let mut body_size = None;
+        let mut rcpts = Vec::new();
+        let mut headers: Vec<Header> = Vec::new();
+        let mut ended = false;
+        match lines.next() {
+            Some((_, l)) if l == format!("MQ:{FORMAT_VERSION}").as_bytes() => {}
+            _ => return Err("not a masqmail header file (no MQ:1 first line)".into()),
+        }
+        while let Some((n, line)) = lines.next() {
+            let lineno = n + 1;
+            if ended {
+                if line.is_empty() && lines.peek().is_none() {
+                    break;
+                }
+                return Err(format!("line {lineno}: data after the end marker"));
+            }
+            if let Some(b' ' | b'\t') = line.first() {
+                match headers.last_mut() {
+                    Some(h) => h.push_continuation(line),
+                    None => return Err(format!("line {lineno}: continuation without a header")),
+                }
+                continue;
+            }
+            if line.len() < 3 || line[2] != b':' {
+                return Err(format!("line {lineno}: no tag"));
+            }
+            let (tag, val) = (&line[..2], &line[3..]);
+            if tag == b"HD" {
+                let h = Header::from_line(val)
+                    .ok_or_else(|| format!("line {lineno}: malformed header field"))?;
+                headers.push(h);
+                continue;
+            }
+            let val = std::str::from_utf8(val)
+                .map_err(|_| format!("line {lineno}: envelope line is not UTF-8"))?;
+            let bad = |what: &str| format!("line {lineno}: bad {what}");
+            match tag {
+                b"MF" => {
+                    let inner = val
+                        .strip_prefix('<')
+                        .and_then(|v| v.strip_suffix('>'))
+                        .ok_or_else(|| bad("sender"))?;
+                    sender = Some(if inner.is_empty() {
+                        Sender::Null
+                    } else {
+                        Sender::Addr(Address::parse(inner, None).map_err(|_| bad("sender"))?)
+                    });
+                }
+                b"FN" => full_name = Some(val.to_string()),
+                b"PR" => protocol = Some(val.to_string()),
+                b"ID" => ident = Some(val.to_string()),
+                b"HE" => helo = Some(val.to_string()),
+                b"TR" => received = Some(val.parse::<u64>().map_err(|_| bad("time"))?),
+                b"DS" => body_size = Some(val.parse::<u64>().map_err(|_| bad("size"))?),
+                b"RT" => rcpts.push(decode_rcpt(val).ok_or_else(|| bad("recipient"))?),
+                b"EN" => ended = true,
+                _ => return Err(format!("line {lineno}: unknown tag")),
+            }
+        }
+        if !ended {
+            return Err("truncated: no end marker".into());
+        }
+        let missing = |what: &str| format!("missing {what}");
+        Ok(HeaderFile {
+            env: Envelope {
+                sender: sender.ok_or_else(|| missing("sender (MF:)"))?,
+                full_name,
+                protocol: protocol.ok_or_else(|| missing("protocol (PR:)"))?,
+                ident: ident.unwrap_or_default(),
+                helo,
+                received: received.ok_or_else(|| missing("time (TR:)"))?,
+                body_size: body_size.ok_or_else(|| missing("size (DS:)"))?,
+                rcpts,
+            },
+            headers,
+        })
+    }
+}
+
+fn decode_rcpt(val: &str) -> Option<Rcpt> {
+    let mut f = val.splitn(6, '\t');
+    let state = RcptState::from_tag(f.next()?)?;
+    let target = f.next()?;
+    let target = if let Some(cmd) = target.strip_prefix('|') {
+        Target::Pipe(cmd.to_string())
+    } else {
+        let inner = target.strip_prefix('<')?.strip_suffix('>')?;
+        Target::Addr(Address::parse(inner, None).ok()?)
+    };
+    let orig = match f.next()? {
+        "" => None,
+        o => Some(Address::parse(o.strip_prefix('<')?.strip_suffix('>')?, None).ok()?),
+    };
+    let tries = f.next()?.parse().ok()?;
+    let next_try = f.next()?.parse().ok()?;
+    let error = f.next()?.to_string();
+    Some(Rcpt {
+        state,
+        target,
+        orig,
+        tries,
+        next_try,
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HeaderFile {
+        let mut subject = Header::from_line(b"Subject: hello").unwrap();
+        subject.push_continuation(b"\tworld");
+        HeaderFile {
+            env: Envelope {
+                sender: Sender::Addr(Address::parse("alice@h.test", None).unwrap()),
+                full_name: Some("Alice\tLiddell\n".into()),
+                protocol: "local".into(),
+                ident: "uid 1000 (alice)".into(),
+                helo: None,
+                received: 1_764_103_659,
+                body_size: 42,
+                rcpts: vec![
+                    Rcpt::new(Address::parse("a@x.org", None).unwrap()),
+                    Rcpt {
+                        state: RcptState::Failed,
+                        target: Target::Pipe("/usr/bin/procmail -d bob".into()),
+                        orig: Some(Address::parse("bob@h.test", None).unwrap()),
+                        tries: 3,
+                        next_try: 99,
+                        error: "550 5.1.1\tno\nsuch user".into(),
+                    },
+                ],
+            },
+            headers: vec![subject, Header::new("To", "a@x.org")],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let hf = sample();
+        let bytes = hf.encode();
+        let back = HeaderFile::decode(&bytes).unwrap();
+        assert_eq!(back.env.full_name.as_deref(), Some("Alice Liddell "));
+        assert_eq!(back.env.rcpts[1].error, "550 5.1.1 no such user");
+        assert_eq!(back.headers, hf.headers);
+        assert_eq!(back.env.rcpts[1].target, hf.env.rcpts[1].target);
+        assert_eq!(HeaderFile::decode(&back.encode()).unwrap(), back);
+    }
+
+    #[test]
+    fn null_sender() {
+        let mut hf = sample();
+        hf.env.sender = Sender::Null;
+        let back = HeaderFile::decode(&hf.encode()).unwrap();
+        assert_eq!(back.env.sender, Sender::Null);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = sample().encode();
+        // Cutting anywhere before the end marker's line end must fail.
+        for cut in 0..bytes.len() - 1 {
+            assert!(HeaderFile::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panic() {
+        let good = sample().encode();
+        let mut x: u64 = 88172645463325252;
+        for _ in 0..5000 {
+            let mut b = good.clone();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x as usize) % b.len();
+                b[i] = (x >> 32) as u8;
+            }
+            let _ = HeaderFile::decode(&b);
+        }
+        for bad in [
+            &b""[..],
+            b"MQ:2\nEN:\n",
+            b"MQ:1\nXX:1\nEN:\n",
+            b"MQ:1\nRT:Q\t<a@b>\t\t0\t0\t\nEN:\n",
+            b"MQ:1\n x\nEN:\n",
+        ] {
+            assert!(HeaderFile::decode(bad).is_err());
+        }
+    }
+}
