@@ -1,0 +1,166 @@
+//! Header fixing: what scanning adds to and removes from every message.
+//!
+//! Added when missing: `Message-ID: <ID@host_name>`, `Date:` (local zone,
+//! the time the message was received), `From:` (full name and the sender,
+//! or `MAILER-DAEMON@host_name` for the null sender). Always added, on top:
+//! `Received:` with the message ID. Always removed: `Bcc:`, `Resent-Bcc:`
+//! and `Return-Path:` (the delivering MTA adds the latter).
+
+use crate::addr::Sender;
+use crate::message::Header;
+use crate::queue::{Envelope, MsgId};
+use crate::util::{base64, time};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn is_removed(h: &Header) -> bool {
+    h.is("Bcc") || h.is("Resent-Bcc") || h.is("Return-Path")
+}
+
+/// A display name as an RFC 5322 phrase: atoms as they are, a quoted string
+/// when it has specials, an RFC 2047 encoded word when it is not ASCII.
+pub fn display_name(name: &str) -> String {
+    let name = name.trim();
+    if !name.is_ascii() {
+        return format!("=?UTF-8?B?{}?=", base64::encode(name.as_bytes()));
+    }
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c));
+    if plain {
+        return name.to_string();
+    }
+    let mut q = String::with_capacity(name.len() + 2);
+    q.push('"');
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// The `Received:` field for this message (RFC 5321 §4.4).
+pub fn received(env: &Envelope, id: &MsgId, host_name: &str) -> Header {
+    let date = time::rfc5322(&time::local(env.received));
+    let from = match &env.helo {
+        Some(helo) => format!("from {} ({})\n\t", helo, env.ident),
+        None => format!("from {}\n\t", env.ident),
+    };
+    let for_clause = match env.rcpts.as_slice() {
+        [one] => format!("\n\tfor {}", one.target),
+        _ => String::new(),
+    };
+    let value = format!(
+        "{from}by {host_name} with {} (masqmail {VERSION})\n\tid {id}{for_clause}; {date}",
+        env.protocol
+    );
+    Header::new("Received", &value)
+}
+
+/// Fix the header section of a message with envelope `env` and ID `id`.
+pub fn fix(headers: Vec<Header>, env: &Envelope, id: &MsgId, host_name: &str) -> Vec<Header> {
+    let has = |name: &str| headers.iter().any(|h| h.is(name));
+    let mut add = vec![received(env, id, host_name)];
+    if !has("Message-ID") {
+        add.push(Header::new("Message-ID", &format!("<{id}@{host_name}>")));
+    }
+    if !has("Date") {
+        add.push(Header::new(
+            "Date",
+            &time::rfc5322(&time::local(env.received)),
+        ));
+    }
+    if !has("From") {
+        let addr = match &env.sender {
+            Sender::Addr(a) => a.to_string(),
+            Sender::Null => format!("MAILER-DAEMON@{host_name}"),
+        };
+        let value = match env.full_name.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() => format!("{} <{addr}>", display_name(name)),
+            _ => addr,
+        };
+        add.push(Header::new("From", &value));
+    }
+    // Received goes first (a trace field); the others after the original
+    // fields.
+    let mut out = Vec::with_capacity(headers.len() + add.len());
+    let mut add = add.into_iter();
+    if let Some(r) = add.next() {
+        out.push(r);
+    }
+    out.extend(headers.into_iter().filter(|h| !is_removed(h)));
+    out.extend(add);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Address;
+    use crate::queue::Rcpt;
+
+    fn env(sender: Sender, name: Option<&str>) -> Envelope {
+        Envelope {
+            sender,
+            full_name: name.map(str::to_string),
+            protocol: "local".into(),
+            ident: "alice".into(),
+            helo: None,
+            received: 1_764_103_659,
+            body_size: 0,
+            rcpts: vec![Rcpt::new(Address::parse("a@x.org", None).unwrap())],
+        }
+    }
+
+    fn names(h: &[Header]) -> Vec<&str> {
+        h.iter().map(|h| h.name()).collect()
+    }
+
+    #[test]
+    fn adds_missing_and_removes_bcc() {
+        let id = MsgId::parse("0ABCDEFghi-0001").unwrap();
+        let input = vec![
+            Header::from_line(b"To: a@x.org").unwrap(),
+            Header::from_line(b"Bcc: b@x.org").unwrap(),
+            Header::from_line(b"Return-Path: <x@y>").unwrap(),
+            Header::from_line(b"Subject: s").unwrap(),
+        ];
+        let sender = Sender::Addr(Address::parse("alice@h.test", None).unwrap());
+        let out = fix(input, &env(sender, Some("Alice, Queen")), &id, "h.test");
+        assert_eq!(
+            names(&out),
+            ["Received", "To", "Subject", "Message-ID", "Date", "From"]
+        );
+        assert_eq!(out[3].value(), "<0ABCDEFghi-0001@h.test>");
+        assert_eq!(out[5].value(), "\"Alice, Queen\" <alice@h.test>");
+        let rcv = out[0].value();
+        assert!(
+            rcv.starts_with("from alice\tby h.test with local (masqmail "),
+            "{rcv}"
+        );
+        assert!(rcv.contains("id 0ABCDEFghi-0001\tfor <a@x.org>;"), "{rcv}");
+    }
+
+    #[test]
+    fn keeps_present_fields_and_null_sender() {
+        let id = MsgId::parse("0ABCDEFghi-0001").unwrap();
+        let input = vec![
+            Header::from_line(b"Message-ID: <m@x>").unwrap(),
+            Header::from_line(b"Date: Mon, 1 Jan 2024 00:00:00 +0000").unwrap(),
+        ];
+        let out = fix(input, &env(Sender::Null, None), &id, "h.test");
+        assert_eq!(names(&out), ["Received", "Message-ID", "Date", "From"]);
+        assert_eq!(out[3].value(), "MAILER-DAEMON@h.test");
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("Alice Liddell"), "Alice Liddell");
+        assert_eq!(display_name("Dr. Who"), "\"Dr. Who\"");
+        assert_eq!(display_name("a\"b"), "\"a\\\"b\"");
+        assert_eq!(display_name("Jürgen"), "=?UTF-8?B?SsO8cmdlbg==?=");
+    }
+}

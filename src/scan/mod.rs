@@ -1,0 +1,218 @@
+//! scan — the one stage every message passes: `incoming/ID` → `outgoing/ID`.
+//!
+//! DESCRIPTION
+//!   Fixes the header section (headers.rs), expands aliases (alias.rs) and
+//!   marks local recipients that are neither alias nor user as failed, to
+//!   be bounced by queue-out. Writes the processed header file to
+//!   `outgoing/ID`, then removes `incoming/ID`. Never touches the network.
+//!
+//!   Crash points (doc/INTERNALS.md):
+//!     S3 incoming/ID ready           → crash: scanned again
+//!     S4 + outgoing/ID not ready      → crash: recovery removes it, rescan
+//!     S5 outgoing/ID ready, fsynced   → crash: recovery removes incoming/ID
+//!     S6 incoming/ID removed          → scanned
+//!
+//! SECURITY
+//!   Holds the lock of `incoming/ID` while it works, so two scanners never
+//!   write the same message. Command targets come only from aliases: a
+//!   `|command` recipient found in an incoming file is failed, never run.
+
+pub mod alias;
+pub mod headers;
+
+use std::fs::{self, File};
+use std::io;
+
+use log::{error, info, warn};
+
+use crate::addr::Address;
+use crate::config::Config;
+use crate::queue::{self, Dir, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
+use alias::{Aliases, Passwd, ResolveError, Resolved, UserDb};
+
+pub struct Scanner<'a> {
+    cfg: &'a Config,
+    aliases: Aliases,
+    users: Box<dyn UserDb>,
+}
+
+/// What became of one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Scanned,
+    /// Another scanner holds it, or it was done already.
+    Skipped,
+    /// The file could not be read and was moved to `corrupt/`.
+    SetAside(String),
+}
+
+/// A local recipient resolved, or why not.
+pub type Resolution = Result<Vec<Resolved>, ResolveError>;
+
+impl<'a> Scanner<'a> {
+    /// Load the aliases. An unreadable alias file is an error: scanning
+    /// then waits (the messages stay in `incoming/`) rather than expand
+    /// wrongly. Bad lines of the file are logged and skipped.
+    pub fn new(cfg: &'a Config) -> Result<Scanner<'a>, String> {
+        let (aliases, file_errors) = Aliases::load(cfg)?;
+        if let Some(path) = &cfg.main.alias_file {
+            for e in file_errors {
+                warn!("{}: {e}", path.display());
+            }
+        }
+        Ok(Scanner {
+            cfg,
+            aliases,
+            users: Box::new(Passwd),
+        })
+    }
+
+    /// Is this address delivered here (DESIGN §6: `local_hosts`,
+    /// `local_addresses`, `not_local_addresses`)?
+    pub fn is_local(&self, a: &Address) -> bool {
+        let m = &self.cfg.main;
+        let s = a.to_string();
+        if m.not_local_addresses
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(&s))
+        {
+            return false;
+        }
+        if m.local_addresses.iter().any(|x| x.eq_ignore_ascii_case(&s)) {
+            return true;
+        }
+        m.is_local_domain(a.domain())
+    }
+
+    /// Where one recipient goes.
+    pub fn resolve(&self, a: &Address) -> Resolution {
+        if !self.is_local(a) {
+            return Ok(vec![Resolved::Remote(a.clone())]);
+        }
+        let is_local = |x: &Address| self.is_local(x);
+        self.aliases.resolve_local(
+            a.local(),
+            &self.cfg.main.host_name,
+            &is_local,
+            self.users.as_ref(),
+        )
+    }
+
+    fn expand(&self, id: &MsgId, rcpts: Vec<Rcpt>) -> Vec<Rcpt> {
+        let mut out: Vec<Rcpt> = Vec::with_capacity(rcpts.len());
+        let push = |r: Rcpt, out: &mut Vec<Rcpt>| {
+            if !out.iter().any(|o| o.target == r.target) {
+                out.push(r);
+            }
+        };
+        for r in rcpts {
+            let addr = match (&r.state, &r.target) {
+                (RcptState::Pending, Target::Addr(a)) => a.clone(),
+                (RcptState::Pending, Target::Pipe(c)) => {
+                    error!("{id}: command recipient |{c} in an incoming file refused");
+                    let mut r = r;
+                    r.state = RcptState::Failed;
+                    r.error = "550 5.7.1 command recipients come only from aliases".into();
+                    push(r, &mut out);
+                    continue;
+                }
+                _ => {
+                    push(r, &mut out);
+                    continue;
+                }
+            };
+            match self.resolve(&addr) {
+                Ok(list) => {
+                    for res in list {
+                        let target = res.target();
+                        let orig = (target != Target::Addr(addr.clone())).then(|| addr.clone());
+                        if orig.is_some() {
+                            info!("{id}: <{addr}> expanded to {target}");
+                        }
+                        let mut n = r.clone();
+                        n.target = target;
+                        n.orig = orig;
+                        push(n, &mut out);
+                    }
+                }
+                Err(e) => {
+                    warn!("{id}: <{addr}>: {e}");
+                    let mut n = r.clone();
+                    n.state = RcptState::Failed;
+                    n.error = e.to_string();
+                    push(n, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Scan one message (S3 → S6).
+    pub fn scan(&self, spool: &Spool, id: &MsgId) -> io::Result<Outcome> {
+        let in_path = spool.header_path(Dir::Incoming, id);
+        let file = match File::open(&in_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Skipped),
+            Err(e) => return Err(e),
+        };
+        let Some(_lock) = queue::try_lock(file) else {
+            return Ok(Outcome::Skipped);
+        };
+        if !spool.has_ready(Dir::Incoming, id) {
+            return Ok(Outcome::Skipped);
+        }
+        if spool.has_ready(Dir::Outgoing, id) {
+            // S5 left by a crashed scanner: only incoming/ID remains to go.
+            remove_incoming(spool, id)?;
+            return Ok(Outcome::Skipped);
+        }
+        let hf = match spool.load(Dir::Incoming, id)? {
+            Ok(hf) => hf,
+            Err(why) => {
+                error!("{id}: incoming file unreadable ({why}); moved to corrupt/");
+                spool.set_aside(Some(Dir::Incoming), id.as_str())?;
+                return Ok(Outcome::SetAside(why));
+            }
+        };
+        let HeaderFile { mut env, headers } = hf;
+        env.rcpts = self.expand(id, env.rcpts);
+        let headers = headers::fix(headers, &env, id, &self.cfg.main.host_name);
+        let nrcpt = env.rcpts.len();
+        let sender = env.sender.to_string();
+        let size = env.body_size;
+        // S4: a stale, unready outgoing/ID of a dead scanner goes first.
+        let out_path = spool.header_path(Dir::Outgoing, id);
+        match fs::remove_file(&out_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        spool.write_header(Dir::Outgoing, id, &HeaderFile { env, headers })?;
+        // S5 reached: the message is safe in outgoing/.
+        remove_incoming(spool, id)?;
+        info!("{id}: from=<{sender}> size={size} nrcpt={nrcpt} queued");
+        Ok(Outcome::Scanned)
+    }
+
+    /// Scan every ready message in `incoming/` (oldest first).
+    pub fn scan_all(&self, spool: &Spool) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in spool.list(Dir::Incoming)? {
+            if let queue::Entry::Ready(id) = entry {
+                if self.scan(spool, &id)? == Outcome::Scanned {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// S5 → S6.
+fn remove_incoming(spool: &Spool, id: &MsgId) -> io::Result<()> {
+    match fs::remove_file(spool.header_path(Dir::Incoming, id)) {
+        Ok(()) => queue::sync_dir(&spool.dir(Dir::Incoming)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
