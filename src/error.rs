@@ -11,7 +11,6 @@ use std::io;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
-    Ok = 0,
     Usage = 64,
     DataErr = 65,
     NoUser = 67,

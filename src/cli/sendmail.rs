@@ -1,0 +1,285 @@
+//! The sendmail-compatible command line (DESIGN §10), parsed by hand:
+//! flags like `-oi`, `-bp`, `-Mrm` and clusters like `-ti` (busybox crond
+//! calls `sendmail -ti`) do not fit a modern argument parser.
+
+use std::path::PathBuf;
+
+/// What the invocation asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Read a message from stdin and queue it (`-bm`, the default).
+    Submit,
+    /// `-bp`, `mailq`.
+    ListQueue,
+    /// `-bs`, `smtpd`, `in.smtpd`: SMTP on stdin/stdout.
+    Smtp,
+    /// `-bd`: the daemon, detached.
+    Daemon,
+    /// `-bi`, `newaliases`.
+    NewAliases,
+    /// `-bV`.
+    Version,
+    /// `-bv ADDR…`.
+    Verify,
+    /// `-q` (route None) or `-qo [ROUTE]` (route Some).
+    RunQueue { route: Option<Option<String>> },
+    /// `-Mrm ID…`, `mailrm`.
+    Remove,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// `-odq`: only queue.
+    Queue,
+    /// `-odb` (default): queue, and let the daemon or a runner deliver.
+    Background,
+    /// `-odi`: deliver before returning.
+    Interactive,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendmailArgs {
+    pub mode: Mode,
+    pub config: Option<PathBuf>,
+    pub extract: bool,
+    pub ignore_dots: bool,
+    pub from: Option<String>,
+    pub full_name: Option<String>,
+    pub delivery: DeliveryMode,
+    pub verbose: bool,
+    pub debug: Option<u8>,
+    /// `-q15m` and the like: accepted, the daemon is event driven.
+    pub queue_interval: Option<String>,
+    /// Recipients, addresses for -bv, IDs for -Mrm.
+    pub args: Vec<String>,
+    /// Flags accepted for compatibility and ignored (for the debug log).
+    pub ignored: Vec<String>,
+}
+
+impl SendmailArgs {
+    pub fn new(mode: Mode) -> SendmailArgs {
+        SendmailArgs {
+            mode,
+            config: None,
+            extract: false,
+            ignore_dots: false,
+            from: None,
+            full_name: None,
+            delivery: DeliveryMode::Background,
+            verbose: false,
+            debug: None,
+            queue_interval: None,
+            args: Vec::new(),
+            ignored: Vec::new(),
+        }
+    }
+}
+
+/// Flags that take a value (attached or as the next argument).
+const WITH_VALUE: &str = "fFrCdBNRVXLhOp";
+/// Flags that take a value we ignore.
+const IGNORED_WITH_VALUE: &str = "BNRVXLhOp";
+/// Single-letter flags without a value that mean nothing here.
+const IGNORED_PLAIN: &str = "mnUGx";
+
+/// Parse the arguments after argv[0]; `mode` is the default from the name.
+pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
+    let mut a = SendmailArgs::new(mode);
+    let mut it = args.iter().peekable();
+    let mut options_done = false;
+    while let Some(arg) = it.next() {
+        if options_done || !arg.starts_with('-') || arg == "-" {
+            a.args.push(arg.clone());
+            continue;
+        }
+        if arg == "--" {
+            options_done = true;
+            continue;
+        }
+        let body = &arg[1..];
+        for (i, c) in body.char_indices() {
+            let rest = &body[i + c.len_utf8()..];
+            match c {
+                't' => a.extract = true,
+                'i' => a.ignore_dots = true,
+                'v' => a.verbose = true,
+                c if IGNORED_PLAIN.contains(c) => a.ignored.push(format!("-{c}")),
+                c if WITH_VALUE.contains(c) => {
+                    let value = if rest.is_empty() {
+                        it.next()
+                            .cloned()
+                            .ok_or_else(|| format!("option -{c} needs a value"))?
+                    } else {
+                        rest.to_string()
+                    };
+                    match c {
+                        'f' | 'r' => a.from = Some(value),
+                        'F' => a.full_name = Some(value),
+                        'C' => a.config = Some(PathBuf::from(value)),
+                        'd' => {
+                            // masqmail's -d LEVEL; sendmail's -dX.Y debug
+                            // flags are accepted with their number.
+                            let n = value.split(['.', ',', '-']).next().unwrap_or("");
+                            a.debug = Some(
+                                n.parse::<u8>()
+                                    .map_err(|_| format!("-d needs a level 0-9, not '{value}'"))?
+                                    .min(9),
+                            );
+                        }
+                        c if IGNORED_WITH_VALUE.contains(c) => {
+                            a.ignored.push(format!("-{c}{value}"))
+                        }
+                        _ => {}
+                    }
+                    break;
+                }
+                'b' => {
+                    a.mode =
+                        match rest {
+                            "m" => Mode::Submit,
+                            "p" => Mode::ListQueue,
+                            "s" => Mode::Smtp,
+                            "d" => Mode::Daemon,
+                            "i" => Mode::NewAliases,
+                            "V" => Mode::Version,
+                            "v" => Mode::Verify,
+                            "" => return Err(
+                                "option -b needs a mode letter (-bm, -bp, -bs, -bd, -bi, -bv, -bV)"
+                                    .into(),
+                            ),
+                            _ => return Err(format!("unknown mode -b{rest}")),
+                        };
+                    break;
+                }
+                'o' => {
+                    match rest {
+                        "i" => a.ignore_dots = true,
+                        "dq" => a.delivery = DeliveryMode::Queue,
+                        "db" | "dd" => a.delivery = DeliveryMode::Background,
+                        "di" => a.delivery = DeliveryMode::Interactive,
+                        "" => return Err("option -o needs a letter (-oi, -odq, …)".into()),
+                        _ => a.ignored.push(format!("-o{rest}")),
+                    }
+                    break;
+                }
+                'q' => {
+                    if let Some(r) = rest.strip_prefix('o') {
+                        let route = if !r.is_empty() {
+                            Some(r.to_string())
+                        } else {
+                            match it.peek() {
+                                Some(n) if !n.starts_with('-') => it.next().cloned(),
+                                _ => None,
+                            }
+                        };
+                        a.mode = Mode::RunQueue { route: Some(route) };
+                    } else {
+                        if !rest.is_empty() {
+                            a.queue_interval = Some(rest.to_string());
+                        }
+                        if a.mode != Mode::Daemon {
+                            a.mode = Mode::RunQueue { route: None };
+                        }
+                    }
+                    break;
+                }
+                'M' => {
+                    let what = if rest.is_empty() {
+                        it.next().map(String::as_str).unwrap_or("")
+                    } else {
+                        rest
+                    };
+                    if what != "rm" {
+                        return Err(format!("unknown option -M{what} (only -Mrm ID… is known)"));
+                    }
+                    a.mode = Mode::Remove;
+                    break;
+                }
+                _ => return Err(format!("unknown option -{c}")),
+            }
+        }
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<SendmailArgs, String> {
+        let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse(&v, Mode::Submit)
+    }
+
+    #[test]
+    fn clusters_and_values() {
+        let a = p(&["-ti"]).unwrap();
+        assert!(a.extract && a.ignore_dots);
+        let a = p(&["-oi", "-f", "bob@x", "-Fname", "-C", "c.conf", "a@b", "c@d"]).unwrap();
+        assert!(a.ignore_dots);
+        assert_eq!(a.from.as_deref(), Some("bob@x"));
+        assert_eq!(a.full_name.as_deref(), Some("name"));
+        assert_eq!(a.config, Some(PathBuf::from("c.conf")));
+        assert_eq!(a.args, ["a@b", "c@d"]);
+        let a = p(&["-tif", "x@y", "r@z"]).unwrap();
+        assert_eq!(a.from.as_deref(), Some("x@y"));
+        assert_eq!(a.args, ["r@z"]);
+        let a = p(&["-f", "", "r"]).unwrap();
+        assert_eq!(a.from.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(p(&["-bp"]).unwrap().mode, Mode::ListQueue);
+        assert_eq!(p(&["-bs"]).unwrap().mode, Mode::Smtp);
+        assert_eq!(p(&["-bv", "a"]).unwrap().mode, Mode::Verify);
+        assert_eq!(p(&["-Mrm", "ID1", "ID2"]).unwrap().args, ["ID1", "ID2"]);
+        assert_eq!(p(&["-M", "rm", "ID1"]).unwrap().mode, Mode::Remove);
+        assert_eq!(p(&["-q"]).unwrap().mode, Mode::RunQueue { route: None });
+        assert_eq!(
+            p(&["-qo", "isp"]).unwrap().mode,
+            Mode::RunQueue {
+                route: Some(Some("isp".into()))
+            }
+        );
+        assert_eq!(
+            p(&["-qoisp"]).unwrap().mode,
+            Mode::RunQueue {
+                route: Some(Some("isp".into()))
+            }
+        );
+        assert_eq!(
+            p(&["-qo"]).unwrap().mode,
+            Mode::RunQueue { route: Some(None) }
+        );
+        let d = p(&["-bd", "-q15m"]).unwrap();
+        assert_eq!(d.mode, Mode::Daemon);
+        assert_eq!(d.queue_interval.as_deref(), Some("15m"));
+        assert_eq!(p(&["-odq"]).unwrap().delivery, DeliveryMode::Queue);
+        assert_eq!(p(&["-d", "7"]).unwrap().debug, Some(7));
+        assert_eq!(p(&["-d0.1"]).unwrap().debug, Some(0));
+    }
+
+    #[test]
+    fn ignored_and_errors() {
+        let a = p(&[
+            "-oem",
+            "-oee",
+            "-B8BITMIME",
+            "-N",
+            "never",
+            "-m",
+            "-U",
+            "x@y",
+        ])
+        .unwrap();
+        assert_eq!(a.args, ["x@y"]);
+        assert_eq!(a.ignored.len(), 6);
+        assert!(p(&["-Z"]).is_err());
+        assert!(p(&["-f"]).is_err());
+        assert!(p(&["-bx"]).is_err());
+        assert!(p(&["-Mxx"]).is_err());
+        assert!(p(&["-d", "high"]).is_err());
+        assert_eq!(p(&["--", "-weird@x"]).unwrap().args, ["-weird@x"]);
+    }
+}

@@ -1,0 +1,192 @@
+//! commands — what each invocation does, from parsed arguments to an exit
+//! code. Loads the config, sets up logging, drops privileges, then hands
+//! over to the pipeline modules.
+//!
+//! SECURITY
+//!   Run by root without `run_as_user`, a command that touches the spool
+//!   first creates it owned by `mail_user` and then becomes that user; it
+//!   never writes the spool as root.
+
+mod queue_cmd;
+mod submit;
+mod verify;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{self, modern, sendmail::Mode, Invocation};
+use crate::config::{self, Config};
+use crate::error::{CmdResult, Exit, Fail};
+use crate::queue::Spool;
+
+/// Run the program; returns the exit code.
+pub fn main(argv: Vec<String>) -> i32 {
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    let name = argv0.rsplit('/').next().unwrap_or("masqmail").to_string();
+    match cli::parse(argv) {
+        Err(msg) => finish(&name, Err(Fail::usage(msg))),
+        Ok(Invocation::Help { text, code }) => {
+            if code == 0 {
+                let _ = writeln!(std::io::stdout(), "{text}");
+            } else {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
+            code
+        }
+        Ok(Invocation::Sendmail { name, args, rmail }) => {
+            let r = run_sendmail(&name, args, rmail);
+            finish(&name, r)
+        }
+        Ok(Invocation::Modern { config, cmd }) => finish("masqmail", run_modern(config, cmd)),
+    }
+}
+
+fn finish(name: &str, r: CmdResult) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "{name}: {}", f.msg);
+            f.code as i32
+        }
+    }
+}
+
+/// Load the config for a command; the short form of the errors (the full
+/// list is `masqmail config check`'s job).
+pub fn load_config(path: Option<&Path>) -> Result<Config, Fail> {
+    let path: PathBuf = path.map_or_else(config::default_path, Path::to_path_buf);
+    config::load(&path).map_err(|errs| {
+        let n = errs.errors.len();
+        let first = errs
+            .errors
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let more = if n > 1 {
+            format!(" ({} more; run 'masqmail config check')", n - 1)
+        } else {
+            String::new()
+        };
+        Fail::new(Exit::Config, format!("{first}{more}"))
+    })
+}
+
+fn setup_log(cfg: &Config, verbose: bool, debug: Option<u8>, daemon: bool) {
+    crate::log::init(crate::log::Setup {
+        level: debug.unwrap_or(cfg.main.log_level),
+        verbose,
+        stderr_fallback: daemon,
+    });
+}
+
+/// Become the mail user when running as root outside test mode, creating
+/// the spool directory for it first.
+pub fn drop_privileges(cfg: &Config) -> Result<(), Fail> {
+    use nix::unistd::{self, User};
+    if !unistd::geteuid().is_root() || cfg.main.run_as_user {
+        return Ok(());
+    }
+    let name = &cfg.main.mail_user;
+    let user = User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Fail::new(Exit::Config, format!("mail_user '{name}' does not exist")))?;
+    let spool = &cfg.main.spool_dir;
+    if !spool.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(spool)
+            .map_err(|e| Fail::spool_io(&format!("cannot create {}", spool.display()), &e))?;
+    }
+    unistd::chown(spool, Some(user.uid), Some(user.gid))
+        .map_err(|e| Fail::spool_io(&format!("cannot chown {}", spool.display()), &e.into()))?;
+    let cname = std::ffi::CString::new(name.as_str())
+        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
+    unistd::initgroups(&cname, user.gid)
+        .and_then(|()| unistd::setgid(user.gid))
+        .and_then(|()| unistd::setuid(user.uid))
+        .map_err(|e| Fail::new(Exit::Software, format!("cannot become user {name}: {e}")))
+}
+
+/// The spool, created if missing (after dropping privileges).
+pub fn open_spool(cfg: &Config) -> Result<Spool, Fail> {
+    drop_privileges(cfg)?;
+    let root = &cfg.main.spool_dir;
+    Spool::open(root).map_err(|e| Fail::spool_io(&format!("spool {}", root.display()), &e))
+}
+
+fn version_text() -> String {
+    let tls = if cfg!(feature = "tls") {
+        "+tls"
+    } else {
+        "-tls"
+    };
+    format!("masqmail {} ({tls})", env!("CARGO_PKG_VERSION"))
+}
+
+fn run_sendmail(_name: &str, args: cli::sendmail::SendmailArgs, rmail: bool) -> CmdResult {
+    if args.mode == Mode::Version {
+        println!("{}", version_text());
+        return Ok(());
+    }
+    let cfg = load_config(args.config.as_deref())?;
+    setup_log(&cfg, args.verbose, args.debug, args.mode == Mode::Daemon);
+    for flag in &args.ignored {
+        log::debug!("ignored option {flag}");
+    }
+    match args.mode {
+        Mode::Submit => submit::run(&cfg, &args, rmail),
+        Mode::ListQueue => queue_cmd::list(&cfg, false),
+        Mode::Remove => queue_cmd::remove(&cfg, &args.args),
+        Mode::Verify => verify::addresses(&cfg, &args.args),
+        Mode::NewAliases => verify::alias_file(&cfg),
+        Mode::RunQueue { .. } => queue_cmd::run_queue(&cfg),
+        Mode::Smtp | Mode::Daemon => Err(Fail::new(
+            Exit::Unavailable,
+            "the SMTP server (-bs, -bd) is not part of this version yet",
+        )),
+        Mode::Version => Ok(()),
+    }
+}
+
+fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
+    use modern::{ConfigSub, QueueSub, Sub};
+    match cmd {
+        Sub::Version(_) => {
+            println!("{}", version_text());
+            Ok(())
+        }
+        Sub::Config(c) => {
+            let path = config.unwrap_or_else(config::default_path);
+            match config::load(&path) {
+                Err(errs) => {
+                    let mut err = std::io::stderr().lock();
+                    for e in &errs.errors {
+                        let _ = writeln!(err, "{e}");
+                    }
+                    Err(Fail::new(
+                        Exit::Config,
+                        format!("{}: {} error(s)", path.display(), errs.errors.len()),
+                    ))
+                }
+                Ok(cfg) => {
+                    match c.sub {
+                        ConfigSub::Check(_) => println!("{}: OK", path.display()),
+                        ConfigSub::Show(_) => print!("{}", config::show(&cfg)),
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Sub::Queue(q) => {
+            let cfg = load_config(config.as_deref())?;
+            setup_log(&cfg, false, None, false);
+            match q.sub {
+                Some(QueueSub::Rm(rm)) => queue_cmd::remove(&cfg, &rm.ids),
+                None => queue_cmd::list(&cfg, q.json),
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! `mailq` / `masqmail queue [--json]`, `-Mrm` / `queue rm`, `-q` / `runq`.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write};
+
+use log::{error, info, warn};
+
+use crate::config::Config;
+use crate::error::{CmdResult, Exit, Fail};
+use crate::queue::recover;
+use crate::queue::{self, Dir, Entry, HeaderFile, MsgId, RcptState, Spool, Target};
+use crate::scan::Scanner;
+use crate::util::time;
+
+/// One message as the listing shows it.
+struct Listed {
+    id: MsgId,
+    scanned: bool,
+    hf: HeaderFile,
+}
+
+/// A line about a file that could not be listed.
+struct Problem {
+    name: String,
+    why: String,
+}
+
+fn list_fail(e: &io::Error) -> Fail {
+    Fail::new(Exit::Unavailable, format!("cannot read the queue: {e}"))
+}
+
+/// Read every message in the spool; unreadable files are moved aside
+/// (when we may) and reported, never fatal.
+fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (dir, scanned) in [(Dir::Outgoing, true), (Dir::Incoming, false)] {
+        for entry in spool.list(dir).map_err(|e| list_fail(&e))? {
+            let id = match entry {
+                Entry::Ready(id) => id,
+                Entry::NotReady(_) => continue,
+                Entry::Foreign(name) => {
+                    let why = "not a message file".to_string();
+                    report_corrupt(spool, dir, &name, &why, &mut problems);
+                    continue;
+                }
+            };
+            if !scanned && spool.has_ready(Dir::Outgoing, &id) {
+                continue; // scanned already, listed from outgoing/
+            }
+            match spool.load(dir, &id) {
+                Ok(Ok(hf)) => out.push(Listed { id, scanned, hf }),
+                Ok(Err(why)) => report_corrupt(spool, dir, id.as_str(), &why, &mut problems),
+                // Gone meanwhile (delivered, removed): not a problem.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(Problem {
+                    name: id.to_string(),
+                    why: format!("cannot read: {e}"),
+                }),
+            }
+        }
+    }
+    out.sort_by_key(|l| l.id);
+    Ok((out, problems))
+}
+
+fn report_corrupt(spool: &Spool, dir: Dir, name: &str, why: &str, problems: &mut Vec<Problem>) {
+    let dir_name = match dir {
+        Dir::Incoming => "incoming",
+        Dir::Outgoing => "outgoing",
+    };
+    let why = match spool.set_aside(Some(dir), name) {
+        Ok(_) => {
+            error!("{name}: {dir_name}/{name} is corrupt ({why}); moved to corrupt/");
+            format!("corrupt ({why}); moved to corrupt/")
+        }
+        Err(e) => {
+            error!("{name}: {dir_name}/{name} is corrupt ({why}); cannot move it aside: {e}");
+            format!("corrupt ({why})")
+        }
+    };
+    problems.push(Problem {
+        name: name.to_string(),
+        why,
+    });
+}
+
+fn pending(state: RcptState) -> bool {
+    matches!(state, RcptState::Pending | RcptState::Failed)
+}
+
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::Addr(a) => a.to_string(),
+        Target::Pipe(c) => format!("|{c}"),
+    }
+}
+
+fn body_len(l: &Listed) -> u64 {
+    // Header fields, the empty line, the body.
+    l.hf.headers.iter().map(|h| h.len() as u64).sum::<u64>() + 1 + l.hf.env.body_size
+}
+
+fn print_text(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> String {
+    let mut s = String::new();
+    if listed.is_empty() && problems.is_empty() {
+        s.push_str("Mail queue is empty\n");
+    }
+    for l in listed {
+        let env = &l.hf.env;
+        let _ = write!(
+            s,
+            "{}  {:>8} {} <{}>",
+            l.id,
+            body_len(l),
+            time::short(&time::local(env.received)),
+            env.sender
+        );
+        if !l.scanned {
+            s.push_str(" (not yet scanned)");
+        }
+        s.push('\n');
+        for r in env.rcpts.iter().filter(|r| pending(r.state)) {
+            let _ = write!(s, "        {}", target_text(&r.target));
+            if let Some(o) = &r.orig {
+                let _ = write!(s, " ({o})");
+            }
+            match r.state {
+                RcptState::Failed => {
+                    let _ = write!(s, "  failed: {}", r.error);
+                }
+                _ if !r.error.is_empty() => {
+                    let _ = write!(s, "  last error: {}", r.error);
+                }
+                _ => {}
+            }
+            s.push('\n');
+        }
+    }
+    for p in problems {
+        let _ = writeln!(s, "{}  {}", p.name, p.why);
+    }
+    if !corrupt.is_empty() {
+        let _ = writeln!(
+            s,
+            "{} file(s) set aside in corrupt/ need attention (see the log)",
+            corrupt.len()
+        );
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> String {
+    let mut s = String::from("{\"messages\":[");
+    for (i, l) in listed.iter().enumerate() {
+        let env = &l.hf.env;
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"id\":{},\"size\":{},\"time\":{},\"sender\":{},\"scanned\":{},\"recipients\":[",
+            json_str(l.id.as_str()),
+            body_len(l),
+            env.received,
+            json_str(&env.sender.to_string()),
+            l.scanned
+        );
+        for (j, r) in env.rcpts.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            let state = match r.state {
+                RcptState::Pending => "pending",
+                RcptState::Delivered => "delivered",
+                RcptState::Failed => "failed",
+                RcptState::Bounced => "bounced",
+            };
+            let orig = r.orig.as_ref().map(|o| json_str(&o.to_string()));
+            let _ = write!(
+                s,
+                "{{\"address\":{},\"original\":{},\"state\":\"{state}\",\"tries\":{},\"next_try\":{},\"error\":{}}}",
+                json_str(&target_text(&r.target)),
+                orig.as_deref().unwrap_or("null"),
+                r.tries,
+                r.next_try,
+                json_str(&r.error)
+            );
+        }
+        s.push_str("]}");
+    }
+    s.push_str("],\"problems\":[");
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"file\":{},\"error\":{}}}",
+            json_str(&p.name),
+            json_str(&p.why)
+        );
+    }
+    s.push_str("],\"corrupt\":[");
+    let names: Vec<String> = corrupt.iter().map(|c| json_str(c)).collect();
+    s.push_str(&names.join(","));
+    s.push_str("]}\n");
+    s
+}
+
+pub fn list(cfg: &Config, json: bool) -> CmdResult {
+    let root = &cfg.main.spool_dir;
+    let (listed, problems, corrupt) = if root.is_dir() {
+        super::drop_privileges(cfg)?;
+        let spool = Spool::existing(root);
+        let (l, p) = collect(&spool)?;
+        (l, p, spool.list_corrupt())
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    let text = if json {
+        print_json(&listed, &problems, &corrupt)
+    } else {
+        print_text(&listed, &problems, &corrupt)
+    };
+    io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| Fail::new(Exit::IoErr, format!("writing the listing: {e}")))
+}
+
+/// Remove messages by ID. A message being delivered right now (its lock
+/// held) is left alone: exit 75, try again.
+pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
+    if ids.is_empty() {
+        return Err(Fail::usage("no message IDs given"));
+    }
+    let spool = super::open_spool(cfg)?;
+    let mut worst: Option<Fail> = None;
+    for arg in ids {
+        let Some(id) = MsgId::parse(arg) else {
+            worst = Some(Fail::usage(format!("'{arg}' is not a message ID")));
+            continue;
+        };
+        let out = spool.header_path(Dir::Outgoing, &id);
+        let _lock = match File::open(&out) {
+            Ok(f) => match queue::try_lock(f) {
+                Some(l) => Some(l),
+                None => {
+                    worst = Some(Fail::new(
+                        Exit::TempFail,
+                        format!("{id}: being delivered right now; try again"),
+                    ));
+                    continue;
+                }
+            },
+            Err(_) => None,
+        };
+        match spool.remove(&id) {
+            Ok(true) => {
+                info!(
+                    "{id}: removed from the queue by uid {}",
+                    nix::unistd::getuid()
+                );
+                println!("{id}: removed");
+            }
+            Ok(false) => {
+                worst = Some(Fail::new(
+                    Exit::Unavailable,
+                    format!("{id}: not in the queue"),
+                ));
+            }
+            Err(e) => worst = Some(Fail::spool_io(&format!("{id}: cannot remove"), &e)),
+        }
+    }
+    worst.map_or(Ok(()), Err)
+}
+
+/// `-q`: recover the spool and scan what waits in incoming/. Delivery is
+/// not part of this version yet: say so, exit 69.
+pub fn run_queue(cfg: &Config) -> CmdResult {
+    let spool = super::open_spool(cfg)?;
+    let report = recover::recover(&spool).map_err(|e| Fail::spool_io("recovery", &e))?;
+    for r in &report.removed {
+        info!("recovery: removed {r} (left by a crash, never acknowledged)");
+    }
+    for (name, why) in &report.set_aside {
+        warn!("recovery: moved {name} to corrupt/: {why}");
+    }
+    let scanner = Scanner::new(cfg).map_err(|e| Fail::new(Exit::TempFail, e))?;
+    scanner
+        .scan_all(&spool)
+        .map_err(|e| Fail::spool_io("scanning", &e))?;
+    Err(Fail::new(
+        Exit::Unavailable,
+        "queue scanned; delivery (transports) is not part of this version yet",
+    ))
+}
