@@ -1,0 +1,127 @@
+//! Startup recovery: every crash state of queue-in and scanning
+//! (doc/INTERNALS.md) is brought back to a clean spool, idempotently, and
+//! files whose writer is alive (locked) are left alone.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// `runq` recovers and scans; delivery is a later part, so only the spool
+/// is checked here.
+fn recover(m: &Mta) {
+    let out = m.run("runq", &[], b"");
+    assert!(out.status.code().is_some(), "runq died: {:?}", out.status);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+fn set_mode(p: &std::path::Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn every_crash_state_recovers() {
+    let m = Mta::new("recover");
+    for i in 0..5 {
+        expect_code(
+            &m.sendmail(
+                &[&format!("r{i}@example.org")],
+                &format!("Subject: {i}\n\n{i}\n"),
+            ),
+            0,
+        );
+    }
+    let ids = m.queued_ids();
+    let (inc, out) = (m.spool.join("incoming"), m.spool.join("outgoing"));
+    // S1: a body without a header file (writer died): never acknowledged.
+    fs::remove_file(out.join(&ids[0])).unwrap();
+    // S2: incoming not ready: never acknowledged.
+    fs::rename(out.join(&ids[1]), inc.join(&ids[1])).unwrap();
+    set_mode(&inc.join(&ids[1]), 0o600);
+    // S4: outgoing half written, incoming ready: scan again.
+    fs::copy(out.join(&ids[2]), inc.join(&ids[2])).unwrap();
+    set_mode(&out.join(&ids[2]), 0o600);
+    // S5: both ready: incoming is the leftover.
+    fs::copy(out.join(&ids[3]), inc.join(&ids[3])).unwrap();
+    set_mode(&inc.join(&ids[3]), 0o700);
+    // ids[4] is untouched.
+    recover(&m);
+    assert_eq!(m.files("pool"), ids[2..].to_vec());
+    assert_eq!(m.files("outgoing"), ids[2..].to_vec());
+    m.assert_clean_spool();
+    assert_eq!(m.queued_ids(), ids[2..].to_vec());
+    // Idempotent.
+    recover(&m);
+    assert_eq!(m.queued_ids(), ids[2..].to_vec());
+    assert!(m.files("corrupt").is_empty());
+}
+
+#[test]
+fn live_writers_are_left_alone() {
+    let m = Mta::new("locked");
+    expect_code(&m.sendmail(&["a@example.org"], "a\n"), 0);
+    let id = m.queued_ids()[0].clone();
+    // A message being written right now: its pool file is locked, and its
+    // incoming file not ready yet.
+    let out = m.spool.join("outgoing").join(&id);
+    let inc = m.spool.join("incoming").join(&id);
+    fs::rename(&out, &inc).unwrap();
+    set_mode(&inc, 0o600);
+    let pool = File::open(m.spool.join("pool").join(&id)).unwrap();
+    let lock = nix::fcntl::Flock::lock(pool, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    recover(&m);
+    assert_eq!(m.files("incoming"), std::slice::from_ref(&id));
+    assert_eq!(m.files("pool"), std::slice::from_ref(&id));
+    drop(lock);
+    recover(&m);
+    assert!(m.files("incoming").is_empty());
+    assert!(m.files("pool").is_empty());
+}
+
+#[test]
+fn killed_sendmail_leaves_nothing_ready() {
+    let m = Mta::new("kill9");
+    expect_code(&m.sendmail(&["keep@example.org"], "keep\n"), 0);
+    let mut child = Command::new(m.bin.join("sendmail"))
+        .args(["-C", m.conf.to_str().unwrap(), "-i", "x@example.org"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Subject: half\n\n").unwrap();
+    stdin.write_all(&vec![b'x'; 100_000]).unwrap();
+    stdin.flush().unwrap();
+    // Wait until its body file exists, then kill it mid-message.
+    for _ in 0..200 {
+        if m.files("pool").len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(m.files("pool").len(), 2, "sendmail never started writing");
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(stdin);
+    assert_eq!(m.queued_ids().len(), 1, "a killed submission is listed");
+    recover(&m);
+    assert_eq!(m.files("pool").len(), 1);
+    assert_eq!(m.queued_ids().len(), 1);
+}
+
+#[test]
+fn foreign_files_are_moved_aside() {
+    let m = Mta::new("foreign");
+    expect_code(&m.sendmail(&["a@example.org"], "a\n"), 0);
+    fs::write(m.spool.join("incoming").join("core"), "x").unwrap();
+    fs::write(m.spool.join("pool").join("notes.txt"), "x").unwrap();
+    recover(&m);
+    let c = m.files("corrupt");
+    assert_eq!(c, ["incoming-core", "pool-notes.txt"]);
+    assert_eq!(m.queued_ids().len(), 1);
+}
