@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# cross/build.sh [--notls|--both] [TARGET…|all]
+#
+# Builds the static, stripped, size-optimised release binary of masqmail for
+# router targets (default: all five), installing the toolchain first when it
+# is missing (as root; idempotent):
+#   mips-unknown-linux-musl mipsel-unknown-linux-musl
+#   armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl
+#   x86_64-unknown-linux-musl
+#
+# Output: target/cross/TARGET/masqmail (all features) and
+#         target/cross/TARGET-notls/masqmail (--no-default-features).
+#
+# Features: FEATURES=default (all features, the default), FEATURES=none
+# (without tls; same as --notls) or FEATURES=both (same as --both).
+# CARGO_TARGET_DIR moves target/ (e.g. a cache outside the checkout);
+# CROSS_OPT_LEVEL=s|z overrides the per-target opt-level (measurements);
+# CROSS_LOCKED=0 drops --locked (Cargo.lock being edited).
+set -euo pipefail
+# shellcheck source=cross/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+features=${FEATURES:-default}
+args=()
+for a in "$@"; do
+  case "$a" in
+    --notls | --no-default-features) features=none ;;
+    --both) features=both ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0 ;;
+    -*) echo "build.sh: unknown option $a" >&2; exit 64 ;;
+    *) args+=("$a") ;;
+  esac
+done
+case "$features" in
+  default) variants=(tls) ;;
+  none) variants=(notls) ;;
+  both) variants=(tls notls) ;;
+  *) echo "build.sh: FEATURES must be default, none or both" >&2; exit 64 ;;
+esac
+parse_targets "${args[@]+"${args[@]}"}"
+
+cross_install
+
+# Nothing from the caller's environment may change how std or the crate is
+# built behind our back.
+unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS RUSTC_WRAPPER \
+  CARGO_BUILD_RUSTC_WRAPPER CARGO_BUILD_TARGET CARGO_PROFILE_RELEASE_STRIP
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$CROSS_CARGO_DIR
+# Size options (doc/SIZE.md): no unwind tables (panic = abort anyway);
+# zig supplies crt1.o, musl and libunwind (link-self-contained=no).
+export RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+locked=(--locked)
+[ "${CROSS_LOCKED:-1}" = 0 ] && locked=()
+
+build_one() {
+  local t=$1 variant=$2 u l out bin start feat=()
+  target_info "$t"
+  u=$(echo "$t" | tr 'a-z-' 'A-Z_')
+  l=$(echo "$t" | tr '-' '_')
+  [ "$variant" = notls ] && feat=(--no-default-features)
+  out=$(out_dir "$t" "$variant")
+  echo "== build $t ($variant, opt-level $OPT_LEVEL)" >&2
+  start=$SECONDS
+  # ZIG_TARGET/ZIG_CPU are not in cargo's fingerprints: start this target
+  # afresh when they (or zig) changed.
+  local stamp=$CROSS_CARGO_DIR/$t/zig-stamp
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$ZIG_VERSION $ZIG_TARGET $ZIG_CPU" ]; then
+    rm -rf "${CROSS_CARGO_DIR:?}/$t"
+  fi
+  mkdir -p "$CROSS_CARGO_DIR/$t"
+  echo "$ZIG_VERSION $ZIG_TARGET $ZIG_CPU" >"$stamp"
+  (
+    export ZIG_TARGET ZIG_CPU CARGO_PROFILE_RELEASE_OPT_LEVEL=$OPT_LEVEL
+    export "CARGO_TARGET_${u}_LINKER=$ZIG_HOME/bin/zigcc" \
+      "CC_${l}=$ZIG_HOME/bin/zigcc" "AR_${l}=$ZIG_HOME/bin/zigar"
+    /usr/bin/cargo build --release "${locked[@]+"${locked[@]}"}" -q \
+      --manifest-path "$CROSS_REPO/Cargo.toml" \
+      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
+      --target "$t" "${feat[@]+"${feat[@]}"}"
+  )
+  bin=$CROSS_CARGO_DIR/$t/release/masqmail
+  mkdir -p "$out"
+  cp "$bin" "$out/masqmail.tmp"
+  case "$t" in
+    # The non-loaded .pdr section is ~10 % of a MIPS binary; strip keeps it.
+    mips*) llvm-objcopy --remove-section=.pdr "$out/masqmail.tmp" ;;
+  esac
+  mv "$out/masqmail.tmp" "$out/masqmail"
+  echo "   $out/masqmail: $(stat -c %s "$out/masqmail") bytes, $((SECONDS - start)) s" >&2
+}
+
+for t in "${TARGETS[@]}"; do
+  for v in "${variants[@]}"; do
+    build_one "$t" "$v"
+  done
+done
