@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod log;
 mod message;
+mod privs;
 mod queue;
 mod receive;
 mod scan;

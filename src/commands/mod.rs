@@ -79,35 +79,10 @@ fn setup_log(cfg: &Config, verbose: bool, debug: Option<u8>, daemon: bool) {
     });
 }
 
-/// Become the mail user when running as root outside test mode, creating
-/// the spool directory for it first.
+/// Create the spool when missing and become the mail user.
 pub fn drop_privileges(cfg: &Config) -> Result<(), Fail> {
-    use nix::unistd::{self, User};
-    if !unistd::geteuid().is_root() || cfg.main.run_as_user {
-        return Ok(());
-    }
-    let name = &cfg.main.mail_user;
-    let user = User::from_name(name)
-        .ok()
-        .flatten()
-        .ok_or_else(|| Fail::new(Exit::Config, format!("mail_user '{name}' does not exist")))?;
-    let spool = &cfg.main.spool_dir;
-    if !spool.is_dir() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(spool)
-            .map_err(|e| Fail::spool_io(&format!("cannot create {}", spool.display()), &e))?;
-    }
-    unistd::chown(spool, Some(user.uid), Some(user.gid))
-        .map_err(|e| Fail::spool_io(&format!("cannot chown {}", spool.display()), &e.into()))?;
-    let cname = std::ffi::CString::new(name.as_str())
-        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
-    unistd::initgroups(&cname, user.gid)
-        .and_then(|()| unistd::setgid(user.gid))
-        .and_then(|()| unistd::setuid(user.uid))
-        .map_err(|e| Fail::new(Exit::Software, format!("cannot become user {name}: {e}")))
+    crate::privs::prepare_spool(cfg)?;
+    crate::privs::become_mail_user(cfg)
 }
 
 /// The spool, created if missing (after dropping privileges).

@@ -152,6 +152,8 @@ pub struct Main {
     pub log_level: u8,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Where `masqmail -bd` writes its process ID.
+    pub pid_file: PathBuf,
 }
 
 /// A `config route 'NAME'` section (masqmail.route(5) semantics).

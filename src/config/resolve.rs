@@ -729,6 +729,7 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         log_level: u8::try_from(s.num("log_level")).unwrap_or(9),
         tls_cert: s.opt_path("tls_cert"),
         tls_key: s.opt_path("tls_key"),
+        pid_file: s.path("pid_file"),
     };
 
     let label = s.label.clone();

@@ -205,6 +205,7 @@ pub const MAIN: SectionSpec = SectionSpec {
         opt("log_level", Ty::LogLevel, val("5")),
         opt("tls_cert", Ty::Path, UNSET),
         opt("tls_key", Ty::Path, UNSET),
+        opt("pid_file", Ty::Path, val("/var/run/masqmail/masqmail.pid")),
     ],
 };
 

@@ -152,6 +152,7 @@ pub fn show(cfg: &Config) -> String {
         "tls_key",
         m.tls_key.as_ref().map(|p| p.to_string_lossy()).as_deref(),
     );
+    w.opt("pid_file", &m.pid_file.to_string_lossy());
 
     for r in &cfg.routes {
         route(&mut w, r);
