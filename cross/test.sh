@@ -1,30 +1,36 @@
 #!/usr/bin/env bash
-# cross/test.sh [--notls] [TARGET…|all]
+# cross/test.sh [--notls|--both] [TARGET…|all]
 #
-# Runs the binaries that cross/build.sh made (target/cross/TARGET/masqmail,
-# or TARGET-notls with --notls) through a smoke suite, each under
+# Runs the binaries that cross/build.sh made (target/cross/TARGET/masqmail;
+# TARGET-notls with --notls; both with --both) through a smoke suite, each under
 # qemu-<arch>-static with the CPU of a typical router (x86_64 natively):
 #   file: statically linked, right architecture (and byte order)
 #   masqmail version
 #   masqmail config check -C FILE, for every examples/*.conf and the test one
 #   sendmail -t -i < message          (a link named sendmail)
 #   mailq                             (a link named mailq) lists it
-#   the spool reads the same with the x86_64 build (byte order)
+#   the spool lists the same with another build (x86_64, else another
+#   target's): byte order and word size must not matter
 #   an SMTP session over masqmail -bs (EHLO MAIL RCPT DATA QUIT)
 #   masqmail -Mrm ID…, then mailq says "Mail queue is empty"
 # in a temporary directory with its own config (run_as_user '1', the spool
 # in that directory). Prints PASS/FAIL per step and exits 1 when any failed.
 # The temporary directory of a target with a failed step is kept (its log
 # holds every command, its output and the SMTP dialogue); KEEP=1 keeps all.
+#
+# CROSS_XFAIL='DESC|DESC…' names steps (substrings of their descriptions)
+# known to fail for a feature not written yet: they print XFAIL and do not
+# fail the run; one that passes prints XPASS (take it off the list).
 set -euo pipefail
 # shellcheck source=cross/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-variant=tls
+variants=(tls)
 args=()
 for a in "$@"; do
   case "$a" in
-    --notls | --no-default-features) variant=notls ;;
+    --notls | --no-default-features) variants=(notls) ;;
+    --both) variants=(tls notls) ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
       exit 0 ;;
@@ -43,7 +49,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 TIMEOUT=${TEST_TIMEOUT:-60}
-total_pass=0 total_fail=0 total_skip=0
+total_pass=0 total_fail=0 total_skip=0 total_xfail=0
 tmpdirs=()
 cleanup() {
   local d
@@ -71,12 +77,33 @@ run() {
 
 # Result of a check: why=... then return 1.
 why=''
+# xfail DESCRIPTION: true when CROSS_XFAIL lists the step.
+xfail() {
+  local x
+  local -a list
+  IFS='|' read -r -a list <<<"${CROSS_XFAIL:-}"
+  for x in "${list[@]+"${list[@]}"}"; do
+    [ -n "$x" ] && [[ "$1" == *"$x"* ]] && return 0
+  done
+  return 1
+}
+
 # step DESCRIPTION FUNCTION ARG…: runs a check, prints PASS/FAIL/SKIP.
 step() {
   local desc=$1 rc=0
   shift
   why=''
   "$@" || rc=$?
+  if [ "$rc" != 2 ] && xfail "$desc"; then
+    if [ "$rc" = 0 ]; then
+      printf 'XPASS %-32s %s (listed in CROSS_XFAIL: take it off)\n' "$label" "$desc"
+      pass=$((pass + 1))
+    else
+      printf 'XFAIL %-32s %s: %s (listed in CROSS_XFAIL)\n' "$label" "$desc" "${why:-failed}"
+      xfailed=$((xfailed + 1))
+    fi
+    return 0
+  fi
   case "$rc" in
     0) printf 'PASS  %-32s %s\n' "$label" "$desc"; pass=$((pass + 1)) ;;
     2) printf 'SKIP  %-32s %s: %s\n' "$label" "$desc" "$why"; skip=$((skip + 1)) ;;
@@ -134,13 +161,15 @@ check_sendmail() {
   local rc=0
   run sendmail -C "$dir/test.conf" -t -i <"$dir/message" || rc=$?
   [ "$rc" = 0 ] || { exited "$rc"; return 1; }
+  accepted=$((accepted + 1))
   return 0
 }
 
 # mailq: the first line of a block starts with the message ID and holds
 # <sender>; each pending recipient follows on an indented line.
 check_mailq_lists() {
-  local want_n=$1 rc=0
+  local want_n=$accepted rc=0
+  [ "$want_n" -gt 0 ] || { why="no message was accepted to list"; return 1; }
   run mailq -C "$dir/test.conf" || rc=$?
   [ "$rc" = 0 ] || { exited "$rc"; return 1; }
   mapfile -t ids < <(grep -E '^[^[:space:]]' "$dir/out" | awk '{print $1}')
@@ -156,19 +185,32 @@ check_mailq_lists() {
   return 0
 }
 
-# The spool written by this target's build, listed by the x86_64 build:
-# the same output unless something in the spool depends on byte order.
+# The spool written by this build, listed by another one (the x86_64 build,
+# else the first other target built): the same output unless something in
+# the spool depends on byte order or word size.
 check_cross_read() {
-  local host
-  host=$(out_dir x86_64-unknown-linux-musl "$variant")/masqmail
-  [ "$t" != x86_64-unknown-linux-musl ] || { why="this is the x86_64 build"; return 2; }
-  [ -x "$host" ] || { why="no x86_64 build to compare with"; return 2; }
+  local other='' o v ref='' qemu=() rc=0 mine
+  for v in "$variant" tls notls; do
+    for o in x86_64-unknown-linux-musl "${CROSS_ALL_TARGETS[@]}"; do
+      ref=$(out_dir "$o" "$v")/masqmail
+      [ "$o" != "$t" ] && [ -x "$ref" ] && { other=$o; break 2; }
+    done
+  done
+  [ -n "$other" ] || { why="no build of another target to compare with"; return 2; }
   [ -s "$dir/mailq.out" ] || { why="mailq listed nothing to compare"; return 1; }
-  local rc=0
-  timeout "$TIMEOUT" "$host" -C "$dir/test.conf" -bp >"$dir/out" 2>"$dir/err" || rc=$?
-  [ "$rc" = 0 ] || { exited "$rc" "x86_64 build"; return 1; }
-  cmp -s "$dir/out" "$dir/mailq.out" ||
-    { why="x86_64 build lists the spool differently: $(diff "$dir/mailq.out" "$dir/out" | head -n 3 | tr '\n' ' ')"; return 1; }
+  mine=$t
+  target_info "$other"
+  [ -n "$QEMU" ] && qemu=("$QEMU" -cpu "$QEMU_CPU")
+  target_info "$mine"
+  echo "\$ ($other build) masqmail -C test.conf -bp" >>"$dir/log"
+  timeout "$TIMEOUT" "${qemu[@]+"${qemu[@]}"}" "$ref" -C "$dir/test.conf" -bp \
+    >"$dir/out" 2>"$dir/err" || rc=$?
+  cat "$dir/out" "$dir/err" >>"$dir/log"
+  [ "$rc" = 0 ] || { exited "$rc" "$other build"; return 1; }
+  cmp -s "$dir/out" "$dir/mailq.out" || {
+    why="the $other build lists it differently: $(diff "$dir/mailq.out" "$dir/out" | grep '^[<>]' | head -n 2 | tr '\n' ' ')"
+    return 1
+  }
   return 0
 }
 
@@ -247,6 +289,7 @@ check_smtp() {
   cat "$dir/err" >>"$dir/log"
   [ "$ok" = 1 ] || { [ "$rc" != 0 ] && why="$why (exit $rc)"; return 1; }
   [ "$rc" = 0 ] || { exited "$rc"; return 1; }
+  accepted=$((accepted + 1))
   return 0
 }
 
@@ -267,19 +310,20 @@ check_empty() {
   return 0
 }
 
-for t in "${TARGETS[@]}"; do
+test_one() {
   target_info "$t"
   label=$t
   [ "$variant" = notls ] && label="$t-notls"
   bin=$(out_dir "$t" "$variant")/masqmail
-  pass=0 fail=0 skip=0
+  pass=0 fail=0 skip=0 xfailed=0 accepted=0 ids=()
   echo "== test $label${QEMU:+ ($QEMU -cpu $QEMU_CPU)}"
   if [ ! -f "$bin" ]; then
     printf 'FAIL  %-32s %s\n' "$label" "no binary at $bin (run cross/build.sh $t)"
     total_fail=$((total_fail + 1))
-    continue
+    return 0
   fi
   dir=$(mktemp -d "${TMPDIR:-/tmp}/masqmail-cross.XXXXXX")
+  local binabs n c
   binabs=$(cd "$(dirname "$bin")" && pwd)/masqmail
   for n in masqmail sendmail mailq; do ln -s "$binabs" "$dir/$n"; done
   mkdir -p "$dir/spool" "$dir/mail"
@@ -304,7 +348,6 @@ Subject: smoke test of the $label build
 Hello from the $label smoke test.
 .a line that starts with a dot
 EOF
-  ids=()
   step "file: static, $FILE_RE" check_file
   step "ELF byte order ($([ "${t%%-*}" = mips ] && echo big || echo little)-endian)" check_endian
   step "masqmail version" check_version
@@ -313,20 +356,31 @@ EOF
   done
   step "config check -C test.conf" check_config "$dir/test.conf"
   step "sendmail -t -i < message" check_sendmail
-  step "mailq lists it" check_mailq_lists 1
-  step "spool reads the same on x86_64" check_cross_read
+  step "mailq lists it" check_mailq_lists
+  step "another build lists the spool the same" check_cross_read
   step "SMTP session over -bs" check_smtp
-  step "mailq lists both" check_mailq_lists 2
+  step "mailq lists every accepted message" check_mailq_lists
   step "masqmail -Mrm ID…" check_rm
   step "mailq: Mail queue is empty" check_empty
-  if [ "$fail" -gt 0 ] || [ "${KEEP:-0}" = 1 ]; then
-    echo "   $label: $pass passed, $fail failed, $skip skipped (kept: $dir/log)"
+  local summary="$pass passed, $fail failed, $skip skipped"
+  [ "$xfailed" -gt 0 ] && summary="$summary, $xfailed failed as expected"
+  if [ "$fail" -gt 0 ] || [ "$xfailed" -gt 0 ] || [ "${KEEP:-0}" = 1 ]; then
+    echo "   $label: $summary (kept: $dir/log)"
   else
-    echo "   $label: $pass passed, $fail failed, $skip skipped"
+    echo "   $label: $summary"
     tmpdirs+=("$dir")
   fi
-  total_pass=$((total_pass + pass)) total_fail=$((total_fail + fail)) total_skip=$((total_skip + skip))
+  total_pass=$((total_pass + pass)) total_fail=$((total_fail + fail))
+  total_skip=$((total_skip + skip)) total_xfail=$((total_xfail + xfailed))
+}
+
+for t in "${TARGETS[@]}"; do
+  for variant in "${variants[@]}"; do
+    test_one
+  done
 done
 
+[ "$total_xfail" -gt 0 ] &&
+  echo "cross: $total_xfail step(s) failed as expected (CROSS_XFAIL='${CROSS_XFAIL:-}')"
 echo "cross: $total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" = 0 ]
