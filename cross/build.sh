@@ -43,22 +43,23 @@ parse_targets "${args[@]+"${args[@]}"}"
 
 cross_install
 
-# Nothing from the caller's environment may change how std or the crate is
-# built behind our back.
-unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS RUSTC_WRAPPER \
-  CARGO_BUILD_RUSTC_WRAPPER CARGO_BUILD_TARGET CARGO_PROFILE_RELEASE_STRIP
-export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$CROSS_CARGO_DIR
-# Size options (doc/SIZE.md): no unwind tables (panic = abort anyway);
-# zig supplies crt1.o, musl and libunwind (link-self-contained=no).
-export RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+# The std and crates built by another rustc or zig are dead weight: start
+# the cross target dir afresh when the toolchain changed.
+toolchain="$(/usr/bin/rustc -vV | tr '\n' ' ')zig $ZIG_VERSION"
+if [ -f "$CROSS_CARGO_DIR/toolchain" ] && [ "$(cat "$CROSS_CARGO_DIR/toolchain")" != "$toolchain" ]; then
+  echo "cross: toolchain changed, removing $CROSS_CARGO_DIR" >&2
+  rm -rf "${CROSS_CARGO_DIR:?}"
+fi
+mkdir -p "$CROSS_CARGO_DIR"
+echo "$toolchain" >"$CROSS_CARGO_DIR/toolchain"
+
+export CARGO_TARGET_DIR=$CROSS_CARGO_DIR
 locked=(--locked)
 [ "${CROSS_LOCKED:-1}" = 0 ] && locked=()
 
 build_one() {
-  local t=$1 variant=$2 u l out bin start feat=()
+  local t=$1 variant=$2 out bin start feat=()
   target_info "$t"
-  u=$(echo "$t" | tr 'a-z-' 'A-Z_')
-  l=$(echo "$t" | tr '-' '_')
   [ "$variant" = notls ] && feat=(--no-default-features)
   out=$(out_dir "$t" "$variant")
   echo "== build $t ($variant, opt-level $OPT_LEVEL)" >&2
@@ -72,12 +73,9 @@ build_one() {
   mkdir -p "$CROSS_CARGO_DIR/$t"
   echo "$ZIG_VERSION $ZIG_TARGET $ZIG_CPU" >"$stamp"
   (
-    export ZIG_TARGET ZIG_CPU CARGO_PROFILE_RELEASE_OPT_LEVEL=$OPT_LEVEL
-    export "CARGO_TARGET_${u}_LINKER=$ZIG_HOME/bin/zigcc" \
-      "CC_${l}=$ZIG_HOME/bin/zigcc" "AR_${l}=$ZIG_HOME/bin/zigar"
+    cross_env "$t"
     /usr/bin/cargo build --release "${locked[@]+"${locked[@]}"}" -q \
-      --manifest-path "$CROSS_REPO/Cargo.toml" \
-      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
+      --manifest-path "$CROSS_REPO/Cargo.toml" "${CROSS_STD_ARGS[@]}" \
       --target "$t" "${feat[@]+"${feat[@]}"}"
   )
   bin=$CROSS_CARGO_DIR/$t/release/masqmail

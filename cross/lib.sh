@@ -171,6 +171,33 @@ exec '$zig' ar "\$@"
 EOF
 }
 
+# -Zbuild-std: std built from source with the size options: panic=abort
+# std, and optimize_for_size instead of std's default features (backtrace
+# symbolisation among them, of no use in a stripped binary).
+CROSS_STD_ARGS=('-Zbuild-std=std,panic_abort' -Zbuild-std-features=optimize_for_size)
+
+# cross_env TARGET: exports what cargo needs to build for TARGET with
+# Debian's rustc and zig (run it in a subshell). Nothing from the caller's
+# environment may change how std or the crate is built behind our back.
+cross_env() {
+  local u l
+  target_info "$1"
+  u=$(echo "$1" | tr 'a-z-' 'A-Z_')
+  l=$(echo "$1" | tr '-' '_')
+  unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS RUSTC_WRAPPER \
+    CARGO_BUILD_RUSTC_WRAPPER CARGO_BUILD_TARGET CARGO_PROFILE_RELEASE_STRIP \
+    CARGO_PROFILE_RELEASE_DEBUG
+  # rustup's cargo and rustc come first on PATH: they have no std sources.
+  export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+  # No unwind tables (panic = abort anyway); zig supplies crt1.o, musl and
+  # libunwind (link-self-contained=no: Debian's rustc has no crt1.o for
+  # these targets).
+  export RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+  export ZIG_TARGET ZIG_CPU CARGO_PROFILE_RELEASE_OPT_LEVEL=$OPT_LEVEL
+  export "CARGO_TARGET_${u}_LINKER=$ZIG_HOME/bin/zigcc" \
+    "CC_${l}=$ZIG_HOME/bin/zigcc" "AR_${l}=$ZIG_HOME/bin/zigar"
+}
+
 # out_dir TARGET VARIANT: where build.sh puts the binary (VARIANT tls|notls).
 out_dir() {
   if [ "$2" = notls ]; then echo "$CROSS_OUT/$1-notls"; else echo "$CROSS_OUT/$1"; fi
