@@ -88,6 +88,17 @@ pub enum OnlineDetect {
     Command,
 }
 
+/// How mail for local users is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalDelivery {
+    /// Append to `mail_dir/USER` (mbox, `>From ` quoting, locked).
+    Mbox,
+    /// `mail_dir/USER/{tmp,new,cur}`.
+    Maildir,
+    /// Pipe to the `mda` command.
+    Mda,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BareLf {
     /// A bare LF counts as a line end, but a `.` after it never ends DATA.
@@ -154,6 +165,16 @@ pub struct Main {
     pub tls_key: Option<PathBuf>,
     /// Where `masqmail -bd` writes its process ID.
     pub pid_file: PathBuf,
+    pub local_delivery: LocalDelivery,
+    /// The MDA command for `local_delivery 'mda'` (`%{rcpt}`, `%{user}`,
+    /// `%{sender}`, `%{id}` substituted; no shell).
+    pub mda: Option<String>,
+    pub mda_fromline: bool,
+    pub mda_fromhack: bool,
+    /// Tell the sender when a message has waited this long (unset: never).
+    pub delay_warning: Option<Duration>,
+    /// The resolver configuration for MX delivery.
+    pub resolv_conf: PathBuf,
 }
 
 /// A `config route 'NAME'` section (masqmail.route(5) semantics).
@@ -255,6 +276,11 @@ uci_names!(OnlineDetect {
     Mserver => "mserver",
     File => "file",
     Command => "command",
+});
+uci_names!(LocalDelivery {
+    Mbox => "mbox",
+    Maildir => "maildir",
+    Mda => "mda",
 });
 uci_names!(BareLf {
     Normalize => "normalize",

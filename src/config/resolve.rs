@@ -31,8 +31,8 @@ use super::schema::{default_smtp_port, Default, OptSpec, SectionSpec, Ty, MAIN, 
 use super::uci::{self, Section, UciOption};
 use super::value::{self, Bad};
 use super::{
-    AddressMap, Alias, BareLf, Config, ConfigError, ConfigErrors, HostPort, IpNet, Main,
-    OnlineDetect, ResolveMethod, Route, Secret, TlsMode, User,
+    AddressMap, Alias, BareLf, Config, ConfigError, ConfigErrors, HostPort, IpNet, LocalDelivery,
+    Main, OnlineDetect, ResolveMethod, Route, Secret, TlsMode, User,
 };
 
 /// The checked value of one option.
@@ -234,6 +234,14 @@ impl Slots {
 
     fn u32(&mut self, name: &str) -> u32 {
         u32::try_from(self.num(name)).unwrap_or(u32::MAX)
+    }
+
+    fn opt_dur(&mut self, name: &str) -> Option<Duration> {
+        if self.set(name) {
+            Some(self.dur(name))
+        } else {
+            None
+        }
     }
 
     fn dur(&mut self, name: &str) -> Duration {
@@ -730,6 +738,16 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         tls_cert: s.opt_path("tls_cert"),
         tls_key: s.opt_path("tls_key"),
         pid_file: s.path("pid_file"),
+        local_delivery: s.choice(
+            "local_delivery",
+            LocalDelivery::from_name,
+            LocalDelivery::Mbox,
+        ),
+        mda: s.opt_text("mda"),
+        mda_fromline: s.bool("mda_fromline"),
+        mda_fromhack: s.bool("mda_fromhack"),
+        delay_warning: s.opt_dur("delay_warning"),
+        resolv_conf: s.path("resolv_conf"),
     };
 
     let label = s.label.clone();
@@ -765,6 +783,14 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
             "online_query",
             "online_detect 'command' needs online_query",
             "set online_query to a command that prints the name of the online route",
+        );
+    }
+    if m.local_delivery == LocalDelivery::Mda && !s.set("mda") {
+        err(
+            s.line("local_delivery"),
+            "mda",
+            "local_delivery 'mda' needs mda",
+            "set mda to the delivery command, e.g. '/usr/bin/procmail -d %{user}'",
         );
     }
     if m.max_connections_per_ip > m.max_connections {

@@ -8,7 +8,7 @@
 //!   to the struct in `mod.rs`, to `resolve`'s builder and to `show`; the
 //!   tests fail until all four agree.
 
-use super::{BareLf, OnlineDetect, ResolveMethod, TlsMode};
+use super::{BareLf, LocalDelivery, OnlineDetect, ResolveMethod, TlsMode};
 
 /// The kind of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +206,16 @@ pub const MAIN: SectionSpec = SectionSpec {
         opt("tls_cert", Ty::Path, UNSET),
         opt("tls_key", Ty::Path, UNSET),
         opt("pid_file", Ty::Path, val("/var/run/masqmail/masqmail.pid")),
+        opt(
+            "local_delivery",
+            Ty::Enum(LocalDelivery::NAMES),
+            val("mbox"),
+        ),
+        opt("mda", Ty::Command, UNSET),
+        opt("mda_fromline", Ty::Bool, val("0")),
+        opt("mda_fromhack", Ty::Bool, val("0")),
+        opt("delay_warning", Ty::Duration, UNSET),
+        opt("resolv_conf", Ty::Path, val("/etc/resolv.conf")),
     ],
 };
 

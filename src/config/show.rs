@@ -153,6 +153,15 @@ pub fn show(cfg: &Config) -> String {
         m.tls_key.as_ref().map(|p| p.to_string_lossy()).as_deref(),
     );
     w.opt("pid_file", &m.pid_file.to_string_lossy());
+    w.opt("local_delivery", m.local_delivery.name());
+    w.maybe("mda", m.mda.as_deref());
+    w.opt("mda_fromline", value::format_bool(m.mda_fromline));
+    w.opt("mda_fromhack", value::format_bool(m.mda_fromhack));
+    w.maybe(
+        "delay_warning",
+        m.delay_warning.map(value::format_duration).as_deref(),
+    );
+    w.opt("resolv_conf", &m.resolv_conf.to_string_lossy());
 
     for r in &cfg.routes {
         route(&mut w, r);
