@@ -11,6 +11,7 @@
 //! HE:printer.lan            HELO/EHLO name (SMTP only, optional)
 //! TR:1764103659             time received, seconds since the epoch
 //! DS:1234                   size of pool/ID in bytes
+//! WA:1                      a delay warning was sent (optional)
 //! RT:P<TAB><a@x.org><TAB><orig@x.org><TAB>0<TAB>0<TAB>last error
 //! HD:Subject: hello         a header field; continuation lines follow as is
 //!  world
@@ -115,6 +116,8 @@ pub struct Envelope {
     pub received: u64,
     pub body_size: u64,
     pub rcpts: Vec<Rcpt>,
+    /// A delay warning has been sent.
+    pub warned: bool,
 }
 
 /// A whole header file.
@@ -148,6 +151,9 @@ impl HeaderFile {
             out.push_str(&format!("HE:{}\n", clean(h)));
         }
         out.push_str(&format!("TR:{}\nDS:{}\n", e.received, e.body_size));
+        if e.warned {
+            out.push_str("WA:1\n");
+        }
         for r in &e.rcpts {
             let orig = r
                 .orig
@@ -186,6 +192,7 @@ impl HeaderFile {
         let mut helo = None;
         let mut received = None;
         let mut body_size = None;
+        let mut warned = false;
         let mut rcpts = Vec::new();
         let mut headers: Vec<Header> = Vec::new();
         let mut ended = false;
@@ -239,6 +246,7 @@ impl HeaderFile {
                 b"HE" => helo = Some(val.to_string()),
                 b"TR" => received = Some(val.parse::<u64>().map_err(|_| bad("time"))?),
                 b"DS" => body_size = Some(val.parse::<u64>().map_err(|_| bad("size"))?),
+                b"WA" => warned = val == "1",
                 b"RT" => rcpts.push(decode_rcpt(val).ok_or_else(|| bad("recipient"))?),
                 b"EN" => ended = true,
                 _ => return Err(format!("line {lineno}: unknown tag")),
@@ -258,6 +266,7 @@ impl HeaderFile {
                 received: received.ok_or_else(|| missing("time (TR:)"))?,
                 body_size: body_size.ok_or_else(|| missing("size (DS:)"))?,
                 rcpts,
+                warned,
             },
             headers,
         })
@@ -307,6 +316,7 @@ mod tests {
                 helo: None,
                 received: 1_764_103_659,
                 body_size: 42,
+                warned: true,
                 rcpts: vec![
                     Rcpt::new(Address::parse("a@x.org", None).unwrap()),
                     Rcpt {

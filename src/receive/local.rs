@@ -219,6 +219,7 @@ pub fn receive(
         received: crate::util::time::now(),
         body_size: 0,
         rcpts: uniq.into_iter().map(Rcpt::new).collect(),
+        warned: false,
     };
     let sender = env.sender.to_string();
     let ident = env.ident.clone();

@@ -112,6 +112,7 @@ mod tests {
             received: 1_764_103_659,
             body_size: 0,
             rcpts: vec![Rcpt::new(Address::parse("a@x.org", None).unwrap())],
+            warned: false,
         }
     }
 
