@@ -16,6 +16,7 @@ mod privs;
 mod queue;
 mod receive;
 mod scan;
+mod smtp;
 mod util;
 
 fn main() {
