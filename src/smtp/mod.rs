@@ -18,4 +18,5 @@
 #![allow(dead_code)]
 
 pub mod command;
+pub mod policy;
 pub mod server;
