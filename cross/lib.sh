@@ -61,12 +61,12 @@ target_info() {
       ZIG_TARGET=aarch64-linux-musl ZIG_CPU=generic
       QEMU=qemu-aarch64-static QEMU_CPU=cortex-a53
       FILE_RE='ELF 64-bit LSB executable, ARM aarch64'
-      opt=s ;;
+      opt=z ;;
     x86_64-unknown-linux-musl)
       ZIG_TARGET=x86_64-linux-musl ZIG_CPU=x86_64
       QEMU='' QEMU_CPU=''
       FILE_RE='ELF 64-bit LSB executable, x86-64'
-      opt=s ;;
+      opt=z ;;
     *)
       echo "unknown target: $1 (known: ${CROSS_ALL_TARGETS[*]} all)" >&2
       return 64 ;;
