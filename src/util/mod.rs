@@ -1,4 +1,12 @@
-//! util — small helpers with no knowledge of mail: base64, time.
+//! util — small helpers with no knowledge of mail: base64, time, and the
+//! hashes SMTP AUTH needs (MD5 and HMAC for CRAM-MD5, SHA-2 and SHA-crypt
+//! for stored passwords).
 
 pub mod base64;
+#[allow(dead_code)] // the SMTP client's CRAM-MD5 uses it
+pub mod digest;
+#[allow(dead_code)] // the SMTP client's CRAM-MD5 uses it
+pub mod md5;
+#[allow(dead_code)] // SMTP AUTH on the server checks `password_hash` with it
+pub mod sha2;
 pub mod time;
