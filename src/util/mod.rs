@@ -11,4 +11,6 @@ pub mod hmac;
 pub mod md5;
 #[allow(dead_code)] // SMTP AUTH on the server checks `password_hash` with it
 pub mod sha2;
+#[allow(dead_code)] // SMTP AUTH on the server checks `password_hash` with it
+pub mod shacrypt;
 pub mod time;
