@@ -1,4 +1,4 @@
-//! smtp — the SMTP protocol, as state machines with no I/O inside.
+//! smtp — the SMTP protocol, both sides, as state machines with no I/O inside.
 //!
 //! DESCRIPTION
 //!   `command` parses one command line into a typed command (RFC 5321
@@ -6,7 +6,10 @@
 //!   SIZE, 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS and AUTH), fed bytes by
 //!   the daemon's worker or by `-bs`, answering with events to carry out;
 //!   `policy` decides which recipients and which AUTH credentials a session
-//!   accepts (never an open relay, DESIGN §7).
+//!   accepts (never an open relay, DESIGN §7). `reply` reads and writes
+//!   reply lines (RFC 5321 §4.2, RFC 3463 enhanced codes); `client` is the
+//!   sending session the delivery stage drives, with one result per
+//!   recipient.
 //!
 //! SECURITY
 //!   Everything here reads untrusted network input: no panics, bounded
@@ -14,9 +17,11 @@
 //!   and the queue, and a message is acknowledged only after the caller
 //!   reports it committed.
 
-// The daemon (issue 5) wires the server in; the binary does not call it yet.
+// The daemon (issue 5) wires the server in, the delivery stage (issue 6)
+// the client; the binary does not call them yet.
 #![allow(dead_code)]
 
 pub mod command;
 pub mod policy;
+pub mod reply;
 pub mod server;
