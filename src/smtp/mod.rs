@@ -21,6 +21,7 @@
 // the client; the binary does not call them yet.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod command;
 pub mod policy;
 pub mod reply;

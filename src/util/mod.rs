@@ -3,11 +3,8 @@
 //! for stored passwords).
 
 pub mod base64;
-#[allow(dead_code)] // the SMTP client's CRAM-MD5 uses it
 pub mod digest;
-#[allow(dead_code)] // the SMTP client's CRAM-MD5 uses it
 pub mod hmac;
-#[allow(dead_code)] // the SMTP client's CRAM-MD5 uses it
 pub mod md5;
 #[allow(dead_code)] // SMTP AUTH on the server checks `password_hash` with it
 pub mod sha2;
