@@ -17,6 +17,8 @@ mod queue;
 mod receive;
 mod scan;
 mod smtp;
+#[cfg(feature = "tls")]
+mod tls;
 mod util;
 
 fn main() {

@@ -37,6 +37,8 @@ mod show;
 pub mod uci;
 mod value;
 
+pub use value::format_fingerprint;
+
 use std::fmt;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -230,7 +230,7 @@ fn route(w: &mut W, r: &Route) {
         "tls_fingerprint",
         r.tls_fingerprint
             .as_ref()
-            .map(value::format_fingerprint)
+            .map(super::format_fingerprint)
             .as_deref(),
     );
 }
