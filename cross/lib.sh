@@ -31,6 +31,8 @@ CROSS_OUT=$CROSS_BASE/cross
 CROSS_CARGO_DIR=$CROSS_OUT/cargo
 
 ZIG_VERSION=0.17.1
+# Where cargo unpacks crates.io's crates (under $CARGO_HOME/registry/src).
+CRATES_IO_SRC=index.crates.io-1949cf8c6b5b557f
 if [ -z "${ZIG_HOME:-}" ]; then
   if [ "$(id -u)" = 0 ]; then ZIG_HOME=/opt/zig; else ZIG_HOME=$HOME/.local/zig; fi
 fi
@@ -184,7 +186,7 @@ cross_env() {
   target_info "$1"
   u=$(echo "$1" | tr 'a-z-' 'A-Z_')
   l=$(echo "$1" | tr '-' '_')
-  unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS RUSTC_WRAPPER \
+  unset CARGO_BUILD_RUSTFLAGS RUSTC_WRAPPER \
     CARGO_BUILD_RUSTC_WRAPPER CARGO_BUILD_TARGET CARGO_PROFILE_RELEASE_STRIP \
     CARGO_PROFILE_RELEASE_DEBUG
   # rustup's cargo and rustc come first on PATH: they have no std sources.
@@ -192,7 +194,19 @@ cross_env() {
   # No unwind tables (panic = abort anyway); zig supplies crt1.o, musl and
   # libunwind (link-self-contained=no: Debian's rustc has no crt1.o for
   # these targets).
-  export RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+  # Panic messages name the source file: std's and the crates' by their
+  # path on this machine unless remapped (masqmail's own are relative).
+  # The remapped names are shorter and the same on every machine; nothing
+  # here depends on the checkout's path, so a cached std stays valid.
+  local flags=(
+    -Ctarget-feature=+crt-static -Clink-self-contained=no -Cforce-unwind-tables=no
+    "--remap-path-prefix=/usr/lib/rustlib/src/rust/library="
+    "--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src/$CRATES_IO_SRC="
+  )
+  unset RUSTFLAGS
+  # Fields separated by \x1f: a path may hold spaces.
+  CARGO_ENCODED_RUSTFLAGS=$(IFS=$'\x1f'; echo "${flags[*]}")
+  export CARGO_ENCODED_RUSTFLAGS
   export ZIG_TARGET ZIG_CPU CARGO_PROFILE_RELEASE_OPT_LEVEL=$OPT_LEVEL
   export "CARGO_TARGET_${u}_LINKER=$ZIG_HOME/bin/zigcc" \
     "CC_${l}=$ZIG_HOME/bin/zigcc" "AR_${l}=$ZIG_HOME/bin/zigar"
