@@ -9,6 +9,7 @@ mod addr;
 mod cli;
 mod commands;
 mod config;
+mod dns;
 mod error;
 mod log;
 mod message;

@@ -1,0 +1,8 @@
+//! dns — a small blocking stub resolver for MX delivery: MX, A and AAAA.
+//!
+//! DESCRIPTION
+//!   `wire` encodes queries and decodes replies (RFC 1035 §4).
+
+#![allow(dead_code)] // queue-out (issue 6) wires the resolver in.
+
+pub mod wire;
