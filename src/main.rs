@@ -9,17 +9,22 @@ mod addr;
 mod cli;
 mod commands;
 mod config;
+mod daemon;
+mod deliver;
 mod dns;
 mod error;
 mod log;
 mod message;
+mod online;
 mod privs;
 mod queue;
 mod receive;
+mod route;
 mod scan;
 mod smtp;
 #[cfg(feature = "tls")]
 mod tls;
+mod transport;
 mod util;
 
 fn main() {

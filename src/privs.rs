@@ -61,3 +61,39 @@ pub fn become_mail_user(cfg: &Config) -> Result<(), Fail> {
         .and_then(|()| unistd::setuid(user.uid))
         .map_err(|e| Fail::new(Exit::Software, format!("cannot become user {name}: {e}")))
 }
+
+/// For queue runs: act as the mail user, but keep root as the saved user
+/// ID so that [`with_root`] can take it back for local deliveries (a
+/// mailbox given to its user, an MDA run as the user). No-op when not root
+/// or in test mode.
+pub fn become_mail_user_keep_root(cfg: &Config) -> Result<(), Fail> {
+    let Some(user) = mail_user(cfg)? else {
+        return Ok(());
+    };
+    let name = &cfg.main.mail_user;
+    let cname = CString::new(name.as_str())
+        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
+    let root = unistd::Uid::from_raw(0);
+    unistd::initgroups(&cname, user.gid)
+        .and_then(|()| unistd::setresgid(user.gid, user.gid, unistd::Gid::from_raw(0)))
+        .and_then(|()| unistd::setresuid(user.uid, user.uid, root))
+        .map_err(|e| Fail::new(Exit::Software, format!("cannot become user {name}: {e}")))
+}
+
+/// Run `f` with root's effective IDs when the process kept root as its
+/// saved ID (see [`become_mail_user_keep_root`]); otherwise run it as is.
+pub fn with_root<T>(f: impl FnOnce() -> T) -> T {
+    let (euid, egid) = (unistd::geteuid(), unistd::getegid());
+    let saved_root = unistd::getresuid().is_ok_and(|r| r.saved.is_root());
+    if euid.is_root() || !saved_root {
+        return f();
+    }
+    let up = unistd::seteuid(unistd::Uid::from_raw(0))
+        .and_then(|()| unistd::setegid(unistd::Gid::from_raw(0)));
+    let r = f();
+    if up.is_ok() {
+        let _ = unistd::setegid(egid);
+        let _ = unistd::seteuid(euid);
+    }
+    r
+}

@@ -41,10 +41,37 @@ pub struct Top {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Sub {
+    Daemon(DaemonCmd),
+    Flush(FlushCmd),
+    Status(StatusCmd),
     Queue(QueueCmd),
     Config(ConfigCmd),
     Version(VersionCmd),
 }
+
+#[derive(FromArgs, Debug)]
+/// Run the daemon in the foreground (for procd and systemd; -bd detaches).
+#[argh(subcommand, name = "daemon")]
+pub struct DaemonCmd {
+    /// echo log lines to stderr
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Deliver queued mail now, ignoring retry backoff: for ROUTE, or for every
+/// online route. Asks the running daemon; without one, runs the queue itself.
+#[argh(subcommand, name = "flush")]
+pub struct FlushCmd {
+    /// the route to flush
+    #[argh(positional)]
+    pub route: Option<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Show the running daemon's state.
+#[argh(subcommand, name = "status")]
+pub struct StatusCmd {}
 
 #[derive(FromArgs, Debug)]
 /// List the queue (like mailq), or remove messages from it.
@@ -104,5 +131,8 @@ pub struct VersionCmd {}
 
 /// Is `word` a subcommand of the modern interface?
 pub fn is_subcommand(word: &str) -> bool {
-    matches!(word, "queue" | "config" | "version" | "help")
+    matches!(
+        word,
+        "daemon" | "flush" | "status" | "queue" | "config" | "version" | "help"
+    )
 }

@@ -117,11 +117,12 @@ fn run_sendmail(_name: &str, args: cli::sendmail::SendmailArgs, rmail: bool) -> 
         Mode::Remove => queue_cmd::remove(&cfg, &args.args),
         Mode::Verify => verify::addresses(&cfg, &args.args),
         Mode::NewAliases => verify::alias_file(&cfg),
-        Mode::RunQueue { .. } => queue_cmd::run_queue(&cfg),
-        Mode::Smtp | Mode::Daemon => Err(Fail::new(
-            Exit::Unavailable,
-            "the SMTP server (-bs, -bd) is not part of this version yet",
-        )),
+        Mode::RunQueue { route } => queue_cmd::run_queue(&cfg, route.clone()),
+        Mode::Smtp => crate::receive::smtp::serve_stdio(&cfg),
+        Mode::Daemon => {
+            let path = args.config.clone().unwrap_or_else(config::default_path);
+            crate::daemon::run(cfg, path, true)
+        }
         Mode::Version => Ok(()),
     }
 }
@@ -154,6 +155,22 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
                     Ok(())
                 }
             }
+        }
+        Sub::Daemon(d) => {
+            let path = config.unwrap_or_else(config::default_path);
+            let cfg = load_config(Some(&path))?;
+            setup_log(&cfg, d.verbose, None, true);
+            crate::daemon::run(cfg, path, false)
+        }
+        Sub::Flush(f) => {
+            let cfg = load_config(config.as_deref())?;
+            setup_log(&cfg, false, None, false);
+            queue_cmd::flush(&cfg, f.route)
+        }
+        Sub::Status(_) => {
+            let cfg = load_config(config.as_deref())?;
+            setup_log(&cfg, false, None, false);
+            queue_cmd::status(&cfg)
         }
         Sub::Queue(q) => {
             let cfg = load_config(config.as_deref())?;

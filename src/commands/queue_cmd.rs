@@ -1,15 +1,15 @@
 //! `mailq` / `masqmail queue [--json]`, `-Mrm` / `queue rm`, `-q` / `runq`.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{self, Write};
 
 use log::{error, info, warn};
 
 use crate::config::Config;
+use crate::deliver::{self, RunOpts};
 use crate::error::{CmdResult, Exit, Fail};
 use crate::queue::recover;
-use crate::queue::{self, Dir, Entry, HeaderFile, MsgId, RcptState, Spool, Target};
+use crate::queue::{Dir, Entry, HeaderFile, MsgId, RcptState, Spool, Target};
 use crate::scan::Scanner;
 use crate::util::time;
 
@@ -39,7 +39,7 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
         for entry in spool.list(dir).map_err(|e| list_fail(&e))? {
             let id = match entry {
                 Entry::Ready(id) => id,
-                Entry::NotReady(_) => continue,
+                Entry::NotReady(_) | Entry::Temp(_) => continue,
                 Entry::Foreign(name) => {
                     let why = "not a message file".to_string();
                     report_corrupt(spool, dir, &name, &why, &mut problems);
@@ -260,19 +260,20 @@ pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
             worst = Some(Fail::usage(format!("'{arg}' is not a message ID")));
             continue;
         };
-        let out = spool.header_path(Dir::Outgoing, &id);
-        let _lock = match File::open(&out) {
-            Ok(f) => match queue::try_lock(f) {
-                Some(l) => Some(l),
-                None => {
-                    worst = Some(Fail::new(
-                        Exit::TempFail,
-                        format!("{id}: being delivered right now; try again"),
-                    ));
-                    continue;
-                }
-            },
-            Err(_) => None,
+        let _lock = match spool.lock_message(&id, false) {
+            Ok(Some(l)) => Some(l),
+            Ok(None) if spool.pool_path(&id).exists() => {
+                worst = Some(Fail::new(
+                    Exit::TempFail,
+                    format!("{id}: being delivered right now; try again"),
+                ));
+                continue;
+            }
+            Ok(None) => None,
+            Err(e) => {
+                worst = Some(Fail::spool_io(&format!("{id}: cannot lock"), &e));
+                continue;
+            }
         };
         match spool.remove(&id) {
             Ok(true) => {
@@ -294,10 +295,15 @@ pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
     worst.map_or(Ok(()), Err)
 }
 
-/// `-q`: recover the spool and scan what waits in incoming/. Delivery is
-/// not part of this version yet: say so, exit 69.
-pub fn run_queue(cfg: &Config) -> CmdResult {
-    let spool = super::open_spool(cfg)?;
+/// `-q` / `runq` / `-qo [ROUTE]`: recover the spool, scan what waits in
+/// `incoming/`, and deliver, ignoring retry backoff (a person asked).
+/// `route`: None for `-q`; Some(None) for `-qo` (the online routes);
+/// Some(Some(name)) for one route, which then counts as online.
+pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
+    crate::privs::prepare_spool(cfg)?;
+    crate::privs::become_mail_user_keep_root(cfg)?;
+    let spool = Spool::open(&cfg.main.spool_dir)
+        .map_err(|e| Fail::spool_io(&format!("spool {}", cfg.main.spool_dir.display()), &e))?;
     let report = recover::recover(&spool).map_err(|e| Fail::spool_io("recovery", &e))?;
     for r in &report.removed {
         info!("recovery: removed {r} (left by a crash, never acknowledged)");
@@ -309,8 +315,57 @@ pub fn run_queue(cfg: &Config) -> CmdResult {
     scanner
         .scan_all(&spool)
         .map_err(|e| Fail::spool_io("scanning", &e))?;
-    Err(Fail::new(
-        Exit::Unavailable,
-        "queue scanned; delivery (transports) is not part of this version yet",
-    ))
+    let only_route = match route {
+        Some(Some(name)) => {
+            if cfg.route(&name).is_none() {
+                return Err(Fail::usage(format!("no route named '{name}'")));
+            }
+            Some(name)
+        }
+        _ => None,
+    };
+    let opts = RunOpts {
+        only_route,
+        force: true,
+        online: crate::online::current(cfg),
+    };
+    let r = deliver::run(cfg, &spool, &opts, &mut crate::transport::smtp::send)
+        .map_err(|e| Fail::spool_io("queue run", &e))?;
+    info!(
+        "queue run: {} delivered, {} deferred, {} bounced, {} waiting for a route",
+        r.delivered, r.deferred, r.bounced, r.waiting
+    );
+    Ok(())
+}
+
+/// `masqmail flush [ROUTE]`: ask the daemon; without one, run the queue.
+pub fn flush(cfg: &Config, route: Option<String>) -> CmdResult {
+    let path = crate::daemon::control::socket_path(&cfg.main.spool_dir);
+    let line = match &route {
+        Some(r) => format!("flush {r}"),
+        None => "flush".to_string(),
+    };
+    match crate::daemon::control::request(&path, &line) {
+        Ok(reply) if reply.starts_with("ok") => Ok(()),
+        Ok(reply) => Err(Fail::new(
+            Exit::Unavailable,
+            format!("daemon: {}", reply.trim()),
+        )),
+        Err(_) => run_queue(cfg, Some(route)),
+    }
+}
+
+/// `masqmail status`: the daemon's own report.
+pub fn status(cfg: &Config) -> CmdResult {
+    let path = crate::daemon::control::socket_path(&cfg.main.spool_dir);
+    match crate::daemon::control::request(&path, "status") {
+        Ok(reply) => {
+            print!("{reply}");
+            Ok(())
+        }
+        Err(e) => Err(Fail::new(
+            Exit::Unavailable,
+            format!("no daemon answers on {}: {e}", path.display()),
+        )),
+    }
 }

@@ -59,6 +59,8 @@ pub struct Spool {
 pub enum Entry {
     Ready(MsgId),
     NotReady(MsgId),
+    /// `ID.new`: a header file being rewritten by a queue run.
+    Temp(MsgId),
     /// A name that is no message ID (left by someone else).
     Foreign(String),
 }
@@ -141,6 +143,10 @@ impl Spool {
             let ent = ent?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".new").and_then(MsgId::parse) {
+                out.push(Entry::Temp(id));
+                continue;
+            }
             match MsgId::parse(&name) {
                 Some(id) => {
                     let ready = match ent.metadata() {
@@ -214,6 +220,41 @@ impl Spool {
         res
     }
 
+    /// Replace a ready header file with a new version, atomically: write
+    /// `ID.new` (ready), rename it over `ID`, fsync the directory. The
+    /// caller holds the message's delivery lock (its pool file).
+    pub fn replace_header(&self, d: Dir, id: &MsgId, hf: &HeaderFile) -> io::Result<()> {
+        let tmp = self.dir(d).join(format!("{id}.new"));
+        let _ = fs::remove_file(&tmp);
+        let res = write_ready_file(&tmp, &hf.encode())
+            .and_then(|()| fs::rename(&tmp, self.header_path(d, id)))
+            .and_then(|()| sync_dir(&self.dir(d)));
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Take a message's delivery lock (the lock of its pool file, which
+    /// never changes while the message lives). `wait`: block until free.
+    pub fn lock_message(&self, id: &MsgId, wait: bool) -> io::Result<Option<Flock<File>>> {
+        let f = match File::open(self.pool_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let arg = if wait {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockExclusiveNonblock
+        };
+        match Flock::lock(f, arg) {
+            Ok(l) => Ok(Some(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(io::Error::from(e)),
+        }
+    }
+
     /// Move a file that cannot be used aside to `corrupt/`, named after the
     /// directory it came from; its pool file goes with it when no other
     /// header file refers to it.
@@ -278,7 +319,7 @@ impl Spool {
 
 fn entry_key(e: &Entry) -> &str {
     match e {
-        Entry::Ready(id) | Entry::NotReady(id) => id.as_str(),
+        Entry::Ready(id) | Entry::NotReady(id) | Entry::Temp(id) => id.as_str(),
         Entry::Foreign(n) => n,
     }
 }

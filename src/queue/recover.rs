@@ -12,6 +12,7 @@
 //!   incoming/ID ready, no outgoing/ID    → to be scanned (returned)
 //!   outgoing/ID not ready, scanner gone  → remove it; incoming/ID stays
 //!                                          and is scanned again
+//!   outgoing/ID.new, queue run gone      → remove it (outgoing/ID stands)
 //!   pool/ID with no header file          → never acknowledged, or already
 //!                                          delivered: remove it
 //!   a name that is no message ID         → moved aside to corrupt/
@@ -56,6 +57,13 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
 
     for entry in spool.list(Dir::Incoming)? {
         match entry {
+            Entry::Temp(id) => {
+                let name = format!("{id}.new");
+                spool.set_aside(Some(Dir::Incoming), &name)?;
+                report
+                    .set_aside
+                    .push((format!("incoming/{name}"), "not a message file".into()));
+            }
             Entry::Foreign(name) => {
                 spool.set_aside(Some(Dir::Incoming), &name)?;
                 report
@@ -106,6 +114,14 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                 }
             }
             Entry::Ready(_) => {}
+            Entry::Temp(id) => {
+                // A rewrite by a queue run that died: the old header file
+                // is still in place.
+                if holder_gone(&spool.pool_path(&id)) {
+                    let tmp = spool.dir(Dir::Outgoing).join(format!("{id}.new"));
+                    remove_if_exists(&tmp, &mut report, format!("outgoing/{id}.new"))?;
+                }
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! PR:local                  protocol: local, smtp, esmtp, esmtps, esmtpsa
 //! ID:uid 1000 (alice)       ident: local user, or the SMTP peer
 //! HE:printer.lan            HELO/EHLO name (SMTP only, optional)
+//! TL:TLSv1.3 with cipher …  TLS of the SMTP session (optional)
 //! TR:1764103659             time received, seconds since the epoch
 //! DS:1234                   size of pool/ID in bytes
 //! WA:1                      a delay warning was sent (optional)
@@ -118,6 +119,8 @@ pub struct Envelope {
     pub rcpts: Vec<Rcpt>,
     /// A delay warning has been sent.
     pub warned: bool,
+    /// TLS version and cipher of the SMTP session it came in by.
+    pub tls: Option<String>,
 }
 
 /// A whole header file.
@@ -149,6 +152,9 @@ impl HeaderFile {
         out.push_str(&format!("ID:{}\n", clean(&e.ident)));
         if let Some(h) = &e.helo {
             out.push_str(&format!("HE:{}\n", clean(h)));
+        }
+        if let Some(t) = &e.tls {
+            out.push_str(&format!("TL:{}\n", clean(t)));
         }
         out.push_str(&format!("TR:{}\nDS:{}\n", e.received, e.body_size));
         if e.warned {
@@ -193,6 +199,7 @@ impl HeaderFile {
         let mut received = None;
         let mut body_size = None;
         let mut warned = false;
+        let mut tls = None;
         let mut rcpts = Vec::new();
         let mut headers: Vec<Header> = Vec::new();
         let mut ended = false;
@@ -244,6 +251,7 @@ impl HeaderFile {
                 b"PR" => protocol = Some(val.to_string()),
                 b"ID" => ident = Some(val.to_string()),
                 b"HE" => helo = Some(val.to_string()),
+                b"TL" => tls = Some(val.to_string()),
                 b"TR" => received = Some(val.parse::<u64>().map_err(|_| bad("time"))?),
                 b"DS" => body_size = Some(val.parse::<u64>().map_err(|_| bad("size"))?),
                 b"WA" => warned = val == "1",
@@ -267,6 +275,7 @@ impl HeaderFile {
                 body_size: body_size.ok_or_else(|| missing("size (DS:)"))?,
                 rcpts,
                 warned,
+                tls,
             },
             headers,
         })
@@ -317,6 +326,7 @@ mod tests {
                 received: 1_764_103_659,
                 body_size: 42,
                 warned: true,
+                tls: Some("TLSv1.3 with cipher TLS_AES_128_GCM_SHA256".into()),
                 rcpts: vec![
                     Rcpt::new(Address::parse("a@x.org", None).unwrap()),
                     Rcpt {

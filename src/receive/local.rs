@@ -220,6 +220,7 @@ pub fn receive(
         body_size: 0,
         rcpts: uniq.into_iter().map(Rcpt::new).collect(),
         warned: false,
+        tls: None,
     };
     let sender = env.sender.to_string();
     let ident = env.ident.clone();

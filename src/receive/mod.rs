@@ -5,6 +5,7 @@
 //! stream to `queue::queue_in`; adding a protocol touches nothing else.
 
 pub mod local;
+pub mod smtp;
 
 use std::fmt;
 use std::io::{self, BufRead};

@@ -53,9 +53,18 @@ pub fn received(env: &Envelope, id: &MsgId, host_name: &str) -> Header {
         [one] => format!("\n\tfor {}", one.target),
         _ => String::new(),
     };
+    let tls = env
+        .tls
+        .as_ref()
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
     let value = format!(
-        "{from}by {host_name} with {} (masqmail {VERSION})\n\tid {id}{for_clause}; {date}",
-        env.protocol
+        "{from}by {host_name} with {}{tls} (masqmail {VERSION})\n\tid {id}{for_clause}; {date}",
+        if env.protocol.contains("smtp") {
+            env.protocol.to_ascii_uppercase()
+        } else {
+            env.protocol.clone()
+        }
     );
     Header::new("Received", &value)
 }
@@ -113,6 +122,7 @@ mod tests {
             body_size: 0,
             rcpts: vec![Rcpt::new(Address::parse("a@x.org", None).unwrap())],
             warned: false,
+            tls: None,
         }
     }
 

@@ -1,0 +1,157 @@
+//! The control socket: `spool_dir/control`, a Unix stream socket.
+//!
+//! DESCRIPTION
+//!   One request line per connection, one reply, then close:
+//!     `flush [ROUTE]`  → `ok` (queue-out runs for ROUTE, or every online
+//!                        route, ignoring backoff)
+//!     `status`         → lines `key: value`, then an empty line
+//!   Anything else gets `error: …`. `masqmail flush` and the OpenWrt ifup
+//!   hook are its clients.
+//!
+//! SECURITY
+//!   The socket lives in the 0700 spool directory and is mode 0600: only
+//!   root and the mail user reach it. Requests are bounded (512 bytes) and
+//!   the supervisor never blocks on a client: connections are non-blocking
+//!   and polled with everything else.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const MAX_REQUEST: usize = 512;
+
+pub fn socket_path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join("control")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Flush(Option<String>),
+    Status,
+}
+
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some("flush"), None, _) => Ok(Request::Flush(None)),
+        (Some("flush"), Some(r), None)
+            if r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Ok(Request::Flush(Some(r.to_string())))
+        }
+        (Some("status"), None, _) => Ok(Request::Status),
+        _ => Err(format!("unknown request '{}'", line.trim())),
+    }
+}
+
+/// Bind the control socket. A socket left by a dead daemon is replaced; a
+/// live daemon answering on it is an error.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("a daemon is already running ({} answers)", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// A connection being read by the supervisor.
+pub struct Conn {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+/// What reading a connection gave.
+pub enum ReadResult {
+    /// Not a whole line yet.
+    More,
+    Line(String),
+    /// Closed, too long, or an error: drop the connection.
+    Drop,
+}
+
+impl Conn {
+    pub fn new(stream: UnixStream) -> io::Result<Conn> {
+        stream.set_nonblocking(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn read(&mut self) -> ReadResult {
+        let mut chunk = [0u8; 256];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    // EOF: a request without a line end still counts.
+                    return if self.buf.is_empty() {
+                        ReadResult::Drop
+                    } else {
+                        ReadResult::Line(String::from_utf8_lossy(&self.buf).into_owned())
+                    };
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                        let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                        return ReadResult::Line(line);
+                    }
+                    if self.buf.len() > MAX_REQUEST {
+                        return ReadResult::Drop;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::More,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadResult::Drop,
+            }
+        }
+    }
+
+    /// Send the (small) reply; a client that does not read loses it.
+    pub fn reply(mut self, text: &str) {
+        let _ = self.stream.set_nonblocking(false);
+        let _ = self.stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = self.stream.write_all(text.as_bytes());
+    }
+}
+
+/// Client side: send one request, return the reply. Errors mean no daemon
+/// answered (the caller falls back to doing the work itself).
+pub fn request(path: &Path, line: &str) -> io::Result<String> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
+    let mut reply = String::new();
+    s.take(64 * 1024).read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests() {
+        assert_eq!(parse_request("flush"), Ok(Request::Flush(None)));
+        assert_eq!(
+            parse_request("flush isp_1\r"),
+            Ok(Request::Flush(Some("isp_1".into())))
+        );
+        assert_eq!(parse_request(" status "), Ok(Request::Status));
+        for bad in ["", "flush a b", "flush ../x", "reboot", "status now"] {
+            assert!(parse_request(bad).is_err(), "{bad}");
+        }
+    }
+}

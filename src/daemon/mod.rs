@@ -1,0 +1,906 @@
+//! daemon — the supervisor: one process, one `poll()`, no timer.
+//!
+//! DESCRIPTION
+//!   `masqmail daemon` (foreground, for procd and systemd) and `masqmail -bd`
+//!   (detached, with a pid file). The supervisor is single-threaded and
+//!   blocks in one `poll()` on: the SMTP listeners, a signalfd (TERM/INT:
+//!   stop accepting, let workers finish, exit; HUP: re-read the config and
+//!   keep the old one when the new one has errors; CHLD: reap), an inotify
+//!   watch on `incoming/` (a `sendmail` dropped a message: scan it) and the
+//!   control socket (`flush`, `status`). The poll timeout is infinite: with
+//!   nothing to do the daemon does not wake up at all.
+//!
+//!   It forks a worker per SMTP connection (up to `max_connections`, and
+//!   `max_connections_per_ip` per client address; beyond that the client
+//!   gets `421` and is closed) and a worker per scan run.
+//!
+//! SECURITY
+//!   The supervisor keeps root (to bind port 25 again on reload) and never
+//!   reads client data or spool files itself. Every worker becomes the mail
+//!   user right after fork, before it reads a byte (src/privs.rs).
+//!
+//! DIAGNOSTICS
+//!   Start-up errors (a port that cannot be bound, a bad config) are one
+//!   line on stderr and a non-zero exit. Later events go to syslog.
+
+pub mod control;
+pub mod listen;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use log::{debug, error, info, warn};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::config::{self, Config};
+use crate::error::{CmdResult, Exit, Fail};
+use crate::queue::{recover, Spool};
+use crate::scan::Scanner;
+use listen::Listener;
+
+/// What a child process does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ChildKind {
+    Smtp(IpAddr),
+    Scan,
+    Run,
+}
+
+/// A queue run asked for and not yet started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RunRequest {
+    /// Ignore retry backoff (flush, a route coming up).
+    force: bool,
+    /// Only this route (`flush ROUTE`); None: everything due.
+    route: Option<String>,
+}
+
+impl RunRequest {
+    fn merge(&mut self, other: RunRequest) {
+        self.force |= other.force;
+        if self.route != other.route {
+            self.route = None;
+        }
+    }
+}
+
+struct Supervisor {
+    cfg: Config,
+    config_path: PathBuf,
+    listeners: Vec<Listener>,
+    control: Option<UnixListener>,
+    control_path: PathBuf,
+    conns: Vec<control::Conn>,
+    signals: SignalFd,
+    inotify: Inotify,
+    children: HashMap<Pid, ChildKind>,
+    scan_again: bool,
+    stopping: bool,
+    /// Watches: incoming/, outgoing/, and the directory of online_file.
+    wd_incoming: WatchDescriptor,
+    wd_outgoing: WatchDescriptor,
+    wd_online: Option<WatchDescriptor>,
+    /// The routes online now (online_detect 'file').
+    online: Vec<String>,
+    run_pending: Option<RunRequest>,
+    /// The running queue run reports its next retry time on this pipe.
+    run_report: Option<std::fs::File>,
+    /// The next retry of a deferred recipient on an online route.
+    next_retry: Option<u64>,
+}
+
+fn handled_signals() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+        Signal::SIGUSR1,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// Start the daemon. `detach`: `-bd` (background, pid file).
+pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
+    crate::privs::prepare_spool(&cfg)?;
+    // The spool's directories are made, and the spool recovered, by a
+    // child that is the mail user; the supervisor waits for it.
+    let cfg_init = cfg.clone();
+    let code = run_child_sync(move || init_spool(&cfg_init))?;
+    if code != 0 {
+        return Err(Fail::new(
+            Exit::TempFail,
+            "spool recovery failed (see the log)",
+        ));
+    }
+    let listeners = listen::bind_all(&cfg.main.listen_addresses, &cfg.main.smtps_addresses)
+        .map_err(|e| Fail::new(Exit::Unavailable, e))?;
+    let control_path = control::socket_path(&cfg.main.spool_dir);
+    let control = control::bind(&control_path)
+        .map_err(|e| Fail::new(Exit::Unavailable, format!("control socket: {e}")))?;
+
+    let mask = handled_signals();
+    mask.thread_block()
+        .map_err(|e| Fail::new(Exit::Software, format!("sigprocmask: {e}")))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Fail::new(Exit::Software, format!("signalfd: {e}")))?;
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .map_err(|e| Fail::new(Exit::Software, format!("inotify: {e}")))?;
+    let watch = |dir: &Path, flags: AddWatchFlags| {
+        inotify
+            .add_watch(dir, flags)
+            .map_err(|e| Fail::new(Exit::Software, format!("inotify on {}: {e}", dir.display())))
+    };
+    // A sendmail's message in incoming/ becomes ready (chmod): scan it.
+    let wd_incoming = watch(
+        &cfg.main.spool_dir.join("incoming"),
+        AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_MOVED_TO,
+    )?;
+    // A scanned message in outgoing/ becomes ready: deliver it. A queue
+    // run's own rewrites arrive by rename and are not watched.
+    let wd_outgoing = watch(
+        &cfg.main.spool_dir.join("outgoing"),
+        AddWatchFlags::IN_ATTRIB,
+    )?;
+    let wd_online = online_watch(&cfg, &inotify);
+
+    if detach {
+        daemonize(&cfg.main.pid_file)?;
+    }
+    let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    info!(
+        "daemon started (masqmail {}), pid {}, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        if addrs.is_empty() {
+            "nothing".to_string()
+        } else {
+            addrs.join(" ")
+        }
+    );
+    let mut sup = Supervisor {
+        cfg,
+        config_path,
+        listeners,
+        control: Some(control),
+        control_path,
+        conns: Vec::new(),
+        signals,
+        inotify,
+        children: HashMap::new(),
+        scan_again: false,
+        stopping: false,
+        wd_incoming,
+        wd_outgoing,
+        wd_online,
+        online: Vec::new(),
+        run_pending: None,
+        run_report: None,
+        next_retry: None,
+    };
+    sup.online = sup.current_online();
+    sup.request_run(RunRequest::default());
+    sup.run_loop();
+    if detach {
+        let _ = std::fs::remove_file(&sup.cfg.main.pid_file);
+    }
+    info!("daemon stopped");
+    Ok(())
+}
+
+/// The start-up child: make the spool's directories, recover, scan.
+fn init_spool(cfg: &Config) -> i32 {
+    if let Err(f) = crate::privs::become_mail_user(cfg) {
+        error!("{f}");
+        return 1;
+    }
+    let spool = match Spool::open(&cfg.main.spool_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("spool {}: {e}", cfg.main.spool_dir.display());
+            return 1;
+        }
+    };
+    match recover::recover(&spool) {
+        Ok(r) => {
+            for f in &r.removed {
+                info!("recovery: removed {f} (left by a crash, never acknowledged)");
+            }
+            for (f, why) in &r.set_aside {
+                warn!("recovery: moved {f} to corrupt/: {why}");
+            }
+        }
+        Err(e) => {
+            error!("recovery: {e}");
+            return 1;
+        }
+    }
+    scan_worker(cfg)
+}
+
+/// A scan run, in a child that is already the mail user.
+fn scan_worker(cfg: &Config) -> i32 {
+    let spool = Spool::existing(&cfg.main.spool_dir);
+    let scanner = match Scanner::new(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("scanning postponed: {e}");
+            return 1;
+        }
+    };
+    match scanner.scan_all(&spool) {
+        Ok(n) => {
+            debug!("scan run: {n} message(s) scanned");
+            0
+        }
+        Err(e) => {
+            error!("scan run: {e}");
+            1
+        }
+    }
+}
+
+/// A queue run in a child: the mail user (root kept for local delivery),
+/// then queue-out. Returns the next retry time it found.
+fn run_worker(cfg: &Config, opts: &crate::deliver::RunOpts) -> Result<Option<u64>, ()> {
+    if let Err(f) = crate::privs::become_mail_user_keep_root(cfg) {
+        error!("{f}");
+        return Err(());
+    }
+    let spool = Spool::existing(&cfg.main.spool_dir);
+    match crate::deliver::run(cfg, &spool, opts, &mut crate::transport::smtp::send) {
+        Ok(r) => {
+            if r.delivered + r.deferred + r.bounced > 0 {
+                info!(
+                    "queue run: {} delivered, {} deferred, {} bounced, {} waiting for a route",
+                    r.delivered, r.deferred, r.bounced, r.waiting
+                );
+            }
+            Ok(r.next_due)
+        }
+        Err(e) => {
+            error!("queue run: {e}");
+            Err(())
+        }
+    }
+}
+
+/// Fork `f` and wait for it (start-up only, before the loop).
+fn run_child_sync(f: impl FnOnce() -> i32) -> Result<i32, Fail> {
+    // SAFETY: the process is single-threaded here.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => std::process::exit(f()),
+        Ok(ForkResult::Parent { child }) => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return Err(Fail::new(
+                        Exit::Software,
+                        format!("start-up child killed by {sig}"),
+                    ))
+                }
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Fail::new(Exit::Software, format!("waitpid: {e}"))),
+            }
+        },
+        Err(e) => Err(Fail::new(Exit::TempFail, format!("fork: {e}"))),
+    }
+}
+
+/// `-bd`: leave the terminal, keep running in the background.
+fn daemonize(pid_file: &Path) -> CmdResult {
+    // SAFETY: single-threaded; the parent only exits.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => {}
+        Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {e}"))),
+    }
+    let _ = nix::unistd::setsid();
+    let _ = std::env::set_current_dir("/");
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which stay open.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    if let Some(dir) = pid_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
+        error!("cannot write pid file {}: {e}", pid_file.display());
+        Fail::new(
+            Exit::CantCreate,
+            format!("pid file {}: {e}", pid_file.display()),
+        )
+    })
+}
+
+/// Watch the directory of `online_file` (the file itself may be created,
+/// replaced by rename or deleted).
+fn online_watch(cfg: &Config, inotify: &Inotify) -> Option<WatchDescriptor> {
+    if cfg.main.online_detect != crate::config::OnlineDetect::File {
+        return None;
+    }
+    let dir = cfg.main.online_file.parent()?;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        warn!("online_file directory {}: {e}", dir.display());
+    }
+    let flags = AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE;
+    match inotify.add_watch(dir, flags) {
+        Ok(wd) => Some(wd),
+        Err(e) => {
+            error!(
+                "cannot watch {}: {e}; online state only on flush",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+impl Supervisor {
+    fn run_loop(&mut self) {
+        loop {
+            if self.stopping && self.children.is_empty() {
+                return;
+            }
+            // Index layout of the poll set: signals, inotify, control
+            // listener, SMTP listeners, control connections, run report.
+            let mut report_ready = false;
+            let (sig_ready, ino_ready, ctl_ready, lis_ready, conn_ready) = {
+                let mut fds: Vec<PollFd<'_>> =
+                    Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
+                fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
+                let ctl_at = self.control.as_ref().map(|c| {
+                    fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                let lis_at = fds.len();
+                if !self.stopping {
+                    for l in &self.listeners {
+                        fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                let conn_at = fds.len();
+                for c in &self.conns {
+                    fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                }
+                let report_at = self.run_report.as_ref().map(|f| {
+                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                match poll(&mut fds, self.poll_timeout()) {
+                    Ok(0) => {
+                        // The retry deadline: a plain (not forced) run.
+                        self.next_retry = None;
+                        self.request_run(RunRequest::default());
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        error!("poll: {e}");
+                        return;
+                    }
+                }
+                let ready = |fd: &PollFd<'_>| fd.any().unwrap_or(false);
+                let lis: Vec<bool> = fds[lis_at..conn_at].iter().map(ready).collect();
+                let conn_end = report_at.unwrap_or(fds.len());
+                let conns: Vec<bool> = fds[conn_at..conn_end].iter().map(ready).collect();
+                if report_at.is_some_and(|i| ready(&fds[i])) {
+                    report_ready = true;
+                }
+                (
+                    ready(&fds[0]),
+                    ready(&fds[1]),
+                    ctl_at.is_some_and(|i| ready(&fds[i])),
+                    lis,
+                    conns,
+                )
+            };
+            if sig_ready {
+                self.on_signals();
+            }
+            if ino_ready {
+                self.on_inotify();
+            }
+            if ctl_ready {
+                self.on_control_accept();
+            }
+            for (i, r) in lis_ready.into_iter().enumerate() {
+                if r {
+                    self.on_accept(i);
+                }
+            }
+            self.on_control_conns(&conn_ready);
+            if report_ready {
+                self.on_run_report();
+            }
+        }
+    }
+
+    /// Infinite unless a retry is due on an online route.
+    fn poll_timeout(&self) -> PollTimeout {
+        match self.next_retry {
+            None => PollTimeout::NONE,
+            Some(due) => {
+                let ms = due
+                    .saturating_sub(crate::util::time::now())
+                    .saturating_mul(1000);
+                PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+
+    /// The queue run says when its next retry is due.
+    fn on_run_report(&mut self) {
+        use std::io::Read;
+        let Some(mut f) = self.run_report.take() else {
+            return;
+        };
+        let mut s = String::new();
+        let _ = f.read_to_string(&mut s);
+        self.next_retry = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        if let Some(due) = self.next_retry {
+            debug!(
+                "next retry in {}s",
+                due.saturating_sub(crate::util::time::now())
+            );
+        }
+    }
+
+    fn current_online(&self) -> Vec<String> {
+        crate::online::current(&self.cfg)
+    }
+
+    /// Re-read the online state; routes that came up get a forced run.
+    fn check_online(&mut self) {
+        let now = self.current_online();
+        let up: Vec<String> = now
+            .iter()
+            .filter(|r| !self.online.contains(r))
+            .cloned()
+            .collect();
+        for r in self.online.iter().filter(|r| !now.contains(r)) {
+            info!("route {r} went offline");
+        }
+        self.online = now;
+        for r in up {
+            if self.cfg.route(&r).is_some() {
+                info!("route {r} came online");
+                self.request_run(RunRequest {
+                    force: true,
+                    route: Some(r),
+                });
+            }
+        }
+    }
+
+    fn request_run(&mut self, req: RunRequest) {
+        if self.stopping {
+            return;
+        }
+        match &mut self.run_pending {
+            Some(p) => p.merge(req),
+            None => self.run_pending = Some(req),
+        }
+        if !self.children.values().any(|k| *k == ChildKind::Run) {
+            self.start_run();
+        }
+    }
+
+    fn start_run(&mut self) {
+        let Some(req) = self.run_pending.take() else {
+            return;
+        };
+        let (rd, wr) = match nix::unistd::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                error!("pipe: {e}");
+                return;
+            }
+        };
+        let cfg = self.cfg.clone();
+        let opts = crate::deliver::RunOpts {
+            only_route: req.route.clone(),
+            force: req.force,
+            online: self.online.clone(),
+        };
+        let mut wr = Some(wr);
+        let pid = self.spawn(ChildKind::Run, move || {
+            let code = run_worker(&cfg, &opts);
+            if let (Some(w), Ok(next)) = (wr.take(), code) {
+                let line = match next {
+                    Some(n) => format!("next {n}\n"),
+                    None => "none\n".to_string(),
+                };
+                let _ = std::fs::File::from(w).write_all(line.as_bytes());
+            }
+            0
+        });
+        if pid.is_some() {
+            self.run_report = Some(std::fs::File::from(rd));
+            self.next_retry = None;
+        }
+    }
+
+    fn on_signals(&mut self) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(si)) => match Signal::try_from(si.ssi_signo as i32) {
+                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => self.stop(),
+                    Ok(Signal::SIGHUP) => self.reload(),
+                    Ok(Signal::SIGCHLD) => self.reap(),
+                    Ok(Signal::SIGUSR1) => self.flush(None),
+                    _ => {}
+                },
+                Ok(None) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    error!("signalfd: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.stopping {
+            return;
+        }
+        info!(
+            "stopping: no new connections; waiting for {} worker(s)",
+            self.children.len()
+        );
+        self.stopping = true;
+        self.listeners.clear();
+        self.control = None;
+        let _ = std::fs::remove_file(&self.control_path);
+    }
+
+    fn reload(&mut self) {
+        let new = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errs) => {
+                for e in &errs.errors {
+                    error!("reload: {e}");
+                }
+                error!(
+                    "reload: {} error(s) in {}; keeping the running configuration",
+                    errs.errors.len(),
+                    self.config_path.display()
+                );
+                return;
+            }
+        };
+        if new.main.spool_dir != self.cfg.main.spool_dir {
+            warn!(
+                "reload: spool_dir changes need a restart; keeping {}",
+                self.cfg.main.spool_dir.display()
+            );
+        }
+        // Keep the sockets whose address stays; bind the new ones.
+        let mut keep: Vec<Listener> = Vec::new();
+        let mut old: Vec<Listener> = std::mem::take(&mut self.listeners);
+        let wanted: Vec<(SocketAddr, bool)> = new
+            .main
+            .listen_addresses
+            .iter()
+            .map(|a| (*a, false))
+            .chain(new.main.smtps_addresses.iter().map(|a| (*a, true)))
+            .collect();
+        for (addr, tls) in wanted {
+            if let Some(i) = old.iter().position(|l| l.addr == addr && l.tls == tls) {
+                keep.push(old.swap_remove(i));
+                continue;
+            }
+            match listen::bind_tcp(addr) {
+                Ok(sock) => keep.push(Listener { addr, tls, sock }),
+                Err(e) => error!("reload: cannot listen on {addr}: {e}"),
+            }
+        }
+        self.listeners = keep;
+        let spool = self.cfg.main.spool_dir.clone();
+        self.cfg = new;
+        self.cfg.main.spool_dir = spool;
+        crate::log::set_level(self.cfg.main.log_level);
+        info!("configuration reloaded from {}", self.config_path.display());
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => self.child_done(pid, Some(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    warn!("worker {pid} killed by {sig}");
+                    self.child_done(pid, None);
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    error!("waitpid: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn child_done(&mut self, pid: Pid, code: Option<i32>) {
+        match self.children.remove(&pid) {
+            Some(ChildKind::Scan) if self.scan_again && !self.stopping => {
+                self.scan_again = false;
+                self.start_scan();
+            }
+            Some(ChildKind::Smtp(ip)) => debug!("connection from {ip} done (exit {code:?})"),
+            Some(ChildKind::Run) if self.run_pending.is_some() && !self.stopping => {
+                self.start_run()
+            }
+            _ => {}
+        }
+    }
+
+    fn on_inotify(&mut self) {
+        let events = match self.inotify.read_events() {
+            Ok(ev) => ev,
+            Err(Errno::EAGAIN) => return,
+            Err(e) => {
+                error!("inotify: {e}");
+                return;
+            }
+        };
+        let (mut scan, mut run, mut online) = (false, false, false);
+        let online_name = self
+            .cfg
+            .main
+            .online_file
+            .file_name()
+            .map(|n| n.to_os_string());
+        for ev in events {
+            let is_id = ev
+                .name
+                .as_ref()
+                .and_then(|n| n.to_str())
+                .and_then(crate::queue::MsgId::parse)
+                .is_some();
+            if ev.wd == self.wd_incoming {
+                scan = true;
+            } else if ev.wd == self.wd_outgoing && is_id {
+                run = true;
+            } else if Some(ev.wd) == self.wd_online && ev.name == online_name {
+                online = true;
+            }
+        }
+        if scan {
+            self.request_scan();
+        }
+        if online {
+            self.check_online();
+        }
+        if run {
+            self.request_run(RunRequest::default());
+        }
+    }
+
+    fn request_scan(&mut self) {
+        if self.stopping {
+            return;
+        }
+        if self.children.values().any(|k| *k == ChildKind::Scan) {
+            self.scan_again = true;
+        } else {
+            self.start_scan();
+        }
+    }
+
+    fn start_scan(&mut self) {
+        let cfg = self.cfg.clone();
+        self.spawn(ChildKind::Scan, move || {
+            if let Err(f) = crate::privs::become_mail_user(&cfg) {
+                error!("{f}");
+                return 1;
+            }
+            scan_worker(&cfg)
+        });
+    }
+
+    /// `flush [ROUTE]`, SIGUSR1: re-check the online state, then queue-out
+    /// ignoring backoff, for ROUTE or for everything online.
+    fn flush(&mut self, route: Option<&str>) {
+        info!(
+            "flush requested{}",
+            route.map(|r| format!(" for route {r}")).unwrap_or_default()
+        );
+        self.check_online();
+        self.request_scan();
+        self.request_run(RunRequest {
+            force: true,
+            route: route.map(str::to_string),
+        });
+    }
+
+    /// Fork a worker. In the child: drop everything of the supervisor,
+    /// unblock signals, run `f`, exit with its code.
+    fn spawn(&mut self, kind: ChildKind, f: impl FnOnce() -> i32) -> Option<Pid> {
+        // SAFETY: the supervisor is single-threaded.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                self.listeners.clear();
+                self.control = None;
+                self.conns.clear();
+                let _ = handled_signals().thread_unblock();
+                let code = f();
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
+            Ok(ForkResult::Parent { child }) => {
+                self.children.insert(child, kind);
+                Some(child)
+            }
+            Err(e) => {
+                error!("fork: {e}");
+                None
+            }
+        }
+    }
+
+    fn on_accept(&mut self, i: usize) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let tls = l.tls;
+        let (stream, peer) = match l.sock.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                warn!("accept: {e}");
+                return;
+            }
+        };
+        let ip = peer.ip();
+        let total = self
+            .children
+            .values()
+            .filter(|k| matches!(k, ChildKind::Smtp(_)))
+            .count();
+        let from_ip = self
+            .children
+            .values()
+            .filter(|k| **k == ChildKind::Smtp(ip))
+            .count();
+        let m = &self.cfg.main;
+        if total >= m.max_connections as usize || from_ip >= m.max_connections_per_ip as usize {
+            info!("refused connection from {peer}: {total} open, {from_ip} from this address");
+            refuse(stream, &self.cfg.main.host_name);
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let pid = self.spawn(ChildKind::Smtp(ip), move || {
+            crate::receive::smtp::serve(&cfg, stream, peer, tls)
+        });
+        if let Some(pid) = pid {
+            debug!("connection from {peer}: worker {pid}");
+        }
+    }
+
+    fn on_control_accept(&mut self) {
+        let Some(c) = &self.control else {
+            return;
+        };
+        loop {
+            match c.accept() {
+                Ok((stream, _)) => match control::Conn::new(stream) {
+                    Ok(conn) => self.conns.push(conn),
+                    Err(e) => warn!("control: {e}"),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!("control accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_control_conns(&mut self, ready: &[bool]) {
+        // Walk from the end so removals keep the indices of the rest.
+        for i in (0..ready.len().min(self.conns.len())).rev() {
+            if !ready[i] {
+                continue;
+            }
+            let result = self.conns[i].read();
+            match result {
+                control::ReadResult::More => {}
+                control::ReadResult::Drop => {
+                    self.conns.swap_remove(i);
+                }
+                control::ReadResult::Line(line) => {
+                    let conn = self.conns.swap_remove(i);
+                    let reply = match control::parse_request(&line) {
+                        Ok(control::Request::Flush(route)) => {
+                            self.flush(route.as_deref());
+                            "ok\n".to_string()
+                        }
+                        Ok(control::Request::Status) => self.status(),
+                        Err(e) => format!("error: {e}\n"),
+                    };
+                    conn.reply(&reply);
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> String {
+        let smtp = self
+            .children
+            .values()
+            .filter(|k| matches!(k, ChildKind::Smtp(_)))
+            .count();
+        let scanning = self.children.values().any(|k| *k == ChildKind::Scan);
+        let addrs: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|l| format!("{}{}", l.addr, if l.tls { " (tls)" } else { "" }))
+            .collect();
+        let delivering = self.children.values().any(|k| *k == ChildKind::Run);
+        let mut routes = String::new();
+        for r in &self.cfg.routes {
+            let state = if !r.enabled {
+                "disabled"
+            } else if r.permanent {
+                "online (permanent)"
+            } else if self.online.contains(&r.name) {
+                "online"
+            } else {
+                "offline"
+            };
+            routes.push_str(&format!("route {}: {state}\n", r.name));
+        }
+        let next = self
+            .next_retry
+            .map(|t| format!("in {}s", t.saturating_sub(crate::util::time::now())))
+            .unwrap_or_else(|| "none".into());
+        format!(
+            "pid: {}\nversion: {}\nlistening: {}\nconnections: {}\nscanning: {}\ndelivering: {}\nnext retry: {next}\nspool: {}\n{routes}\n",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION"),
+            addrs.join(", "),
+            smtp,
+            if scanning { "yes" } else { "no" },
+            if delivering { "yes" } else { "no" },
+            self.cfg.main.spool_dir.display()
+        )
+    }
+}
+
+/// Too many connections: say so and close, without blocking.
+fn refuse(mut stream: TcpStream, host: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(
+        format!("421 4.7.0 {host} too many connections, try again later\r\n").as_bytes(),
+    );
+}

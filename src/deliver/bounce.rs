@@ -1,0 +1,216 @@
+//! Bounces and delay warnings: RFC 3464 delivery status notifications.
+//!
+//! DESCRIPTION
+//!   A notice is a `multipart/report; report-type=delivery-status` message
+//!   (RFC 6522) with a human-readable part, a `message/delivery-status`
+//!   part (RFC 3464 §2) per failed recipient and the original header
+//!   section as `text/rfc822-headers`. It is sent with the null sender and
+//!   goes through queue-in and scanning like any message.
+//!
+//!   A notice about a message that itself had the null sender (a bounce of
+//!   a bounce) is never sent back: it goes to `postmaster` once, marked as
+//!   a double bounce; if that fails too, it is logged and dropped.
+
+use std::io;
+
+use log::{error, info};
+
+use crate::addr::{Address, Sender};
+use crate::config::Config;
+use crate::message::Header;
+use crate::queue::queue_in::Incoming;
+use crate::queue::{Envelope, HeaderFile, MsgId, Rcpt, Spool};
+use crate::util::time;
+
+/// The ident of notices, so a notice about a notice is recognised.
+pub const BOUNCE_IDENT: &str = "masqmail (delivery notice)";
+pub const DOUBLE_BOUNCE_IDENT: &str = "masqmail (double bounce)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Delivery failed for good.
+    Failure,
+    /// Delivery is delayed (delay_warning).
+    Delay,
+}
+
+/// The status code (RFC 3463) found in an error text, or a fitting default.
+fn status_of(error: &str, kind: Kind) -> String {
+    for w in error.split_whitespace() {
+        let parts: Vec<&str> = w.split('.').collect();
+        if parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return w.to_string();
+        }
+    }
+    match kind {
+        Kind::Failure => "5.0.0".into(),
+        Kind::Delay => "4.0.0".into(),
+    }
+}
+
+fn is_smtp_reply(error: &str) -> bool {
+    let b = error.as_bytes();
+    b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit)
+}
+
+/// Queue a notice about `rcpts` of message `id`. Returns the notice's ID,
+/// or None when none is sent (a double bounce that failed again).
+pub fn queue_notice(
+    cfg: &Config,
+    spool: &Spool,
+    id: &MsgId,
+    hf: &HeaderFile,
+    rcpts: &[&Rcpt],
+    kind: Kind,
+) -> io::Result<Option<MsgId>> {
+    let host = &cfg.main.host_name;
+    let (to, ident) = match &hf.env.sender {
+        Sender::Addr(a) => (a.clone(), BOUNCE_IDENT),
+        Sender::Null if hf.env.ident == DOUBLE_BOUNCE_IDENT => {
+            error!("{id}: double bounce to postmaster failed too; dropped");
+            return Ok(None);
+        }
+        Sender::Null if kind == Kind::Delay => return Ok(None),
+        Sender::Null => match Address::new("postmaster", host) {
+            Ok(a) => (a, DOUBLE_BOUNCE_IDENT),
+            Err(_) => return Ok(None),
+        },
+    };
+    let now = time::now();
+    let date = time::rfc5322(&time::local(now));
+    let boundary = format!("{id}/{host}");
+    let subject = match kind {
+        Kind::Failure => "Undelivered Mail Returned to Sender",
+        Kind::Delay => "Delayed Mail (still being retried)",
+    };
+    let headers = vec![
+        Header::new(
+            "From",
+            &format!("Mail Delivery System <MAILER-DAEMON@{host}>"),
+        ),
+        Header::new("To", &format!("<{to}>")),
+        Header::new("Subject", subject),
+        Header::new("Date", &date),
+        Header::new("Auto-Submitted", "auto-replied"),
+        Header::new("MIME-Version", "1.0"),
+        Header::new(
+            "Content-Type",
+            &format!("multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\""),
+        ),
+    ];
+    let mut body = String::new();
+    body.push_str(&format!(
+        "This is a MIME-encapsulated message.\n\n--{boundary}\n"
+    ));
+    body.push_str(
+        "Content-Description: Notification\nContent-Type: text/plain; charset=us-ascii\n\n",
+    );
+    match kind {
+        Kind::Failure => body.push_str(&format!(
+            "This is the mail system at host {host}.\n\n\
+             Your message could not be delivered to one or more recipients.\n\
+             It is attached below.\n\n"
+        )),
+        Kind::Delay => body.push_str(&format!(
+            "This is the mail system at host {host}.\n\n\
+             Your message could not be delivered yet. It is still queued and\n\
+             delivery will be retried; you do not need to send it again.\n\n"
+        )),
+    }
+    for r in rcpts {
+        let error = crate::queue::spoolfile::clean(&r.error);
+        body.push_str(&format!(
+            "<{}>: {error}\n",
+            r.orig
+                .as_ref()
+                .map_or_else(|| target_addr(r), |o| o.to_string())
+        ));
+    }
+    body.push_str(&format!("\n--{boundary}\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n"));
+    body.push_str(&format!(
+        "Reporting-MTA: dns; {host}\nX-Masqmail-Queue-ID: {id}\nArrival-Date: {}\n",
+        time::rfc5322(&time::local(hf.env.received))
+    ));
+    for r in rcpts {
+        body.push('\n');
+        if let Some(o) = &r.orig {
+            body.push_str(&format!("Original-Recipient: rfc822; {o}\n"));
+        }
+        let action = match kind {
+            Kind::Failure => "failed",
+            Kind::Delay => "delayed",
+        };
+        let error = crate::queue::spoolfile::clean(&r.error);
+        body.push_str(&format!(
+            "Final-Recipient: rfc822; {}\nAction: {action}\nStatus: {}\n",
+            target_addr(r),
+            status_of(&error, kind)
+        ));
+        if is_smtp_reply(&error) {
+            body.push_str(&format!("Diagnostic-Code: smtp; {error}\n"));
+        } else if !error.is_empty() {
+            body.push_str(&format!("Diagnostic-Code: X-masqmail; {error}\n"));
+        }
+        body.push_str(&format!("Last-Attempt-Date: {date}\n"));
+    }
+    body.push_str(&format!("\n--{boundary}\nContent-Description: Undelivered Message Headers\nContent-Type: text/rfc822-headers\n\n"));
+    let mut bytes = body.into_bytes();
+    for h in &hf.headers {
+        bytes.extend_from_slice(h.raw());
+    }
+    bytes.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+
+    let mut incoming = Incoming::create(spool)?;
+    incoming.write_body(&bytes)?;
+    let env = Envelope {
+        sender: Sender::Null,
+        full_name: None,
+        protocol: "local".into(),
+        ident: ident.into(),
+        helo: None,
+        received: now,
+        body_size: 0,
+        rcpts: vec![Rcpt::new(to.clone())],
+        warned: false,
+        tls: None,
+    };
+    let nid = incoming.commit(env, headers)?;
+    info!(
+        "{id}: {} notice {nid} queued for <{to}>",
+        if kind == Kind::Failure {
+            "bounce"
+        } else {
+            "delay"
+        }
+    );
+    Ok(Some(nid))
+}
+
+fn target_addr(r: &Rcpt) -> String {
+    match &r.target {
+        crate::queue::Target::Addr(a) => a.to_string(),
+        crate::queue::Target::Pipe(c) => format!("|{c}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(
+            status_of("550 5.1.1 <x>: no such user", Kind::Failure),
+            "5.1.1"
+        );
+        assert_eq!(status_of("connection refused", Kind::Failure), "5.0.0");
+        assert_eq!(status_of("451 4.7.1 try later", Kind::Delay), "4.7.1");
+        assert_eq!(status_of("version 1.2.3", Kind::Delay), "4.0.0");
+        assert!(is_smtp_reply("550 x") && !is_smtp_reply("no"));
+    }
+}

@@ -1,0 +1,462 @@
+//! The SMTP receiver: the I/O loop around `smtp::server::Session`.
+//!
+//! DESCRIPTION
+//!   One worker process per connection (forked by the daemon), or `-bs`
+//!   on stdin/stdout (inetd, `smtpd`, `in.smtpd`). It feeds the bytes it
+//!   reads to the session, writes the replies, does the TLS handshake when
+//!   the session asks for it, and turns a message's events into queue-in
+//!   calls: `MessageBegin` creates the body file, `DataLine`s are read as
+//!   header section then body (with the same limits as sendmail), and
+//!   `DataEnd` commits the message to disk before the session is told, so
+//!   that `250` is only ever sent for a message that is durable.
+//!   After the reply is out, the worker scans the message itself.
+//!
+//! SECURITY
+//!   The worker becomes the mail user before it reads a byte. Reads time
+//!   out after five minutes (RFC 5321 §4.5.3.2). AUTH is checked against
+//!   the `user` sections' SHA-crypt hashes.
+//!
+//! DIAGNOSTICS
+//!   One log line per accepted message:
+//!   `ID: received from=<sender> client=NAME[IP] helo=H protocol=P size=N`.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use log::{debug, error, info, warn};
+
+use crate::addr::Address;
+use crate::config::Config;
+use crate::error::{CmdResult, Exit, Fail};
+use crate::message::{HeaderReader, Limits, LineKind};
+use crate::queue::queue_in::Incoming;
+use crate::queue::{Envelope, MsgId, Rcpt, Spool};
+use crate::scan::Scanner;
+use crate::smtp::policy::RelayPolicy;
+use crate::smtp::server::{
+    CommitError, Event, PeerInfo, Response, ServerParams, Session, Transaction,
+};
+
+/// RFC 5321 §4.5.3.2: the server waits at least five minutes.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[cfg(feature = "tls")]
+type Conn<S> = crate::tls::MaybeTls<S>;
+
+/// Without TLS support, a connection is just the stream.
+#[cfg(not(feature = "tls"))]
+struct Conn<S: Read + Write>(S);
+
+#[cfg(not(feature = "tls"))]
+impl<S: Read + Write> Conn<S> {
+    fn new(s: S) -> Self {
+        Conn(s)
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+impl<S: Read + Write> Read for Conn<S> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        self.0.read(b)
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+impl<S: Read + Write> Write for Conn<S> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// stdin and stdout as one stream, for `-bs`.
+pub struct Stdio;
+
+impl Read for Stdio {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        io::stdin().read(b)
+    }
+}
+
+impl Write for Stdio {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        io::stdout().write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush()
+    }
+}
+
+/// The relay policy of the config: local domains and recipients through
+/// scanning's alias resolution, passwords through SHA-crypt.
+fn policy(cfg: &'static Config) -> RelayPolicy {
+    let scanner: &'static Scanner<'static> = match Scanner::new(cfg) {
+        Ok(s) => Box::leak(Box::new(s)),
+        Err(e) => {
+            warn!("aliases unavailable ({e}); local recipients are checked against users only");
+            let mut stripped = cfg.clone();
+            stripped.main.alias_file = None;
+            let cfg2: &'static Config = Box::leak(Box::new(stripped));
+            match Scanner::new(cfg2) {
+                Ok(s) => Box::leak(Box::new(s)),
+                Err(_) => return deny_all(cfg),
+            }
+        }
+    };
+    RelayPolicy {
+        local_nets: cfg.main.local_nets.clone(),
+        is_local_domain: Box::new(move |a: &Address| scanner.is_local(a)),
+        local_recipient_exists: Box::new(move |a: &Address| scanner.resolve(a).is_ok()),
+        verify_password: Box::new(move |user: &str, pass: &str| {
+            cfg.users.iter().find(|u| u.name == user).is_some_and(|u| {
+                crate::util::shacrypt::verify(pass.as_bytes(), u.password_hash.expose())
+            })
+        }),
+    }
+}
+
+fn deny_all(cfg: &'static Config) -> RelayPolicy {
+    RelayPolicy {
+        local_nets: cfg.main.local_nets.clone(),
+        is_local_domain: Box::new(|_| false),
+        local_recipient_exists: Box::new(|_| false),
+        verify_password: Box::new(|_, _| false),
+    }
+}
+
+/// A message being received.
+struct Sink<'a> {
+    tx: Transaction,
+    incoming: Option<Incoming<'a>>,
+    headers: HeaderReader,
+    in_body: bool,
+    size: u64,
+    failed: Option<CommitError>,
+}
+
+fn io_commit_error(e: &io::Error) -> CommitError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => CommitError::NoSpace,
+        _ => CommitError::Io,
+    }
+}
+
+impl<'a> Sink<'a> {
+    fn new(spool: &'a Spool, tx: Transaction, cfg: &Config) -> Sink<'a> {
+        let limits = Limits {
+            max_line: cfg.main.max_line_length,
+            max_header_size: cfg.main.max_header_size,
+            max_headers: cfg.main.max_headers,
+        };
+        let (incoming, failed) = match Incoming::create(spool) {
+            Ok(i) => (Some(i), None),
+            Err(e) => {
+                error!("cannot create a message in the spool: {e}");
+                (None, Some(io_commit_error(&e)))
+            }
+        };
+        Sink {
+            tx,
+            incoming,
+            headers: HeaderReader::new(limits),
+            in_body: false,
+            size: 0,
+            failed,
+        }
+    }
+
+    fn body(&mut self, line: &[u8]) {
+        if let Some(inc) = self.incoming.as_mut() {
+            let r = inc.write_body(line).and_then(|()| inc.write_body(b"\n"));
+            if let Err(e) = r {
+                error!("writing a message body: {e}");
+                self.failed = Some(io_commit_error(&e));
+                self.incoming = None;
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.size += line.len() as u64 + 1;
+        if self.in_body {
+            self.body(line);
+            return;
+        }
+        match self.headers.feed(line) {
+            Ok(LineKind::Header) => {}
+            Ok(LineKind::EndOfHeaders) => self.in_body = true,
+            Ok(LineKind::BodyStart) => {
+                self.in_body = true;
+                self.body(line);
+            }
+            Err(e) => {
+                self.failed = Some(CommitError::Refused(Response::new(
+                    552,
+                    "5.3.4",
+                    format!("Message refused: {e}"),
+                )));
+                self.incoming = None;
+            }
+        }
+    }
+
+    /// Make the message durable; the ID for the 250 reply.
+    fn commit(self, ident: &str) -> Result<MsgId, CommitError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let Some(inc) = self.incoming else {
+            return Err(CommitError::Io);
+        };
+        let tx = self.tx;
+        let env = Envelope {
+            sender: tx.sender.clone(),
+            full_name: None,
+            protocol: tx.protocol.to_ascii_lowercase(),
+            ident: ident.to_string(),
+            helo: Some(tx.helo.clone()),
+            received: crate::util::time::now(),
+            body_size: 0,
+            rcpts: tx.recipients.iter().cloned().map(Rcpt::new).collect(),
+            warned: false,
+            tls: tx
+                .peer
+                .tls
+                .as_ref()
+                .map(|t| format!("{} with cipher {}", t.version, t.cipher)),
+        };
+        let headers = self.headers.finish();
+        match inc.commit(env, headers) {
+            Ok(id) => {
+                info!(
+                    "{id}: received from=<{}> client={ident} helo={} protocol={}{} size={} nrcpt={}",
+                    tx.sender,
+                    tx.helo,
+                    tx.protocol,
+                    tx.auth_user.as_ref().map(|u| format!(" auth={u}")).unwrap_or_default(),
+                    self.size,
+                    tx.recipients.len()
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                error!("cannot commit a message: {e}");
+                Err(io_commit_error(&e))
+            }
+        }
+    }
+}
+
+/// The server's TLS configuration: loaded while still root, so the key
+/// file can stay readable by root only.
+#[cfg(feature = "tls")]
+pub type ServerTls = Option<std::sync::Arc<rustls::ServerConfig>>;
+#[cfg(not(feature = "tls"))]
+pub type ServerTls = Option<()>;
+
+/// Serve one SMTP connection (a daemon worker). Returns the exit code.
+pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) -> i32 {
+    let tls = server_tls(cfg);
+    if let Err(f) = crate::privs::become_mail_user(cfg) {
+        error!("{f}");
+        return 1;
+    }
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let ident = format!("[{}]", peer.ip());
+    match session(cfg, Conn::new(stream), peer.ip(), &ident, implicit_tls, tls) {
+        Ok(()) => 0,
+        Err(e) => {
+            debug!("connection from {ident}: {e}");
+            0
+        }
+    }
+}
+
+/// `-bs`: SMTP on stdin/stdout. A socket on stdin (inetd) gives the
+/// client's address; a pipe counts as a local client.
+pub fn serve_stdio(cfg: &Config) -> CmdResult {
+    crate::privs::prepare_spool(cfg)?;
+    let tls = server_tls(cfg);
+    crate::privs::become_mail_user(cfg)?;
+    let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(0)
+        .ok()
+        .and_then(|sa| {
+            sa.as_sockaddr_in()
+                .map(|a| IpAddr::V4(a.ip()))
+                .or_else(|| sa.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+        });
+    let (ip, ident) = match peer {
+        Some(ip) => (ip, format!("[{ip}]")),
+        None => {
+            let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid{}", nix::unistd::getuid()), |u| u.name);
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), user)
+        }
+    };
+    session(cfg, Conn::new(Stdio), ip, &ident, false, tls).map_err(|e| Fail::new(Exit::IoErr, e))
+}
+
+#[cfg(not(feature = "tls"))]
+pub fn server_tls(_cfg: &Config) -> ServerTls {
+    None
+}
+
+#[cfg(feature = "tls")]
+pub fn server_tls(cfg: &Config) -> ServerTls {
+    let (cert, key) = (cfg.main.tls_cert.as_ref()?, cfg.main.tls_key.as_ref()?);
+    match crate::tls::server_config(cert, key) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            error!("TLS disabled: {e}");
+            None
+        }
+    }
+}
+
+fn write_all<S: Read + Write>(conn: &mut Conn<S>, out: &mut Vec<u8>) -> Result<(), String> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = conn.write_all(out).and_then(|()| conn.flush());
+    out.clear();
+    r.map_err(|e| format!("write: {e}"))
+}
+
+/// The session loop, generic over the stream.
+fn session<S: Read + Write>(
+    cfg: &Config,
+    conn: Conn<S>,
+    ip: IpAddr,
+    ident: &str,
+    implicit_tls: bool,
+    tls_cfg: ServerTls,
+) -> Result<(), String> {
+    let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
+    let spool = Spool::existing(&cfg.main.spool_dir);
+    let policy = policy(cfg);
+    let starttls = tls_cfg.is_some();
+    let mut conn = Some(conn);
+    let mut peer = PeerInfo {
+        ip,
+        name: None,
+        tls: None,
+    };
+    if implicit_tls {
+        #[cfg(feature = "tls")]
+        {
+            let Some(tc) = tls_cfg.clone() else {
+                return Err("implicit TLS without a certificate".into());
+            };
+            let c = conn.take().ok_or("no connection")?;
+            let c = c
+                .upgrade_server(tc)
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            peer.tls = c.info();
+            conn = Some(c);
+        }
+        #[cfg(not(feature = "tls"))]
+        return Err("implicit TLS needs the tls feature".into());
+    }
+    let params = ServerParams::from_config(cfg, starttls && !implicit_tls);
+    let mut session = Session::new(params, peer);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut sink: Option<Sink<'_>> = None;
+    let scanner = Scanner::new(cfg).ok();
+    let mut pending = session.greeting();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // Carry out the events; some produce more.
+        let mut scan_after: Vec<MsgId> = Vec::new();
+        while !pending.is_empty() {
+            let events = std::mem::take(&mut pending);
+            for ev in events {
+                match ev {
+                    Event::Reply(r) => out.extend_from_slice(r.as_bytes()),
+                    Event::MessageBegin(tx) => sink = Some(Sink::new(&spool, *tx, cfg)),
+                    Event::DataLine(l) => {
+                        if let Some(s) = sink.as_mut() {
+                            s.line(&l);
+                        }
+                    }
+                    Event::DataAbort(reason) => {
+                        debug!("message dropped: {reason:?}");
+                        sink = None;
+                    }
+                    Event::DataEnd => {
+                        let result = match sink.take() {
+                            Some(s) => s.commit(ident),
+                            None => Err(CommitError::Io),
+                        };
+                        let reply = result.map(|id| {
+                            scan_after.push(id);
+                            id.to_string()
+                        });
+                        pending.extend(session.data_committed(reply, &policy));
+                    }
+                    Event::StartTls => {
+                        let c = conn.as_mut().ok_or("no connection")?;
+                        write_all(c, &mut out)?;
+                        #[cfg(feature = "tls")]
+                        {
+                            let tc = tls_cfg.clone().ok_or("STARTTLS without a certificate")?;
+                            let c = conn.take().ok_or("no connection")?;
+                            let c = c
+                                .upgrade_server(tc)
+                                .map_err(|e| format!("TLS handshake: {e}"))?;
+                            let info = c.info();
+                            conn = Some(c);
+                            if let Some(i) = info {
+                                pending.extend(session.tls_started(i));
+                            }
+                        }
+                    }
+                    Event::Close => {
+                        if let Some(c) = conn.as_mut() {
+                            write_all(c, &mut out)?;
+                            #[cfg(feature = "tls")]
+                            let _ = c.close();
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let c = conn.as_mut().ok_or("no connection")?;
+        write_all(c, &mut out)?;
+        // The 250 is out: now scan what was accepted.
+        if let Some(s) = &scanner {
+            for id in scan_after {
+                if let Err(e) = s.scan(&spool, &id) {
+                    warn!("{id}: left for the daemon to scan: {e}");
+                }
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) => {
+                debug!("{ident} closed the connection");
+                return Ok(());
+            }
+            Ok(n) => pending = session.feed(&buf[..n], &policy),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                pending = session.timeout();
+            }
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
