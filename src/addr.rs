@@ -439,7 +439,6 @@ fn parse_mailbox(elem: &str, default_domain: Option<&str>) -> Result<Option<Mail
 
 /// Does `s` match the shell-style glob `pat` (`*`, `?`), ASCII case
 /// ignored? Used by route criteria and address maps.
-#[allow(dead_code)] // route criteria arrive with queue-out
 pub fn glob_match(pat: &str, s: &str) -> bool {
     let p: Vec<char> = pat.chars().map(|c| c.to_ascii_lowercase()).collect();
     let t: Vec<char> = s.chars().map(|c| c.to_ascii_lowercase()).collect();

@@ -124,7 +124,6 @@ pub fn init(setup: Setup) {
 }
 
 /// Change the level after a config (re)load.
-#[allow(dead_code)] // the daemon's SIGHUP reload uses it
 pub fn set_level(level: u8) {
     log::set_max_level(level_filter(level));
 }

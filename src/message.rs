@@ -104,6 +104,11 @@ impl Header {
     pub fn len(&self) -> usize {
         self.raw.len()
     }
+
+    /// Never true for a parsed field; for completeness.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
 }
 
 /// Limits on a message's header section (DESIGN §7).

@@ -26,11 +26,6 @@
 //!   The table in `schema` lists every section type and option with its
 //!   kind and default; `config show` prints them all.
 
-// The typed configuration is filled completely here; the daemon, the
-// receivers, queue-out and the transports read its fields as they are
-// written, so some are not used yet.
-#![allow(dead_code)]
-
 mod resolve;
 pub mod schema;
 mod show;

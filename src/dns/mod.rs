@@ -60,8 +60,6 @@
 //!   (bounce: NXDOMAIN, a null MX, a host without addresses, a malformed
 //!   name). Each failed try is logged at debug level with its server.
 
-#![allow(dead_code)] // queue-out (issue 6) wires the resolver in.
-
 pub mod resolv;
 #[cfg(test)]
 mod tests;

@@ -17,10 +17,6 @@
 //!   and the queue, and a message is acknowledged only after the caller
 //!   reports it committed.
 
-// The daemon (issue 5) wires the server in, the delivery stage (issue 6)
-// the client; the binary does not call them yet.
-#![allow(dead_code)]
-
 pub mod client;
 pub mod command;
 pub mod policy;

@@ -63,10 +63,6 @@
 //!   with `tls_fingerprint` set, `tls_verify` and `tls_ca_file` are not
 //!   looked at ([`Verify::for_route`]).
 
-// The SMTP server worker (daemon issue) and the SMTP transport (delivery
-// issue) wire this in; until then only the tests use it.
-#![allow(dead_code)]
-
 mod verify;
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ pub fn encode(data: &[u8]) -> String {
     out
 }
 
-#[allow(dead_code)] // SMTP AUTH uses it
 fn value(c: u8) -> Option<u32> {
     Some(match c {
         b'A'..=b'Z' => c - b'A',
@@ -36,7 +35,6 @@ fn value(c: u8) -> Option<u32> {
 
 /// Decode strict base64 (padding required, no whitespace); None when the
 /// input is not base64.
-#[allow(dead_code)] // SMTP AUTH uses it
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     if b.len() % 4 != 0 {

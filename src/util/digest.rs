@@ -51,6 +51,12 @@ pub struct Blocks<const N: usize> {
     total: u64,
 }
 
+impl<const N: usize> Default for Blocks<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> Blocks<N> {
     pub fn new() -> Self {
         Blocks {

@@ -6,8 +6,6 @@ pub mod base64;
 pub mod digest;
 pub mod hmac;
 pub mod md5;
-#[allow(dead_code)] // SMTP AUTH on the server checks `password_hash` with it
 pub mod sha2;
-#[allow(dead_code)] // SMTP AUTH on the server checks `password_hash` with it
 pub mod shacrypt;
 pub mod time;
