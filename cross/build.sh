@@ -14,7 +14,8 @@
 # Features: FEATURES=default (all features, the default), FEATURES=none
 # (without tls; same as --notls) or FEATURES=both (same as --both).
 # CARGO_TARGET_DIR moves target/ (e.g. a cache outside the checkout);
-# CROSS_OPT_LEVEL=s|z overrides the per-target opt-level (measurements);
+# CROSS_OPT_LEVEL=s|z overrides the per-target opt-level and CROSS_RUSTFLAGS
+# adds rustc flags (measurements: use another CARGO_TARGET_DIR);
 # CROSS_LOCKED=0 drops --locked (Cargo.lock being edited).
 set -euo pipefail
 # shellcheck source=cross/lib.sh
@@ -62,7 +63,7 @@ build_one() {
   target_info "$t"
   [ "$variant" = notls ] && feat=(--no-default-features)
   out=$(out_dir "$t" "$variant")
-  echo "== build $t ($variant, opt-level $OPT_LEVEL)" >&2
+  echo "== build $t ($variant, opt-level $OPT_LEVEL, relocation-model $RELOC)" >&2
   start=$SECONDS
   # ZIG_TARGET/ZIG_CPU are not in cargo's fingerprints: start this target
   # afresh when they (or zig) changed.

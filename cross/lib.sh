@@ -16,6 +16,8 @@
 #                         ~/.cache/zig, zig's own default)
 
 CROSS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Unset HOME (a bare CI environment): the home directory from the passwd file.
+: "${HOME:=$(cd ~ && pwd)}"
 CROSS_ALL_TARGETS=(
   mips-unknown-linux-musl
   mipsel-unknown-linux-musl
@@ -38,11 +40,12 @@ if [ -z "${ZIG_HOME:-}" ]; then
 fi
 export ZIG_GLOBAL_CACHE_DIR=${ZIG_GLOBAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/zig}
 
-# target_info TARGET: sets ZIG_TARGET ZIG_CPU QEMU QEMU_CPU FILE_RE OPT_LEVEL.
-# OPT_LEVEL is what measured smaller for masqmail (doc/SIZE.md); the
-# environment variable CROSS_OPT_LEVEL=s|z overrides it for a measurement.
+# target_info TARGET: sets ZIG_TARGET ZIG_CPU QEMU QEMU_CPU FILE_RE OPT_LEVEL
+# RELOC. OPT_LEVEL (s|z) and RELOC (static, or pic: rustc's default) are
+# what measured smaller for masqmail (doc/SIZE.md); the environment
+# variables CROSS_OPT_LEVEL and CROSS_RELOC override them for a measurement.
 target_info() {
-  local opt
+  local opt reloc=static
   case "$1" in
     mips-unknown-linux-musl)
       ZIG_TARGET=mips-linux-musleabi ZIG_CPU=mips32r2
@@ -63,7 +66,7 @@ target_info() {
       ZIG_TARGET=aarch64-linux-musl ZIG_CPU=generic
       QEMU=qemu-aarch64-static QEMU_CPU=cortex-a53
       FILE_RE='ELF 64-bit LSB executable, ARM aarch64'
-      opt=z ;;
+      opt=z reloc=pic ;;
     x86_64-unknown-linux-musl)
       ZIG_TARGET=x86_64-linux-musl ZIG_CPU=x86_64
       QEMU='' QEMU_CPU=''
@@ -74,6 +77,7 @@ target_info() {
       return 64 ;;
   esac
   OPT_LEVEL=${CROSS_OPT_LEVEL:-$opt}
+  RELOC=${CROSS_RELOC:-$reloc}
 }
 
 # parse_targets ARG…: fills TARGETS from the arguments ("all" or none = all).
@@ -193,16 +197,22 @@ cross_env() {
   export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
   # No unwind tables (panic = abort anyway); zig supplies crt1.o, musl and
   # libunwind (link-self-contained=no: Debian's rustc has no crt1.o for
-  # these targets).
+  # these targets). relocation-model=static: the binary is a non-PIE static
+  # executable anyway; without PIC code MIPS saves its GOT loads (-10 %).
   # Panic messages name the source file: std's and the crates' by their
   # path on this machine unless remapped (masqmail's own are relative).
   # The remapped names are shorter and the same on every machine; nothing
   # here depends on the checkout's path, so a cached std stays valid.
   local flags=(
     -Ctarget-feature=+crt-static -Clink-self-contained=no -Cforce-unwind-tables=no
+    "-Crelocation-model=$RELOC"
     "--remap-path-prefix=/usr/lib/rustlib/src/rust/library="
     "--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src/$CRATES_IO_SRC="
   )
+  # CROSS_RUSTFLAGS: more flags, space-separated, for measurements.
+  local extra=()
+  read -r -a extra <<<"${CROSS_RUSTFLAGS:-}"
+  flags+=("${extra[@]+"${extra[@]}"}")
   unset RUSTFLAGS
   # Fields separated by \x1f: a path may hold spaces.
   CARGO_ENCODED_RUSTFLAGS=$(IFS=$'\x1f'; echo "${flags[*]}")
