@@ -23,6 +23,7 @@ pub mod queue;
 pub mod receive;
 pub mod route;
 pub mod scan;
+pub mod setup;
 pub mod smtp;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -46,6 +46,8 @@ pub enum Sub {
     Status(StatusCmd),
     Queue(QueueCmd),
     Config(ConfigCmd),
+    Setup(Box<SetupCmd>),
+    Testmail(TestmailCmd),
     Version(VersionCmd),
 }
 
@@ -124,6 +126,92 @@ pub struct ConfigCheck {}
 #[argh(subcommand, name = "show")]
 pub struct ConfigShow {}
 
+const SETUP_NOTE: &str = "\
+Presets:
+  smarthost SERVER   all mail through your provider's server (STARTTLS or
+                     TLS, with a login)
+  lan-relay SERVER   the same, and LAN devices may send through this machine
+                     (it listens on its --lan addresses, port 25)
+  direct             straight to each recipient's mail server (port 25; needs
+                     a fixed public address whose reverse DNS is --host-name)
+  local              no route: mail stays on this machine
+SERVER is host[:port] or a provider: gmail, outlook, office365, fastmail,
+yahoo, aol, icloud, gmx, webde, mailbox, posteo, zoho.
+Writes the config file (-C FILE, else /etc/config/masqmail on OpenWrt, else
+/etc/masqmail/masqmail.conf) only if it passes `config check`; an existing
+file is replaced only with --force. Examples:
+  masqmail setup smarthost gmail --user me@gmail.com --password - --force
+  masqmail setup lan-relay smtp.example.net:587 --user me --password - --lan 192.168.1.1/24
+  masqmail setup direct --host-name mail.example.org";
+
+#[derive(FromArgs, Debug)]
+/// Write a working configuration for a common setup.
+#[argh(subcommand, name = "setup", note = "{SETUP_NOTE}")]
+pub struct SetupCmd {
+    /// smarthost, lan-relay, direct or local
+    #[argh(positional)]
+    pub preset: String,
+    /// provider name or host[:port] (smarthost, lan-relay)
+    #[argh(positional)]
+    pub server: Option<String>,
+    /// server port (default: the provider's; else 587, 465 with --tls tls)
+    #[argh(option)]
+    pub port: Option<u16>,
+    /// encryption: starttls, tls or none (default: the provider's, else
+    /// starttls; tls on port 465)
+    #[argh(option)]
+    pub tls: Option<String>,
+    /// login name at the server
+    #[argh(option)]
+    pub user: Option<String>,
+    /// password at the server; '-' reads it from stdin
+    #[argh(option)]
+    pub password: Option<String>,
+    /// send mail of local users as this address (default: --user, when it
+    /// is an address)
+    #[argh(option)]
+    pub from: Option<String>,
+    /// where mail for root goes (default: the --from address, else root's
+    /// local mailbox)
+    #[argh(option)]
+    pub to: Option<String>,
+    /// CA bundle that checks the server's certificate
+    #[argh(option)]
+    pub ca_file: Option<String>,
+    /// pin the server's certificate by its SHA-256 fingerprint
+    #[argh(option)]
+    pub fingerprint: Option<String>,
+    /// lan-relay: this machine's LAN address and prefix, e.g.
+    /// 192.168.1.1/24 (repeatable; default: the addresses of br-lan)
+    #[argh(option)]
+    pub lan: Vec<String>,
+    /// this machine's mail name (default: the system host name)
+    #[argh(option)]
+    pub host_name: Option<String>,
+    /// queue directory (default /var/spool/masqmail)
+    #[argh(option)]
+    pub spool: Option<String>,
+    /// SMTP listen address ip:port (repeatable; default 127.0.0.1:25)
+    #[argh(option)]
+    pub listen: Vec<String>,
+    /// replace an existing config file
+    #[argh(switch)]
+    pub force: bool,
+    /// print the config (password masked) instead of writing it
+    #[argh(switch)]
+    pub print: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Queue a test message to ADDRESS (default: root, i.e. where root's mail
+/// goes) and say how to follow it.
+#[argh(subcommand, name = "testmail")]
+pub struct TestmailCmd {
+    /// recipient (default: root)
+    #[argh(positional)]
+    pub to: Option<String>,
+}
+
 #[derive(FromArgs, Debug)]
 /// Print the version and the compiled-in features.
 #[argh(subcommand, name = "version")]
@@ -133,6 +221,14 @@ pub struct VersionCmd {}
 pub fn is_subcommand(word: &str) -> bool {
     matches!(
         word,
-        "daemon" | "flush" | "status" | "queue" | "config" | "version" | "help"
+        "daemon"
+            | "flush"
+            | "status"
+            | "queue"
+            | "config"
+            | "setup"
+            | "testmail"
+            | "version"
+            | "help"
     )
 }

@@ -9,6 +9,7 @@
 
 mod queue_cmd;
 mod submit;
+mod testmail;
 mod verify;
 
 use std::io::Write;
@@ -155,6 +156,12 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
                     Ok(())
                 }
             }
+        }
+        Sub::Setup(a) => crate::setup::run(config, &a),
+        Sub::Testmail(t) => {
+            let cfg = load_config(config.as_deref())?;
+            setup_log(&cfg, false, None, false);
+            testmail::run(&cfg, t.to.as_deref())
         }
         Sub::Daemon(d) => {
             let path = config.unwrap_or_else(config::default_path);
