@@ -7,6 +7,7 @@
 
 mod common;
 #[allow(unused_imports)] // sink.rs is shared; not every user needs all it imports
+#[rustfmt::skip] // sink.rs keeps its own formatting
 #[path = "common/sink.rs"]
 mod sink;
 
