@@ -1202,19 +1202,24 @@ fn sysv_script_runs_the_daemon() {
 
 // ------------------------------------------------------------- .ipk
 
-/// Where the cross builds are: the target dir of this build, then the
-/// checkout's target/.
+/// Where the cross builds are: the target dir of this build, the
+/// checkout's target/, and cross/ci.sh's cache
+/// (~/.cache/masqmail/cross-target).
 fn cross_binary(target: &str) -> Option<PathBuf> {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let bases = [
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("masqmail/cross-target"));
+    [
         tmp.parent().map(Path::to_path_buf),
         Some(repo().join("target")),
-    ];
-    bases
-        .into_iter()
-        .flatten()
-        .map(|b| b.join("cross").join(target).join("masqmail"))
-        .find(|p| p.is_file())
+        cache,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|b| b.join("cross").join(target).join("masqmail"))
+    .find(|p| p.is_file())
 }
 
 /// Build with openwrt/build-ipk.sh; the .ipk paths it printed.
