@@ -1564,3 +1564,106 @@ fn ipk_for_routers_runs_under_qemu() {
         );
     }
 }
+
+// ------------------------------------------- the views, run under node
+
+/// tests/openwrt_luci.js runs the views against stand-ins for LuCI's
+/// modules: the options the form API really saw, and the status page's
+/// text for a daemon that runs, routes in the two shapes `queue --json`
+/// may give, and failures.
+#[test]
+fn luci_views_run_under_node() {
+    if !have("node", &["--version"]) {
+        println!("SKIP: no node (apt-get install nodejs)");
+        return;
+    }
+    let (ok, out) = run_ok(
+        Command::new("node")
+            .arg(repo().join("tests/openwrt_luci.js"))
+            .arg(repo().join(LUCI)),
+    );
+    assert!(ok, "{out}");
+    let j = JsonParser::parse(out.trim()).expect("harness output");
+
+    // The options the pages declare are the ones the scan found.
+    let Some(Json::Arr(opts)) = j.get("options") else {
+        panic!("no options")
+    };
+    let mut seen = UiOptions::new();
+    for o in opts {
+        let s = |k: &str| o.get(k).and_then(Json::str).expect(k).to_string();
+        let Some(Json::Arr(values)) = o.get("values") else {
+            panic!("values")
+        };
+        let e = seen.entry((s("section"), s("option"))).or_default();
+        e.extend(values.iter().map(|v| v.str().expect("value").to_string()));
+        if s("option") == "_password" {
+            let hash = o
+                .get("stored")
+                .and_then(|st| st.get("password_hash"))
+                .and_then(Json::str)
+                .expect("the new password is stored as password_hash");
+            assert!(masqmail::util::shacrypt::verify(b"new pw", hash), "{hash}");
+        }
+    }
+    assert_eq!(
+        seen,
+        ui_options(),
+        "node's view of the forms vs the source scan"
+    );
+
+    let status = j.get("status").expect("status");
+    let acl = json(ACL);
+    let text = |case: &str| -> String {
+        let c = status.get(case).expect(case);
+        if let Some(Json::Arr(calls)) = c.get("calls") {
+            for call in calls {
+                let call = call.str().expect("call");
+                let g = acl.get("luci-app-masqmail").expect("group");
+                let granted = ["read", "write"].iter().any(|l| {
+                    g.get(l)
+                        .and_then(|x| x.get("file"))
+                        .is_some_and(|f| f.get(call).is_some())
+                });
+                assert!(granted, "{case}: {call} is not in the ACL");
+            }
+        }
+        c.get("text").and_then(Json::str).expect("text").to_string()
+    };
+    let t = text("running");
+    for want in [
+        "pid | 42",
+        "Configuration | OK",
+        "smarthost | online",
+        "backup | disabled",
+        "1xWKIM2mRh-0686",
+        "<root@router.lan>",
+        "you@example.org (root@router.lan) - tried 2 times, last error: 451 4.3.0 try later",
+        "ghost@example.org - failed: 550 5.1.1 no such user",
+    ] {
+        assert!(t.contains(want), "running: no {want:?} in\n{t}");
+    }
+    assert!(
+        !t.contains("done@example.org"),
+        "a delivered recipient is not waiting"
+    );
+    let t = text("routes_array");
+    assert!(t.contains("smarthost | offline | queued: 1"), "{t}");
+    let t = text("routes_object");
+    for want in [
+        "smarthost | online (permanent)",
+        "lte | offline",
+        "The daemon is not running",
+        "unknown option",
+        "The queue is empty.",
+        "1 file(s) set aside in corrupt/",
+    ] {
+        assert!(t.contains(want), "routes_object: no {want:?} in\n{t}");
+    }
+    let t = text("broken");
+    assert!(
+        t.contains("Cannot read the queue: masqmail: cannot read the queue"),
+        "{t}"
+    );
+    assert!(t.contains("smarthost | daemon not running"), "{t}");
+}
