@@ -10,7 +10,8 @@
 //!     `lan-relay SERVER`  the same, and the LAN may send through this
 //!                         machine: it listens on its LAN addresses and
 //!                         relays for the LAN networks (`--lan`, default
-//!                         the addresses of `br-lan`);
+//!                         `interface 'lan'` of OpenWrt's
+//!                         /etc/config/network);
 //!     `direct`            delivery to each recipient's MX (needs a public
 //!                         address whose reverse DNS is `--host-name`);
 //!     `local`             no route: mail stays on this machine.
@@ -22,6 +23,8 @@
 //!   next (reload the daemon, send a test mail, read the log).
 //!
 //! SECURITY
+//!   Reads /etc/config/network (lan-relay without `--lan`) and the config
+//!   path; writes only the config file and its hidden temporary twin.
 //!   The file holds the login password: it is created mode 0600 and the
 //!   password is never printed (`--print` masks it). `--password -` reads
 //!   it from stdin, away from the process list and the shell history.
@@ -34,7 +37,6 @@
 //!   every error of the check) when the result would not be a valid
 //!   configuration; nothing is written then.
 
-use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::net::IpAddr;
@@ -106,7 +108,12 @@ pub fn find_provider(name: &str) -> Option<&'static Provider> {
 }
 
 /// The names of the presets, for messages.
-pub const PRESETS: &[&str] = &["smarthost", "lan-relay", "direct", "local"];
+pub const PRESETS: &str = "smarthost, lan-relay, direct, local";
+
+fn provider_names() -> String {
+    let names: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+    names.join(", ")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Preset {
@@ -130,8 +137,8 @@ impl Preset {
 /// The smarthost part of a plan.
 #[derive(Debug)]
 struct Smarthost {
-    host: String,
-    port: u16,
+    /// `host:port`, IPv6 in brackets.
+    server: String,
     tls: &'static str,
     login: Option<(String, String)>,
     provider: Option<&'static Provider>,
@@ -150,7 +157,7 @@ struct Lan {
 struct Plan {
     preset: Preset,
     host_name: Option<String>,
-    mail_user: Option<String>,
+    mail_user: bool,
     spool: String,
     listen: Vec<String>,
     lans: Vec<Lan>,
@@ -163,77 +170,67 @@ struct Plan {
 }
 
 const DEFAULT_SPOOL: &str = "/var/spool/masqmail";
+/// OpenWrt's network config: where `lan-relay` finds the LAN by default.
+const NETWORK_CONFIG: &str = "/etc/config/network";
 
-fn usage(msg: impl Into<String>) -> Fail {
-    Fail::usage(msg)
+/// `WHAT 'VALUE': WHY`, exit 64.
+fn bad(what: &str, val: &str, why: &str) -> Fail {
+    Fail::usage(format!("{what} '{val}': {why}"))
 }
 
 /// A value that goes into the file: no control characters (a newline
 /// would start a new statement).
 fn clean(what: &str, v: &str) -> Result<String, Fail> {
-    if v.is_empty() {
-        return Err(usage(format!("{what} is empty")));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(usage(format!("{what} contains a control character")));
+    if v.is_empty() || v.chars().any(char::is_control) {
+        return Err(bad(what, v, "empty, or holds a control character"));
     }
     Ok(v.to_string())
 }
 
 /// `host[:port]` or `[v6]:port`.
 fn split_host_port(s: &str) -> Result<(String, Option<u16>), Fail> {
-    let bad = || usage(format!("server '{s}' is not host or host:port"));
+    let fail = || bad("server", s, "not host, host:port or [IPv6]:port");
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(fail);
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse::<u16>().map_err(|_| bad())?),
-            None if after.is_empty() => None,
-            None => return Err(bad()),
+        let (host, after) = rest.split_once(']').ok_or_else(fail)?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(port(p)?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => Err(fail()),
         };
-        return Ok((host.to_string(), port));
     }
     match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            let port = p.parse::<u16>().map_err(|_| bad())?;
-            if h.is_empty() || port == 0 {
-                return Err(bad());
-            }
-            Ok((h.to_string(), Some(port)))
-        }
-        Some(_) => Err(usage(format!(
-            "server '{s}': write an IPv6 address as [ADDRESS]:PORT"
-        ))),
+        Some((h, p)) if !h.is_empty() && !h.contains(':') => Ok((h.to_string(), Some(port(p)?))),
+        Some(_) => Err(fail()),
         None => Ok((s.to_string(), None)),
     }
 }
 
 fn tls_name(s: &str) -> Result<&'static str, Fail> {
-    match s {
-        "starttls" => Ok("starttls"),
-        "tls" => Ok("tls"),
-        "none" => Ok("none"),
-        _ => Err(usage(format!("--tls '{s}': use starttls, tls or none"))),
-    }
+    ["starttls", "tls", "none"]
+        .into_iter()
+        .find(|&t| t == s)
+        .ok_or_else(|| bad("--tls", s, "use starttls, tls or none"))
 }
 
 /// `ADDR/PREFIX`, this machine's address in the LAN.
 fn parse_lan(s: &str) -> Result<Lan, Fail> {
-    let hint = "give this router's address in the LAN with its prefix length, e.g. 192.168.1.1/24";
-    let (a, p) = s
-        .split_once('/')
-        .ok_or_else(|| usage(format!("--lan '{s}': no prefix length; {hint}")))?;
-    let addr: IpAddr = a
-        .parse()
-        .map_err(|_| usage(format!("--lan '{s}': not an IP address; {hint}")))?;
+    let fail = |why: &str| bad("--lan", s, why);
+    let (a, p) = s.split_once('/').ok_or_else(|| {
+        fail("give this machine's LAN address with the prefix length, e.g. 192.168.1.1/24")
+    })?;
+    let addr: IpAddr = a.parse().map_err(|_| fail("not an IP address"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = p
         .parse()
         .ok()
         .filter(|&n| n <= max)
-        .ok_or_else(|| usage(format!("--lan '{s}': bad prefix length; {hint}")))?;
+        .ok_or_else(|| fail("bad prefix length"))?;
     let network = mask(addr, prefix);
     if network == addr && prefix < max - 1 {
-        return Err(usage(format!("--lan '{s}' is the network itself; {hint}")));
+        return Err(fail(
+            "the network itself; give this machine's address in it, e.g. 192.168.1.1/24",
+        ));
     }
     Ok(Lan {
         addr,
@@ -243,68 +240,53 @@ fn parse_lan(s: &str) -> Result<Lan, Fail> {
 }
 
 fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    let keep = |bits: u32| u128::MAX.checked_shl(bits - u32::from(prefix)).unwrap_or(0);
     match addr {
+        // An IPv4 address as the low 32 bits of a u128.
         IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(prefix))
-            };
-            IpAddr::V4((bits & m).into())
+            let m = keep(32) as u32;
+            IpAddr::V4((u32::from(a) & m).into())
         }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(prefix))
-            };
-            IpAddr::V6((bits & m).into())
-        }
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & keep(128)).into()),
     }
 }
 
-fn prefix_len(netmask: IpAddr) -> u8 {
-    let ones = match netmask {
-        IpAddr::V4(m) => u32::from(m).count_ones(),
-        IpAddr::V6(m) => u128::from(m).count_ones(),
+/// The LAN of OpenWrt's network config: `config interface 'lan'` with
+/// `ipaddr` (one or a list, `A.B.C.D` with `netmask`, or `A.B.C.D/N`).
+fn lans_from_network(text: &[u8]) -> Vec<Lan> {
+    let parsed = config::uci::parse(text);
+    let Some(lan) = parsed
+        .sections
+        .iter()
+        .find(|s| s.section_type == "interface" && s.name.as_deref() == Some("lan"))
+    else {
+        return Vec::new();
     };
-    u8::try_from(ones).unwrap_or(0)
-}
-
-/// The IPv4 addresses of OpenWrt's LAN bridge, `br-lan`.
-fn detect_lans() -> Vec<Lan> {
+    let prefix = lan
+        .get("netmask")
+        .and_then(|m| m.values.first())
+        .and_then(|v| v.text.parse::<std::net::Ipv4Addr>().ok())
+        .map(|m| u32::from(m).count_ones());
     let mut out = Vec::new();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return out;
-    };
-    for ifa in addrs {
-        if ifa.interface_name != "br-lan" {
-            continue;
+    for v in lan
+        .get("ipaddr")
+        .map(|o| o.values.as_slice())
+        .unwrap_or(&[])
+    {
+        let text = match (v.text.contains('/'), prefix) {
+            (true, _) => v.text.clone(),
+            (false, Some(p)) => format!("{}/{p}", v.text),
+            (false, None) => continue,
+        };
+        if let Ok(l) = parse_lan(&text) {
+            out.push(l);
         }
-        let (Some(a), Some(m)) = (ifa.address, ifa.netmask) else {
-            continue;
-        };
-        let (Some(a), Some(m)) = (a.as_sockaddr_in(), m.as_sockaddr_in()) else {
-            continue;
-        };
-        let addr = IpAddr::V4(a.ip());
-        let prefix = prefix_len(IpAddr::V4(m.ip()));
-        out.push(Lan {
-            addr,
-            prefix,
-            network: mask(addr, prefix),
-        });
     }
     out
 }
 
 fn socket_text(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
+    std::net::SocketAddr::new(addr, port).to_string()
 }
 
 /// Read the password from stdin (`--password -`): one line.
@@ -314,21 +296,14 @@ fn read_password() -> Result<String, Fail> {
         .lock()
         .read_line(&mut line)
         .map_err(|e| Fail::new(Exit::IoErr, format!("reading the password: {e}")))?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_string();
-    if pw.is_empty() {
-        return Err(usage("--password -: no password on stdin"));
-    }
-    Ok(pw)
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn address_arg(what: &str, s: &str) -> Result<String, Fail> {
-    Address::parse(s, None)
-        .map(|a| a.to_string())
-        .map_err(|e| usage(format!("{what} '{s}' is not an address: {e}")))
-}
-
-fn user_exists(name: &str) -> bool {
-    matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+    match Address::parse(s, None) {
+        Ok(a) => Ok(a.to_string()),
+        Err(_) => Err(bad(what, s, "not an address (user@domain)")),
+    }
 }
 
 /// Check the arguments and decide everything the file will say.
@@ -339,157 +314,139 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
         "direct" => Preset::Direct,
         "local" => Preset::Local,
         other => {
-            return Err(usage(format!(
-                "unknown preset '{other}' (presets: {})",
-                PRESETS.join(", ")
-            )))
+            return Err(bad(
+                "preset",
+                other,
+                concat!("unknown; presets: ", "smarthost, lan-relay, direct, local"),
+            ))
         }
     };
     let relaying = matches!(preset, Preset::Smarthost | Preset::LanRelay);
-    let name = &a.preset;
 
     // Options that belong to other presets are mistakes, not no-ops.
-    let mut wrong = Vec::new();
-    if !relaying {
-        for (set, opt) in [
-            (a.server.is_some(), "SERVER"),
-            (a.port.is_some(), "--port"),
-            (a.user.is_some(), "--user"),
-            (a.password.is_some(), "--password"),
-            (a.from.is_some(), "--from"),
-        ] {
-            if set {
-                wrong.push(opt);
-            }
-        }
-    }
-    if preset == Preset::Local {
-        for (set, opt) in [
-            (a.tls.is_some(), "--tls"),
-            (a.ca_file.is_some(), "--ca-file"),
-            (a.fingerprint.is_some(), "--fingerprint"),
-        ] {
-            if set {
-                wrong.push(opt);
-            }
-        }
-    }
-    if preset != Preset::LanRelay && !a.lan.is_empty() {
-        wrong.push("--lan");
-    }
-    if let Some(opt) = wrong.first() {
-        return Err(usage(format!("{opt} does not apply to the {name} preset")));
+    let misplaced = [
+        (!relaying && a.server.is_some(), "SERVER"),
+        (!relaying && a.port.is_some(), "--port"),
+        (!relaying && a.user.is_some(), "--user"),
+        (!relaying && a.password.is_some(), "--password"),
+        (!relaying && a.from.is_some(), "--from"),
+        (preset == Preset::Local && a.tls.is_some(), "--tls"),
+        (preset == Preset::Local && a.ca_file.is_some(), "--ca-file"),
+        (
+            preset == Preset::Local && a.fingerprint.is_some(),
+            "--fingerprint",
+        ),
+        (preset != Preset::LanRelay && !a.lan.is_empty(), "--lan"),
+    ];
+    if let Some((_, opt)) = misplaced.iter().find(|(set, _)| *set) {
+        return Err(Fail::usage(format!(
+            "{opt} does not apply to the {} preset",
+            preset.name()
+        )));
     }
 
     let host_name = match &a.host_name {
         Some(h) => {
-            let h = clean("--host-name", h)?;
-            if let Err(e) = crate::addr::check_domain(&h) {
-                return Err(usage(format!("--host-name '{h}' is not a host name: {e}")));
+            if crate::addr::check_domain(h).is_err() {
+                return Err(bad("--host-name", h, "not a host name"));
             }
-            Some(h)
+            Some(h.clone())
         }
         None if preset == Preset::Direct => {
-            return Err(usage(
+            return Err(Fail::usage(
                 "the direct preset needs --host-name: this machine's public name, as its reverse DNS gives it",
             ))
         }
         None => None,
     };
 
-    let smarthost =
-        if relaying {
-            let server =
-                a.server.as_deref().ok_or_else(|| {
-                    usage(format!(
-                "the {name} preset needs a SERVER: a provider ({}) or the server's host[:port]",
-                PROVIDERS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-            ))
-                })?;
-            let server = clean("SERVER", server)?;
-            let prov = find_provider(&server);
-            let (host, port_in_arg, tls_default) = match prov {
-                Some(p) => (p.host.to_string(), Some(p.port), Some(p.tls)),
-                None if server.contains('.') || server.contains(':') || server == "localhost" => {
-                    let (h, p) = split_host_port(&server)?;
-                    (h, p, None)
-                }
-                None => {
-                    return Err(usage(format!(
-                        "unknown provider '{server}' (known: {}); or give the server's host name",
-                        PROVIDERS
-                            .iter()
-                            .map(|p| p.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))
-                }
-            };
-            if prov.is_none() && port_in_arg.is_some() && a.port.is_some() {
-                return Err(usage("the port is given twice (SERVER:PORT and --port)"));
-            }
-            let tls = match &a.tls {
-                Some(t) => tls_name(t)?,
-                None => match (tls_default, a.port.or(port_in_arg)) {
-                    (_, Some(465)) => "tls",
-                    (Some(t), _) => t,
-                    (None, _) => "starttls",
-                },
-            };
-            let port = a.port.or(port_in_arg).unwrap_or(match tls {
-                "tls" => 465,
-                "none" => 25,
-                _ => 587,
-            });
-            if port == 0 {
-                return Err(usage("--port 0 is not a port"));
-            }
-            let login = match (&a.user, &a.password) {
-                (Some(u), Some(p)) => {
-                    let p = if p == "-" {
-                        read_password()?
-                    } else {
-                        p.clone()
-                    };
-                    Some((clean("--user", u)?, clean("--password", &p)?))
-                }
-                (Some(_), None) => {
-                    return Err(usage(
-                        "--user needs --password (or --password - to read it from stdin)",
-                    ))
-                }
-                (None, Some(_)) => return Err(usage("--password needs --user")),
-                (None, None) => None,
-            };
-            if login.is_none() {
-                if let Some(p) = prov {
-                    return Err(usage(format!(
-                        "{} needs a login: --user and --password. {}",
-                        p.name, p.note
-                    )));
-                }
-            }
-            if login.is_some() && tls == "none" {
-                return Err(usage(
-                    "--tls none would send the password in clear text; use starttls or tls",
-                ));
-            }
-            Some(Smarthost {
-                host,
-                port,
-                tls,
-                login,
-                provider: prov,
-            })
-        } else {
-            None
+    let smarthost = if relaying {
+        let Some(server) = a.server.as_deref() else {
+            return Err(Fail::usage(format!(
+                "the {} preset needs a SERVER: host[:port] or a provider ({})",
+                preset.name(),
+                provider_names()
+            )));
         };
-    if let Some(t) = &a.tls {
-        if preset == Preset::Direct && tls_name(t)? == "tls" {
-            return Err(usage(
-                "--tls tls does not apply to direct delivery: mail servers take STARTTLS on port 25",
+        let server = clean("SERVER", server)?;
+        let prov = find_provider(&server);
+        let (host, arg_port, prov_tls) = match prov {
+            Some(p) => (p.host.to_string(), Some(p.port), Some(p.tls)),
+            None if server.contains(['.', ':']) || server == "localhost" => {
+                let (h, p) = split_host_port(&server)?;
+                if p.is_some() && a.port.is_some() {
+                    return Err(bad("--port", &server, "the port is given twice"));
+                }
+                (h, p, None)
+            }
+            None => {
+                return Err(Fail::usage(format!(
+                    "unknown provider '{server}' (known: {}); or give the server's host name",
+                    provider_names()
+                )))
+            }
+        };
+        let port = a.port.or(arg_port);
+        let tls = match (&a.tls, port, prov_tls) {
+            (Some(t), _, _) => tls_name(t)?,
+            (None, Some(465), _) => "tls",
+            (None, _, Some(t)) => t,
+            (None, _, None) => "starttls",
+        };
+        let port = port.unwrap_or(match tls {
+            "tls" => 465,
+            "none" => 25,
+            _ => 587,
+        });
+        if port == 0 {
+            return Err(Fail::usage("--port 0 is not a port"));
+        }
+        let login = match (&a.user, &a.password) {
+            (Some(u), Some(p)) => {
+                let p = if p == "-" {
+                    read_password()?
+                } else {
+                    p.clone()
+                };
+                Some((clean("--user", u)?, clean("--password", &p)?))
+            }
+            (Some(_), None) => {
+                return Err(Fail::usage(
+                    "--user needs --password (--password - reads it from stdin)",
+                ))
+            }
+            (None, Some(_)) => return Err(Fail::usage("--password needs --user")),
+            (None, None) => None,
+        };
+        if let (None, Some(p)) = (&login, prov) {
+            return Err(Fail::usage(format!(
+                "{} needs --user and --password. {}",
+                p.name, p.note
+            )));
+        }
+        if login.is_some() && tls == "none" {
+            return Err(Fail::usage(
+                "--tls none would send the password in clear text; use starttls or tls",
             ));
         }
+        let server = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Some(Smarthost {
+            server,
+            tls,
+            login,
+            provider: prov,
+        })
+    } else {
+        None
+    };
+    if preset == Preset::Direct && a.tls.as_deref().map(tls_name).transpose()? == Some("tls") {
+        return Err(Fail::usage(
+            "--tls tls does not apply to direct delivery: mail servers take STARTTLS on port 25",
+        ));
     }
 
     let from = match (&a.from, &smarthost) {
@@ -500,7 +457,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
                 login: Some((u, _)),
                 ..
             }),
-        ) if u.contains('@') => Address::parse(u, None).ok().map(|a| a.to_string()),
+        ) => Address::parse(u, None).ok().map(|a| a.to_string()),
         _ => None,
     };
 
@@ -508,9 +465,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
         Some(t) if preset == Preset::Local => {
             let t = clean("--to", t)?;
             if t.contains('@') {
-                return Err(usage(
-                    "--to with the local preset: a local user (mail cannot leave this machine)",
-                ));
+                return Err(bad("--to", &t, "with the local preset, a local user"));
             }
             format!("\\{}", t.trim_start_matches('\\'))
         }
@@ -518,50 +473,40 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
         None => from.clone().unwrap_or_else(|| "\\root".to_string()),
     };
 
-    let lans = if preset == Preset::LanRelay {
-        let lans = if a.lan.is_empty() {
-            detect_lans()
-        } else {
-            a.lan
-                .iter()
-                .map(|l| parse_lan(l))
-                .collect::<Result<_, _>>()?
-        };
-        if lans.is_empty() {
-            return Err(usage(
-                "no LAN found (no address on br-lan): give --lan with this router's LAN address, e.g. --lan 192.168.1.1/24",
+    let lans = if preset != Preset::LanRelay {
+        Vec::new()
+    } else if a.lan.is_empty() {
+        let found = fs::read(NETWORK_CONFIG)
+            .map(|t| lans_from_network(&t))
+            .unwrap_or_default();
+        if found.is_empty() {
+            return Err(Fail::usage(
+                "no LAN address in /etc/config/network: give --lan with this machine's LAN address, e.g. --lan 192.168.1.1/24",
             ));
         }
-        lans
+        found
     } else {
-        Vec::new()
+        a.lan
+            .iter()
+            .map(|l| parse_lan(l))
+            .collect::<Result<_, _>>()?
     };
 
     let mut listen: Vec<String> = Vec::new();
     for l in &a.listen {
-        let l = clean("--listen", l)?;
-        if !listen.contains(&l) {
-            listen.push(l);
-        }
+        listen.push(clean("--listen", l)?);
     }
     if listen.is_empty() {
         listen.push("127.0.0.1:25".to_string());
     }
     for lan in &lans {
-        let s = socket_text(lan.addr, 25);
-        if !listen.contains(&s) {
-            listen.push(s);
-        }
+        listen.push(socket_text(lan.addr, 25));
     }
+    listen.dedup();
 
     let spool = match &a.spool {
-        Some(s) => {
-            let s = clean("--spool", s)?;
-            if !s.starts_with('/') {
-                return Err(usage(format!("--spool '{s}' is not an absolute path")));
-            }
-            s
-        }
+        Some(s) if !s.starts_with('/') => return Err(bad("--spool", s, "not an absolute path")),
+        Some(s) => clean("--spool", s)?,
         None => DEFAULT_SPOOL.to_string(),
     };
     let ca_file = a
@@ -575,13 +520,15 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
         .map(|f| clean("--fingerprint", f))
         .transpose()?;
     if fingerprint.is_some() && smarthost.as_ref().is_some_and(|s| s.tls == "none") {
-        return Err(usage("--fingerprint needs TLS (--tls starttls or tls)"));
+        return Err(Fail::usage(
+            "--fingerprint needs TLS (--tls starttls or tls)",
+        ));
     }
 
     Ok(Plan {
         preset,
         host_name,
-        mail_user: user_exists("masqmail").then(|| "masqmail".to_string()),
+        mail_user: matches!(nix::unistd::User::from_name("masqmail"), Ok(Some(_))),
         spool,
         listen,
         lans,
@@ -596,105 +543,116 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
 
 /// A UCI value in single quotes (`'` written as `'\''`, as uci does).
 fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    out.push_str(&s.replace('\'', "'\\''"));
+    out.push('\'');
+    out
+}
+
+/// One `\toption NAME 'VALUE'` (or `list`) line.
+fn put(t: &mut String, kind: &str, name: &str, value: &str) {
+    t.push('\t');
+    t.push_str(kind);
+    t.push(' ');
+    t.push_str(name);
+    t.push(' ');
+    t.push_str(&q(value));
+    t.push('\n');
 }
 
 /// The file's text; `mask` hides the password (for `--print`).
 fn render(p: &Plan, mask: bool) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "# masqmail configuration, written by `{}`.", p.command);
+    t.push_str("# masqmail configuration, written by `");
+    t.push_str(&p.command);
     t.push_str(
-        "# Check it with `masqmail config check`; every option and its default:\n\
-         # `masqmail config show`; the options: masqmail.conf(5).\n\n",
+        "`.\n# Check it with `masqmail config check`; every option and its default:\n\
+         # `masqmail config show`; the options: masqmail.conf(5).\n\n\
+         config masqmail 'main'\n",
     );
-    t.push_str("config masqmail 'main'\n");
     if let Some(h) = &p.host_name {
-        let _ = writeln!(t, "\toption host_name {}", q(h));
+        put(&mut t, "option", "host_name", h);
     }
-    if let Some(u) = &p.mail_user {
-        let _ = writeln!(t, "\toption mail_user {}", q(u));
+    if p.mail_user {
+        put(&mut t, "option", "mail_user", "masqmail");
     }
     t.push_str(
         "\t# Where mail waits while the route is down. /var is RAM on OpenWrt:\n\
          \t# queued mail is lost at a power cut, but the flash is spared.\n",
     );
-    let _ = writeln!(t, "\toption spool_dir {}", q(&p.spool));
+    put(&mut t, "option", "spool_dir", &p.spool);
     for l in &p.listen {
-        let _ = writeln!(t, "\tlist listen_addresses {}", q(l));
+        put(&mut t, "list", "listen_addresses", l);
     }
     if !p.lans.is_empty() {
-        t.push_str("\t# Who may relay: this machine and the LAN.\n");
-        for n in ["127.0.0.0/8", "::1/128"] {
-            let _ = writeln!(t, "\tlist local_nets {}", q(n));
-        }
+        t.push_str(
+            "\t# Who may relay: this machine and the LAN.\n\
+             \tlist local_nets '127.0.0.0/8'\n\tlist local_nets '::1/128'\n",
+        );
         for lan in &p.lans {
-            let _ = writeln!(
-                t,
-                "\tlist local_nets {}",
-                q(&format!("{}/{}", lan.network, lan.prefix))
+            put(
+                &mut t,
+                "list",
+                "local_nets",
+                &format!("{}/{}", lan.network, lan.prefix),
             );
         }
     }
-    match (&p.smarthost, p.preset) {
-        (Some(s), _) => {
-            t.push_str(
-                "\n# The provider's server; mail leaves when the route is online.\n\
-                 config route 'smarthost'\n",
-            );
-            let host = if s.host.contains(':') {
-                format!("[{}]", s.host)
-            } else {
-                s.host.clone()
-            };
-            let _ = writeln!(t, "\toption mail_host {}", q(&format!("{host}:{}", s.port)));
-            let _ = writeln!(t, "\toption tls {}", q(s.tls));
-            if s.tls != "none" {
-                t.push_str("\toption tls_verify '1'\n");
-            }
-            if let Some((u, pw)) = &s.login {
-                let _ = writeln!(t, "\toption auth_login {}", q(u));
-                let shown = if mask { "********" } else { pw.as_str() };
-                let _ = writeln!(t, "\toption auth_secret {}", q(shown));
-            }
+    if let Some(s) = &p.smarthost {
+        t.push_str(
+            "\n# The provider's server; mail leaves when the route is online.\n\
+             config route 'smarthost'\n",
+        );
+        put(&mut t, "option", "mail_host", &s.server);
+        put(&mut t, "option", "tls", s.tls);
+        if s.tls != "none" {
+            t.push_str("\toption tls_verify '1'\n");
         }
-        (None, Preset::Direct) => {
-            t.push_str(
-                "\n# Delivery to each recipient's mail server (MX), port 25, with\n\
-                 # STARTTLS. Mail servers' certificates often do not match their\n\
-                 # names, so they are not checked (like other MTAs' default);\n\
-                 # set tls_verify '1' to insist.\n\
-                 config route 'mx'\n\
-                 \tlist resolve_list 'dns_mx'\n\
-                 \tlist resolve_list 'dns_a'\n\
-                 \toption tls 'starttls'\n\
-                 \toption tls_verify '0'\n",
+        if let Some((u, pw)) = &s.login {
+            put(&mut t, "option", "auth_login", u);
+            put(
+                &mut t,
+                "option",
+                "auth_secret",
+                if mask { "********" } else { pw },
             );
-            if let Some(h) = &p.host_name {
-                let _ = writeln!(t, "\toption helo_name {}", q(h));
-            }
         }
-        (None, _) => {}
+    } else if p.preset == Preset::Direct {
+        t.push_str(
+            "\n# Delivery to each recipient's mail server (MX), port 25, with\n\
+             # STARTTLS. Mail servers' certificates often do not match their\n\
+             # names, so they are not checked (like other MTAs' default);\n\
+             # set tls_verify '1' to insist.\n\
+             config route 'mx'\n\
+             \tlist resolve_list 'dns_mx'\n\
+             \tlist resolve_list 'dns_a'\n\
+             \toption tls 'starttls'\n\
+             \toption tls_verify '0'\n",
+        );
+        if let Some(h) = &p.host_name {
+            put(&mut t, "option", "helo_name", h);
+        }
     }
     if p.smarthost.is_some() || p.preset == Preset::Direct {
         if let Some(c) = &p.ca_file {
-            let _ = writeln!(t, "\toption tls_ca_file {}", q(c));
+            put(&mut t, "option", "tls_ca_file", c);
         }
         if let Some(f) = &p.fingerprint {
-            let _ = writeln!(t, "\toption tls_fingerprint {}", q(f));
+            put(&mut t, "option", "tls_fingerprint", f);
         }
         if let Some(f) = &p.from {
             t.push_str("\t# Providers accept only their users' own addresses as sender.\n");
-            let _ = writeln!(
-                t,
-                "\tlist map_return_path_addresses {}",
-                q(&format!("*: {f}"))
-            );
-            let _ = writeln!(t, "\tlist map_h_from_addresses {}", q(&format!("*: {f}")));
+            let map = format!("*: {f}");
+            put(&mut t, "list", "map_return_path_addresses", &map);
+            put(&mut t, "list", "map_h_from_addresses", &map);
         }
     }
-    t.push_str("\n# Mail to root (and postmaster): cron jobs, alerts.\nconfig alias 'root'\n");
-    t.push_str("\toption name 'root'\n");
-    let _ = writeln!(t, "\tlist to {}", q(&p.root_to));
+    t.push_str(
+        "\n# Mail to root (and postmaster): cron jobs, alerts.\n\
+         config alias 'root'\n\toption name 'root'\n",
+    );
+    put(&mut t, "list", "to", &p.root_to);
     t
 }
 
@@ -747,8 +705,7 @@ fn write_and_check(tmp: &Path, shown: &Path, text: &str) -> CmdResult {
         return Err(Fail::new(
             Exit::Config,
             format!(
-                "{}: {} error(s) in the result; nothing written",
-                shown.display(),
+                "{to}: {} error(s) in the result; nothing written",
                 errs.errors.len()
             ),
         ));
@@ -763,14 +720,11 @@ fn write_checked(path: &Path, text: &str) -> CmdResult {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let base = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "masqmail".into());
-    if !dir.is_dir() {
-        fs::create_dir_all(&dir).map_err(|e| write_fail(&dir, &e))?;
-    }
-    let tmp = dir.join(format!(".{base}.setup"));
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(".setup");
+    let tmp = dir.join(tmp_name);
+    fs::create_dir_all(&dir).map_err(|e| write_fail(&dir, &e))?;
     write_and_check(&tmp, path, text)?;
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
@@ -782,109 +736,71 @@ fn write_checked(path: &Path, text: &str) -> CmdResult {
     Ok(())
 }
 
-/// How to make the running daemon read the new file.
-fn reload_hint(path: &Path, custom: bool) -> String {
-    if custom {
-        return format!(
-            "restart `masqmail -C {} daemon` (or send it SIGHUP)",
-            path.display()
-        );
-    }
-    if path == Path::new(config::OPENWRT_PATH) {
-        "/etc/init.d/masqmail reload".into()
-    } else if Path::new("/run/systemd/system").is_dir() {
-        "systemctl reload masqmail".into()
-    } else {
-        "/etc/init.d/masqmail reload".into()
-    }
-}
-
 /// What was set up, in words, and what to do next.
-fn summary(p: &Plan, path: &Path, custom: bool, replaced: bool) -> String {
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "{} {} ({} preset).",
-        if replaced { "Replaced" } else { "Wrote" },
-        path.display(),
-        p.preset.name()
-    );
-    let _ = writeln!(t, "{}: OK", path.display());
+fn summary(p: &Plan, path: &Path, custom: bool) -> String {
+    let file = path.display().to_string();
+    let mut t = format!("{file}: OK ({} preset)\n", p.preset.name());
     if let Some(s) = &p.smarthost {
-        let tls = match s.tls {
-            "tls" => "TLS",
-            "starttls" => "STARTTLS",
-            _ => "no encryption",
-        };
-        let _ = write!(t, "Mail leaves through {}:{} ({tls}", s.host, s.port);
-        match &s.login {
-            Some((u, _)) => {
-                let _ = writeln!(t, ", login {u}).");
-            }
-            None => t.push_str(", no login).\n"),
+        t.push_str("Mail leaves through ");
+        t.push_str(&s.server);
+        t.push_str(match s.tls {
+            "tls" => " with TLS",
+            "starttls" => " with STARTTLS",
+            _ => " without encryption",
+        });
+        if let Some((u, _)) = &s.login {
+            t.push_str(", login ");
+            t.push_str(u);
         }
-    }
-    match p.preset {
-        Preset::Direct => {
-            t.push_str("Mail goes straight to each recipient's mail server on port 25.\n")
-        }
-        Preset::Local => t.push_str("No route: mail stays on this machine.\n"),
-        _ => {}
+        t.push_str(".\n");
     }
     if let Some(f) = &p.from {
-        let _ = writeln!(t, "Mail from users of this machine is sent as {f}.");
+        t.push_str("Mail of this machine's users is sent as ");
+        t.push_str(f);
+        t.push_str(".\n");
     }
-    for lan in &p.lans {
-        let _ = writeln!(
-            t,
-            "LAN devices in {}/{} send to {} port 25, no login; give them a sender @{} to have it rewritten.",
-            lan.network,
-            lan.prefix,
-            lan.addr,
-            p.host_name.as_deref().unwrap_or("this host's name")
-        );
+    if !p.lans.is_empty() {
+        t.push_str("LAN devices may send through this machine on port 25 (no login).\n");
     }
-    if p.root_to.starts_with('\\') {
-        let _ = writeln!(
-            t,
-            "Mail for root stays in the local mailbox of {}; --to ADDRESS sends it to you.",
-            p.root_to.trim_start_matches('\\')
-        );
+    t.push_str("Mail for root goes to ");
+    t.push_str(&p.root_to);
+    t.push_str(if p.root_to.starts_with('\\') {
+        " (a local mailbox; --to ADDRESS sends it to you).\n"
     } else {
-        let _ = writeln!(t, "Mail for root goes to {}.", p.root_to);
+        ".\n"
+    });
+    if let Some(prov) = p.smarthost.as_ref().and_then(|s| s.provider) {
+        t.push_str(prov.note);
+        t.push('\n');
     }
-    if let Some(note) = p
-        .smarthost
-        .as_ref()
-        .and_then(|s| s.provider)
-        .map(|p| p.note)
+    let (reload, c) = if custom {
+        (
+            format!("restart `masqmail -C {file} daemon`"),
+            format!(" -C {file}"),
+        )
+    } else if path == Path::new(config::OPENWRT_PATH) || !Path::new("/run/systemd/system").is_dir()
     {
-        let _ = writeln!(t, "{note}");
-    }
-    let c = if custom {
-        format!(" -C {}", path.display())
+        ("/etc/init.d/masqmail reload".to_string(), String::new())
     } else {
-        String::new()
+        ("systemctl reload masqmail".to_string(), String::new())
     };
-    let _ = writeln!(t, "\nNext:");
-    let _ = writeln!(
-        t,
-        "  make the daemon read it:  {}",
-        reload_hint(path, custom)
-    );
-    let _ = writeln!(t, "  send a test message:      masqmail{c} testmail");
-    let _ = writeln!(
-        t,
-        "  see it leave:             logread -e masqmail  (mailq: what still waits)"
+    t.push_str("\nNext:\n  make the daemon read it:  ");
+    t.push_str(&reload);
+    t.push_str("\n  send a test message:      masqmail");
+    t.push_str(&c);
+    t.push_str(
+        " testmail\n  see it leave:             logread -e masqmail  (mailq: what still waits)\n",
     );
     t
 }
 
 /// `masqmail setup PRESET …`.
 pub fn run(config_arg: Option<PathBuf>, a: &SetupCmd) -> CmdResult {
-    let mut command = format!("masqmail setup {}", a.preset);
+    let mut command = String::from("masqmail setup ");
+    command.push_str(&a.preset);
     if let Some(s) = &a.server {
-        let _ = write!(command, " {s}");
+        command.push(' ');
+        command.push_str(s);
     }
     let p = plan(a, command)?;
     if a.print {
@@ -897,8 +813,7 @@ pub fn run(config_arg: Option<PathBuf>, a: &SetupCmd) -> CmdResult {
     }
     let custom = config_arg.is_some();
     let path = target_path(config_arg);
-    let replaced = path.exists();
-    if replaced && !a.force {
+    if path.exists() && !a.force {
         return Err(Fail::new(
             Exit::CantCreate,
             format!(
@@ -908,7 +823,7 @@ pub fn run(config_arg: Option<PathBuf>, a: &SetupCmd) -> CmdResult {
         ));
     }
     write_checked(&path, &render(&p, false))?;
-    print!("{}", summary(&p, &path, custom, replaced));
+    print!("{}", summary(&p, &path, custom));
     Ok(())
 }
 
@@ -941,6 +856,7 @@ mod tests {
         ] {
             assert!(split_host_port(bad).is_err(), "{bad}");
         }
+        assert_eq!(socket_text("fd00::1".parse().unwrap(), 25), "[fd00::1]:25");
     }
 
     #[test]
@@ -959,7 +875,31 @@ mod tests {
         ] {
             assert!(parse_lan(bad).is_err(), "{bad}");
         }
-        assert_eq!(prefix_len("255.255.255.0".parse().unwrap()), 24);
+        assert_eq!(mask("10.1.2.3".parse().unwrap(), 0).to_string(), "0.0.0.0");
+        assert_eq!(
+            mask("10.1.2.3".parse().unwrap(), 32).to_string(),
+            "10.1.2.3"
+        );
+    }
+
+    #[test]
+    fn the_lan_of_openwrts_network_config() {
+        let old = b"config interface 'loopback'\n\toption ipaddr '127.0.0.1'\n\toption netmask '255.0.0.0'\n\
+            config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\
+            \toption ipaddr '192.168.1.1'\n\toption netmask '255.255.255.0'\n";
+        let l = lans_from_network(old);
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            (l[0].addr.to_string(), l[0].prefix),
+            ("192.168.1.1".into(), 24)
+        );
+        let cidr =
+            b"config interface 'lan'\n\tlist ipaddr '10.0.0.1/16'\n\tlist ipaddr 'fd00::1/64'\n";
+        let l = lans_from_network(cidr);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].network.to_string(), "10.0.0.0");
+        assert!(lans_from_network(b"config interface 'wan'\n\toption proto 'dhcp'\n").is_empty());
+        assert!(lans_from_network(b"config interface 'lan'\n\toption proto 'dhcp'\n").is_empty());
     }
 
     #[test]
@@ -967,6 +907,9 @@ mod tests {
         assert_eq!(q("it's"), "'it'\\''s'");
         assert!(clean("x", "a\nb").is_err());
         assert!(clean("x", "").is_err());
+        let mut t = String::new();
+        put(&mut t, "list", "to", "\\root");
+        assert_eq!(t, "\tlist to '\\root'\n");
     }
 
     #[test]

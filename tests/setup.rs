@@ -200,10 +200,14 @@ fn bad_arguments_are_refused_and_nothing_is_written() {
     let conf = m.dir.path().join("c.conf");
     let cases: &[(&[&str], i32, &str)] = &[
         (&[], 64, "preset"),
-        (&["bogus"], 64, "unknown preset 'bogus'"),
+        (&["bogus"], 64, "preset 'bogus': unknown"),
         (&["smarthost"], 64, "needs a SERVER"),
         (&["smarthost", "nosuch"], 64, "unknown provider 'nosuch'"),
-        (&["smarthost", "gmail"], 64, "gmail needs a login"),
+        (
+            &["smarthost", "gmail"],
+            64,
+            "gmail needs --user and --password",
+        ),
         (
             &["smarthost", "h.example", "--user", "u"],
             64,
@@ -238,18 +242,18 @@ fn bad_arguments_are_refused_and_nothing_is_written() {
             64,
             "port is given twice",
         ),
-        (&["smarthost", "h.example:x"], 64, "not host or host:port"),
+        (&["smarthost", "h.example:x"], 64, "not host, host:port"),
         (&["smarthost", "h.example", "--port", "0"], 64, "not a port"),
         (&["smarthost", "h.example", "--port", "70000"], 64, "port"),
         (
             &["smarthost", "h.example", "--from", "nobody"],
             64,
-            "--from 'nobody' is not an address",
+            "--from 'nobody': not an address",
         ),
         (
             &["smarthost", "h.example", "--to", "a@"],
             64,
-            "--to 'a@' is not an address",
+            "--to 'a@': not an address",
         ),
         (
             &["smarthost", "h.example", "--host-name", "a b"],
@@ -286,7 +290,7 @@ fn bad_arguments_are_refused_and_nothing_is_written() {
         (
             &["lan-relay", "h.example", "--lan", "192.168.1.1"],
             64,
-            "no prefix length",
+            "with the prefix length",
         ),
         (
             &["lan-relay", "h.example", "--lan", "192.168.1.1/40"],
@@ -406,7 +410,11 @@ fn existing_file_needs_force_and_print_writes_nothing() {
 
     let out = setup(&m, &conf, &["local", "--force"], b"");
     expect_code(&out, 0);
-    assert!(stdout(&out).starts_with("Replaced"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(": OK (local preset)"),
+        "{}",
+        stdout(&out)
+    );
     assert!(fs::read_to_string(&conf)
         .expect("read")
         .contains("config alias 'root'"));
@@ -457,7 +465,7 @@ fn testmail_queues_a_message_for_root() {
     expect_code(&out, 0);
     let said = stdout(&out);
     assert!(
-        said.contains("test message to root@test.example queued"),
+        said.contains("Test message to root@test.example queued."),
         "{said}"
     );
     assert!(said.contains("No daemon is running"), "{said}");

@@ -182,7 +182,8 @@ pub struct SetupCmd {
     #[argh(option)]
     pub fingerprint: Option<String>,
     /// lan-relay: this machine's LAN address and prefix, e.g.
-    /// 192.168.1.1/24 (repeatable; default: the addresses of br-lan)
+    /// 192.168.1.1/24 (repeatable; default: the lan interface of
+    /// /etc/config/network)
     #[argh(option)]
     pub lan: Vec<String>,
     /// this machine's mail name (default: the system host name)

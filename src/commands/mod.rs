@@ -161,7 +161,7 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
         Sub::Testmail(t) => {
             let cfg = load_config(config.as_deref())?;
             setup_log(&cfg, false, None, false);
-            testmail::run(&cfg, t.to.as_deref())
+            testmail::run(config.as_deref(), &cfg, t.to.as_deref())
         }
         Sub::Daemon(d) => {
             let path = config.unwrap_or_else(config::default_path);

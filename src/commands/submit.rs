@@ -11,7 +11,7 @@ use crate::receive::local::{self, Submission};
 use crate::scan::Scanner;
 
 /// The invoking user: login name and the full name of the GECOS field.
-pub(crate) fn who_am_i() -> (String, Option<String>) {
+fn who_am_i() -> (String, Option<String>) {
     let uid = getuid();
     match User::from_uid(uid) {
         Ok(Some(u)) => {

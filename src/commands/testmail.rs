@@ -3,73 +3,64 @@
 //! "does mail from this router reach me?"). LuCI's "Send test mail" runs
 //! it without an argument.
 //!
-//! The message goes through the same path as `sendmail` (queue-in, then
-//! scanning); the daemon, if one runs, delivers it at once. Without a
-//! daemon it waits for `masqmail flush` (said on stdout).
+//! The message takes the way a cron job's mail takes: this program runs
+//! itself as `sendmail -i` with the message on stdin (and the same `-C`),
+//! which queues and scans it. A running daemon then delivers it at once;
+//! without one it waits for `masqmail flush`, and testmail says so.
 
-use std::io::Cursor;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use log::warn;
-use nix::unistd::getuid;
-
-use crate::addr::{self, Address, Sender};
+use crate::addr;
 use crate::config::Config;
-use crate::error::{CmdResult, Fail};
-use crate::receive::local::{self, Submission};
-use crate::scan::Scanner;
+use crate::error::{CmdResult, Exit, Fail};
 use crate::util::time;
 
-pub fn run(cfg: &Config, to: Option<&str>) -> CmdResult {
+pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
     let host = cfg.main.host_name.as_str();
-    let to_text = to.unwrap_or("root");
-    let (good, bad) = addr::parse_header_list(to_text, Some(host));
-    if let Some((text, e)) = bad.first() {
-        return Err(Fail::usage(format!("bad recipient address '{text}': {e}")));
-    }
-    let rcpt: Address = match good.into_iter().next() {
-        Some(m) => m.addr,
-        None => return Err(Fail::usage(format!("bad recipient address '{to_text}'"))),
+    let to = to.unwrap_or("root");
+    let rcpt = match addr::parse_header_list(to, Some(host)) {
+        (good, bad) if bad.is_empty() && good.len() == 1 => good[0].addr.to_string(),
+        _ => return Err(Fail::usage(format!("bad recipient address '{to}'"))),
     };
-    let (login, _) = super::submit::who_am_i();
-    let sender = Address::new(&login, host)
-        .or_else(|_| Address::new(&format!("uid{}", getuid()), host))
-        .map_err(|e| Fail::usage(format!("cannot make a sender address: {e}")))?;
-
-    // Ask before dropping privileges: the control socket is root's.
+    // A daemon listens on the control socket (root's: ask before sendmail
+    // drops privileges).
     let control = crate::daemon::control::socket_path(&cfg.main.spool_dir);
-    let daemon = std::os::unix::net::UnixStream::connect(&control).is_ok();
+    let daemon = std::os::unix::net::UnixStream::connect(control).is_ok();
 
+    let exe = std::env::current_exe()
+        .map_err(|e| Fail::new(Exit::Software, format!("cannot find this program: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg0("sendmail");
+    if let Some(c) = config {
+        cmd.arg("-C").arg(c);
+    }
+    let mut child = cmd
+        .args(["-i", "-F", "masqmail testmail", "--", &rcpt])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| Fail::new(Exit::Software, format!("cannot run sendmail: {e}")))?;
     let now = time::short(&time::local(time::now()));
     let text = format!(
-        "To: {rcpt}\n\
-         Subject: masqmail test message from {host}\n\
-         \n\
+        "To: {rcpt}\nSubject: masqmail test message from {host}\n\n\
          This is a test message from masqmail {} on {host},\n\
-         queued by `masqmail testmail` at {now}.\n\
-         \n\
+         queued by `masqmail testmail` at {now}.\n\n\
          If you read this, mail from {host} reaches you.\n",
         env!("CARGO_PKG_VERSION"),
     );
-    let sub = Submission {
-        sender: Sender::Addr(sender),
-        full_name: Some(format!("masqmail on {host}")),
-        recipients: vec![rcpt.clone()],
-        extract: false,
-        dot_ends: false,
-        rmail: false,
-        ident: login,
-    };
-    let spool = super::open_spool(cfg)?;
-    let id = local::receive(&mut Cursor::new(text.into_bytes()), sub, cfg, &spool)?;
-    match Scanner::new(cfg) {
-        Ok(scanner) => {
-            if let Err(e) = scanner.scan(&spool, &id) {
-                warn!("{id}: left for the daemon to scan: {e}");
-            }
-        }
-        Err(e) => warn!("{id}: left for the daemon to scan: {e}"),
+    if let Some(mut stdin) = child.stdin.take() {
+        // sendmail reports its own errors; a broken pipe shows in its status.
+        let _ = stdin.write_all(text.as_bytes());
     }
-    println!("{id}: test message to {rcpt} queued");
+    let status = child
+        .wait()
+        .map_err(|e| Fail::new(Exit::Software, format!("sendmail: {e}")))?;
+    if !status.success() {
+        return Err(Fail::new(Exit::TempFail, "the test message was not queued"));
+    }
+    println!("Test message to {rcpt} queued.");
     if daemon {
         println!("The daemon sends it when a route for it is online; `masqmail queue` shows it until then.");
     } else {
