@@ -221,6 +221,8 @@ pub struct Route {
 /// A `config alias` section: `name` is delivered to every `to`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alias {
+    /// The UCI section name (`config alias 'root'`), kept for `show`.
+    pub section: Option<String>,
     pub name: String,
     pub to: Vec<String>,
 }

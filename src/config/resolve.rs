@@ -589,6 +589,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
             }
             "alias" => {
                 let a = Alias {
+                    section: sec.name.clone(),
                     name: slots.text("name"),
                     to: slots.texts("to"),
                 };

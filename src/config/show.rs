@@ -167,7 +167,7 @@ pub fn show(cfg: &Config) -> String {
         route(&mut w, r);
     }
     for a in &cfg.aliases {
-        w.section("alias", None);
+        w.section("alias", a.section.as_deref());
         w.opt("name", &a.name);
         w.list("to", &a.to);
     }
