@@ -13,6 +13,8 @@
 //!   The online file and the query command are trusted (config). Their
 //!   output is only compared against route names.
 
+pub mod netlink;
+
 use std::time::Duration;
 
 use log::warn;

@@ -1,0 +1,908 @@
+//! online::netlink — which interfaces carry a usable default route, from
+//! the kernel's own NETLINK_ROUTE messages.
+//!
+//! DESCRIPTION
+//!   A NETLINK_ROUTE socket subscribed to the link, IPv4/IPv6 address and
+//!   IPv4/IPv6 route groups. The state is first read whole (a dump of
+//!   links, then addresses, then routes), then kept up to date by the
+//!   kernel's change messages. The state table holds:
+//!     links      index → name, flags (IFF_UP, IFF_RUNNING);
+//!     addresses  per link: family, address, scope, flags;
+//!     routes     default routes only (destination length 0), one entry
+//!                per next hop: family, table, metric, output interface,
+//!                gateway, type, flags.
+//!   An interface is "online" when it has a usable default route: type
+//!   unicast, not in the `local` table, not marked dead or linkdown, its
+//!   link administratively up and running (carrier, or operstate
+//!   unknown as on PPP), and — for IPv4 — an IPv4 address of global scope
+//!   on that link, for IPv6 a global, non-tentative IPv6 address on any
+//!   running link (with prefix delegation the WAN itself often has none).
+//!
+//!   What the deltas cannot be trusted for is read again:
+//!   - the kernel drops messages when the socket buffer overruns
+//!     (`ENOBUFS`): the whole state is dumped again;
+//!   - the kernel removes IPv4 routes *without* a message when a link
+//!     goes down or loses its last address: after any link flag change
+//!     or address removal the routes are dumped again.
+//!
+//!   While a dump runs the state is not evaluated (a half-read table
+//!   would make routes flap offline and online).
+//!
+//!   Messages are parsed by hand (a netlink crate costs ~0.5 MB on MIPS):
+//!   native byte order throughout (the kernel speaks host order, so
+//!   big-endian MIPS reads the same code), every length checked against
+//!   the buffer before use; a malformed batch is dropped and the state
+//!   dumped again.
+//!
+//! SECURITY
+//!   Only messages from the kernel (sender port 0) are read; anything
+//!   else on the socket is ignored. No privilege is needed to subscribe.
+//!   Bounded: one 32 KiB receive buffer, a table that holds what the
+//!   kernel reports (a router has a handful of links and routes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
+
+// Message types (linux/netlink.h, linux/rtnetlink.h).
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_REPLACE: u16 = 0x100;
+
+/// Multicast group bits: RTMGRP_LINK, _IPV4_IFADDR, _IPV4_ROUTE,
+/// _IPV6_IFADDR, _IPV6_ROUTE.
+const GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
+
+const HDR_LEN: usize = 16;
+const IFINFOMSG_LEN: usize = 16;
+const IFADDRMSG_LEN: usize = 8;
+const RTMSG_LEN: usize = 12;
+const RTNEXTHOP_LEN: usize = 8;
+
+pub const AF_UNSPEC: u8 = 0;
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+pub const IFF_UP: u32 = 0x1;
+pub const IFF_LOOPBACK: u32 = 0x8;
+pub const IFF_RUNNING: u32 = 0x40;
+
+const IFLA_IFNAME: u16 = 3;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_FLAGS: u16 = 8;
+pub const IFA_F_DADFAILED: u32 = 0x08;
+pub const IFA_F_TENTATIVE: u32 = 0x40;
+
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+/// Attribute type without the NESTED and BYTEORDER bits.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+pub const RT_SCOPE_UNIVERSE: u8 = 0;
+pub const RT_SCOPE_LINK: u8 = 253;
+pub const RT_TABLE_LOCAL: u32 = 255;
+pub const RTN_UNICAST: u8 = 1;
+pub const RTNH_F_DEAD: u32 = 0x1;
+pub const RTNH_F_LINKDOWN: u32 = 0x10;
+
+/// The receive buffer: the kernel's dump chunks are at most 32 KiB.
+const BUF_LEN: usize = 32 * 1024;
+/// Receives per call, so a storm of messages cannot starve the other
+/// descriptors of the daemon's poll (the rest is read on the next round).
+const MAX_RECV_PER_CALL: usize = 64;
+
+/// The batch could not be parsed: lengths that do not add up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// An address in 16 bytes (IPv4 in the first four), zero-padded.
+pub type AddrBytes = [u8; 16];
+
+fn addr_bytes(b: &[u8]) -> AddrBytes {
+    let mut a = [0u8; 16];
+    let n = b.len().min(16);
+    a[..n].copy_from_slice(&b[..n]);
+    a
+}
+
+/// One next hop of a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub oif: u32,
+    pub gateway: AddrBytes,
+    pub flags: u32,
+}
+
+/// A route message, reduced to what the table needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMsg {
+    pub new: bool,
+    pub replace: bool,
+    pub family: u8,
+    pub dst_len: u8,
+    pub tos: u8,
+    pub table: u32,
+    pub rtype: u8,
+    pub flags: u32,
+    pub metric: u32,
+    pub hops: Vec<Hop>,
+}
+
+/// One parsed netlink message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    Link {
+        new: bool,
+        index: u32,
+        flags: u32,
+        name: Option<String>,
+    },
+    Addr {
+        new: bool,
+        family: u8,
+        prefix: u8,
+        scope: u8,
+        flags: u32,
+        index: u32,
+        addr: AddrBytes,
+    },
+    Route(RouteMsg),
+    /// The end of a dump.
+    Done {
+        seq: u32,
+    },
+    /// An error (or acknowledgement, errno 0) for a request.
+    Error {
+        seq: u32,
+        errno: i32,
+    },
+    /// The kernel lost messages.
+    Overrun,
+    /// Anything else (other families, message types, non-default routes
+    /// are still reported as routes).
+    Other,
+}
+
+/// Walk the attributes of `b`: (type, payload) for each.
+fn each_attr(mut b: &[u8], mut f: impl FnMut(u16, &[u8])) -> Result<(), Malformed> {
+    while !b.is_empty() {
+        let len = u16_at(b, 0).ok_or(Malformed("attribute header cut short"))? as usize;
+        let ty = u16_at(b, 2).ok_or(Malformed("attribute header cut short"))? & NLA_TYPE_MASK;
+        if len < 4 || len > b.len() {
+            return Err(Malformed("attribute length out of bounds"));
+        }
+        f(ty, &b[4..len]);
+        b = &b[align4(len).min(b.len())..];
+    }
+    Ok(())
+}
+
+/// Parse every message of one datagram.
+pub fn parse(mut buf: &[u8]) -> Result<Vec<Msg>, Malformed> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let len = u32_at(buf, 0).ok_or(Malformed("message header cut short"))? as usize;
+        let ty = u16_at(buf, 4).ok_or(Malformed("message header cut short"))?;
+        let flags = u16_at(buf, 6).ok_or(Malformed("message header cut short"))?;
+        let seq = u32_at(buf, 8).ok_or(Malformed("message header cut short"))?;
+        if len < HDR_LEN || len > buf.len() {
+            return Err(Malformed("message length out of bounds"));
+        }
+        out.push(parse_one(ty, flags, seq, &buf[HDR_LEN..len])?);
+        buf = &buf[align4(len).min(buf.len())..];
+    }
+    Ok(out)
+}
+
+fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> {
+    match ty {
+        NLMSG_DONE => Ok(Msg::Done { seq }),
+        NLMSG_OVERRUN => Ok(Msg::Overrun),
+        NLMSG_ERROR => {
+            let e = u32_at(p, 0).ok_or(Malformed("error message cut short"))? as i32;
+            Ok(Msg::Error {
+                seq,
+                errno: e.saturating_neg(),
+            })
+        }
+        RTM_NEWLINK | RTM_DELLINK => parse_link(ty == RTM_NEWLINK, p),
+        RTM_NEWADDR | RTM_DELADDR => parse_addr(ty == RTM_NEWADDR, p),
+        RTM_NEWROUTE | RTM_DELROUTE => {
+            parse_route(ty == RTM_NEWROUTE, flags & NLM_F_REPLACE != 0, p)
+        }
+        _ => Ok(Msg::Other),
+    }
+}
+
+fn parse_link(new: bool, p: &[u8]) -> Result<Msg, Malformed> {
+    if p.len() < IFINFOMSG_LEN {
+        return Err(Malformed("ifinfomsg cut short"));
+    }
+    // Bridge port messages (AF_BRIDGE) share the group; a DELLINK of
+    // family AF_BRIDGE only means "left the bridge".
+    if p[0] != AF_UNSPEC {
+        return Ok(Msg::Other);
+    }
+    let index = u32_at(p, 4).ok_or(Malformed("ifinfomsg cut short"))?;
+    let flags = u32_at(p, 8).ok_or(Malformed("ifinfomsg cut short"))?;
+    let mut name = None;
+    each_attr(&p[IFINFOMSG_LEN..], |ty, v| {
+        if ty == IFLA_IFNAME {
+            let v = v.split(|&b| b == 0).next().unwrap_or(&[]);
+            name = Some(String::from_utf8_lossy(v).into_owned());
+        }
+    })?;
+    Ok(Msg::Link {
+        new,
+        index,
+        flags,
+        name,
+    })
+}
+
+fn parse_addr(new: bool, p: &[u8]) -> Result<Msg, Malformed> {
+    if p.len() < IFADDRMSG_LEN {
+        return Err(Malformed("ifaddrmsg cut short"));
+    }
+    let (family, prefix, flags8, scope) = (p[0], p[1], p[2], p[3]);
+    let index = u32_at(p, 4).ok_or(Malformed("ifaddrmsg cut short"))?;
+    let (mut local, mut address, mut flags) = (None, None, flags8 as u32);
+    each_attr(&p[IFADDRMSG_LEN..], |ty, v| match ty {
+        IFA_LOCAL => local = Some(addr_bytes(v)),
+        IFA_ADDRESS => address = Some(addr_bytes(v)),
+        IFA_FLAGS => {
+            if let Some(f) = u32_at(v, 0) {
+                flags = f;
+            }
+        }
+        _ => {}
+    })?;
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(Msg::Other);
+    }
+    Ok(Msg::Addr {
+        new,
+        family,
+        prefix,
+        scope,
+        flags,
+        index,
+        addr: local.or(address).unwrap_or([0; 16]),
+    })
+}
+
+fn parse_route(new: bool, replace: bool, p: &[u8]) -> Result<Msg, Malformed> {
+    if p.len() < RTMSG_LEN {
+        return Err(Malformed("rtmsg cut short"));
+    }
+    let (family, dst_len, tos, table8, rtype) = (p[0], p[1], p[3], p[4], p[7]);
+    let flags = u32_at(p, 8).ok_or(Malformed("rtmsg cut short"))?;
+    let (mut table, mut metric, mut oif, mut gateway) = (table8 as u32, 0, None, [0u8; 16]);
+    let mut hops = Vec::new();
+    let mut bad = None;
+    each_attr(&p[RTMSG_LEN..], |ty, v| match ty {
+        RTA_TABLE => table = u32_at(v, 0).unwrap_or(table),
+        RTA_PRIORITY => metric = u32_at(v, 0).unwrap_or(0),
+        RTA_OIF => oif = u32_at(v, 0),
+        RTA_GATEWAY => gateway = addr_bytes(v),
+        RTA_MULTIPATH => {
+            if let Err(e) = parse_nexthops(v, &mut hops) {
+                bad = Some(e);
+            }
+        }
+        _ => {}
+    })?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(Msg::Other);
+    }
+    if let Some(oif) = oif {
+        hops.insert(
+            0,
+            Hop {
+                oif,
+                gateway,
+                flags,
+            },
+        );
+    }
+    Ok(Msg::Route(RouteMsg {
+        new,
+        replace,
+        family,
+        dst_len,
+        tos,
+        table,
+        rtype,
+        flags,
+        metric,
+        hops,
+    }))
+}
+
+/// struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex; } + attributes.
+fn parse_nexthops(mut b: &[u8], hops: &mut Vec<Hop>) -> Result<(), Malformed> {
+    while !b.is_empty() {
+        let len = u16_at(b, 0).ok_or(Malformed("rtnexthop cut short"))? as usize;
+        if len < RTNEXTHOP_LEN || len > b.len() {
+            return Err(Malformed("rtnexthop length out of bounds"));
+        }
+        let flags = b[2] as u32;
+        let oif = u32_at(b, 4).ok_or(Malformed("rtnexthop cut short"))?;
+        let mut gateway = [0u8; 16];
+        each_attr(&b[RTNEXTHOP_LEN..len], |ty, v| {
+            if ty == RTA_GATEWAY {
+                gateway = addr_bytes(v);
+            }
+        })?;
+        hops.push(Hop {
+            oif,
+            gateway,
+            flags,
+        });
+        b = &b[align4(len).min(b.len())..];
+    }
+    Ok(())
+}
+
+/// A dump request: the header and a zeroed family header of `body` bytes
+/// (AF_UNSPEC: every family).
+fn dump_request(ty: u16, body: usize, seq: u32) -> Vec<u8> {
+    let len = HDR_LEN + body;
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&ty.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.resize(len, 0);
+    m
+}
+
+#[derive(Clone, Debug)]
+struct LinkInfo {
+    name: String,
+    flags: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AddrKey {
+    index: u32,
+    family: u8,
+    addr: AddrBytes,
+    prefix: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AddrInfo {
+    scope: u8,
+    flags: u32,
+}
+
+/// A default route's identity: one per next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RouteKey {
+    family: u8,
+    table: u32,
+    tos: u8,
+    metric: u32,
+    oif: u32,
+    gateway: AddrBytes,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RouteInfo {
+    rtype: u8,
+    flags: u32,
+}
+
+/// What applying a message asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effect {
+    /// The table changed.
+    pub changed: bool,
+    /// The kernel may have removed routes silently: read them again.
+    pub redump_routes: bool,
+}
+
+/// The state as the kernel reported it.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    links: BTreeMap<u32, LinkInfo>,
+    addrs: BTreeMap<AddrKey, AddrInfo>,
+    routes: BTreeMap<RouteKey, RouteInfo>,
+}
+
+impl Table {
+    /// Apply one message.
+    pub fn apply(&mut self, m: &Msg) -> Effect {
+        let mut e = Effect::default();
+        match m {
+            Msg::Link {
+                new: true,
+                index,
+                flags,
+                name,
+            } => {
+                let old = self.links.get(index).map(|l| l.flags);
+                let entry = self.links.entry(*index).or_insert_with(|| LinkInfo {
+                    name: String::new(),
+                    flags: 0,
+                });
+                if let Some(n) = name {
+                    entry.name.clone_from(n);
+                }
+                entry.flags = *flags;
+                e.changed = true;
+                // Down (or up again): the kernel flushed IPv4 routes on
+                // the way down without telling.
+                e.redump_routes = old.is_some_and(|o| (o ^ flags) & (IFF_UP | IFF_RUNNING) != 0);
+            }
+            Msg::Link {
+                new: false, index, ..
+            } => {
+                self.links.remove(index);
+                self.addrs.retain(|k, _| k.index != *index);
+                self.routes.retain(|k, _| k.oif != *index);
+                e.changed = true;
+            }
+            Msg::Addr {
+                new,
+                family,
+                prefix,
+                scope,
+                flags,
+                index,
+                addr,
+            } => {
+                let key = AddrKey {
+                    index: *index,
+                    family: *family,
+                    addr: *addr,
+                    prefix: *prefix,
+                };
+                if *new {
+                    self.addrs.insert(
+                        key,
+                        AddrInfo {
+                            scope: *scope,
+                            flags: *flags,
+                        },
+                    );
+                } else {
+                    self.addrs.remove(&key);
+                    // The last address gone: its routes went with it.
+                    e.redump_routes = true;
+                }
+                e.changed = true;
+            }
+            Msg::Route(r) if r.dst_len == 0 => {
+                if r.new && r.replace {
+                    self.routes.retain(|k, _| {
+                        (k.family, k.table, k.tos, k.metric) != (r.family, r.table, r.tos, r.metric)
+                    });
+                }
+                for h in &r.hops {
+                    let key = RouteKey {
+                        family: r.family,
+                        table: r.table,
+                        tos: r.tos,
+                        metric: r.metric,
+                        oif: h.oif,
+                        gateway: h.gateway,
+                    };
+                    if r.new {
+                        self.routes.insert(
+                            key,
+                            RouteInfo {
+                                rtype: r.rtype,
+                                flags: r.flags | h.flags,
+                            },
+                        );
+                    } else {
+                        self.routes.remove(&key);
+                    }
+                }
+                e.changed = true;
+            }
+            _ => {}
+        }
+        e
+    }
+
+    fn clear_routes(&mut self) {
+        self.routes.clear();
+    }
+
+    fn link_ok(&self, index: u32) -> Option<&LinkInfo> {
+        self.links.get(&index).filter(|l| {
+            l.flags & (IFF_UP | IFF_RUNNING) == (IFF_UP | IFF_RUNNING)
+                && l.flags & IFF_LOOPBACK == 0
+        })
+    }
+
+    fn has_address(&self, family: u8, oif: u32) -> bool {
+        self.addrs.iter().any(|(k, a)| {
+            k.family == family
+                && match family {
+                    AF_INET => k.index == oif && a.scope < RT_SCOPE_LINK,
+                    _ => {
+                        a.scope == RT_SCOPE_UNIVERSE
+                            && a.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0
+                            && self.link_ok(k.index).is_some()
+                    }
+                }
+        })
+    }
+
+    /// The interfaces that carry a usable default route now.
+    pub fn online_devices(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (k, r) in &self.routes {
+            if r.rtype != RTN_UNICAST
+                || k.table == RT_TABLE_LOCAL
+                || r.flags & (RTNH_F_DEAD | RTNH_F_LINKDOWN) != 0
+            {
+                continue;
+            }
+            let Some(link) = self.link_ok(k.oif) else {
+                continue;
+            };
+            if self.has_address(k.family, k.oif) {
+                out.insert(link.name.clone());
+            }
+        }
+        out
+    }
+
+    /// One line per link for the debug log.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (i, l) in &self.links {
+            let routes = self.routes.keys().filter(|k| k.oif == *i).count();
+            let addrs = self.addrs.keys().filter(|k| k.index == *i).count();
+            s.push_str(&format!(
+                "{}:{}{}{} a{addrs} r{routes} ",
+                l.name,
+                i,
+                if l.flags & IFF_UP != 0 { "U" } else { "" },
+                if l.flags & IFF_RUNNING != 0 { "R" } else { "" },
+            ));
+        }
+        s
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Links,
+    Addrs,
+    Routes,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dump {
+    stage: Stage,
+    seq: u32,
+}
+
+/// What a read of the socket gave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Something changed (or was lost): evaluate again when settled.
+    pub changed: bool,
+}
+
+/// A NETLINK_ROUTE socket and the state it keeps.
+pub struct Monitor {
+    sock: OwnedFd,
+    buf: Vec<u8>,
+    table: Table,
+    /// Keep the table (netlink detection); false: only report that
+    /// something happened (mserver and command use the events as a cue).
+    track: bool,
+    dump: Option<Dump>,
+    want_full: bool,
+    want_routes: bool,
+    seq: u32,
+}
+
+impl Monitor {
+    /// Subscribe to the groups (`events`) and, when `track`, start the
+    /// first dump. The socket is non-blocking.
+    pub fn open(events: bool, track: bool) -> io::Result<Monitor> {
+        let sock = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )?;
+        let groups = if events { GROUPS } else { 0 };
+        socket::bind(sock.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
+        if events {
+            // Room for bursts; root may raise it past rmem_max. Overruns
+            // are survived anyway (a new dump).
+            let want = 256 * 1024;
+            if socket::setsockopt(&sock, socket::sockopt::RcvBufForce, &want).is_err() {
+                let _ = socket::setsockopt(&sock, socket::sockopt::RcvBuf, &want);
+            }
+        }
+        let mut m = Monitor {
+            sock,
+            buf: vec![0; BUF_LEN],
+            table: Table::default(),
+            track,
+            dump: None,
+            want_full: track,
+            want_routes: false,
+            seq: 0,
+        };
+        m.start_dump()?;
+        Ok(m)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// No dump running or owed: the table is whole.
+    pub fn settled(&self) -> bool {
+        self.dump.is_none() && !self.want_full && !self.want_routes
+    }
+
+    /// Start the next dump owed, if none runs.
+    fn start_dump(&mut self) -> io::Result<()> {
+        if self.dump.is_some() || !self.track {
+            return Ok(());
+        }
+        let stage = if self.want_full {
+            self.want_full = false;
+            self.want_routes = false;
+            self.table = Table::default();
+            Stage::Links
+        } else if self.want_routes {
+            self.want_routes = false;
+            self.table.clear_routes();
+            Stage::Routes
+        } else {
+            return Ok(());
+        };
+        self.request(stage)
+    }
+
+    fn request(&mut self, stage: Stage) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let (ty, body) = match stage {
+            Stage::Links => (RTM_GETLINK, IFINFOMSG_LEN),
+            Stage::Addrs => (RTM_GETADDR, IFADDRMSG_LEN),
+            Stage::Routes => (RTM_GETROUTE, RTMSG_LEN),
+        };
+        let req = dump_request(ty, body, self.seq);
+        match socket::sendto(
+            self.sock.as_raw_fd(),
+            &req,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        ) {
+            Ok(_) => {
+                self.dump = Some(Dump {
+                    stage,
+                    seq: self.seq,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                // Owed again; the next event tries once more.
+                if stage == Stage::Routes {
+                    self.want_routes = true;
+                } else {
+                    self.want_full = true;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The end of a dump stage (its DONE, or an error for it).
+    fn stage_done(&mut self) {
+        let Some(d) = self.dump.take() else {
+            return;
+        };
+        let next = match d.stage {
+            Stage::Links => Some(Stage::Addrs),
+            Stage::Addrs => Some(Stage::Routes),
+            Stage::Routes => None,
+        };
+        let r = match next {
+            Some(s) => self.request(s),
+            None => self.start_dump(),
+        };
+        if let Err(e) = r {
+            warn!("netlink: cannot ask the kernel for its state: {e}");
+        }
+    }
+
+    /// The kernel dropped messages: nothing known can be trusted.
+    fn overrun(&mut self, why: &str) {
+        info!("netlink: {why}; reading the whole state again");
+        if self.track {
+            self.want_full = true;
+            if let Err(e) = self.start_dump() {
+                warn!("netlink: cannot ask the kernel for its state: {e}");
+            }
+        }
+    }
+
+    /// Read what the socket holds (non-blocking) and apply it.
+    pub fn read(&mut self) -> Outcome {
+        let mut out = Outcome::default();
+        for _ in 0..MAX_RECV_PER_CALL {
+            let (n, from, truncated) = {
+                let mut iov = [IoSliceMut::new(&mut self.buf)];
+                match socket::recvmsg::<NetlinkAddr>(
+                    self.sock.as_raw_fd(),
+                    &mut iov,
+                    None,
+                    MsgFlags::empty(),
+                ) {
+                    Ok(r) => (
+                        r.bytes,
+                        r.address.map(|a| a.pid()),
+                        r.flags.contains(MsgFlags::MSG_TRUNC),
+                    ),
+                    Err(Errno::EAGAIN) => break,
+                    Err(Errno::EINTR) => continue,
+                    Err(Errno::ENOBUFS) => {
+                        out.changed = true;
+                        self.overrun("the kernel dropped messages (socket buffer overrun)");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!("netlink: receive: {e}");
+                        break;
+                    }
+                }
+            };
+            if from != Some(0) {
+                continue; // not from the kernel
+            }
+            if truncated || n > self.buf.len() {
+                out.changed = true;
+                self.overrun("a message did not fit the buffer");
+                continue;
+            }
+            let msgs = match parse(&self.buf[..n]) {
+                Ok(m) => m,
+                Err(Malformed(why)) => {
+                    out.changed = true;
+                    self.overrun(&format!("malformed message ({why})"));
+                    continue;
+                }
+            };
+            for m in &msgs {
+                self.handle(m, &mut out);
+            }
+        }
+        out
+    }
+
+    fn handle(&mut self, m: &Msg, out: &mut Outcome) {
+        match m {
+            Msg::Done { seq } if self.dump.is_some_and(|d| d.seq == *seq) => self.stage_done(),
+            Msg::Error { seq, errno } if self.dump.is_some_and(|d| d.seq == *seq) => {
+                if *errno != 0 {
+                    warn!(
+                        "netlink: the kernel refused a dump: {}",
+                        Errno::from_raw(*errno)
+                    );
+                }
+                self.stage_done();
+            }
+            Msg::Overrun => {
+                out.changed = true;
+                self.overrun("the kernel reported an overrun");
+            }
+            Msg::Link { .. } | Msg::Addr { .. } | Msg::Route(_) => {
+                if !self.track {
+                    out.changed = true;
+                    return;
+                }
+                let e = self.table.apply(m);
+                out.changed |= e.changed;
+                if e.redump_routes {
+                    self.want_routes = true;
+                    if let Err(e) = self.start_dump() {
+                        warn!("netlink: cannot ask the kernel for its routes: {e}");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Wait (at most `limit`) until the table is whole: for the start of
+    /// the daemon and for one-shot checks.
+    pub fn settle(&mut self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while !self.settled() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                self.sock.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) => return false,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    warn!("netlink: poll: {e}");
+                    return false;
+                }
+            }
+            self.read();
+        }
+        true
+    }
+}
+
+/// One-shot: the interfaces with a usable default route now (a dump, no
+/// subscription), for `masqmail flush` without a daemon and `queue`.
+pub fn snapshot() -> io::Result<BTreeSet<String>> {
+    let mut m = Monitor::open(false, true)?;
+    if !m.settle(Duration::from_secs(3)) {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the kernel did not finish its dump",
+        ));
+    }
+    debug!("netlink: {}", m.table().describe());
+    Ok(m.table().online_devices())
+}
+
+#[cfg(test)]
+mod tests;
