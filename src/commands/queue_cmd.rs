@@ -327,7 +327,7 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
     let opts = RunOpts {
         only_route,
         force: true,
-        online: crate::online::current(cfg),
+        online: crate::online::current(cfg).names(),
     };
     let r = deliver::run(cfg, &spool, &opts, &mut crate::transport::smtp::send)
         .map_err(|e| Fail::spool_io("queue run", &e))?;

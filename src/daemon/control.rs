@@ -5,6 +5,10 @@
 //!     `flush [ROUTE]`  → `ok` (queue-out runs for ROUTE, or every online
 //!                        route, ignoring backoff)
 //!     `status`         → lines `key: value`, then an empty line
+//!     `routes`         → one line per route, `NAME STATE SOURCE DETAIL`
+//!                        (STATE online/offline/disabled; SOURCE permanent,
+//!                        file, netlink, mserver, command or `-`; DETAIL
+//!                        the device or name, or `-`), then an empty line
 //!   Anything else gets `error: …`. `masqmail flush` and the OpenWrt ifup
 //!   hook are its clients.
 //!
@@ -29,6 +33,7 @@ pub fn socket_path(spool_dir: &Path) -> PathBuf {
 pub enum Request {
     Flush(Option<String>),
     Status,
+    Routes,
 }
 
 pub fn parse_request(line: &str) -> Result<Request, String> {
@@ -41,6 +46,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
             Ok(Request::Flush(Some(r.to_string())))
         }
         (Some("status"), None, _) => Ok(Request::Status),
+        (Some("routes"), None, _) => Ok(Request::Routes),
         _ => Err(format!("unknown request '{}'", line.trim())),
     }
 }
@@ -150,6 +156,7 @@ mod tests {
             Ok(Request::Flush(Some("isp_1".into())))
         );
         assert_eq!(parse_request(" status "), Ok(Request::Status));
+        assert_eq!(parse_request("routes"), Ok(Request::Routes));
         for bad in ["", "flush a b", "flush ../x", "reboot", "status now"] {
             assert!(parse_request(bad).is_err(), "{bad}");
         }

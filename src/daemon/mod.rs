@@ -6,9 +6,12 @@
 //!   blocks in one `poll()` on: the SMTP listeners, a signalfd (TERM/INT:
 //!   stop accepting, let workers finish, exit; HUP: re-read the config and
 //!   keep the old one when the new one has errors; CHLD: reap), an inotify
-//!   watch on `incoming/` (a `sendmail` dropped a message: scan it) and the
-//!   control socket (`flush`, `status`). The poll timeout is infinite: with
-//!   nothing to do the daemon does not wake up at all.
+//!   watch on `incoming/` (a `sendmail` dropped a message: scan it), the
+//!   control socket (`flush`, `status`, `routes`) and what online detection
+//!   needs (online.rs: a NETLINK_ROUTE socket, the online file's directory,
+//!   a query child's pipe). The poll timeout is infinite unless a retry of
+//!   a deferred message on an online route is due (or a query child runs
+//!   late): with nothing to do the daemon does not wake up at all.
 //!
 //!   It forks a worker per SMTP connection (up to `max_connections`, and
 //!   `max_connections_per_ip` per client address; beyond that the client
@@ -25,6 +28,7 @@
 
 pub mod control;
 pub mod listen;
+mod online;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -54,6 +58,8 @@ enum ChildKind {
     Smtp(IpAddr),
     Scan,
     Run,
+    /// An online query (mserver, command).
+    Query,
 }
 
 /// A queue run asked for and not yet started.
@@ -90,8 +96,14 @@ struct Supervisor {
     wd_incoming: WatchDescriptor,
     wd_outgoing: WatchDescriptor,
     wd_online: Option<WatchDescriptor>,
-    /// The routes online now (online_detect 'file').
-    online: Vec<String>,
+    /// The queried routes online now, and why (online.rs).
+    online: crate::online::Online,
+    /// NETLINK_ROUTE: the table (netlink), or only events (mserver, command).
+    netlink: Option<crate::online::netlink::Monitor>,
+    /// The online query child at work, and whether events asked for
+    /// another one meanwhile.
+    query: Option<online::Query>,
+    query_again: bool,
     run_pending: Option<RunRequest>,
     /// The running queue run reports its next retry time on this pipe.
     run_report: Option<std::fs::File>,
@@ -156,6 +168,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         AddWatchFlags::IN_ATTRIB,
     )?;
     let wd_online = online_watch(&cfg, &inotify);
+    let netlink = online::open_netlink(cfg.main.online_detect);
 
     if detach {
         daemonize(&cfg.main.pid_file)?;
@@ -186,12 +199,18 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         wd_incoming,
         wd_outgoing,
         wd_online,
-        online: Vec::new(),
+        online: crate::online::Online::default(),
+        netlink,
+        query: None,
+        query_again: false,
         run_pending: None,
         run_report: None,
         next_retry: None,
     };
-    sup.online = sup.current_online();
+    sup.online = sup.initial_online();
+    for (r, why) in sup.online.iter() {
+        info!("route {r} is online ({why})");
+    }
     sup.request_run(RunRequest::default());
     sup.run_loop();
     if detach {
@@ -370,6 +389,7 @@ impl Supervisor {
             // Index layout of the poll set: signals, inotify, control
             // listener, SMTP listeners, control connections, run report.
             let mut report_ready = false;
+            let (netlink_ready, query_ready);
             let (sig_ready, ino_ready, ctl_ready, lis_ready, conn_ready) = {
                 let mut fds: Vec<PollFd<'_>> =
                     Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
@@ -389,15 +409,30 @@ impl Supervisor {
                 for c in &self.conns {
                     fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
                 }
+                let conn_end = fds.len();
                 let report_at = self.run_report.as_ref().map(|f| {
                     fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
                     fds.len() - 1
                 });
+                let netlink_at = self.netlink.as_ref().map(|m| {
+                    fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                let query_at = self.query.as_ref().map(|q| {
+                    fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
                 match poll(&mut fds, self.poll_timeout()) {
                     Ok(0) => {
-                        // The retry deadline: a plain (not forced) run.
-                        self.next_retry = None;
-                        self.request_run(RunRequest::default());
+                        self.on_query_timeout();
+                        if self
+                            .next_retry
+                            .is_some_and(|due| due <= crate::util::time::now())
+                        {
+                            // The retry deadline: a plain (not forced) run.
+                            self.next_retry = None;
+                            self.request_run(RunRequest::default());
+                        }
                         continue;
                     }
                     Ok(_) => {}
@@ -409,11 +444,12 @@ impl Supervisor {
                 }
                 let ready = |fd: &PollFd<'_>| fd.any().unwrap_or(false);
                 let lis: Vec<bool> = fds[lis_at..conn_at].iter().map(ready).collect();
-                let conn_end = report_at.unwrap_or(fds.len());
                 let conns: Vec<bool> = fds[conn_at..conn_end].iter().map(ready).collect();
                 if report_at.is_some_and(|i| ready(&fds[i])) {
                     report_ready = true;
                 }
+                netlink_ready = netlink_at.is_some_and(|i| ready(&fds[i]));
+                query_ready = query_at.is_some_and(|i| ready(&fds[i]));
                 (
                     ready(&fds[0]),
                     ready(&fds[1]),
@@ -440,17 +476,31 @@ impl Supervisor {
             if report_ready {
                 self.on_run_report();
             }
+            if netlink_ready {
+                self.on_netlink();
+            }
+            if query_ready {
+                self.on_query_pipe();
+            }
         }
     }
 
-    /// Infinite unless a retry is due on an online route.
+    /// Infinite unless a retry is due on an online route (or a query
+    /// child must be stopped).
     fn poll_timeout(&self) -> PollTimeout {
-        match self.next_retry {
+        let retry = self.next_retry.map(|due| {
+            due.saturating_sub(crate::util::time::now())
+                .saturating_mul(1000)
+        });
+        let query = self.query_deadline().map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            u64::try_from(left.as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1)
+        });
+        match retry.into_iter().chain(query).min() {
             None => PollTimeout::NONE,
-            Some(due) => {
-                let ms = due
-                    .saturating_sub(crate::util::time::now())
-                    .saturating_mul(1000);
+            Some(ms) => {
                 PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
             }
         }
@@ -470,33 +520,6 @@ impl Supervisor {
                 "next retry in {}s",
                 due.saturating_sub(crate::util::time::now())
             );
-        }
-    }
-
-    fn current_online(&self) -> Vec<String> {
-        crate::online::current(&self.cfg)
-    }
-
-    /// Re-read the online state; routes that came up get a forced run.
-    fn check_online(&mut self) {
-        let now = self.current_online();
-        let up: Vec<String> = now
-            .iter()
-            .filter(|r| !self.online.contains(r))
-            .cloned()
-            .collect();
-        for r in self.online.iter().filter(|r| !now.contains(r)) {
-            info!("route {r} went offline");
-        }
-        self.online = now;
-        for r in up {
-            if self.cfg.route(&r).is_some() {
-                info!("route {r} came online");
-                self.request_run(RunRequest {
-                    force: true,
-                    route: Some(r),
-                });
-            }
         }
     }
 
@@ -528,7 +551,7 @@ impl Supervisor {
         let opts = crate::deliver::RunOpts {
             only_route: req.route.clone(),
             force: req.force,
-            online: self.online.clone(),
+            online: self.online.names(),
         };
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Run, move || {
@@ -625,10 +648,11 @@ impl Supervisor {
         }
         self.listeners = keep;
         let spool = self.cfg.main.spool_dir.clone();
-        self.cfg = new;
+        let old = std::mem::replace(&mut self.cfg, new);
         self.cfg.main.spool_dir = spool;
         crate::log::set_level(self.cfg.main.log_level);
         info!("configuration reloaded from {}", self.config_path.display());
+        self.online_reconfigure(&old.main);
     }
 
     fn reap(&mut self) {
@@ -846,6 +870,7 @@ impl Supervisor {
                             "ok\n".to_string()
                         }
                         Ok(control::Request::Status) => self.status(),
+                        Ok(control::Request::Routes) => self.routes_reply(),
                         Err(e) => format!("error: {e}\n"),
                     };
                     conn.reply(&reply);
@@ -867,18 +892,20 @@ impl Supervisor {
             .map(|l| format!("{}{}", l.addr, if l.tls { " (tls)" } else { "" }))
             .collect();
         let delivering = self.children.values().any(|k| *k == ChildKind::Run);
-        let mut routes = String::new();
-        for r in &self.cfg.routes {
-            let state = if !r.enabled {
-                "disabled"
-            } else if r.permanent {
-                "online (permanent)"
-            } else if self.online.contains(&r.name) {
-                "online"
+        let mut routes = format!(
+            "online detection: {}{}\n",
+            self.cfg.main.online_detect.name(),
+            if self.query.is_some() {
+                " (asking)"
             } else {
-                "offline"
-            };
-            routes.push_str(&format!("route {}: {state}\n", r.name));
+                ""
+            }
+        );
+        for r in crate::online::route_states(&self.cfg, &self.online) {
+            match &r.why {
+                Some(why) => routes.push_str(&format!("route {}: online ({why})\n", r.name)),
+                None => routes.push_str(&format!("route {}: {}\n", r.name, r.state())),
+            }
         }
         let next = self
             .next_retry

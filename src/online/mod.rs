@@ -1,26 +1,173 @@
-//! online — which routes are online now.
+//! online — which routes are online now, and why.
 //!
 //! DESCRIPTION
 //!   A route with `permanent '1'` is always online. For the others,
 //!   `online_detect` says how to find out:
+//!     `netlink`  the route is online while a usable default route exists
+//!                (netlink.rs), on any interface or — with `devices` —
+//!                on one of the route's devices;
+//!     `mserver`  a masqdialer server names the connection that is up
+//!                (mserver.rs); the name is a route name;
 //!     `file`     the route names in `online_file`, one per line;
-//!     `command`  `online_query`'s output names the online route(s);
-//!     `netlink`, `mserver`: event-driven detection in the daemon.
-//!   `current` answers once, for a queue run started by hand or by
-//!   `flush` without a daemon.
+//!     `command`  `online_query`'s output names the online route(s); a
+//!                non-zero exit, a timeout (10 s) or no output: none.
+//!   Names that are not routes are ignored (and logged).
+//!
+//!   `current` answers once (a netlink dump, a file read, one query), for
+//!   a queue run started by hand, `flush` without a daemon, and `queue`.
+//!   The daemon keeps the answer up to date on events instead
+//!   (src/daemon/online.rs); [`Online`] is what both hand to queue-out.
 //!
 //! SECURITY
 //!   The online file and the query command are trusted (config). Their
-//!   output is only compared against route names.
+//!   output, like a masqdialer server's answer, is only compared against
+//!   route names.
 
+pub mod mserver;
 pub mod netlink;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::Duration;
 
-use log::warn;
+use log::{debug, warn};
 
 use crate::config::{Config, OnlineDetect};
 use crate::deliver::command;
+
+/// Why a route counts as online.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Why {
+    Permanent,
+    /// Listed in `online_file`.
+    File,
+    /// A usable default route via this device.
+    Netlink(String),
+    /// The masqdialer server says this connection is up.
+    Mserver(String),
+    /// `online_query` printed this name.
+    Command(String),
+}
+
+impl Why {
+    /// A word for scripts: `permanent`, `file`, `netlink`, `mserver`,
+    /// `command`.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Why::Permanent => "permanent",
+            Why::File => "file",
+            Why::Netlink(_) => "netlink",
+            Why::Mserver(_) => "mserver",
+            Why::Command(_) => "command",
+        }
+    }
+
+    /// The device or name behind it, if any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Why::Permanent | Why::File => None,
+            Why::Netlink(d) | Why::Mserver(d) | Why::Command(d) => Some(d),
+        }
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Permanent => f.write_str("permanent"),
+            Why::File => f.write_str("listed in online_file"),
+            Why::Netlink(d) => write!(f, "default route via {d}"),
+            Why::Mserver(n) => write!(f, "mserver says {n}"),
+            Why::Command(n) => write!(f, "online_query said {n}"),
+        }
+    }
+}
+
+/// The queried (not permanent) routes that are online, each with why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Online(BTreeMap<String, Why>);
+
+impl Online {
+    pub fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+
+    pub fn get(&self, route: &str) -> Option<&Why> {
+        self.0.get(route)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Why)> {
+        self.0.iter()
+    }
+
+    /// Routes named by a file, a command or a masqdialer server.
+    pub fn from_names(cfg: &Config, names: &[String], why: impl Fn(&str) -> Why) -> Online {
+        let mut m = BTreeMap::new();
+        for n in names {
+            match cfg.route(n) {
+                Some(r) if !r.permanent => {
+                    m.insert(n.clone(), why(n));
+                }
+                Some(_) => {}
+                None => debug!("online: '{}' is not a route", mserver::printable(n)),
+            }
+        }
+        Online(m)
+    }
+
+    /// Routes served by the interfaces that have a usable default route.
+    pub fn from_devices(cfg: &Config, devices: &BTreeSet<String>) -> Online {
+        let mut m = BTreeMap::new();
+        for r in cfg.routes.iter().filter(|r| !r.permanent) {
+            let dev = if r.devices.is_empty() {
+                devices.iter().next()
+            } else {
+                r.devices.iter().find(|d| devices.contains(*d))
+            };
+            if let Some(d) = dev {
+                m.insert(r.name.clone(), Why::Netlink(d.clone()));
+            }
+        }
+        Online(m)
+    }
+}
+
+/// One route as `status` and `queue --json` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteState {
+    pub name: String,
+    pub enabled: bool,
+    /// Some: online, and why.
+    pub why: Option<Why>,
+}
+
+impl RouteState {
+    pub fn state(&self) -> &'static str {
+        match (&self.why, self.enabled) {
+            (_, false) => "disabled",
+            (Some(_), true) => "online",
+            (None, true) => "offline",
+        }
+    }
+}
+
+/// Every route, in config order, with its state.
+pub fn route_states(cfg: &Config, online: &Online) -> Vec<RouteState> {
+    cfg.routes
+        .iter()
+        .map(|r| RouteState {
+            name: r.name.clone(),
+            enabled: r.enabled,
+            why: if !r.enabled {
+                None
+            } else if r.permanent {
+                Some(Why::Permanent)
+            } else {
+                online.get(&r.name).cloned()
+            },
+        })
+        .collect()
+}
 
 /// Route names in a text (file content or command output): one per line
 /// or separated by white space; `#` starts a comment.
@@ -32,46 +179,110 @@ pub fn parse_names(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The names of the routes online now, as far as a one-shot check can
-/// tell (permanent routes are added by the caller's route test).
-pub fn current(cfg: &Config) -> Vec<String> {
+/// The online routes now, as far as a one-shot check can tell.
+pub fn current(cfg: &Config) -> Online {
     match cfg.main.online_detect {
-        OnlineDetect::File => match std::fs::read_to_string(&cfg.main.online_file) {
-            Ok(t) => parse_names(&t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        OnlineDetect::File => Online::from_names(cfg, &read_file(cfg), |_| Why::File),
+        OnlineDetect::Netlink => match netlink::snapshot() {
+            Ok(devs) => Online::from_devices(cfg, &devs),
             Err(e) => {
-                warn!("online_file {}: {e}", cfg.main.online_file.display());
-                Vec::new()
+                warn!("netlink: {e}; no route counts as online");
+                Online::default()
             }
         },
-        OnlineDetect::Command => match &cfg.main.online_query {
-            Some(q) => query(q),
-            None => Vec::new(),
-        },
-        OnlineDetect::Netlink | OnlineDetect::Mserver => Vec::new(),
+        OnlineDetect::Mserver | OnlineDetect::Command => from_answer(cfg, &ask(cfg)),
     }
 }
 
-/// Run `online_query` and read the route names it prints. A query that
-/// fails or hangs means no route is online.
-fn query(line: &str) -> Vec<String> {
-    let argv = match command::split(line) {
-        Ok(a) => a,
+/// The routes in `online_file` (missing: none).
+pub fn read_file(cfg: &Config) -> Vec<String> {
+    match std::fs::read_to_string(&cfg.main.online_file) {
+        Ok(t) => parse_names(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
-            warn!("online_query: {e}");
-            return Vec::new();
-        }
-    };
-    match command::capture(&argv, QUERY_TIMEOUT) {
-        Ok(out) => parse_names(&out),
-        Err(e) => {
-            warn!("online_query: {e}; no route counts as online");
+            warn!("online_file {}: {e}", cfg.main.online_file.display());
             Vec::new()
         }
     }
 }
 
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The answer of a query method (mserver, command): the names it gave,
+/// or why there is none.
+pub type Answer = Result<Vec<String>, String>;
+
+/// Ask the masqdialer server or run `online_query`, blocking but bounded
+/// (mserver: 10 s; command: 10 s, then it is killed).
+pub fn ask(cfg: &Config) -> Answer {
+    match cfg.main.online_detect {
+        OnlineDetect::Mserver => match mserver::query(&cfg.main.mserver_host) {
+            Ok(mserver::Stat::Up(name)) => Ok(vec![name]),
+            Ok(mserver::Stat::Down) => Ok(Vec::new()),
+            Ok(mserver::Stat::Pending(name)) => {
+                debug!(
+                    "mserver: connection {} is being dialled",
+                    mserver::printable(&name)
+                );
+                Ok(Vec::new())
+            }
+            Err(e) => Err(format!(
+                "mserver {}:{}: {e}",
+                cfg.main.mserver_host.host, cfg.main.mserver_host.port
+            )),
+        },
+        OnlineDetect::Command => match &cfg.main.online_query {
+            Some(q) => query(q),
+            None => Err("online_query is not set".into()),
+        },
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Turn a query's answer into online routes (an error: none).
+pub fn from_answer(cfg: &Config, a: &Answer) -> Online {
+    match a {
+        Ok(names) => match cfg.main.online_detect {
+            OnlineDetect::Mserver => Online::from_names(cfg, names, |n| Why::Mserver(n.into())),
+            _ => Online::from_names(cfg, names, |n| Why::Command(n.into())),
+        },
+        Err(e) => {
+            warn!("{e}; no route counts as online");
+            Online::default()
+        }
+    }
+}
+
+/// The answer as one line, for the pipe from the daemon's query child.
+pub fn encode_answer(a: &Answer) -> String {
+    match a {
+        Ok(names) => format!("ok {}\n", names.join(" ")),
+        Err(e) => format!("error {}\n", e.replace(['\n', '\r'], " ")),
+    }
+}
+
+/// Read [`encode_answer`]'s line; anything else is an error answer.
+pub fn decode_answer(line: &str) -> Answer {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if let Some(names) = line.strip_prefix("ok") {
+        if names.is_empty() || names.starts_with(' ') {
+            return Ok(names.split_whitespace().map(str::to_string).collect());
+        }
+    }
+    match line.strip_prefix("error ") {
+        Some(e) => Err(e.to_string()),
+        None => Err("the query ended without an answer".into()),
+    }
+}
+
+/// Run `online_query` and read the route names it prints. A query that
+/// fails (non-zero exit, as masqmail's) or hangs means no route is online.
+fn query(line: &str) -> Answer {
+    let argv = command::split(line).map_err(|e| format!("online_query: {e}"))?;
+    command::capture(&argv, QUERY_TIMEOUT)
+        .map(|out| parse_names(&out))
+        .map_err(|e| format!("online_query: {e}"))
+}
+
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -84,5 +295,66 @@ mod tests {
             ["isp", "wifi", "lte"]
         );
         assert!(parse_names("").is_empty());
+    }
+
+    #[test]
+    fn answers_survive_the_pipe() {
+        for a in [
+            Ok(vec![]),
+            Ok(vec!["isp".to_string(), "lte".to_string()]),
+            Err("mserver localhost:224: refused".to_string()),
+        ] {
+            assert_eq!(decode_answer(&encode_answer(&a)), a);
+        }
+        assert!(decode_answer("").is_err());
+        assert!(decode_answer("okay").is_err());
+        assert_eq!(
+            decode_answer(&encode_answer(&Err("two\nlines".into()))),
+            Err("two lines".into())
+        );
+    }
+
+    fn cfg(text: &str) -> Config {
+        crate::config::from_bytes(std::path::Path::new("t.conf"), text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn routes_from_devices_and_names() {
+        let c = cfg("config masqmail\n\toption online_detect 'netlink'\n\
+             config route 'lan'\n\toption permanent '1'\n\
+             config route 'dsl'\n\tlist devices 'pppoe-wan'\n\
+             config route 'lte'\n\tlist devices 'wwan0'\n\tlist devices 'usb0'\n\
+             config route 'any'\n\
+             config route 'off'\n\toption enabled '0'\n");
+        let devs: BTreeSet<String> = ["usb0".to_string()].into();
+        let o = Online::from_devices(&c, &devs);
+        assert_eq!(o.get("lte"), Some(&Why::Netlink("usb0".into())));
+        assert_eq!(o.get("any"), Some(&Why::Netlink("usb0".into())));
+        assert_eq!(o.get("dsl"), None);
+        assert_eq!(o.get("lan"), None, "permanent routes are not queried");
+        let states = route_states(&c, &o);
+        let s: Vec<(&str, &str)> = states
+            .iter()
+            .map(|r| (r.name.as_str(), r.state()))
+            .collect();
+        assert_eq!(
+            s,
+            [
+                ("lan", "online"),
+                ("dsl", "offline"),
+                ("lte", "online"),
+                ("any", "online"),
+                ("off", "disabled")
+            ]
+        );
+        assert_eq!(
+            states[2].why.as_ref().unwrap().to_string(),
+            "default route via usb0"
+        );
+        let o = Online::from_names(&c, &["dsl".into(), "nosuch".into(), "lan".into()], |n| {
+            Why::Mserver(n.into())
+        });
+        assert_eq!(o.names(), ["dsl"]);
+        assert_eq!(o.get("dsl").unwrap().to_string(), "mserver says dsl");
     }
 }

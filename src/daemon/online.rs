@@ -1,0 +1,326 @@
+//! The supervisor's online detection: keep [`Online`] up to date on
+//! events, and start a forced queue run for each route that comes up.
+//!
+//! DESCRIPTION
+//!   What wakes the check, per `online_detect`:
+//!     `netlink`  the kernel's link/address/route messages on the
+//!                NETLINK_ROUTE socket (src/online/netlink.rs); the table
+//!                is evaluated after each batch, once no dump is running;
+//!     `file`     inotify on the directory of `online_file` (written,
+//!                created, renamed over, deleted);
+//!     `mserver`, `command`
+//!                the start of the daemon, `flush`, SIGUSR1 — and netlink
+//!                events: the same socket is opened, without a table,
+//!                only as a cue that something about the network changed.
+//!                Never a timer. (A masqdialer on another host changes
+//!                nothing here: its connect script should call
+//!                `masqmail flush`.)
+//!   Every method also re-checks on `flush` and SIGUSR1.
+//!
+//!   The query of `mserver` and `command` runs in a short-lived child
+//!   (the mail user) that writes one line to a pipe the supervisor polls:
+//!   a name lookup, a silent server or a hanging command can never stop
+//!   the supervisor from accepting SMTP. At most one query runs; events
+//!   meanwhile ask for one more after it. The child bounds its own work
+//!   (10 s); the supervisor kills it after 25 s regardless, and counts
+//!   that as "offline".
+//!
+//!   A route going from offline to online gets a queue run for that route
+//!   at once, ignoring retry backoff; a route going offline only stops
+//!   being used by the next run.
+//!
+//! DIAGNOSTICS
+//!   `route NAME came online (default route via DEV)` and `route NAME went
+//!   offline` at info; query failures at warning.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{ChildKind, RunRequest, Supervisor};
+use crate::config::OnlineDetect;
+use crate::online::{self, netlink, Online};
+
+/// The supervisor's limit for one query child.
+const QUERY_LIMIT: Duration = Duration::from_secs(25);
+/// How long the start of the daemon waits for the first netlink dump.
+const FIRST_DUMP: Duration = Duration::from_secs(2);
+
+/// A query child at work.
+pub(super) struct Query {
+    pid: Pid,
+    pipe: std::fs::File,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl Query {
+    pub(super) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pipe.as_fd()
+    }
+}
+
+/// Open what the method needs: the netlink socket (a table for
+/// `netlink`, only events for `mserver` and `command`).
+pub(super) fn open_netlink(method: OnlineDetect) -> Option<netlink::Monitor> {
+    let track = match method {
+        OnlineDetect::File => return None,
+        OnlineDetect::Netlink => true,
+        OnlineDetect::Mserver | OnlineDetect::Command => false,
+    };
+    match netlink::Monitor::open(true, track) {
+        Ok(mut m) => {
+            if track && !m.settle(FIRST_DUMP) {
+                warn!("netlink: the first dump did not finish in time; going on with events");
+            }
+            Some(m)
+        }
+        Err(e) => {
+            if track {
+                error!("netlink: {e}; routes come online only on 'masqmail flush ROUTE'");
+            } else {
+                warn!("netlink: {e}; the online state is asked again only on flush and SIGUSR1");
+            }
+            None
+        }
+    }
+}
+
+impl Supervisor {
+    /// The online state as known without waiting (start of the daemon):
+    /// file and netlink at once; mserver and command start their query.
+    pub(super) fn initial_online(&mut self) -> Online {
+        match self.cfg.main.online_detect {
+            OnlineDetect::File => self.file_online(),
+            OnlineDetect::Netlink => self.netlink_online().unwrap_or_default(),
+            OnlineDetect::Mserver | OnlineDetect::Command => {
+                self.start_query();
+                Online::default()
+            }
+        }
+    }
+
+    fn file_online(&self) -> Online {
+        Online::from_names(&self.cfg, &online::read_file(&self.cfg), |_| {
+            online::Why::File
+        })
+    }
+
+    /// The routes the netlink table makes online, when it is whole.
+    fn netlink_online(&self) -> Option<Online> {
+        let m = self.netlink.as_ref()?;
+        if !m.settled() {
+            return None;
+        }
+        debug!("netlink: {}", m.table().describe());
+        Some(Online::from_devices(&self.cfg, &m.table().online_devices()))
+    }
+
+    /// Check again now (a flush, SIGUSR1, the online file changed).
+    pub(super) fn check_online(&mut self) {
+        match self.cfg.main.online_detect {
+            OnlineDetect::File => {
+                let now = self.file_online();
+                self.set_online(now);
+            }
+            OnlineDetect::Netlink => {
+                if let Some(now) = self.netlink_online() {
+                    self.set_online(now);
+                }
+            }
+            OnlineDetect::Mserver | OnlineDetect::Command => self.start_query(),
+        }
+    }
+
+    /// Take a new online state; routes that came up get a forced run.
+    pub(super) fn set_online(&mut self, now: Online) {
+        let old = std::mem::replace(&mut self.online, now);
+        for (r, why) in old.iter() {
+            if self.online.get(r).is_none() {
+                info!("route {r} went offline (was: {why})");
+            }
+        }
+        let up: Vec<(String, String)> = self
+            .online
+            .iter()
+            .filter(|(r, _)| old.get(r).is_none())
+            .map(|(r, why)| (r.clone(), why.to_string()))
+            .collect();
+        for (r, why) in up {
+            info!("route {r} came online ({why})");
+            self.request_run(RunRequest {
+                force: true,
+                route: Some(r),
+            });
+        }
+    }
+
+    /// The netlink socket is readable.
+    pub(super) fn on_netlink(&mut self) {
+        let Some(m) = self.netlink.as_mut() else {
+            return;
+        };
+        if !m.read().changed {
+            return;
+        }
+        match self.cfg.main.online_detect {
+            OnlineDetect::Netlink => {
+                if let Some(now) = self.netlink_online() {
+                    self.set_online(now);
+                }
+            }
+            OnlineDetect::Mserver | OnlineDetect::Command => self.start_query(),
+            OnlineDetect::File => {}
+        }
+    }
+
+    /// Start a query child (mserver, command), or ask for one more after
+    /// the running one.
+    pub(super) fn start_query(&mut self) {
+        if self.stopping {
+            return;
+        }
+        if self.query.is_some() {
+            self.query_again = true;
+            return;
+        }
+        let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                error!("pipe: {e}");
+                return;
+            }
+        };
+        let pipe = std::fs::File::from(rd);
+        if let Err(e) = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+            error!("pipe: {e}");
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let mut wr = Some(wr);
+        let pid = self.spawn(ChildKind::Query, move || {
+            let answer = match crate::privs::become_mail_user(&cfg) {
+                Ok(()) => online::ask(&cfg),
+                Err(f) => Err(f.msg),
+            };
+            if let Some(w) = wr.take() {
+                let _ = std::fs::File::from(w).write_all(online::encode_answer(&answer).as_bytes());
+            }
+            0
+        });
+        if let Some(pid) = pid {
+            debug!("online query: worker {pid}");
+            self.query = Some(Query {
+                pid,
+                pipe,
+                buf: Vec::new(),
+                deadline: Instant::now() + QUERY_LIMIT,
+            });
+        }
+    }
+
+    /// The query child wrote (or closed its end).
+    pub(super) fn on_query_pipe(&mut self) {
+        let Some(q) = self.query.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 512];
+        let done = loop {
+            match q.pipe.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    q.buf.extend_from_slice(&chunk[..n]);
+                    if q.buf.contains(&b'\n') || q.buf.len() > 4096 {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        if done {
+            let line = String::from_utf8_lossy(&q.buf).into_owned();
+            self.finish_query(online::decode_answer(&line));
+        }
+    }
+
+    fn finish_query(&mut self, answer: online::Answer) {
+        self.query = None;
+        let now = online::from_answer(&self.cfg, &answer);
+        self.set_online(now);
+        if std::mem::take(&mut self.query_again) {
+            self.start_query();
+        }
+    }
+
+    pub(super) fn query_deadline(&self) -> Option<Instant> {
+        self.query.as_ref().map(|q| q.deadline)
+    }
+
+    /// The poll timed out: a query child past its limit is killed.
+    pub(super) fn on_query_timeout(&mut self) {
+        let Some(q) = &self.query else {
+            return;
+        };
+        if Instant::now() < q.deadline {
+            return;
+        }
+        warn!(
+            "online query: worker {} gave no answer within {} s; killed",
+            q.pid,
+            QUERY_LIMIT.as_secs()
+        );
+        match kill(q.pid, Signal::SIGKILL) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => warn!("kill {}: {e}", q.pid),
+        }
+        self.finish_query(Err("no answer".into()));
+    }
+
+    /// After a reload: set detection up again when its settings changed.
+    pub(super) fn online_reconfigure(&mut self, old: &crate::config::Main) {
+        let m = &self.cfg.main;
+        if m.online_detect == old.online_detect
+            && m.online_file == old.online_file
+            && m.online_query == old.online_query
+            && m.mserver_host == old.mserver_host
+        {
+            // Route definitions (devices, permanent) may have changed.
+            self.check_online();
+            return;
+        }
+        info!("online detection is now '{}'", m.online_detect.name());
+        if let Some(wd) = self.wd_online.take() {
+            let _ = self.inotify.rm_watch(wd);
+        }
+        self.wd_online = super::online_watch(&self.cfg, &self.inotify);
+        self.netlink = open_netlink(self.cfg.main.online_detect);
+        if let Some(q) = self.query.take() {
+            let _ = kill(q.pid, Signal::SIGKILL);
+        }
+        self.query_again = false;
+        self.check_online();
+    }
+
+    /// `routes` on the control socket: one line per route,
+    /// `NAME STATE SOURCE DETAIL` (`-` for none), then an empty line.
+    pub(super) fn routes_reply(&self) -> String {
+        let mut s = String::new();
+        for r in online::route_states(&self.cfg, &self.online) {
+            let (source, detail) = match &r.why {
+                Some(w) => (w.source(), w.detail().unwrap_or("-")),
+                None => ("-", "-"),
+            };
+            s.push_str(&format!("{} {} {source} {detail}\n", r.name, r.state()));
+        }
+        s.push('\n');
+        s
+    }
+}

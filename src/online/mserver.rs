@@ -1,0 +1,274 @@
+//! online::mserver — ask a masqdialer server which connection is up.
+//!
+//! DESCRIPTION
+//!   The masqdialer exchange as masqmail 1.0's mservdetect speaks it
+//!   (reverse engineered there, kept here):
+//!
+//!     S: READY
+//!     C: STAT
+//!     S: DOWN              no connection: offline
+//!     S: UP NAME:N         N >= 0: connection NAME is up; N < 0: it is
+//!                          being dialled, still offline
+//!     C: QUIT
+//!
+//!   Lines end with LF (CR LF accepted); leading white space is skipped.
+//!   NAME is the name of a route. Older masqmail (0.1) counted N = 0 as
+//!   "pending"; 1.0 counts it as up, and so do we.
+//!
+//!   Every step is bounded: the connection must be made within 5 s,
+//!   every read and write within 5 s, the whole exchange within 10 s; a
+//!   line is at most 256 bytes. A server that is missing, refuses, stalls
+//!   or answers nonsense means "no connection is up" — never a hang. The
+//!   daemon asks from a short-lived child (src/daemon/online.rs), so even
+//!   a slow name lookup of `mserver_host` cannot block the supervisor.
+//!
+//! SECURITY
+//!   The server's answer is only compared with route names; it is never
+//!   logged longer than a line, never used as a path or a command.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::config::HostPort;
+
+/// How long each step may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub connect: Duration,
+    pub io: Duration,
+    pub total: Duration,
+}
+
+pub const LIMITS: Limits = Limits {
+    connect: Duration::from_secs(5),
+    io: Duration::from_secs(5),
+    total: Duration::from_secs(10),
+};
+const MAX_LINE: usize = 256;
+
+/// What the server said after STAT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stat {
+    Down,
+    /// Being dialled (`UP NAME:-1`).
+    Pending(String),
+    Up(String),
+}
+
+/// Parse the reply to STAT.
+pub fn parse_stat(line: &str) -> Result<Stat, String> {
+    let line = line.trim();
+    if line.starts_with("DOWN") {
+        return Ok(Stat::Down);
+    }
+    let Some(rest) = line.strip_prefix("UP ") else {
+        return Err(format!("unexpected reply to STAT: '{}'", printable(line)));
+    };
+    let Some((name, n)) = rest.rsplit_once(':') else {
+        return Err(format!("unexpected reply to STAT: '{}'", printable(line)));
+    };
+    let n: i64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("unexpected reply to STAT: '{}'", printable(line)))?;
+    let name = name.trim().to_string();
+    if name.is_empty() {
+        return Err("the server named no connection".into());
+    }
+    Ok(if n >= 0 {
+        Stat::Up(name)
+    } else {
+        Stat::Pending(name)
+    })
+}
+
+/// At most 80 characters, control characters replaced: for log lines.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Ask the server at `hp`. Err: it could not be asked (down, silent,
+/// nonsense) — the caller counts that as offline.
+pub fn query(hp: &HostPort) -> Result<Stat, String> {
+    query_within(hp, LIMITS)
+}
+
+pub fn query_within(hp: &HostPort, lim: Limits) -> Result<Stat, String> {
+    let start = Instant::now();
+    let addrs: Vec<_> = (hp.host.as_str(), hp.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", hp.host))?
+        .collect();
+    let mut last = format!("{}: no address", hp.host);
+    for a in addrs {
+        if start.elapsed() >= lim.total {
+            break;
+        }
+        match TcpStream::connect_timeout(&a, lim.connect) {
+            Ok(s) => return exchange(s, start, lim),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn exchange(mut s: TcpStream, start: Instant, lim: Limits) -> Result<Stat, String> {
+    s.set_write_timeout(Some(lim.io))
+        .map_err(|e| e.to_string())?;
+    let mut pending = Vec::new();
+    let hello = read_line(&mut s, &mut pending, start, lim)?;
+    if !hello.starts_with("READY") {
+        return Err(format!(
+            "the server did not say READY: '{}'",
+            printable(&hello)
+        ));
+    }
+    s.write_all(b"STAT\n")
+        .map_err(|e| format!("sending STAT: {e}"))?;
+    let reply = read_line(&mut s, &mut pending, start, lim)?;
+    // Polite, not needed: the answer is in.
+    let _ = s.write_all(b"QUIT\n");
+    parse_stat(&reply)
+}
+
+/// One line (leading white space skipped), within the deadlines.
+fn read_line(
+    s: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    start: Instant,
+    lim: Limits,
+) -> Result<String, String> {
+    loop {
+        while pending.first().is_some_and(|b| b.is_ascii_whitespace()) {
+            pending.remove(0);
+        }
+        if let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            return Ok(String::from_utf8_lossy(&line).trim_end().to_string());
+        }
+        if pending.len() > MAX_LINE {
+            return Err("the server sent a line longer than 256 bytes".into());
+        }
+        let left = lim.total.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(format!("no answer within {} ms", lim.total.as_millis()));
+        }
+        s.set_read_timeout(Some(left.min(lim.io)))
+            .map_err(|e| e.to_string())?;
+        let mut chunk = [0u8; 128];
+        match s.read(&mut chunk) {
+            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("no answer within {} ms", lim.io.as_millis()))
+            }
+            Err(e) => return Err(format!("reading: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn stat_replies() {
+        assert_eq!(parse_stat("DOWN"), Ok(Stat::Down));
+        assert_eq!(parse_stat("UP isp:1"), Ok(Stat::Up("isp".into())));
+        assert_eq!(parse_stat("  UP isp:0\r"), Ok(Stat::Up("isp".into())));
+        assert_eq!(parse_stat("UP isp:-1"), Ok(Stat::Pending("isp".into())));
+        assert_eq!(parse_stat("UP a:b:3"), Ok(Stat::Up("a:b".into())));
+        for bad in ["", "UP", "UP isp", "UP isp:x", "UP :1", "HELLO", "UPisp:1"] {
+            assert!(parse_stat(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A one-connection server thread that plays `script`: None = send
+    /// nothing more and hold the connection open.
+    fn server(script: Vec<Option<&'static str>>) -> HostPort {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut buf = [0u8; 64];
+            for step in script {
+                match step {
+                    Some(line) if line.starts_with("<") => {
+                        let _ = s.read(&mut buf);
+                    }
+                    Some(line) => {
+                        let _ = s.write_all(line.as_bytes());
+                    }
+                    None => {
+                        std::thread::sleep(Duration::from_secs(3));
+                        return;
+                    }
+                }
+            }
+            let _ = s.read(&mut buf);
+        });
+        HostPort {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn exchanges() {
+        let up = server(vec![Some("READY\n"), Some("<"), Some("UP isp:1\n")]);
+        assert_eq!(query(&up), Ok(Stat::Up("isp".into())));
+        let down = server(vec![Some("\r\n  READY\r\n"), Some("<"), Some("DOWN\r\n")]);
+        assert_eq!(query(&down), Ok(Stat::Down));
+        let rude = server(vec![Some("BUSY\n")]);
+        assert!(query(&rude).is_err());
+        let long = server(vec![Some(&*"x".repeat(300).leak())]);
+        assert!(query(&long).unwrap_err().contains("longer"));
+        let closed = server(vec![Some("READY\n")]);
+        assert!(query(&closed).is_err());
+        // Nobody listens: refused at once.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let t = Instant::now();
+        assert!(query(&HostPort {
+            host: "127.0.0.1".into(),
+            port
+        })
+        .is_err());
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn silent_server_is_bounded() {
+        let lim = Limits {
+            connect: Duration::from_millis(300),
+            io: Duration::from_millis(300),
+            total: Duration::from_millis(500),
+        };
+        let silent = server(vec![None]);
+        let t = Instant::now();
+        let r = query_within(&silent, lim);
+        assert!(r.unwrap_err().contains("no answer within 300 ms"));
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // A server that trickles: the total limit holds.
+        let slow = server(vec![Some("READY\n"), Some("<"), None]);
+        let t = Instant::now();
+        assert!(query_within(&slow, lim).is_err());
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+}
