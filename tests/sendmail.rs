@@ -296,7 +296,7 @@ fn queue_json_lists_messages() {
     let out = Mta::new("json-empty").run("masqmail", &["queue", "--json"], b"");
     assert_eq!(
         stdout(&out),
-        "{\"messages\":[],\"problems\":[],\"corrupt\":[]}\n"
+        "{\"messages\":[],\"problems\":[],\"corrupt\":[],\"routes\":[],\"unroutable\":0,\"daemon\":false}\n"
     );
 }
 

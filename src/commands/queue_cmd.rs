@@ -5,9 +5,11 @@ use std::io::{self, Write};
 
 use log::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, OnlineDetect};
+use crate::daemon::control;
 use crate::deliver::{self, RunOpts};
 use crate::error::{CmdResult, Exit, Fail};
+use crate::online::{self, Why};
 use crate::queue::recover;
 use crate::queue::{Dir, Entry, HeaderFile, MsgId, RcptState, Spool, Target};
 use crate::scan::Scanner;
@@ -169,7 +171,128 @@ fn json_str(s: &str) -> String {
     o
 }
 
-fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> String {
+/// A route as `queue --json` and `status` show it.
+struct RouteRow {
+    name: String,
+    /// `online`, `offline`, `disabled`, or `unknown` (no daemon to ask).
+    state: String,
+    why: Option<Why>,
+    waiting: usize,
+}
+
+/// The routes' states: the daemon's (`routes` on the control socket);
+/// without a daemon, what can be told at once (netlink, file) — mserver
+/// and command routes are then `unknown` (no query runs for a listing).
+fn route_rows(cfg: &Config) -> (Vec<RouteRow>, bool) {
+    let path = control::socket_path(&cfg.main.spool_dir);
+    if let Ok(reply) = control::request(&path, "routes") {
+        let rows: Vec<RouteRow> = reply
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let [name, state, source, detail] = w[..] else {
+                    return None;
+                };
+                let detail = (detail != "-").then_some(detail);
+                Some(RouteRow {
+                    name: name.to_string(),
+                    state: state.to_string(),
+                    why: Why::from_parts(source, detail),
+                    waiting: 0,
+                })
+            })
+            .collect();
+        if !rows.is_empty() || cfg.routes.is_empty() {
+            return (rows, true);
+        }
+    }
+    let known = matches!(
+        cfg.main.online_detect,
+        OnlineDetect::Netlink | OnlineDetect::File
+    );
+    let now = if known {
+        online::current(cfg)
+    } else {
+        online::Online::default()
+    };
+    let rows = online::route_states(cfg, &now)
+        .into_iter()
+        .map(|r| {
+            let state = if r.why.is_none() && r.enabled && !known {
+                "unknown"
+            } else {
+                r.state()
+            };
+            RouteRow {
+                state: state.to_string(),
+                name: r.name,
+                why: r.why,
+                waiting: 0,
+            }
+        })
+        .collect();
+    (rows, false)
+}
+
+/// Count, per route, the pending remote recipients it would carry (a
+/// recipient several routes accept counts for each); returns how many no
+/// enabled route accepts.
+fn count_waiting(cfg: &Config, listed: &[Listed], rows: &mut [RouteRow]) -> usize {
+    let Ok(scanner) = Scanner::new(cfg) else {
+        return 0;
+    };
+    let mut unroutable = 0;
+    for l in listed.iter().filter(|l| l.scanned) {
+        let env = &l.hf.env;
+        let from_hdrs = crate::route::from_addresses(&l.hf.headers);
+        for r in env.rcpts.iter().filter(|r| r.state == RcptState::Pending) {
+            let Target::Addr(a) = &r.target else {
+                continue;
+            };
+            if scanner.is_local(a) {
+                continue;
+            }
+            let mut any = false;
+            for rt in cfg.routes.iter().filter(|rt| rt.enabled) {
+                if crate::route::accepts(rt, &env.sender, &from_hdrs, a) {
+                    any = true;
+                    if let Some(row) = rows.iter_mut().find(|row| row.name == rt.name) {
+                        row.waiting += 1;
+                    }
+                }
+            }
+            if !any {
+                unroutable += 1;
+            }
+        }
+    }
+    unroutable
+}
+
+fn routes_json(rows: &[RouteRow], unroutable: usize, daemon: bool) -> String {
+    let mut s = String::from(",\"routes\":[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let opt = |v: Option<String>| v.map_or_else(|| "null".to_string(), |v| json_str(&v));
+        let _ = write!(
+            s,
+            "{{\"name\":{},\"state\":\"{}\",\"online\":{},\"source\":{},\"detail\":{},\"why\":{},\"waiting\":{}}}",
+            json_str(&r.name),
+            r.state,
+            r.state == "online",
+            opt(r.why.as_ref().map(|w| w.source().to_string())),
+            opt(r.why.as_ref().and_then(|w| w.detail().map(str::to_string))),
+            opt(r.why.as_ref().map(|w| w.to_string())),
+            r.waiting
+        );
+    }
+    let _ = write!(s, "],\"unroutable\":{unroutable},\"daemon\":{daemon}");
+    s
+}
+
+fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String], routes: &str) -> String {
     let mut s = String::from("{\"messages\":[");
     for (i, l) in listed.iter().enumerate() {
         let env = &l.hf.env;
@@ -223,12 +346,16 @@ fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> St
     s.push_str("],\"corrupt\":[");
     let names: Vec<String> = corrupt.iter().map(|c| json_str(c)).collect();
     s.push_str(&names.join(","));
-    s.push_str("]}\n");
+    s.push(']');
+    s.push_str(routes);
+    s.push_str("}\n");
     s
 }
 
 pub fn list(cfg: &Config, json: bool) -> CmdResult {
     let root = &cfg.main.spool_dir;
+    // Asked before privileges are dropped: the control socket is root's.
+    let mut routes = json.then(|| route_rows(cfg));
     let (listed, problems, corrupt) = if root.is_dir() {
         super::drop_privileges(cfg)?;
         let spool = Spool::existing(root);
@@ -237,8 +364,10 @@ pub fn list(cfg: &Config, json: bool) -> CmdResult {
     } else {
         (Vec::new(), Vec::new(), Vec::new())
     };
-    let text = if json {
-        print_json(&listed, &problems, &corrupt)
+    let text = if let Some((rows, daemon)) = routes.as_mut() {
+        let unroutable = count_waiting(cfg, &listed, rows);
+        let r = routes_json(rows, unroutable, *daemon);
+        print_json(&listed, &problems, &corrupt, &r)
     } else {
         print_text(&listed, &problems, &corrupt)
     };
@@ -355,12 +484,46 @@ pub fn flush(cfg: &Config, route: Option<String>) -> CmdResult {
     }
 }
 
-/// `masqmail status`: the daemon's own report.
+/// `masqmail status`: the daemon's own report, each route with the
+/// number of recipients waiting for it (when the spool can be read).
 pub fn status(cfg: &Config) -> CmdResult {
     let path = crate::daemon::control::socket_path(&cfg.main.spool_dir);
     match crate::daemon::control::request(&path, "status") {
         Ok(reply) => {
-            print!("{reply}");
+            let mut rows: Vec<RouteRow> = cfg
+                .routes
+                .iter()
+                .map(|r| RouteRow {
+                    name: r.name.clone(),
+                    state: String::new(),
+                    why: None,
+                    waiting: 0,
+                })
+                .collect();
+            let counted = super::drop_privileges(cfg)
+                .ok()
+                .and_then(|()| collect(&Spool::existing(&cfg.main.spool_dir)).ok())
+                .map(|(listed, _)| count_waiting(cfg, &listed, &mut rows));
+            let mut out = String::new();
+            for line in reply.lines() {
+                out.push_str(line);
+                let name = line
+                    .strip_prefix("route ")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(n, _)| n);
+                if let (Some(n), Some(_)) = (name, counted) {
+                    if let Some(row) = rows.iter().find(|r| r.name == n) {
+                        let _ = write!(out, "; {} recipient(s) waiting", row.waiting);
+                    }
+                }
+                if line.is_empty() {
+                    if let Some(u @ 1..) = counted {
+                        let _ = writeln!(out, "no route: {u} recipient(s) waiting");
+                    }
+                }
+                out.push('\n');
+            }
+            print!("{out}");
             Ok(())
         }
         Err(e) => Err(Fail::new(

@@ -602,6 +602,7 @@ impl Supervisor {
         self.stopping = true;
         self.listeners.clear();
         self.control = None;
+        self.stop_query();
         let _ = std::fs::remove_file(&self.control_path);
     }
 

@@ -284,6 +284,14 @@ impl Supervisor {
         self.finish_query(Err("no answer".into()));
     }
 
+    /// Stopping (or the method changed): a query in flight is of no use.
+    pub(super) fn stop_query(&mut self) {
+        if let Some(q) = self.query.take() {
+            let _ = kill(q.pid, Signal::SIGKILL);
+        }
+        self.query_again = false;
+    }
+
     /// After a reload: set detection up again when its settings changed.
     pub(super) fn online_reconfigure(&mut self, old: &crate::config::Main) {
         let m = &self.cfg.main;
@@ -302,10 +310,7 @@ impl Supervisor {
         }
         self.wd_online = super::online_watch(&self.cfg, &self.inotify);
         self.netlink = open_netlink(self.cfg.main.online_detect);
-        if let Some(q) = self.query.take() {
-            let _ = kill(q.pid, Signal::SIGKILL);
-        }
-        self.query_again = false;
+        self.stop_query();
         self.check_online();
     }
 

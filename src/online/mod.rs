@@ -62,6 +62,20 @@ impl Why {
         }
     }
 
+    /// Back from [`Why::source`] and [`Why::detail`] (the daemon's
+    /// `routes` reply).
+    pub fn from_parts(source: &str, detail: Option<&str>) -> Option<Why> {
+        let d = || detail.map(str::to_string);
+        Some(match source {
+            "permanent" => Why::Permanent,
+            "file" => Why::File,
+            "netlink" => Why::Netlink(d()?),
+            "mserver" => Why::Mserver(d()?),
+            "command" => Why::Command(d()?),
+            _ => return None,
+        })
+    }
+
     /// The device or name behind it, if any.
     pub fn detail(&self) -> Option<&str> {
         match self {
@@ -295,6 +309,21 @@ mod tests {
             ["isp", "wifi", "lte"]
         );
         assert!(parse_names("").is_empty());
+    }
+
+    #[test]
+    fn reasons_survive_the_control_socket() {
+        for w in [
+            Why::Permanent,
+            Why::File,
+            Why::Netlink("eth0".into()),
+            Why::Mserver("isp".into()),
+            Why::Command("lte".into()),
+        ] {
+            assert_eq!(Why::from_parts(w.source(), w.detail()), Some(w));
+        }
+        assert_eq!(Why::from_parts("netlink", None), None);
+        assert_eq!(Why::from_parts("-", None), None);
     }
 
     #[test]

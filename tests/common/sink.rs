@@ -61,7 +61,12 @@ impl Sink {
         let connections = Arc::new(AtomicUsize::new(0));
         let behaviour = Arc::new(Mutex::new(b));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, c, bh, st) = (got.clone(), connections.clone(), behaviour.clone(), stop.clone());
+        let (g, c, bh, st) = (
+            got.clone(),
+            connections.clone(),
+            behaviour.clone(),
+            stop.clone(),
+        );
         l.set_nonblocking(true).unwrap();
         std::thread::spawn(move || loop {
             if st.load(Ordering::SeqCst) {
@@ -133,7 +138,10 @@ fn b64(s: &str) -> Option<String> {
 }
 
 fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: bool) {
-    let greeting = b.greeting.clone().unwrap_or_else(|| "220 sink.test ESMTP".into());
+    let greeting = b
+        .greeting
+        .clone()
+        .unwrap_or_else(|| "220 sink.test ESMTP".into());
     if !tls {
         let _ = s.write_all(format!("{greeting}\r\n").as_bytes());
         if !greeting.starts_with("220") {
@@ -142,7 +150,8 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
     }
     let mut r = BufReader::new(s);
     let mut line = String::new();
-    let (mut helo, mut from, mut rcpts, mut auth) = (String::new(), String::new(), Vec::new(), None);
+    let (mut helo, mut from, mut rcpts, mut auth) =
+        (String::new(), String::new(), Vec::new(), None);
     loop {
         line.clear();
         match r.read_line(&mut line) {
@@ -157,7 +166,12 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
         };
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_string();
-            let mut ext = vec!["250-sink.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 10000000"];
+            let mut ext = vec![
+                "250-sink.test",
+                "250-PIPELINING",
+                "250-8BITMIME",
+                "250-SIZE 10000000",
+            ];
             #[cfg(feature = "tls")]
             if b.tls.is_some() && !tls {
                 ext.push("250-STARTTLS");
@@ -208,11 +222,19 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 reply(w, "530 5.7.0 AUTH first");
                 continue;
             }
-            from = cmd[10..].split_whitespace().next().unwrap_or("").trim_matches(['<', '>']).to_string();
+            from = cmd[10..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches(['<', '>'])
+                .to_string();
             rcpts.clear();
             reply(w, "250 2.1.0 ok");
         } else if upper.starts_with("RCPT TO:") {
-            let to = cmd[8..].trim().trim_matches(['<', '>']).to_ascii_lowercase();
+            let to = cmd[8..]
+                .trim()
+                .trim_matches(['<', '>'])
+                .to_ascii_lowercase();
             match b.rcpt_replies.get(&to) {
                 Some(t) => reply(w, t),
                 None => {
@@ -245,7 +267,10 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 data.push_str(l);
             }
             let w = r.get_mut();
-            let end = b.data_reply.clone().unwrap_or_else(|| "250 2.0.0 queued".into());
+            let end = b
+                .data_reply
+                .clone()
+                .unwrap_or_else(|| "250 2.0.0 queued".into());
             if end.starts_with('2') {
                 got.lock().unwrap().push(Got {
                     helo: helo.clone(),
