@@ -355,3 +355,59 @@ fn flapping_link() {
         t0.elapsed()
     );
 }
+
+/// A real overrun: a socket with the smallest buffer, 300 address events
+/// while nobody reads. The kernel reports ENOBUFS; the monitor reads the
+/// whole state again and ends up with what the kernel has.
+#[test]
+fn overrun_reads_the_whole_state_again() {
+    need_netns!("overrun_reads_the_whole_state_again");
+    use masqmail::online::netlink::Monitor;
+    use std::os::fd::AsRawFd;
+    let net = Net::new(5);
+    net.route_up();
+    let path = format!("/run/netns/{}", net.d);
+    let ns = net.d.clone();
+    let (overruns, table, devices) = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: this thread only; the fd is valid.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let mut m = Monitor::open(true).unwrap();
+        assert!(m.settle(Duration::from_secs(3)));
+        m.set_recv_buffer(1024).unwrap();
+        let script: String = (0..300)
+            .map(|i| format!("addr add 10.203.{}.{}/32 dev lo\n", i / 200, i % 200 + 1))
+            .collect();
+        let mut ip = std::process::Command::new("ip")
+            .args(["-n", &ns, "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        ip.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(ip.wait().unwrap().success());
+        let t0 = Instant::now();
+        while (m.overruns() == 0 || !m.settled()) && t0.elapsed() < Duration::from_secs(5) {
+            m.read();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (
+            m.overruns(),
+            m.table().describe(),
+            m.table().online_devices(),
+        )
+    })
+    .join()
+    .unwrap();
+    assert!(overruns >= 1, "no overrun provoked: {table}");
+    // lo: 127.0.0.1, ::1 and the 300 new ones, read again whole.
+    assert!(table.contains("lo:1UR a302 r0"), "{table}");
+    assert_eq!(
+        devices.into_iter().collect::<Vec<_>>(),
+        std::slice::from_ref(&net.dev)
+    );
+}

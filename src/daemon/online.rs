@@ -10,12 +10,14 @@
 //!                created, renamed over, deleted);
 //!     `mserver`, `command`
 //!                the start of the daemon, `flush`, SIGUSR1 — and netlink
-//!                events: the same socket is opened, without a table,
-//!                only as a cue that something about the network changed.
-//!                Never a timer. (A masqdialer on another host changes
-//!                nothing here: its connect script should call
-//!                `masqmail flush`.)
-//!   Every method also re-checks on `flush` and SIGUSR1.
+//!                events: the same socket and table are kept, and a change
+//!                of what matters (a link up or down, a global address, a
+//!                usable default route) asks again; renewals (router
+//!                advertisements, address lifetimes) do not. Never a
+//!                timer. (A masqdialer on another host changes nothing
+//!                here: its connect script should call `masqmail flush`.)
+//!   Every method also re-checks on `flush` and SIGUSR1 (netlink: the
+//!   whole state is read again first, trusting nothing kept).
 //!
 //!   The query of `mserver` and `command` runs in a short-lived child
 //!   (the mail user) that writes one line to a pipe the supervisor polls:
@@ -69,20 +71,20 @@ impl Query {
 /// Open what the method needs: the netlink socket (a table for
 /// `netlink`, only events for `mserver` and `command`).
 pub(super) fn open_netlink(method: OnlineDetect) -> Option<netlink::Monitor> {
-    let track = match method {
-        OnlineDetect::File => return None,
-        OnlineDetect::Netlink => true,
-        OnlineDetect::Mserver | OnlineDetect::Command => false,
-    };
-    match netlink::Monitor::open(true, track) {
+    if method == OnlineDetect::File {
+        return None;
+    }
+    match netlink::Monitor::open(true) {
         Ok(mut m) => {
-            if track && !m.settle(FIRST_DUMP) {
+            if !m.settle(FIRST_DUMP) {
                 warn!("netlink: the first dump did not finish in time; going on with events");
             }
+            // The baseline for network_changed().
+            let _ = m.network_changed();
             Some(m)
         }
         Err(e) => {
-            if track {
+            if method == OnlineDetect::Netlink {
                 error!("netlink: {e}; routes come online only on 'masqmail flush ROUTE'");
             } else {
                 warn!("netlink: {e}; the online state is asked again only on flush and SIGUSR1");
@@ -129,11 +131,11 @@ impl Supervisor {
                 let now = self.file_online();
                 self.set_online(now);
             }
-            OnlineDetect::Netlink => {
-                if let Some(now) = self.netlink_online() {
-                    self.set_online(now);
-                }
-            }
+            OnlineDetect::Netlink => match self.netlink.as_mut() {
+                // Evaluated when the new dump is in (on_netlink).
+                Some(m) => m.refresh(),
+                None => self.set_online(Online::default()),
+            },
             OnlineDetect::Mserver | OnlineDetect::Command => self.start_query(),
         }
     }
@@ -175,7 +177,11 @@ impl Supervisor {
                     self.set_online(now);
                 }
             }
-            OnlineDetect::Mserver | OnlineDetect::Command => self.start_query(),
+            OnlineDetect::Mserver | OnlineDetect::Command => {
+                if m.network_changed() {
+                    self.start_query();
+                }
+            }
             OnlineDetect::File => {}
         }
     }

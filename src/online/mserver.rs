@@ -4,12 +4,14 @@
 //!   The masqdialer exchange as masqmail 1.0's mservdetect speaks it
 //!   (reverse engineered there, kept here):
 //!
+//! ```text
 //!     S: READY
 //!     C: STAT
 //!     S: DOWN              no connection: offline
 //!     S: UP NAME:N         N >= 0: connection NAME is up; N < 0: it is
 //!                          being dialled, still offline
 //!     C: QUIT
+//! ```
 //!
 //!   Lines end with LF (CR LF accepted); leading white space is skipped.
 //!   NAME is the name of a route. Older masqmail (0.1) counted N = 0 as

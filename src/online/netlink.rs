@@ -434,6 +434,14 @@ struct RouteInfo {
     flags: u32,
 }
 
+/// See [`Table::signature`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signature {
+    devices: BTreeSet<String>,
+    links: Vec<(u32, u32)>,
+    addrs: Vec<AddrKey>,
+}
+
 /// What applying a message asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Effect {
@@ -593,6 +601,27 @@ impl Table {
         out
     }
 
+    /// What matters about the network for the query methods (mserver,
+    /// command): the usable default routes, which links are up and
+    /// running, and the global addresses. Address lifetime refreshes and
+    /// router advertisements renewing a route leave it unchanged.
+    pub fn signature(&self) -> Signature {
+        Signature {
+            devices: self.online_devices(),
+            links: self
+                .links
+                .iter()
+                .map(|(i, l)| (*i, l.flags & (IFF_UP | IFF_RUNNING)))
+                .collect(),
+            addrs: self
+                .addrs
+                .iter()
+                .filter(|(_, a)| a.scope == RT_SCOPE_UNIVERSE)
+                .map(|(k, _)| *k)
+                .collect(),
+        }
+    }
+
     /// One line per link for the debug log.
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -636,19 +665,20 @@ pub struct Monitor {
     sock: OwnedFd,
     buf: Vec<u8>,
     table: Table,
-    /// Keep the table (netlink detection); false: only report that
-    /// something happened (mserver and command use the events as a cue).
-    track: bool,
     dump: Option<Dump>,
     want_full: bool,
     want_routes: bool,
     seq: u32,
+    /// Overruns seen (ENOBUFS, truncation, malformed batches).
+    overruns: u64,
+    /// The signature last reported by [`Monitor::network_changed`].
+    last: Option<Signature>,
 }
 
 impl Monitor {
-    /// Subscribe to the groups (`events`) and, when `track`, start the
-    /// first dump. The socket is non-blocking.
-    pub fn open(events: bool, track: bool) -> io::Result<Monitor> {
+    /// Subscribe to the groups (`events`: false for a one-shot dump) and
+    /// start the first dump. The socket is non-blocking.
+    pub fn open(events: bool) -> io::Result<Monitor> {
         let sock = socket::socket(
             AddressFamily::Netlink,
             SockType::Raw,
@@ -669,11 +699,12 @@ impl Monitor {
             sock,
             buf: vec![0; BUF_LEN],
             table: Table::default(),
-            track,
             dump: None,
-            want_full: track,
+            want_full: true,
             want_routes: false,
             seq: 0,
+            overruns: 0,
+            last: None,
         };
         m.start_dump()?;
         Ok(m)
@@ -694,7 +725,7 @@ impl Monitor {
 
     /// Start the next dump owed, if none runs.
     fn start_dump(&mut self) -> io::Result<()> {
-        if self.dump.is_some() || !self.track {
+        if self.dump.is_some() {
             return Ok(());
         }
         let stage = if self.want_full {
@@ -764,15 +795,45 @@ impl Monitor {
         }
     }
 
+    /// Read the whole state again (a flush: trust nothing kept).
+    pub fn refresh(&mut self) {
+        self.want_full = true;
+        if let Err(e) = self.start_dump() {
+            warn!("netlink: cannot ask the kernel for its state: {e}");
+        }
+    }
+
+    /// Overruns survived so far.
+    pub fn overruns(&self) -> u64 {
+        self.overruns
+    }
+
+    /// Set the socket's receive buffer (tests provoke overruns with a
+    /// small one).
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<()> {
+        socket::setsockopt(&self.sock, socket::sockopt::RcvBuf, &bytes).map_err(io::Error::from)
+    }
+
+    /// For the query methods: has what matters changed since the last
+    /// call (see [`Table::signature`])? Only once the table is whole.
+    pub fn network_changed(&mut self) -> bool {
+        if !self.settled() {
+            return false;
+        }
+        let now = self.table.signature();
+        if self.last.as_ref() == Some(&now) {
+            return false;
+        }
+        let first = self.last.is_none();
+        self.last = Some(now);
+        !first
+    }
+
     /// The kernel dropped messages: nothing known can be trusted.
     fn overrun(&mut self, why: &str) {
+        self.overruns += 1;
         info!("netlink: {why}; reading the whole state again");
-        if self.track {
-            self.want_full = true;
-            if let Err(e) = self.start_dump() {
-                warn!("netlink: cannot ask the kernel for its state: {e}");
-            }
-        }
+        self.refresh();
     }
 
     /// Read what the socket holds (non-blocking) and apply it.
@@ -845,10 +906,6 @@ impl Monitor {
                 self.overrun("the kernel reported an overrun");
             }
             Msg::Link { .. } | Msg::Addr { .. } | Msg::Route(_) => {
-                if !self.track {
-                    out.changed = true;
-                    return;
-                }
                 let e = self.table.apply(m);
                 out.changed |= e.changed;
                 if e.redump_routes {
@@ -893,7 +950,7 @@ impl Monitor {
 /// One-shot: the interfaces with a usable default route now (a dump, no
 /// subscription), for `masqmail flush` without a daemon and `queue`.
 pub fn snapshot() -> io::Result<BTreeSet<String>> {
-    let mut m = Monitor::open(false, true)?;
+    let mut m = Monitor::open(false)?;
     if !m.settle(Duration::from_secs(3)) {
         return Err(io::Error::new(
             io::ErrorKind::TimedOut,

@@ -523,7 +523,7 @@ fn dump_requests() {
 /// state parses and gives a table with at least the loopback link.
 #[test]
 fn kernel_dump() {
-    let mut m = match Monitor::open(false, true) {
+    let mut m = match Monitor::open(false) {
         Ok(m) => m,
         Err(e) => {
             println!("SKIP kernel_dump: no netlink socket here: {e}");
