@@ -26,7 +26,6 @@
 pub mod mserver;
 pub mod netlink;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -97,49 +96,49 @@ impl fmt::Display for Why {
     }
 }
 
-/// The queried (not permanent) routes that are online, each with why.
+/// The queried (not permanent) routes that are online, each with why,
+/// in config order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Online(BTreeMap<String, Why>);
+pub struct Online(Vec<(String, Why)>);
 
 impl Online {
     pub fn names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
+        self.0.iter().map(|(n, _)| n.clone()).collect()
     }
 
     pub fn get(&self, route: &str) -> Option<&Why> {
-        self.0.get(route)
+        self.0.iter().find(|(n, _)| n == route).map(|(_, w)| w)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Why)> {
-        self.0.iter()
+        self.0.iter().map(|(n, w)| (n, w))
     }
 
     /// Routes named by a file, a command or a masqdialer server.
     pub fn from_names(cfg: &Config, names: &[String], why: impl Fn(&str) -> Why) -> Online {
-        let mut m = BTreeMap::new();
-        for n in names {
-            match cfg.route(n) {
-                Some(r) if !r.permanent => {
-                    m.insert(n.clone(), why(n));
-                }
-                Some(_) => {}
-                None => debug!("online: '{}' is not a route", mserver::printable(n)),
-            }
+        for n in names.iter().filter(|n| cfg.route(n).is_none()) {
+            debug!("online: '{}' is not a route", mserver::printable(n));
         }
-        Online(m)
+        Online(
+            cfg.routes
+                .iter()
+                .filter(|r| !r.permanent && names.contains(&r.name))
+                .map(|r| (r.name.clone(), why(&r.name)))
+                .collect(),
+        )
     }
 
     /// Routes served by the interfaces that have a usable default route.
-    pub fn from_devices(cfg: &Config, devices: &BTreeSet<String>) -> Online {
-        let mut m = BTreeMap::new();
+    pub fn from_devices(cfg: &Config, devices: &[String]) -> Online {
+        let mut m = Vec::new();
         for r in cfg.routes.iter().filter(|r| !r.permanent) {
             let dev = if r.devices.is_empty() {
-                devices.iter().next()
+                devices.first()
             } else {
                 r.devices.iter().find(|d| devices.contains(*d))
             };
             if let Some(d) = dev {
-                m.insert(r.name.clone(), Why::Netlink(d.clone()));
+                m.push((r.name.clone(), Why::Netlink(d.clone())));
             }
         }
         Online(m)
@@ -355,7 +354,7 @@ mod tests {
              config route 'lte'\n\tlist devices 'wwan0'\n\tlist devices 'usb0'\n\
              config route 'any'\n\
              config route 'off'\n\toption enabled '0'\n");
-        let devs: BTreeSet<String> = ["usb0".to_string()].into();
+        let devs = ["usb0".to_string()];
         let o = Online::from_devices(&c, &devs);
         assert_eq!(o.get("lte"), Some(&Why::Netlink("usb0".into())));
         assert_eq!(o.get("any"), Some(&Why::Netlink("usb0".into())));

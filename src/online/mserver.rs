@@ -137,6 +137,10 @@ fn exchange(mut s: TcpStream, start: Instant, lim: Limits) -> Result<Stat, Strin
     parse_stat(&reply)
 }
 
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// One line (leading white space skipped), within the deadlines.
 fn read_line(
     s: &mut TcpStream,
@@ -157,7 +161,7 @@ fn read_line(
         }
         let left = lim.total.saturating_sub(start.elapsed());
         if left.is_zero() {
-            return Err(format!("no answer within {} ms", lim.total.as_millis()));
+            return Err(format!("no answer within {} ms", ms(lim.total)));
         }
         s.set_read_timeout(Some(left.min(lim.io)))
             .map_err(|e| e.to_string())?;
@@ -172,7 +176,7 @@ fn read_line(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(format!("no answer within {} ms", lim.io.as_millis()))
+                return Err(format!("no answer within {} ms", ms(lim.io)))
             }
             Err(e) => return Err(format!("reading: {e}")),
         }

@@ -40,7 +40,6 @@
 //!   Bounded: one 32 KiB receive buffer, a table that holds what the
 //!   kernel reports (a router has a handful of links and routes).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -437,7 +436,7 @@ struct RouteInfo {
 /// See [`Table::signature`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Signature {
-    devices: BTreeSet<String>,
+    devices: Vec<String>,
     links: Vec<(u32, u32)>,
     addrs: Vec<AddrKey>,
 }
@@ -451,12 +450,28 @@ pub struct Effect {
     pub redump_routes: bool,
 }
 
-/// The state as the kernel reported it.
+/// The state as the kernel reported it. Plain vectors: a router has a
+/// handful of each, and a map type per key costs code on MIPS.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
-    links: BTreeMap<u32, LinkInfo>,
-    addrs: BTreeMap<AddrKey, AddrInfo>,
-    routes: BTreeMap<RouteKey, RouteInfo>,
+    links: Vec<(u32, LinkInfo)>,
+    addrs: Vec<(AddrKey, AddrInfo)>,
+    routes: Vec<(RouteKey, RouteInfo)>,
+}
+
+/// Insert `x` into the sorted `v` unless it is there (no sort code).
+fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
+    if let Err(i) = v.binary_search(&x) {
+        v.insert(i, x);
+    }
+}
+
+/// Insert or replace the entry of `k`.
+fn upsert<K: PartialEq, V>(v: &mut Vec<(K, V)>, k: K, val: V) {
+    match v.iter_mut().find(|e| e.0 == k) {
+        Some(e) => e.1 = val,
+        None => v.push((k, val)),
+    }
 }
 
 impl Table {
@@ -470,15 +485,20 @@ impl Table {
                 flags,
                 name,
             } => {
-                let old = self.links.get(index).map(|l| l.flags);
-                let entry = self.links.entry(*index).or_insert_with(|| LinkInfo {
-                    name: String::new(),
-                    flags: 0,
-                });
-                if let Some(n) = name {
-                    entry.name.clone_from(n);
-                }
-                entry.flags = *flags;
+                let old = self.link(*index).map(|l| l.flags);
+                let name = match (name, self.link(*index)) {
+                    (Some(n), _) => n.clone(),
+                    (None, Some(l)) => l.name.clone(),
+                    (None, None) => String::new(),
+                };
+                upsert(
+                    &mut self.links,
+                    *index,
+                    LinkInfo {
+                        name,
+                        flags: *flags,
+                    },
+                );
                 e.changed = true;
                 // Down (or up again): the kernel flushed IPv4 routes on
                 // the way down without telling.
@@ -487,9 +507,9 @@ impl Table {
             Msg::Link {
                 new: false, index, ..
             } => {
-                self.links.remove(index);
-                self.addrs.retain(|k, _| k.index != *index);
-                self.routes.retain(|k, _| k.oif != *index);
+                self.links.retain(|(i, _)| i != index);
+                self.addrs.retain(|(k, _)| k.index != *index);
+                self.routes.retain(|(k, _)| k.oif != *index);
                 e.changed = true;
             }
             Msg::Addr {
@@ -508,7 +528,8 @@ impl Table {
                     prefix: *prefix,
                 };
                 if *new {
-                    self.addrs.insert(
+                    upsert(
+                        &mut self.addrs,
                         key,
                         AddrInfo {
                             scope: *scope,
@@ -516,7 +537,7 @@ impl Table {
                         },
                     );
                 } else {
-                    self.addrs.remove(&key);
+                    self.addrs.retain(|(k, _)| *k != key);
                     // The last address gone: its routes went with it.
                     e.redump_routes = true;
                 }
@@ -524,7 +545,7 @@ impl Table {
             }
             Msg::Route(r) if r.dst_len == 0 => {
                 if r.new && r.replace {
-                    self.routes.retain(|k, _| {
+                    self.routes.retain(|(k, _)| {
                         (k.family, k.table, k.tos, k.metric) != (r.family, r.table, r.tos, r.metric)
                     });
                 }
@@ -538,7 +559,8 @@ impl Table {
                         gateway: h.gateway,
                     };
                     if r.new {
-                        self.routes.insert(
+                        upsert(
+                            &mut self.routes,
                             key,
                             RouteInfo {
                                 rtype: r.rtype,
@@ -546,7 +568,7 @@ impl Table {
                             },
                         );
                     } else {
-                        self.routes.remove(&key);
+                        self.routes.retain(|(k, _)| *k != key);
                     }
                 }
                 e.changed = true;
@@ -560,8 +582,12 @@ impl Table {
         self.routes.clear();
     }
 
+    fn link(&self, index: u32) -> Option<&LinkInfo> {
+        self.links.iter().find(|(i, _)| *i == index).map(|(_, l)| l)
+    }
+
     fn link_ok(&self, index: u32) -> Option<&LinkInfo> {
-        self.links.get(&index).filter(|l| {
+        self.link(index).filter(|l| {
             l.flags & (IFF_UP | IFF_RUNNING) == (IFF_UP | IFF_RUNNING)
                 && l.flags & IFF_LOOPBACK == 0
         })
@@ -581,9 +607,9 @@ impl Table {
         })
     }
 
-    /// The interfaces that carry a usable default route now.
-    pub fn online_devices(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
+    /// The interfaces that carry a usable default route now (sorted).
+    pub fn online_devices(&self) -> Vec<String> {
+        let mut out = Vec::new();
         for (k, r) in &self.routes {
             if r.rtype != RTN_UNICAST
                 || k.table == RT_TABLE_LOCAL
@@ -595,7 +621,7 @@ impl Table {
                 continue;
             };
             if self.has_address(k.family, k.oif) {
-                out.insert(link.name.clone());
+                insert_sorted(&mut out, link.name.clone());
             }
         }
         out
@@ -606,19 +632,20 @@ impl Table {
     /// running, and the global addresses. Address lifetime refreshes and
     /// router advertisements renewing a route leave it unchanged.
     pub fn signature(&self) -> Signature {
+        let mut links = Vec::new();
+        for (i, l) in &self.links {
+            insert_sorted(&mut links, (*i, l.flags & (IFF_UP | IFF_RUNNING)));
+        }
+        let mut addrs = Vec::new();
+        for (k, a) in &self.addrs {
+            if a.scope == RT_SCOPE_UNIVERSE {
+                insert_sorted(&mut addrs, *k);
+            }
+        }
         Signature {
             devices: self.online_devices(),
-            links: self
-                .links
-                .iter()
-                .map(|(i, l)| (*i, l.flags & (IFF_UP | IFF_RUNNING)))
-                .collect(),
-            addrs: self
-                .addrs
-                .iter()
-                .filter(|(_, a)| a.scope == RT_SCOPE_UNIVERSE)
-                .map(|(k, _)| *k)
-                .collect(),
+            links,
+            addrs,
         }
     }
 
@@ -626,8 +653,8 @@ impl Table {
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for (i, l) in &self.links {
-            let routes = self.routes.keys().filter(|k| k.oif == *i).count();
-            let addrs = self.addrs.keys().filter(|k| k.index == *i).count();
+            let routes = self.routes.iter().filter(|(k, _)| k.oif == *i).count();
+            let addrs = self.addrs.iter().filter(|(k, _)| k.index == *i).count();
             s.push_str(&format!(
                 "{}:{}{}{} a{addrs} r{routes} ",
                 l.name,
@@ -949,7 +976,7 @@ impl Monitor {
 
 /// One-shot: the interfaces with a usable default route now (a dump, no
 /// subscription), for `masqmail flush` without a daemon and `queue`.
-pub fn snapshot() -> io::Result<BTreeSet<String>> {
+pub fn snapshot() -> io::Result<Vec<String>> {
     let mut m = Monitor::open(false)?;
     if !m.settle(Duration::from_secs(3)) {
         return Err(io::Error::new(
