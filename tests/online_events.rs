@@ -325,3 +325,34 @@ fn silent_mserver_does_not_stop_smtp() {
     d.stop();
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }
+
+/// SIGHUP with another `online_detect`: the new method takes over.
+#[test]
+fn reload_switches_the_method() {
+    let sink = Sink::start(Behaviour::default());
+    let dir = TempDir::new("online-reload-dir");
+    let online = dir.path().join("online");
+    std::fs::write(&online, "isp\n").unwrap();
+    let file_main = format!(
+        "\toption online_detect 'file'\n\toption online_file '{}'\n",
+        online.display()
+    );
+    let m = mta("online-reload", &sink, &file_main, None);
+    let d = Daemon::start(&m, None);
+    d.wait_route("isp", "online file -");
+    let conf = std::fs::read_to_string(&m.conf).unwrap();
+    let conf = conf.replace(
+        &file_main,
+        "\toption online_detect 'command'\n\toption online_query '/bin/echo other'\n",
+    );
+    std::fs::write(&m.conf, conf).unwrap();
+    d.signal(Signal::SIGHUP);
+    d.wait_route("isp", "offline");
+    d.wait_route("other", "online command other");
+    assert!(
+        d.log().contains("online detection is now 'command'"),
+        "{}",
+        d.log()
+    );
+    d.stop();
+}
