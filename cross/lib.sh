@@ -51,12 +51,12 @@ target_info() {
       ZIG_TARGET=mips-linux-musleabi ZIG_CPU=mips32r2
       QEMU=qemu-mips-static QEMU_CPU=24Kc
       FILE_RE='ELF 32-bit MSB executable, MIPS, MIPS32 rel2'
-      opt=s ;;
+      opt=z ;;
     mipsel-unknown-linux-musl)
       ZIG_TARGET=mipsel-linux-musleabi ZIG_CPU=mips32r2
       QEMU=qemu-mipsel-static QEMU_CPU=24Kc
       FILE_RE='ELF 32-bit LSB executable, MIPS, MIPS32 rel2'
-      opt=s ;;
+      opt=z ;;
     armv7-unknown-linux-musleabihf)
       ZIG_TARGET=arm-linux-musleabihf ZIG_CPU=generic+v7a+vfp3d16-neon-d32
       QEMU=qemu-arm-static QEMU_CPU=cortex-r5f
