@@ -14,6 +14,8 @@
 #                     outside the checkout (a cold one works, just slower)
 #   CROSS_XFAIL       test steps known to fail for a feature not written yet
 #                     (see cross/test.sh)
+#   CROSS_SIZE_WARN_ONLY=1  an over-budget size is printed as FAIL but does
+#                     not fail this script (while a known overshoot is fixed)
 # The zig cache is ~/.cache/zig (ZIG_GLOBAL_CACHE_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,5 +49,9 @@ phase "size"
 size_rc=0
 cross/size.sh "${targets[@]}" || size_rc=$?
 
+if [ "$size_rc" != 0 ] && [ "${CROSS_SIZE_WARN_ONLY:-0}" = 1 ]; then
+  echo "cross: OVER THE SIZE BUDGET, not failing because CROSS_SIZE_WARN_ONLY=1"
+  size_rc=0
+fi
 phase "done: test exit $test_rc, size exit $size_rc"
 [ "$test_rc" = 0 ] && [ "$size_rc" = 0 ]
