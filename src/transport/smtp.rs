@@ -144,7 +144,7 @@ fn addresses(
     for m in &route.resolve_list {
         let r = match (m, resolver) {
             (ResolveMethod::DnsA, Some(res)) => res.addrs(host, route.prefer_ipv4),
-            (ResolveMethod::Byname, _) => dns::byname(host, route.prefer_ipv4),
+            (ResolveMethod::Byname, res) => dns::byname(host, route.prefer_ipv4, res),
             _ => continue,
         };
         match r {
