@@ -104,6 +104,8 @@ pub struct Report {
     /// The earliest retry time of a deferred recipient that can go now
     /// (local, or with a usable route): the daemon's next deadline.
     pub next_due: Option<u64>,
+    /// Bounces and delay warnings queued by this run, not yet tried.
+    notices: Vec<MsgId>,
 }
 
 /// The remote transport: deliver one message to some recipients through
@@ -160,6 +162,24 @@ pub fn run(
                 process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
             }
             drop(lock);
+        }
+    }
+    // The notices this run queued go out in this run too (a person who
+    // runs `runq` expects the bounce to leave with it). A notice about a
+    // notice is possible once (the double bounce to postmaster); the
+    // rounds are bounded all the same.
+    for _round in 0..3 {
+        let ids = std::mem::take(&mut report.notices);
+        if ids.is_empty() {
+            break;
+        }
+        for id in ids {
+            if let Some(lock) = spool.lock_message(&id, false)? {
+                if spool.has_ready(Dir::Outgoing, &id) {
+                    process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
+                }
+                drop(lock);
+            }
         }
     }
     Ok(report)
@@ -376,7 +396,7 @@ fn process(
             changed = true;
         }
     }
-    changed |= notices(cfg, spool, scanner, id, &mut hf, age)?;
+    changed |= notices(cfg, spool, scanner, id, &mut hf, age, &mut report.notices)?;
 
     if hf
         .env
@@ -424,6 +444,7 @@ fn notices(
     id: &MsgId,
     hf: &mut HeaderFile,
     age: u64,
+    queued: &mut Vec<MsgId>,
 ) -> io::Result<bool> {
     let mut changed = false;
     let failed: Vec<Rcpt> = hf
@@ -437,8 +458,9 @@ fn notices(
         let refs: Vec<&Rcpt> = failed.iter().collect();
         // D2: queued first, then recorded.
         if let Some(nid) = bounce::queue_notice(cfg, spool, id, hf, &refs, bounce::Kind::Failure)? {
-            if let Err(e) = scanner.scan(spool, &nid) {
-                warn!("{nid}: left for scanning: {e}");
+            match scanner.scan(spool, &nid) {
+                Ok(_) => queued.push(nid),
+                Err(e) => warn!("{nid}: left for scanning: {e}"),
             }
         }
         for r in hf
@@ -462,8 +484,9 @@ fn notices(
             if let Some(nid) =
                 bounce::queue_notice(cfg, spool, id, hf, &deferred, bounce::Kind::Delay)?
             {
-                if let Err(e) = scanner.scan(spool, &nid) {
-                    warn!("{nid}: left for scanning: {e}");
+                match scanner.scan(spool, &nid) {
+                    Ok(_) => queued.push(nid),
+                    Err(e) => warn!("{nid}: left for scanning: {e}"),
                 }
             }
             hf.env.warned = true;
