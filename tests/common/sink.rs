@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub struct Got {
     pub data: String,
     pub tls: bool,
     pub auth: Option<String>,
+    /// Which connection (1, 2, …, in accept order) carried it.
+    pub conn: usize,
 }
 
 #[derive(Clone, Default)]
@@ -27,8 +29,12 @@ pub struct Behaviour {
     pub rcpt_replies: HashMap<String, String>,
     /// Reply to the end of DATA (default 250).
     pub data_reply: Option<String>,
-    /// Close the connection after this many bytes of DATA.
+    /// Close the connection after two lines of DATA.
     pub drop_in_data: bool,
+    /// Wait this long before the reply to the end of DATA.
+    pub data_delay: Option<Duration>,
+    /// With `tls`: TLS from the first byte (port 465 style), no STARTTLS.
+    pub implicit_tls: bool,
     /// Offer STARTTLS with this config and refuse MAIL without it.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -61,12 +67,7 @@ impl Sink {
         let connections = Arc::new(AtomicUsize::new(0));
         let behaviour = Arc::new(Mutex::new(b));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, c, bh, st) = (
-            got.clone(),
-            connections.clone(),
-            behaviour.clone(),
-            stop.clone(),
-        );
+        let (g, c, bh, st) = (got.clone(), connections.clone(), behaviour.clone(), stop.clone());
         l.set_nonblocking(true).unwrap();
         std::thread::spawn(move || loop {
             if st.load(Ordering::SeqCst) {
@@ -74,12 +75,21 @@ impl Sink {
             }
             match l.accept() {
                 Ok((s, _)) => {
-                    c.fetch_add(1, Ordering::SeqCst);
+                    let conn = c.fetch_add(1, Ordering::SeqCst) + 1;
                     let (g, bh) = (g.clone(), bh.lock().unwrap().clone());
                     std::thread::spawn(move || {
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                        serve(Box::new(s), g, bh, false);
+                        #[cfg(feature = "tls")]
+                        if bh.implicit_tls {
+                            if let Some(cfg) = bh.tls.clone() {
+                                let conn_tls = rustls::ServerConnection::new(cfg).unwrap();
+                                let t = rustls::StreamOwned::new(conn_tls, s);
+                                serve(Box::new(t), g, bh, conn, true, true);
+                                return;
+                            }
+                        }
+                        serve(Box::new(s), g, bh, conn, false, true);
                     });
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -137,12 +147,16 @@ fn b64(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: bool) {
-    let greeting = b
-        .greeting
-        .clone()
-        .unwrap_or_else(|| "220 sink.test ESMTP".into());
-    if !tls {
+fn serve(
+    mut s: Box<dyn Stream>,
+    got: Arc<Mutex<Vec<Got>>>,
+    b: Behaviour,
+    conn: usize,
+    tls: bool,
+    greet: bool,
+) {
+    let greeting = b.greeting.clone().unwrap_or_else(|| "220 sink.test ESMTP".into());
+    if greet {
         let _ = s.write_all(format!("{greeting}\r\n").as_bytes());
         if !greeting.starts_with("220") {
             return;
@@ -150,8 +164,7 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
     }
     let mut r = BufReader::new(s);
     let mut line = String::new();
-    let (mut helo, mut from, mut rcpts, mut auth) =
-        (String::new(), String::new(), Vec::new(), None);
+    let (mut helo, mut from, mut rcpts, mut auth) = (String::new(), String::new(), Vec::new(), None);
     loop {
         line.clear();
         match r.read_line(&mut line) {
@@ -166,12 +179,7 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
         };
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_string();
-            let mut ext = vec![
-                "250-sink.test",
-                "250-PIPELINING",
-                "250-8BITMIME",
-                "250-SIZE 10000000",
-            ];
+            let mut ext = vec!["250-sink.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 10000000"];
             #[cfg(feature = "tls")]
             if b.tls.is_some() && !tls {
                 ext.push("250-STARTTLS");
@@ -186,9 +194,9 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
             if let Some(cfg) = b.tls.clone() {
                 reply(w, "220 2.0.0 go ahead");
                 let sock = r.into_inner();
-                let conn = rustls::ServerConnection::new(cfg).unwrap();
-                let t = rustls::StreamOwned::new(conn, sock);
-                serve(Box::new(t), got, b, true);
+                let tls_conn = rustls::ServerConnection::new(cfg).unwrap();
+                let t = rustls::StreamOwned::new(tls_conn, sock);
+                serve(Box::new(t), got, b, conn, true, false);
                 return;
             }
             reply(w, "502 5.5.1 no TLS here");
@@ -212,6 +220,23 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 }
                 _ => reply(w, "535 5.7.8 bad credentials"),
             }
+        } else if upper == "AUTH LOGIN" {
+            reply(w, "334 VXNlcm5hbWU6");
+            line.clear();
+            let _ = r.read_line(&mut line);
+            let user = b64(line.trim()).unwrap_or_default();
+            reply(r.get_mut(), "334 UGFzc3dvcmQ6");
+            line.clear();
+            let _ = r.read_line(&mut line);
+            let pass = b64(line.trim()).unwrap_or_default();
+            let w = r.get_mut();
+            match &b.auth {
+                Some((u, p)) if *u == user && *p == pass => {
+                    auth = Some(user);
+                    reply(w, "235 2.7.0 ok")
+                }
+                _ => reply(w, "535 5.7.8 bad credentials"),
+            }
         } else if upper.starts_with("MAIL FROM:") {
             #[cfg(feature = "tls")]
             if b.tls.is_some() && !tls {
@@ -222,19 +247,11 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 reply(w, "530 5.7.0 AUTH first");
                 continue;
             }
-            from = cmd[10..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_matches(['<', '>'])
-                .to_string();
+            from = cmd[10..].split_whitespace().next().unwrap_or("").trim_matches(['<', '>']).to_string();
             rcpts.clear();
             reply(w, "250 2.1.0 ok");
         } else if upper.starts_with("RCPT TO:") {
-            let to = cmd[8..]
-                .trim()
-                .trim_matches(['<', '>'])
-                .to_ascii_lowercase();
+            let to = cmd[8..].trim().trim_matches(['<', '>']).to_ascii_lowercase();
             match b.rcpt_replies.get(&to) {
                 Some(t) => reply(w, t),
                 None => {
@@ -267,10 +284,10 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 data.push_str(l);
             }
             let w = r.get_mut();
-            let end = b
-                .data_reply
-                .clone()
-                .unwrap_or_else(|| "250 2.0.0 queued".into());
+            if let Some(d) = b.data_delay {
+                std::thread::sleep(d);
+            }
+            let end = b.data_reply.clone().unwrap_or_else(|| "250 2.0.0 queued".into());
             if end.starts_with('2') {
                 got.lock().unwrap().push(Got {
                     helo: helo.clone(),
@@ -279,6 +296,7 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                     data,
                     tls,
                     auth: auth.clone(),
+                    conn,
                 });
             }
             reply(w, &end);
