@@ -251,7 +251,12 @@ mod tests {
     #[test]
     fn no_conditions_accept_everything() {
         let r = route("");
-        assert!(ok(&r, "alice@home.lan", &["alice@home.lan"], "bob@example.org"));
+        assert!(ok(
+            &r,
+            "alice@home.lan",
+            &["alice@home.lan"],
+            "bob@example.org"
+        ));
         assert!(ok(&r, "", &[], "bob@example.org"));
     }
 
@@ -262,7 +267,10 @@ mod tests {
              \tlist allowed_senders 'meillo'\n",
         );
         assert!(ok(&r, "alice@home.lan", &[], "x@example.org"));
-        assert!(ok(&r, "ALICE@Home.LAN", &[], "x@example.org"), "case ignored");
+        assert!(
+            ok(&r, "ALICE@Home.LAN", &[], "x@example.org"),
+            "case ignored"
+        );
         assert!(ok(&r, "webmaster@example.com", &[], "x@example.org"));
         assert!(!ok(&r, "master@example.com", &[], "x@example.org"));
         // no @ in the pattern: the local part, any domain
@@ -311,12 +319,33 @@ mod tests {
 
     #[test]
     fn from_headers() {
-        let r = route("\tlist allowed_from_hdrs 'alice'\n\tlist denied_from_hdrs '*@spam.example'\n");
-        assert!(ok(&r, "x@y.example", &["alice@home.lan"], "bob@example.org"));
-        assert!(!ok(&r, "alice@home.lan", &["bob@home.lan"], "bob@example.org"));
+        let r =
+            route("\tlist allowed_from_hdrs 'alice'\n\tlist denied_from_hdrs '*@spam.example'\n");
+        assert!(ok(
+            &r,
+            "x@y.example",
+            &["alice@home.lan"],
+            "bob@example.org"
+        ));
+        assert!(!ok(
+            &r,
+            "alice@home.lan",
+            &["bob@home.lan"],
+            "bob@example.org"
+        ));
         // several From: addresses: one denied denies, one allowed allows
-        assert!(ok(&r, "", &["bob@home.lan", "alice@home.lan"], "b@example.org"));
-        assert!(!ok(&r, "", &["alice@home.lan", "x@spam.example"], "b@example.org"));
+        assert!(ok(
+            &r,
+            "",
+            &["bob@home.lan", "alice@home.lan"],
+            "b@example.org"
+        ));
+        assert!(!ok(
+            &r,
+            "",
+            &["alice@home.lan", "x@spam.example"],
+            "b@example.org"
+        ));
         // an allow list needs a From: address to match
         assert!(!ok(&r, "alice@home.lan", &[], "bob@example.org"));
         // the addresses come from every From: field, display names and all

@@ -73,12 +73,20 @@ fn mbox_from_lines_and_quoting() {
         msgs[0].ends_with("\n\n>From me\n>>From you\n>>>From them\nFromage\n From indented\n"),
         "{b}"
     );
-    assert!(b.contains(" From indented\n\nFrom bob@remote.example "), "{b}");
+    assert!(
+        b.contains(" From indented\n\nFrom bob@remote.example "),
+        "{b}"
+    );
     assert!(msgs[1].contains("Subject: two\n"), "{b}");
     assert!(b.ends_with("\n\nsecond\n\n"), "{b}");
     assert_eq!(m.mailq(), "Mail queue is empty\n");
     // no lock file left behind
-    assert!(!m.dir.path().join("mail").join(format!("{}.lock", user())).exists());
+    assert!(!m
+        .dir
+        .path()
+        .join("mail")
+        .join(format!("{}.lock", user()))
+        .exists());
 }
 
 /// Hold an fcntl write lock on `f` (in this process) until dropped.
@@ -104,13 +112,22 @@ fn mbox_waits_for_a_reader_holding_the_fcntl_lock() {
     let rcpt = format!("{}@{HOST}", user());
     let path = m.dir.path().join("mail").join(user());
     fs::write(&path, "").unwrap();
-    let lock = FcntlLock::take(OpenOptions::new().read(true).write(true).open(&path).unwrap());
+    let lock = FcntlLock::take(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap(),
+    );
     send(&m, &rcpt, "Subject: locked\n\nwait for it\n");
     let took = runq(&m);
     assert!(took >= Duration::from_secs(4), "gave up after {took:?}");
     assert_eq!(mbox(&m), "", "written under the lock");
     let q = m.mailq();
-    assert!(q.contains("last error: mailbox") && q.contains("is locked"), "{q}");
+    assert!(
+        q.contains("last error: mailbox") && q.contains("is locked"),
+        "{q}"
+    );
     drop(lock);
     runq(&m);
     assert!(mbox(&m).contains("\n\nwait for it\n\n"));
@@ -205,7 +222,10 @@ fn mda_substitutions_and_exit_codes() {
         format!("{rcpt}|{}|bob@remote.example|{id}|", user())
     );
     let msg = fs::read_to_string(dir.join("mda.msg")).unwrap();
-    assert!(msg.starts_with("Return-Path: <bob@remote.example>\n"), "{msg}");
+    assert!(
+        msg.starts_with("Return-Path: <bob@remote.example>\n"),
+        "{msg}"
+    );
     assert!(msg.ends_with("\n\nvia the MDA\n"), "{msg}");
     // 67 (no such user): bounced to the sender, through the route
     fs::write(dir.join("mda.exit"), "67").unwrap();
@@ -233,7 +253,12 @@ fn unknown_local_user_bounces() {
     // -odq: queue only, so the unknown user is found by the queue run
     expect_code(
         &m.sendmail(
-            &["-odq", "-f", "bob@remote.example", &format!("no-such-user-xyz@{HOST}")],
+            &[
+                "-odq",
+                "-f",
+                "bob@remote.example",
+                &format!("no-such-user-xyz@{HOST}"),
+            ],
             "Subject: nobody\n\nx\n",
         ),
         0,
@@ -255,7 +280,10 @@ fn command_alias_gets_the_message() {
     send(&m, &format!("archive@{HOST}"), "Subject: keep\n\nkeep me\n");
     runq(&m);
     let out = fs::read_to_string(m.dir.path().join("archive.out")).expect("archive");
-    assert!(out.starts_with("Return-Path: <bob@remote.example>\n"), "{out}");
+    assert!(
+        out.starts_with("Return-Path: <bob@remote.example>\n"),
+        "{out}"
+    );
     assert!(out.ends_with("\n\nkeep me\n"), "{out}");
     assert_eq!(m.mailq(), "Mail queue is empty\n");
 }

@@ -524,7 +524,10 @@ pub fn byname_in(
     }
     let mut ips: Vec<IpAddr> = Vec::with_capacity(all.len());
     for first in [true, false] {
-        ips.extend(all.iter().filter(|ip| (ip.is_ipv4() == prefer_ipv4) == first));
+        ips.extend(
+            all.iter()
+                .filter(|ip| (ip.is_ipv4() == prefer_ipv4) == first),
+        );
     }
     Ok(ips)
 }

@@ -608,7 +608,10 @@ fn byname_hosts_file_first_then_dns() {
         by("MX1.example.org", true, Some(&r)).expect("file"),
         vec![ip("192.0.2.99")]
     );
-    assert_eq!(by("smarthost", true, None).expect("alias"), vec![ip("192.0.2.99")]);
+    assert_eq!(
+        by("smarthost", true, None).expect("alias"),
+        vec![ip("192.0.2.99")]
+    );
     assert_eq!(
         by("localhost", true, None).expect("v4 first"),
         vec![ip("127.0.0.1"), ip("::1")]

@@ -62,10 +62,7 @@ impl DnsServer {
     /// A resolv.conf that names only this server (masqmail's `ADDR:PORT`
     /// form), with short timeouts.
     pub fn resolv_conf(&self) -> String {
-        format!(
-            "nameserver {}\noptions timeout:2 attempts:1\n",
-            self.addr
-        )
+        format!("nameserver {}\noptions timeout:2 attempts:1\n", self.addr)
     }
 }
 
@@ -122,7 +119,7 @@ fn answer(zone: &[(String, Rr)], q: &[u8]) -> Option<Vec<u8>> {
         .collect();
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&q[..2]); // ID
-    // QR, AA, RD copied; RA; rcode NXDOMAIN (3) or NOERROR
+                                    // QR, AA, RD copied; RA; rcode NXDOMAIN (3) or NOERROR
     out.push(0x84 | (q[2] & 0x01));
     out.push(0x80 | if exists { 0 } else { 3 });
     out.extend_from_slice(&1u16.to_be_bytes());

@@ -140,7 +140,14 @@ fn make() -> Result<BTreeMap<String, Vec<u8>>, String> {
             ("20200101000000Z", "20210101000000Z"),
         )?;
         let out = Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", "self.pem"])
+            .args([
+                "x509",
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+                "-in",
+                "self.pem",
+            ])
             .current_dir(&dir)
             .output()
             .map_err(|e| e.to_string())?;
