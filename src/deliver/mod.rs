@@ -111,8 +111,34 @@ pub struct Report {
 /// The remote transport: deliver one message to some recipients through
 /// one route and destination. Returns a result per recipient (in order)
 /// and the relay description for the log.
-pub type RemoteSend<'a> = dyn FnMut(&Config, &Route, &Outgoing<'_>, &[Address]) -> (String, Vec<Result<String, Failure>>)
-    + 'a;
+pub trait Transport {
+    fn send(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Vec<Result<String, Failure>>);
+
+    /// The run is over: end what is still open (kept SMTP sessions).
+    fn finish(&mut self) {}
+}
+
+/// A function is a transport that keeps nothing open.
+impl<F> Transport for F
+where
+    F: FnMut(&Config, &Route, &Outgoing<'_>, &[Address]) -> (String, Vec<Result<String, Failure>>),
+{
+    fn send(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Vec<Result<String, Failure>>) {
+        self(cfg, route, out, rcpts)
+    }
+}
 
 /// A message as a transport sees it (after the route's rewriting).
 pub struct Outgoing<'a> {
@@ -137,7 +163,7 @@ pub fn run(
     cfg: &Config,
     spool: &Spool,
     opts: &RunOpts,
-    send: &mut RemoteSend<'_>,
+    send: &mut dyn Transport,
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
@@ -182,6 +208,7 @@ pub fn run(
             }
         }
     }
+    send.finish();
     Ok(report)
 }
 
@@ -220,7 +247,7 @@ fn process(
     scanner: &Scanner<'_>,
     id: &MsgId,
     opts: &RunOpts,
-    send: &mut RemoteSend<'_>,
+    send: &mut dyn Transport,
     report: &mut Report,
 ) -> io::Result<()> {
     let mut hf = match spool.load(Dir::Outgoing, id)? {
@@ -316,7 +343,7 @@ fn process(
             let Target::Addr(a) = &hf.env.rcpts[i].target else {
                 continue;
             };
-            let dest = if rt.mail_host.is_some() || rt.pipe.is_some() {
+            let dest = if rt.mail_host.is_some() || rt.pipe.is_some() || rt.wrapper.is_some() {
                 String::new()
             } else {
                 a.domain().to_string()
@@ -345,7 +372,7 @@ fn process(
             };
             let (relay, results) = match &rt.pipe {
                 Some(cmd) => pipe_route(rt, cmd, &out, &rcpts),
-                None => send(cfg, rt, &out, &rcpts),
+                None => send.send(cfg, rt, &out, &rcpts),
             };
             for (k, &i) in idx.iter().enumerate() {
                 let result = results.get(k).cloned().unwrap_or_else(|| {
