@@ -109,6 +109,12 @@ fn hundred_messages_arrive_exactly_once() {
         assert_eq!(seen.get(&format!("n{i}")), Some(&1), "message n{i}");
     }
     assert_eq!(got.len(), 100);
+    // one session carried them all
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert!(got.iter().all(|g| g.conn == 1));
     assert_eq!(m.mailq(), "Mail queue is empty\n");
     assert!(m.files("pool").is_empty(), "{:?}", m.files("pool"));
     // A second run finds nothing to do.
@@ -268,7 +274,12 @@ fn bounce_of_a_bounce_goes_to_postmaster_once_then_is_dropped() {
         .unwrap()
         .rcpt_replies
         .insert("pm@admin.example".into(), "550 5.1.1 no postmaster".into());
-    send(&m, "", &["gone@example.org"], "Subject: another bounce\n\nx\n");
+    send(
+        &m,
+        "",
+        &["gone@example.org"],
+        "Subject: another bounce\n\nx\n",
+    );
     for _ in 0..3 {
         runq(&m);
     }
@@ -296,15 +307,30 @@ fn route_chosen_by_sender_recipient_and_from_header() {
     ]
     .concat();
     let m = mta("criteria", "", &routes);
-    send(&m, "alice@remote.example", &["x@b.example"], "Subject: 1\n\n1\n");
-    send(&m, "bob@remote.example", &["x@b.example"], "Subject: 2\n\n2\n");
+    send(
+        &m,
+        "alice@remote.example",
+        &["x@b.example"],
+        "Subject: 1\n\n1\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@b.example"],
+        "Subject: 2\n\n2\n",
+    );
     send(
         &m,
         "bob@remote.example",
         &["x@c.example"],
         "From: Carol <carol@remote.example>\nSubject: 3\n\n3\n",
     );
-    send(&m, "bob@remote.example", &["x@c.example"], "Subject: 4\n\n4\n");
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@c.example"],
+        "Subject: 4\n\n4\n",
+    );
     send(&m, "", &["x@b.example"], "Subject: 5\n\n5\n");
     runq(&m);
     let subjects = |s: &Sink| -> Vec<String> {
@@ -321,8 +347,10 @@ fn route_chosen_by_sender_recipient_and_from_header() {
 
 #[test]
 fn temporary_failure_falls_back_unless_last_route() {
-    let mut b = Behaviour::default();
-    b.greeting = Some("421 4.3.2 too busy".into());
+    let b = Behaviour {
+        greeting: Some("421 4.3.2 too busy".into()),
+        ..Behaviour::default()
+    };
     let busy = Sink::start(b);
     let spare = Sink::start(Behaviour::default());
     let m = mta(
@@ -330,20 +358,37 @@ fn temporary_failure_falls_back_unless_last_route() {
         "",
         &[
             route_to("busy", &busy, "\tlist allowed_recipients '*@example.org'\n"),
-            route_to("strict", &busy, "\tlist allowed_recipients '*@strict.example'\n\toption last_route '1'\n"),
+            route_to(
+                "strict",
+                &busy,
+                "\tlist allowed_recipients '*@strict.example'\n\toption last_route '1'\n",
+            ),
             route_to("spare", &spare, ""),
         ]
         .concat(),
     );
-    send(&m, "bob@remote.example", &["x@example.org"], "Subject: fb\n\nx\n");
-    send(&m, "bob@remote.example", &["y@strict.example"], "Subject: lr\n\ny\n");
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@example.org"],
+        "Subject: fb\n\nx\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["y@strict.example"],
+        "Subject: lr\n\ny\n",
+    );
     runq(&m);
     let got = spare.messages();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].rcpts, ["x@example.org"]);
     // last_route: deferred, never given to the spare route
     let q = m.mailq();
-    assert!(q.contains("y@strict.example  last error: 421 4.3.2 too busy"), "{q}");
+    assert!(
+        q.contains("y@strict.example  last error: 421 4.3.2 too busy"),
+        "{q}"
+    );
     assert_eq!(m.queued_ids().len(), 1);
     assert!(busy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }
@@ -366,7 +411,9 @@ fn rewriting_is_what_the_server_sees() {
         &m,
         &format!("alice@{HOST}"),
         &["x@example.org"],
-        &format!("From: alice@{HOST}\nReply-To: alice@{HOST}\nTo: x@example.org\nSubject: rw\n\nhi\n"),
+        &format!(
+            "From: alice@{HOST}\nReply-To: alice@{HOST}\nTo: x@example.org\nSubject: rw\n\nhi\n"
+        ),
     );
     // A remote sender is not rewritten.
     send(
@@ -410,8 +457,10 @@ fn rewriting_is_what_the_server_sees() {
 
 #[test]
 fn connection_dropped_in_data_defers_and_loses_nothing() {
-    let mut b = Behaviour::default();
-    b.drop_in_data = true;
+    let b = Behaviour {
+        drop_in_data: true,
+        ..Behaviour::default()
+    };
     let sink = Sink::start(b);
     let m = mta("dropdata", "", &route_to("out", &sink, ""));
     send(
@@ -423,7 +472,10 @@ fn connection_dropped_in_data_defers_and_loses_nothing() {
     runq(&m);
     assert!(sink.messages().is_empty());
     let q = m.mailq();
-    assert!(q.contains("x@example.org  last error: 451 4.4.2 connection lost"), "{q}");
+    assert!(
+        q.contains("x@example.org  last error: 451 4.4.2 connection lost"),
+        "{q}"
+    );
     sink.behaviour.lock().unwrap().drop_in_data = false;
     runq(&m);
     let got = sink.messages();
@@ -449,11 +501,24 @@ fn refused_connection_defers_or_fails_with_connect_error_fail() {
         route_to("rest", &sink, "")
     );
     let m = mta("refused", "", &routes);
-    send(&m, "bob@remote.example", &["x@down.example"], "Subject: d\n\nx\n");
-    send(&m, "bob@remote.example", &["x@hard.example"], "Subject: h\n\nx\n");
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@down.example"],
+        "Subject: d\n\nx\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@hard.example"],
+        "Subject: h\n\nx\n",
+    );
     runq(&m);
     let q = m.mailq();
-    assert!(q.contains("x@down.example  last error: connect to 127.0.0.1"), "{q}");
+    assert!(
+        q.contains("x@down.example  last error: connect to 127.0.0.1"),
+        "{q}"
+    );
     assert!(!q.contains("hard.example"), "{q}");
     // the bounce for the hard one went to the sender through `rest`
     let got = sink.messages();
@@ -473,7 +538,12 @@ fn expired_message_bounces_after_max_defer_time() {
         "\toption max_defer_time '1'\n",
         &route_to("out", &sink, ""),
     );
-    send(&m, "bob@remote.example", &["slow@example.org"], "Subject: e\n\nx\n");
+    send(
+        &m,
+        "bob@remote.example",
+        &["slow@example.org"],
+        "Subject: e\n\nx\n",
+    );
     runq(&m);
     assert!(sink.messages().is_empty());
     assert_eq!(m.queued_ids().len(), 1);
@@ -500,9 +570,17 @@ fn delay_warning_is_sent_once() {
         "\toption delay_warning '1'\n",
         &route_to("out", &sink, ""),
     );
-    send(&m, "bob@remote.example", &["slow@example.org"], "Subject: w\n\nx\n");
+    send(
+        &m,
+        "bob@remote.example",
+        &["slow@example.org"],
+        "Subject: w\n\nx\n",
+    );
     runq(&m);
-    assert!(sink.messages().is_empty(), "no warning before delay_warning");
+    assert!(
+        sink.messages().is_empty(),
+        "no warning before delay_warning"
+    );
     std::thread::sleep(Duration::from_millis(2100));
     runq(&m);
     runq(&m);
@@ -519,8 +597,10 @@ fn delay_warning_is_sent_once() {
 #[test]
 fn kill_9_mid_run_then_rerun_loses_nothing() {
     const N: usize = 60;
-    let mut b = Behaviour::default();
-    b.data_delay = Some(Duration::from_millis(20));
+    let b = Behaviour {
+        data_delay: Some(Duration::from_millis(20)),
+        ..Behaviour::default()
+    };
     let sink = Sink::start(b);
     let m = mta("kill9", "", &route_to("out", &sink, ""));
     for i in 0..N {
@@ -582,8 +662,14 @@ fn pipe_route_with_from_line_and_quoting() {
     runq(&m);
     let out = fs::read_to_string(m.dir.path().join("piped.x@example.org")).expect("piped");
     assert!(out.starts_with("From bob@remote.example "), "{out}");
-    assert!(out.contains("\nReturn-Path: <bob@remote.example>\n"), "{out}");
-    assert!(out.ends_with("\n\n>From the start\n>>From quoted\n"), "{out}");
+    assert!(
+        out.contains("\nReturn-Path: <bob@remote.example>\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\n\n>From the start\n>>From quoted\n"),
+        "{out}"
+    );
     assert_eq!(m.mailq(), "Mail queue is empty\n");
 }
 
@@ -607,9 +693,18 @@ fn mx_delivery_through_the_test_dns_server() {
     let zone = vec![
         ("mx.test".to_string(), dns::Rr::Mx(20, "mx2.mx.test".into())),
         ("mx.test".to_string(), dns::Rr::Mx(10, "mx1.mx.test".into())),
-        ("mx1.mx.test".to_string(), dns::Rr::A("127.0.0.61".parse().unwrap())),
-        ("mx2.mx.test".to_string(), dns::Rr::A("127.0.0.62".parse().unwrap())),
-        ("implicit.test".to_string(), dns::Rr::A("127.0.0.62".parse().unwrap())),
+        (
+            "mx1.mx.test".to_string(),
+            dns::Rr::A("127.0.0.61".parse().unwrap()),
+        ),
+        (
+            "mx2.mx.test".to_string(),
+            dns::Rr::A("127.0.0.62".parse().unwrap()),
+        ),
+        (
+            "implicit.test".to_string(),
+            dns::Rr::A("127.0.0.62".parse().unwrap()),
+        ),
         ("nullmx.test".to_string(), dns::Rr::Mx(0, ".".into())),
     ];
     let d = dns::DnsServer::start(zone);
@@ -619,17 +714,167 @@ fn mx_delivery_through_the_test_dns_server() {
         "config route 'direct'\n\toption permanent '1'\n\toption tls 'none'\n",
     );
     fs::write(m.dir.path().join("resolv.conf"), d.resolv_conf()).unwrap();
-    send(&m, "bob@remote.example", &["a@mx.test"], "Subject: mx\n\nx\n");
-    send(&m, "bob@remote.example", &["b@implicit.test"], "Subject: implicit\n\nx\n");
-    send(&m, "bob@remote.example", &["c@nxdomain.test"], "Subject: nx\n\nx\n");
-    send(&m, "bob@remote.example", &["d@nullmx.test"], "Subject: nullmx\n\nx\n");
+    send(
+        &m,
+        "bob@remote.example",
+        &["a@mx.test"],
+        "Subject: mx\n\nx\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["b@implicit.test"],
+        "Subject: implicit\n\nx\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["c@nxdomain.test"],
+        "Subject: nx\n\nx\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["d@nullmx.test"],
+        "Subject: nullmx\n\nx\n",
+    );
     runq(&m);
     let got = sink.messages();
     let find = |s: &str| got.iter().find(|g| header(&text(g), "Subject") == Some(s));
     assert_eq!(find("mx").expect("mx delivered").rcpts, ["a@mx.test"]);
-    assert_eq!(find("implicit").expect("implicit MX").rcpts, ["b@implicit.test"]);
+    assert_eq!(
+        find("implicit").expect("implicit MX").rcpts,
+        ["b@implicit.test"]
+    );
     // NXDOMAIN and null MX bounce; the bounces go to remote.example,
     // which does not exist either: they end as failed double bounces.
     assert!(find("nx").is_none() && find("nullmx").is_none());
     assert!(d.queries.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+}
+
+/// A kept session that the server ended meanwhile (closed silently, or
+/// 421 to the next MAIL) costs a new connection, never a deferral.
+#[test]
+fn sessions_ended_by_the_server_are_replaced() {
+    for (tag, b) in [
+        (
+            "closed",
+            Behaviour {
+                close_after: Some(3),
+                ..Behaviour::default()
+            },
+        ),
+        (
+            "busy",
+            Behaviour {
+                busy_after: Some(3),
+                ..Behaviour::default()
+            },
+        ),
+    ] {
+        let sink = Sink::start(b);
+        let m = mta(&format!("reuse-{tag}"), "", &route_to("out", &sink, ""));
+        for i in 0..10 {
+            send(
+                &m,
+                "bob@remote.example",
+                &["x@example.org"],
+                &format!("Subject: r{i}\n\nx\n"),
+            );
+        }
+        runq(&m);
+        let got = sink.messages();
+        assert_eq!(got.len(), 10, "{tag}: {}", m.mailq());
+        assert_eq!(m.mailq(), "Mail queue is empty\n", "{tag}");
+        let conns = sink.connections.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(conns, 4, "{tag}: 3 messages per connection");
+    }
+}
+
+/// masqmail as its own peer: the route's wrapper runs `masqmail -bs` of a
+/// second installation, which speaks SMTP on stdin and stdout.
+#[test]
+fn wrapper_command_is_the_connection() {
+    let peer = mta("wrapper-peer", "", "");
+    runq(&peer); // makes its spool (`-bs` alone does not)
+    let m = mta(
+        "wrapper",
+        "",
+        &format!(
+            "config route 'tunnel'\n\toption permanent '1'\n\toption tls 'none'\n\
+             \toption wrapper '{} -C {} -bs'\n",
+            peer.bin.join("masqmail").display(),
+            peer.conf.display()
+        ),
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@example.org"],
+        "Subject: tunnelled\n\nthrough\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["y@example.org"],
+        "Subject: tunnelled 2\n\nthrough\n",
+    );
+    runq(&m);
+    assert_eq!(m.mailq(), "Mail queue is empty\n");
+    let q = peer.mailq();
+    assert_eq!(peer.queued_ids().len(), 2, "{q}");
+    assert!(
+        q.contains("<bob@remote.example>") && q.contains("x@example.org"),
+        "{q}"
+    );
+
+    // A wrapper that cannot run defers.
+    let m = mta(
+        "wrapper-missing",
+        "",
+        "config route 'tunnel'\n\toption permanent '1'\n\toption tls 'none'\n\
+         \toption wrapper '/nonexistent/tunnel'\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@example.org"],
+        "Subject: t\n\nx\n",
+    );
+    runq(&m);
+    assert!(m.mailq().contains("cannot run wrapper"), "{}", m.mailq());
+}
+
+/// On a kept session a refused message does not disturb the next one:
+/// RSET between them, one connection for all.
+#[test]
+fn refusals_between_messages_on_one_session() {
+    let mut b = Behaviour::default();
+    b.rcpt_replies
+        .insert("bad@example.org".into(), "550 5.1.1 no".into());
+    let sink = Sink::start(b);
+    let m = mta("reuse-rset", "", &route_to("out", &sink, ""));
+    for (i, to) in ["bad", "good", "bad", "good"].iter().enumerate() {
+        send(
+            &m,
+            "bob@remote.example",
+            &[&format!("{to}@example.org")],
+            &format!("Subject: s{i}\n\nx\n"),
+        );
+    }
+    runq(&m);
+    let got = sink.messages();
+    let to_good: Vec<_> = got
+        .iter()
+        .filter(|g| g.from == "bob@remote.example")
+        .collect();
+    assert_eq!(to_good.len(), 2, "{got:?}");
+    assert!(to_good.iter().all(|g| g.rcpts == ["good@example.org"]));
+    // and two bounces to bob
+    assert_eq!(got.iter().filter(|g| g.from.is_empty()).count(), 2);
+    assert_eq!(m.mailq(), "Mail queue is empty\n");
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

@@ -83,14 +83,24 @@ fn starttls_with_a_ca_verified_certificate() {
         &route(
             &sink,
             "localhost",
-            &format!("\toption tls 'starttls'\n\toption tls_ca_file '{}'\n", ca.display()),
+            &format!(
+                "\toption tls 'starttls'\n\toption tls_ca_file '{}'\n",
+                ca.display()
+            ),
         ),
     );
-    send_one(&m);
+    for _ in 0..3 {
+        send_one(&m);
+    }
     runq(&m);
     let got = sink.messages();
-    assert_eq!(got.len(), 1, "{}", m.mailq());
-    assert!(got[0].tls, "delivered in plaintext");
+    assert_eq!(got.len(), 3, "{}", m.mailq());
+    assert!(got.iter().all(|g| g.tls), "delivered in plaintext");
+    // one handshake for the three
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     assert_eq!(m.mailq(), "Mail queue is empty\n");
 }
 
@@ -106,7 +116,10 @@ fn implicit_tls() {
         &route(
             &sink,
             "127.0.0.1",
-            &format!("\toption tls 'tls'\n\toption tls_ca_file '{}'\n", ca.display()),
+            &format!(
+                "\toption tls 'tls'\n\toption tls_ca_file '{}'\n",
+                ca.display()
+            ),
         ),
     );
     send_one(&m);
@@ -119,12 +132,18 @@ fn implicit_tls() {
 #[test]
 fn starttls_required_but_not_offered_defers() {
     let sink = Sink::start(Behaviour::default());
-    let m = mta("notoffered", &route(&sink, "127.0.0.1", "\toption tls 'starttls'\n"));
+    let m = mta(
+        "notoffered",
+        &route(&sink, "127.0.0.1", "\toption tls 'starttls'\n"),
+    );
     send_one(&m);
     runq(&m);
     assert!(sink.messages().is_empty(), "sent in plaintext");
     let q = m.mailq();
-    assert!(q.contains("x@example.org  last error: ") && q.contains("STARTTLS"), "{q}");
+    assert!(
+        q.contains("x@example.org  last error: ") && q.contains("STARTTLS"),
+        "{q}"
+    );
 }
 
 /// Each bad certificate defers with a reason that says what to fix, and
@@ -147,7 +166,10 @@ fn bad_certificates_defer_and_never_bounce() {
             &route(
                 &sink,
                 "127.0.0.1",
-                &format!("\toption tls 'starttls'\n\toption tls_ca_file '{}'\n", ca.display()),
+                &format!(
+                    "\toption tls 'starttls'\n\toption tls_ca_file '{}'\n",
+                    ca.display()
+                ),
             ),
         );
         send_one(&m);
@@ -177,7 +199,10 @@ fn pinned_self_signed_certificate_is_accepted() {
         &route(
             &sink,
             "127.0.0.1",
-            &format!("\toption tls 'starttls'\n\toption tls_fingerprint '{}'\n", fp.trim()),
+            &format!(
+                "\toption tls 'starttls'\n\toption tls_fingerprint '{}'\n",
+                fp.trim()
+            ),
         ),
     );
     send_one(&m);
@@ -193,7 +218,10 @@ fn pinned_self_signed_certificate_is_accepted() {
         &route(
             &other,
             "127.0.0.1",
-            &format!("\toption tls 'starttls'\n\toption tls_fingerprint '{}'\n", fp.trim()),
+            &format!(
+                "\toption tls 'starttls'\n\toption tls_fingerprint '{}'\n",
+                fp.trim()
+            ),
         ),
     );
     send_one(&m);

@@ -35,6 +35,12 @@ pub struct Behaviour {
     pub data_delay: Option<Duration>,
     /// With `tls`: TLS from the first byte (port 465 style), no STARTTLS.
     pub implicit_tls: bool,
+    /// Close the connection without a word after this many messages on it
+    /// (an idle timeout, as the client sees it).
+    pub close_after: Option<usize>,
+    /// Answer MAIL with 421 and close after this many messages on a
+    /// connection (a per-connection limit).
+    pub busy_after: Option<usize>,
     /// Offer STARTTLS with this config and refuse MAIL without it.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -67,7 +73,12 @@ impl Sink {
         let connections = Arc::new(AtomicUsize::new(0));
         let behaviour = Arc::new(Mutex::new(b));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, c, bh, st) = (got.clone(), connections.clone(), behaviour.clone(), stop.clone());
+        let (g, c, bh, st) = (
+            got.clone(),
+            connections.clone(),
+            behaviour.clone(),
+            stop.clone(),
+        );
         l.set_nonblocking(true).unwrap();
         std::thread::spawn(move || loop {
             if st.load(Ordering::SeqCst) {
@@ -155,7 +166,10 @@ fn serve(
     tls: bool,
     greet: bool,
 ) {
-    let greeting = b.greeting.clone().unwrap_or_else(|| "220 sink.test ESMTP".into());
+    let greeting = b
+        .greeting
+        .clone()
+        .unwrap_or_else(|| "220 sink.test ESMTP".into());
     if greet {
         let _ = s.write_all(format!("{greeting}\r\n").as_bytes());
         if !greeting.starts_with("220") {
@@ -164,7 +178,9 @@ fn serve(
     }
     let mut r = BufReader::new(s);
     let mut line = String::new();
-    let (mut helo, mut from, mut rcpts, mut auth) = (String::new(), String::new(), Vec::new(), None);
+    let (mut helo, mut from, mut rcpts, mut auth) =
+        (String::new(), String::new(), Vec::new(), None);
+    let mut count = 0usize;
     loop {
         line.clear();
         match r.read_line(&mut line) {
@@ -179,7 +195,12 @@ fn serve(
         };
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_string();
-            let mut ext = vec!["250-sink.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 10000000"];
+            let mut ext = vec![
+                "250-sink.test",
+                "250-PIPELINING",
+                "250-8BITMIME",
+                "250-SIZE 10000000",
+            ];
             #[cfg(feature = "tls")]
             if b.tls.is_some() && !tls {
                 ext.push("250-STARTTLS");
@@ -247,11 +268,23 @@ fn serve(
                 reply(w, "530 5.7.0 AUTH first");
                 continue;
             }
-            from = cmd[10..].split_whitespace().next().unwrap_or("").trim_matches(['<', '>']).to_string();
+            if b.busy_after.is_some_and(|n| count >= n) {
+                reply(w, "421 4.7.0 enough for this connection");
+                return;
+            }
+            from = cmd[10..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches(['<', '>'])
+                .to_string();
             rcpts.clear();
             reply(w, "250 2.1.0 ok");
         } else if upper.starts_with("RCPT TO:") {
-            let to = cmd[8..].trim().trim_matches(['<', '>']).to_ascii_lowercase();
+            let to = cmd[8..]
+                .trim()
+                .trim_matches(['<', '>'])
+                .to_ascii_lowercase();
             match b.rcpt_replies.get(&to) {
                 Some(t) => reply(w, t),
                 None => {
@@ -287,7 +320,10 @@ fn serve(
             if let Some(d) = b.data_delay {
                 std::thread::sleep(d);
             }
-            let end = b.data_reply.clone().unwrap_or_else(|| "250 2.0.0 queued".into());
+            let end = b
+                .data_reply
+                .clone()
+                .unwrap_or_else(|| "250 2.0.0 queued".into());
             if end.starts_with('2') {
                 got.lock().unwrap().push(Got {
                     helo: helo.clone(),
@@ -300,6 +336,10 @@ fn serve(
                 });
             }
             reply(w, &end);
+            count += 1;
+            if b.close_after.is_some_and(|n| count >= n) {
+                return;
+            }
         } else if upper == "RSET" || upper == "NOOP" {
             rcpts.clear();
             reply(w, "250 2.0.0 ok");
