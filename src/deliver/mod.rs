@@ -26,10 +26,17 @@
 //!   marked `B`. A message whose recipients are all `D` or `B` is removed:
 //!   header file first, then body.
 //!
-//!   Crash points (doc/INTERNALS.md): D1 delivered, not yet recorded → the
-//!   next run delivers again (a duplicate, never a loss); D2 bounce queued,
-//!   not yet recorded → a second bounce; D3 header file replaced; D4 header
-//!   file removed, body not → recovery removes the body.
+//!   Crash points (doc/INTERNALS.md, "Delivery states"): D1 delivered,
+//!   not yet recorded → the next run delivers again (a duplicate, never a
+//!   loss); D2 bounce queued, not yet recorded → a second bounce; D3a new
+//!   header file written, not renamed → recovery removes it; D3 header
+//!   file replaced; D4 header file removed, body not → recovery removes
+//!   the body.
+//!
+//!   The remote transport (`Transport`, transport::smtp) may keep SMTP
+//!   sessions open from one message to the next; `run` ends them when it
+//!   is done. Notices queued by the run (bounces, delay warnings) are
+//!   delivered by the same run.
 //!
 //! DIAGNOSTICS
 //!   One log line per recipient and attempt:
@@ -305,6 +312,7 @@ fn process(
                 Err(Failure::Permanent(t)) => ("bounced", t.clone()),
             };
             log_result(id, &hf.env.rcpts[i].target, "local", "local", status, &text);
+            // D1: delivered, recorded in memory only until D3.
             record(&mut hf.env.rcpts[i], result, now);
             changed = true;
         }
@@ -395,6 +403,7 @@ fn process(
                     next.insert(i, rest);
                     continue;
                 }
+                // D1: delivered, recorded in memory only until D3.
                 record(&mut hf.env.rcpts[i], result.map(|_| ()), now);
                 changed = true;
             }
@@ -436,6 +445,7 @@ fn process(
         report.messages_done += 1;
         info!("{id}: removed (done)");
     } else if changed {
+        // D3a, D3: the new header file, renamed over the old one.
         spool.replace_header(Dir::Outgoing, id, &hf)?;
     }
     for r in &hf.env.rcpts {
