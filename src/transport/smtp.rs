@@ -429,6 +429,7 @@ struct Session {
     client: Client,
     parser: ReplyParser,
     /// The name the certificate must hold (and SNI).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     host: String,
     relay: String,
     opened: Instant,
@@ -509,6 +510,7 @@ impl Session {
         let mut buf = [0u8; 8192];
         loop {
             while !pending.is_empty() {
+                #[allow(unused_mut)] // only STARTTLS adds to it
                 let mut next = Vec::new();
                 for a in std::mem::take(&mut pending) {
                     match a {
