@@ -287,3 +287,57 @@ fn command_alias_gets_the_message() {
     assert!(out.ends_with("\n\nkeep me\n"), "{out}");
     assert_eq!(m.mailq(), "Mail queue is empty\n");
 }
+
+/// Unmounts a directory when dropped (also when the test panics).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk in the middle of an mbox append: the mailbox is cut back
+/// to where it was (no half message for the reader), the recipient is
+/// deferred, and it is delivered once there is room.
+#[test]
+fn full_disk_leaves_the_mbox_as_it_was() {
+    if !is_root() {
+        eprintln!("SKIP: mounting a small tmpfs as mail_dir needs root (CI is root)");
+        return;
+    }
+    let m = mta("mboxfull", "", "");
+    let mail = m.dir.path().join("mail");
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mail)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: cannot mount a tmpfs here");
+        return;
+    }
+    let _guard = Mounted(mail.clone());
+    let rcpt = format!("{}@{HOST}", user());
+    send(&m, &rcpt, "Subject: small\n\nfits\n");
+    runq(&m);
+    let before = mbox(&m);
+    assert!(before.contains("\n\nfits\n\n"));
+    let filler = mail.join("filler");
+    let _ = fs::write(&filler, vec![0u8; 40 * 1024]);
+    let big = format!("Subject: big\n\n{}", ("y".repeat(99) + "\n").repeat(300));
+    send(&m, &rcpt, &big);
+    runq(&m);
+    assert_eq!(mbox(&m), before, "a partial message was left in the mbox");
+    let q = m.mailq();
+    assert!(q.contains("disk full"), "{q}");
+    fs::remove_file(&filler).unwrap();
+    runq(&m);
+    assert_eq!(m.mailq(), "Mail queue is empty\n");
+    let after = mbox(&m);
+    assert!(after.starts_with(&before) && after.ends_with(&format!("{}\n\n", "y".repeat(99))));
+}
