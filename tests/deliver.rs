@@ -137,7 +137,20 @@ fn deferred_recipient_is_delivered_on_the_next_run() {
         &["now@example.org", "later@example.org"],
         "Subject: two\n\nhello\n",
     );
-    runq(&m);
+    // One log line per recipient (-v echoes them to stderr).
+    let out = m.run("runq", &["-v"], b"");
+    expect_code(&out, 0);
+    let log = stderr(&out);
+    let relay = format!("relay=127.0.0.1[127.0.0.1]:{}", sink.port);
+    for want in [
+        format!("=> now@example.org route=out {relay} status=sent (250 2.0.0 queued)"),
+        format!(
+            "=> later@example.org route=out {relay} status=deferred \
+             (451 4.3.0 try again later (in reply to RCPT TO))"
+        ),
+    ] {
+        assert!(log.lines().any(|l| l.ends_with(&want)), "{want}\nin\n{log}");
+    }
     let got = sink.messages();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].rcpts, ["now@example.org"]);
@@ -877,4 +890,32 @@ fn refusals_between_messages_on_one_session() {
         sink.connections.load(std::sync::atomic::Ordering::SeqCst),
         1
     );
+}
+
+/// A 4xx to one RCPT sends that recipient (only) on to the next route.
+#[test]
+fn rcpt_4xx_falls_back_for_that_recipient_only() {
+    let mut b = Behaviour::default();
+    b.rcpt_replies
+        .insert("z@example.net".into(), "452 4.2.2 mailbox full".into());
+    let picky = Sink::start(b);
+    let spare = Sink::start(Behaviour::default());
+    let m = mta(
+        "rcptfallback",
+        "",
+        &[route_to("picky", &picky, ""), route_to("spare", &spare, "")].concat(),
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["a@example.net", "z@example.net"],
+        "Subject: split\n\nx\n",
+    );
+    runq(&m);
+    let (p, s) = (picky.messages(), spare.messages());
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].rcpts, ["a@example.net"]);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].rcpts, ["z@example.net"]);
+    assert_eq!(m.mailq(), "Mail queue is empty\n");
 }

@@ -376,7 +376,7 @@ fn map_outcome(n: usize, o: Outcome) -> Vec<Result<String, Failure>> {
     for (i, r) in o.per_rcpt {
         if let Some(slot) = results.get_mut(i) {
             *slot = match r {
-                Ok(reply) => Ok(reply.first_line().to_string()),
+                Ok(reply) => Ok(reply.to_string()),
                 Err(f) => match f.kind {
                     Kind::Temporary => Err(Failure::Temporary(f.to_string())),
                     Kind::Permanent => Err(Failure::Permanent(f.to_string())),
