@@ -919,3 +919,59 @@ fn rcpt_4xx_falls_back_for_that_recipient_only() {
     assert_eq!(s[0].rcpts, ["z@example.net"]);
     assert_eq!(m.mailq(), "Mail queue is empty\n");
 }
+
+/// `-qo ROUTE` runs only that route (and counts it as online); a plain
+/// run leaves mail for a route that is not online waiting, without error.
+#[test]
+fn qo_runs_one_route_and_offline_routes_wait() {
+    let (sa, sb) = (
+        Sink::start(Behaviour::default()),
+        Sink::start(Behaviour::default()),
+    );
+    let ra = format!(
+        "config route 'dialup'\n\toption mail_host '127.0.0.1:{}'\n\toption tls 'none'\n\
+         \tlist allowed_recipients '*@a.example'\n\toption last_route '1'\n\n",
+        sa.port
+    );
+    let lan = route_to("lan", &sb, "\tlist denied_recipients '*@a.example'\n");
+    // Online detection by file, and the file names no route.
+    let m = mta(
+        "qo",
+        "\toption online_detect 'file'\n\toption online_file '@DIR@/online'\n",
+        &format!("{ra}{lan}"),
+    );
+    fs::write(m.dir.path().join("online"), "").unwrap();
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@a.example"],
+        "Subject: a\n\nx\n",
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@b.example"],
+        "Subject: b\n\nx\n",
+    );
+    let out = m.run("masqmail", &["-qo", "dialup"], b"");
+    expect_code(&out, 0);
+    assert_eq!(sa.messages().len(), 1);
+    assert!(sb.messages().is_empty(), "-qo dialup used another route");
+    runq(&m);
+    assert_eq!(sb.messages().len(), 1);
+    send(
+        &m,
+        "bob@remote.example",
+        &["y@a.example"],
+        "Subject: a2\n\nx\n",
+    );
+    runq(&m);
+    assert_eq!(sa.messages().len(), 1, "dialup is not online");
+    let q = m.mailq();
+    assert!(
+        q.contains("        y@a.example\n"),
+        "waits without an error: {q}"
+    );
+    let out = m.run("masqmail", &["-qo", "nosuch"], b"");
+    expect_code(&out, 64);
+}
