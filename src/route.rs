@@ -202,3 +202,281 @@ pub fn rewrite_headers(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The first route of a config made of `route` lines.
+    fn route(lines: &str) -> Route {
+        let text = format!(
+            "config masqmail 'main'\n\toption host_name 'home.lan'\n\nconfig route 'r'\n{lines}"
+        );
+        let cfg = crate::config::from_bytes(Path::new("/test.conf"), text.as_bytes())
+            .unwrap_or_else(|e| panic!("config: {e:?}"));
+        cfg.routes.into_iter().next().expect("one route")
+    }
+
+    fn a(s: &str) -> Address {
+        Address::parse(s, None).expect("test address")
+    }
+
+    fn s(x: &str) -> Sender {
+        if x.is_empty() {
+            Sender::Null
+        } else {
+            Sender::Addr(a(x))
+        }
+    }
+
+    fn hdrs(lines: &[&str]) -> Vec<Header> {
+        lines
+            .iter()
+            .map(|l| Header::from_line(l.as_bytes()).expect("header line"))
+            .collect()
+    }
+
+    /// Local domains of these tests: home.lan and *.home.lan.
+    fn local(x: &Address) -> bool {
+        let d = x.domain().to_ascii_lowercase();
+        d == "home.lan" || d.ends_with(".home.lan")
+    }
+
+    fn ok(r: &Route, sender: &str, from: &[&str], rcpt: &str) -> bool {
+        let from: Vec<Address> = from.iter().map(|f| a(f)).collect();
+        accepts(r, &s(sender), &from, &a(rcpt))
+    }
+
+    #[test]
+    fn no_conditions_accept_everything() {
+        let r = route("");
+        assert!(ok(
+            &r,
+            "alice@home.lan",
+            &["alice@home.lan"],
+            "bob@example.org"
+        ));
+        assert!(ok(&r, "", &[], "bob@example.org"));
+    }
+
+    #[test]
+    fn sender_globs_and_local_part_patterns() {
+        let r = route(
+            "\tlist allowed_senders '*@home.lan'\n\tlist allowed_senders 'web*@example.com'\n\
+             \tlist allowed_senders 'meillo'\n",
+        );
+        assert!(ok(&r, "alice@home.lan", &[], "x@example.org"));
+        assert!(
+            ok(&r, "ALICE@Home.LAN", &[], "x@example.org"),
+            "case ignored"
+        );
+        assert!(ok(&r, "webmaster@example.com", &[], "x@example.org"));
+        assert!(!ok(&r, "master@example.com", &[], "x@example.org"));
+        // no @ in the pattern: the local part, any domain
+        assert!(ok(&r, "meillo@anywhere.example", &[], "x@example.org"));
+        assert!(!ok(&r, "meillo2@anywhere.example", &[], "x@example.org"));
+        // a local-part pattern never matches the domain
+        let r = route("\tlist allowed_senders 'home*'\n");
+        assert!(!ok(&r, "alice@home.lan", &[], "x@example.org"));
+        assert!(ok(&r, "homer@example.org", &[], "x@example.org"));
+        // ? is one character
+        let r = route("\tlist allowed_senders 'b?b@*'\n");
+        assert!(ok(&r, "bob@x.example", &[], "x@example.org"));
+        assert!(!ok(&r, "boob@x.example", &[], "x@example.org"));
+    }
+
+    #[test]
+    fn null_sender_only_by_angle_brackets() {
+        let r = route("\tlist allowed_senders '<>'\n");
+        assert!(ok(&r, "", &[], "x@example.org"));
+        assert!(!ok(&r, "alice@home.lan", &[], "x@example.org"));
+        // a glob does not match the null sender
+        let r = route("\tlist allowed_senders '*'\n");
+        assert!(!ok(&r, "", &[], "x@example.org"));
+        assert!(ok(&r, "alice@home.lan", &[], "x@example.org"));
+        let r = route("\tlist denied_senders '<>'\n");
+        assert!(!ok(&r, "", &[], "x@example.org"));
+        assert!(ok(&r, "alice@home.lan", &[], "x@example.org"));
+    }
+
+    #[test]
+    fn deny_beats_allow() {
+        let r = route(
+            "\tlist allowed_senders '*@home.lan'\n\tlist denied_senders 'guest@home.lan'\n\
+             \tlist allowed_recipients '*@example.org'\n\tlist allowed_recipients '*@*.example.net'\n\
+             \tlist denied_recipients 'spamtrap@*'\n",
+        );
+        assert!(ok(&r, "alice@home.lan", &[], "bob@example.org"));
+        assert!(!ok(&r, "guest@home.lan", &[], "bob@example.org"));
+        assert!(ok(&r, "alice@home.lan", &[], "bob@mx.example.net"));
+        assert!(!ok(&r, "alice@home.lan", &[], "bob@example.net"));
+        assert!(!ok(&r, "alice@home.lan", &[], "spamtrap@example.org"));
+        // recipient patterns are whole addresses: no local-part shorthand
+        let r = route("\tlist allowed_recipients 'bob'\n");
+        assert!(!ok(&r, "alice@home.lan", &[], "bob@example.org"));
+    }
+
+    #[test]
+    fn from_headers() {
+        let r =
+            route("\tlist allowed_from_hdrs 'alice'\n\tlist denied_from_hdrs '*@spam.example'\n");
+        assert!(ok(
+            &r,
+            "x@y.example",
+            &["alice@home.lan"],
+            "bob@example.org"
+        ));
+        assert!(!ok(
+            &r,
+            "alice@home.lan",
+            &["bob@home.lan"],
+            "bob@example.org"
+        ));
+        // several From: addresses: one denied denies, one allowed allows
+        assert!(ok(
+            &r,
+            "",
+            &["bob@home.lan", "alice@home.lan"],
+            "b@example.org"
+        ));
+        assert!(!ok(
+            &r,
+            "",
+            &["alice@home.lan", "x@spam.example"],
+            "b@example.org"
+        ));
+        // an allow list needs a From: address to match
+        assert!(!ok(&r, "alice@home.lan", &[], "bob@example.org"));
+        // the addresses come from every From: field, display names and all
+        let h = hdrs(&[
+            "Subject: x",
+            "From: \"Alice L.\" <alice@home.lan>, bob@home.lan",
+            "from: (comment) carol@home.lan",
+            "Sender: dave@home.lan",
+        ]);
+        assert_eq!(
+            from_addresses(&h),
+            vec![a("alice@home.lan"), a("bob@home.lan"), a("carol@home.lan")]
+        );
+        assert!(from_addresses(&hdrs(&["To: x@y.example"])).is_empty());
+    }
+
+    #[test]
+    fn return_path_set_domain_and_map() {
+        let r = route("\toption set_return_path_domain 'example.org'\n");
+        assert_eq!(
+            rewrite_sender(&r, &s("alice@home.lan"), &local),
+            s("alice@example.org")
+        );
+        // only local addresses are rewritten; the null sender stays null
+        assert_eq!(
+            rewrite_sender(&r, &s("alice@elsewhere.example"), &local),
+            s("alice@elsewhere.example")
+        );
+        assert_eq!(rewrite_sender(&r, &Sender::Null, &local), Sender::Null);
+        // a map wins over the domain; `*@domain` keeps the local part
+        let r = route(
+            "\toption set_return_path_domain 'example.org'\n\
+             \tlist map_return_path_addresses 'john: jsmith@mail.academic.edu'\n\
+             \tlist map_return_path_addresses 'c*: *@commercial.example'\n",
+        );
+        assert_eq!(
+            rewrite_sender(&r, &s("john@home.lan"), &local),
+            s("jsmith@mail.academic.edu")
+        );
+        assert_eq!(
+            rewrite_sender(&r, &s("charlie@pc.home.lan"), &local),
+            s("charlie@commercial.example")
+        );
+        assert_eq!(
+            rewrite_sender(&r, &s("dave@home.lan"), &local),
+            s("dave@example.org")
+        );
+        assert_eq!(
+            rewrite_sender(&r, &s("john@example.net"), &local),
+            s("john@example.net")
+        );
+    }
+
+    fn value_of(h: &[Header], name: &str) -> Vec<String> {
+        h.iter().filter(|x| x.is(name)).map(|x| x.value()).collect()
+    }
+
+    #[test]
+    fn header_set_domain() {
+        let r = route(
+            "\toption set_h_from_domain 'example.org'\n\toption set_h_reply_to_domain 'reply.example'\n",
+        );
+        let h = hdrs(&[
+            "From: Alice <alice@home.lan>, bob@elsewhere.example",
+            "Reply-To: alice@pc.home.lan",
+            "To: carol@home.lan",
+            "Subject: alice@home.lan",
+        ]);
+        let out = rewrite_headers(&r, &h, &s("alice@home.lan"), &local);
+        assert_eq!(
+            value_of(&out, "From"),
+            ["Alice <alice@example.org>, bob@elsewhere.example"]
+        );
+        assert_eq!(value_of(&out, "Reply-To"), ["alice@reply.example"]);
+        // other fields are left alone
+        assert_eq!(value_of(&out, "To"), ["carol@home.lan"]);
+        assert_eq!(value_of(&out, "Subject"), ["alice@home.lan"]);
+        // nothing local: the fields are kept byte for byte
+        let h = hdrs(&["From: (me)  x@elsewhere.example"]);
+        let out = rewrite_headers(&r, &h, &s("x@elsewhere.example"), &local);
+        assert_eq!(out[0].raw(), h[0].raw());
+    }
+
+    #[test]
+    fn header_maps_with_names_and_domains() {
+        let r = route(
+            "\tlist map_h_from_addresses 'john: John Smith <jsmith@mail.academic.edu>'\n\
+             \tlist map_h_from_addresses 'char*: *@commercial.example'\n\
+             \tlist map_h_reply_to_addresses 'john: replies@academic.edu'\n\
+             \tlist map_h_mail_followup_to_addresses 'john: list@academic.edu'\n",
+        );
+        let h = hdrs(&[
+            "From: john@home.lan",
+            "Reply-To: john@home.lan",
+            "Mail-Followup-To: john@home.lan",
+        ]);
+        let out = rewrite_headers(&r, &h, &s("john@home.lan"), &local);
+        assert_eq!(
+            value_of(&out, "From"),
+            ["John Smith <jsmith@mail.academic.edu>"]
+        );
+        assert_eq!(value_of(&out, "Reply-To"), ["replies@academic.edu"]);
+        assert_eq!(value_of(&out, "Mail-Followup-To"), ["list@academic.edu"]);
+        // the writer's display name wins; `*@domain` keeps the local part
+        let h = hdrs(&["From: Johnny <john@home.lan>, \"C. M.\" <charlie@home.lan>"]);
+        let out = rewrite_headers(&r, &h, &s("john@home.lan"), &local);
+        assert_eq!(
+            value_of(&out, "From"),
+            ["Johnny <jsmith@mail.academic.edu>, \"C. M.\" <charlie@commercial.example>"]
+        );
+        // a remote john is not mapped
+        let h = hdrs(&["From: john@example.net"]);
+        let out = rewrite_headers(&r, &h, &s("john@example.net"), &local);
+        assert_eq!(value_of(&out, "From"), ["john@example.net"]);
+    }
+
+    #[test]
+    fn sender_header_follows_the_return_path() {
+        let lines = "\toption set_return_path_domain 'example.org'\n";
+        let h = hdrs(&["From: boss@home.lan", "Sender: alice@home.lan"]);
+        let r = route(lines);
+        let out = rewrite_headers(&r, &h, &s("alice@home.lan"), &local);
+        assert_eq!(value_of(&out, "Sender"), ["alice@example.org"]);
+        assert_eq!(value_of(&out, "From"), ["boss@home.lan"]);
+        // off: Sender: stays
+        let r = route(&format!("{lines}\toption expand_h_sender_address '0'\n"));
+        let out = rewrite_headers(&r, &h, &s("alice@home.lan"), &local);
+        assert_eq!(value_of(&out, "Sender"), ["alice@home.lan"]);
+        // a remote return path is not rewritten, so neither is Sender:
+        let r = route(lines);
+        let out = rewrite_headers(&r, &h, &s("alice@example.net"), &local);
+        assert_eq!(value_of(&out, "Sender"), ["alice@home.lan"]);
+    }
+}

@@ -458,7 +458,7 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
         force: true,
         online: crate::online::current(cfg).names(),
     };
-    let r = deliver::run(cfg, &spool, &opts, &mut crate::transport::smtp::send)
+    let r = deliver::run(cfg, &spool, &opts, &mut crate::transport::smtp::Smtp::new())
         .map_err(|e| Fail::spool_io("queue run", &e))?;
     info!(
         "queue run: {} delivered, {} deferred, {} bounced, {} waiting for a route",

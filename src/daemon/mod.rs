@@ -280,7 +280,7 @@ fn run_worker(cfg: &Config, opts: &crate::deliver::RunOpts) -> Result<Option<u64
         return Err(());
     }
     let spool = Spool::existing(&cfg.main.spool_dir);
-    match crate::deliver::run(cfg, &spool, opts, &mut crate::transport::smtp::send) {
+    match crate::deliver::run(cfg, &spool, opts, &mut crate::transport::smtp::Smtp::new()) {
         Ok(r) => {
             if r.delivered + r.deferred + r.bounced > 0 {
                 info!(

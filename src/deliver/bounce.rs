@@ -58,6 +58,27 @@ fn is_smtp_reply(error: &str) -> bool {
     b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit)
 }
 
+/// The Diagnostic-Code field's value (RFC 3464 §2.3.6): `smtp; REPLY`
+/// with the remote server's reply exactly as it came (without the
+/// `(in reply to COMMAND)` the queue's error text adds), or
+/// `X-masqmail; TEXT` for a failure found here (a lost connection, a
+/// refused connect, a TLS or DNS problem, an MDA's exit code).
+fn diagnostic_code(error: &str) -> Option<String> {
+    if error.is_empty() {
+        return None;
+    }
+    if is_smtp_reply(error) {
+        if let Some(reply) = error
+            .strip_suffix(')')
+            .and_then(|e| e.rsplit_once(" (in reply to "))
+            .map(|(reply, _)| reply)
+        {
+            return Some(format!("smtp; {reply}"));
+        }
+    }
+    Some(format!("X-masqmail; {error}"))
+}
+
 /// Queue a notice about `rcpts` of message `id`. Returns the notice's ID,
 /// or None when none is sent (a double bounce that failed again).
 pub fn queue_notice(
@@ -151,10 +172,8 @@ pub fn queue_notice(
             target_addr(r),
             status_of(&error, kind)
         ));
-        if is_smtp_reply(&error) {
-            body.push_str(&format!("Diagnostic-Code: smtp; {error}\n"));
-        } else if !error.is_empty() {
-            body.push_str(&format!("Diagnostic-Code: X-masqmail; {error}\n"));
+        if let Some(d) = diagnostic_code(&error) {
+            body.push_str(&format!("Diagnostic-Code: {d}\n"));
         }
         body.push_str(&format!("Last-Attempt-Date: {date}\n"));
     }
@@ -212,5 +231,27 @@ mod tests {
         assert_eq!(status_of("451 4.7.1 try later", Kind::Delay), "4.7.1");
         assert_eq!(status_of("version 1.2.3", Kind::Delay), "4.0.0");
         assert!(is_smtp_reply("550 x") && !is_smtp_reply("no"));
+    }
+
+    #[test]
+    fn diagnostic_codes() {
+        assert_eq!(
+            diagnostic_code("550 5.1.1 <x@y>: no such user (in reply to RCPT TO)").as_deref(),
+            Some("smtp; 550 5.1.1 <x@y>: no such user")
+        );
+        assert_eq!(
+            diagnostic_code("554 5.7.1 (spam) rejected (in reply to end of DATA)").as_deref(),
+            Some("smtp; 554 5.7.1 (spam) rejected")
+        );
+        // made up here, not by a server
+        assert_eq!(
+            diagnostic_code("451 4.4.2 connection lost (at end of DATA)").as_deref(),
+            Some("X-masqmail; 451 4.4.2 connection lost (at end of DATA)")
+        );
+        assert_eq!(
+            diagnostic_code("/usr/bin/procmail exited 67").as_deref(),
+            Some("X-masqmail; /usr/bin/procmail exited 67")
+        );
+        assert_eq!(diagnostic_code(""), None);
     }
 }

@@ -26,10 +26,17 @@
 //!   marked `B`. A message whose recipients are all `D` or `B` is removed:
 //!   header file first, then body.
 //!
-//!   Crash points (doc/INTERNALS.md): D1 delivered, not yet recorded → the
-//!   next run delivers again (a duplicate, never a loss); D2 bounce queued,
-//!   not yet recorded → a second bounce; D3 header file replaced; D4 header
-//!   file removed, body not → recovery removes the body.
+//!   Crash points (doc/INTERNALS.md, "Delivery states"): D1 delivered,
+//!   not yet recorded → the next run delivers again (a duplicate, never a
+//!   loss); D2 bounce queued, not yet recorded → a second bounce; D3a new
+//!   header file written, not renamed → recovery removes it; D3 header
+//!   file replaced; D4 header file removed, body not → recovery removes
+//!   the body.
+//!
+//!   The remote transport (`Transport`, transport::smtp) may keep SMTP
+//!   sessions open from one message to the next; `run` ends them when it
+//!   is done. Notices queued by the run (bounces, delay warnings) are
+//!   delivered by the same run.
 //!
 //! DIAGNOSTICS
 //!   One log line per recipient and attempt:
@@ -104,13 +111,41 @@ pub struct Report {
     /// The earliest retry time of a deferred recipient that can go now
     /// (local, or with a usable route): the daemon's next deadline.
     pub next_due: Option<u64>,
+    /// Bounces and delay warnings queued by this run, not yet tried.
+    notices: Vec<MsgId>,
 }
 
 /// The remote transport: deliver one message to some recipients through
 /// one route and destination. Returns a result per recipient (in order)
 /// and the relay description for the log.
-pub type RemoteSend<'a> = dyn FnMut(&Config, &Route, &Outgoing<'_>, &[Address]) -> (String, Vec<Result<String, Failure>>)
-    + 'a;
+pub trait Transport {
+    fn send(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Vec<Result<String, Failure>>);
+
+    /// The run is over: end what is still open (kept SMTP sessions).
+    fn finish(&mut self) {}
+}
+
+/// A function is a transport that keeps nothing open.
+impl<F> Transport for F
+where
+    F: FnMut(&Config, &Route, &Outgoing<'_>, &[Address]) -> (String, Vec<Result<String, Failure>>),
+{
+    fn send(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Vec<Result<String, Failure>>) {
+        self(cfg, route, out, rcpts)
+    }
+}
 
 /// A message as a transport sees it (after the route's rewriting).
 pub struct Outgoing<'a> {
@@ -135,7 +170,7 @@ pub fn run(
     cfg: &Config,
     spool: &Spool,
     opts: &RunOpts,
-    send: &mut RemoteSend<'_>,
+    send: &mut dyn Transport,
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
@@ -162,6 +197,25 @@ pub fn run(
             drop(lock);
         }
     }
+    // The notices this run queued go out in this run too (a person who
+    // runs `runq` expects the bounce to leave with it). A notice about a
+    // notice is possible once (the double bounce to postmaster); the
+    // rounds are bounded all the same.
+    for _round in 0..3 {
+        let ids = std::mem::take(&mut report.notices);
+        if ids.is_empty() {
+            break;
+        }
+        for id in ids {
+            if let Some(lock) = spool.lock_message(&id, false)? {
+                if spool.has_ready(Dir::Outgoing, &id) {
+                    process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
+                }
+                drop(lock);
+            }
+        }
+    }
+    send.finish();
     Ok(report)
 }
 
@@ -200,7 +254,7 @@ fn process(
     scanner: &Scanner<'_>,
     id: &MsgId,
     opts: &RunOpts,
-    send: &mut RemoteSend<'_>,
+    send: &mut dyn Transport,
     report: &mut Report,
 ) -> io::Result<()> {
     let mut hf = match spool.load(Dir::Outgoing, id)? {
@@ -258,6 +312,7 @@ fn process(
                 Err(Failure::Permanent(t)) => ("bounced", t.clone()),
             };
             log_result(id, &hf.env.rcpts[i].target, "local", "local", status, &text);
+            // D1: delivered, recorded in memory only until D3.
             record(&mut hf.env.rcpts[i], result, now);
             changed = true;
         }
@@ -296,7 +351,7 @@ fn process(
             let Target::Addr(a) = &hf.env.rcpts[i].target else {
                 continue;
             };
-            let dest = if rt.mail_host.is_some() || rt.pipe.is_some() {
+            let dest = if rt.mail_host.is_some() || rt.pipe.is_some() || rt.wrapper.is_some() {
                 String::new()
             } else {
                 a.domain().to_string()
@@ -325,7 +380,7 @@ fn process(
             };
             let (relay, results) = match &rt.pipe {
                 Some(cmd) => pipe_route(rt, cmd, &out, &rcpts),
-                None => send(cfg, rt, &out, &rcpts),
+                None => send.send(cfg, rt, &out, &rcpts),
             };
             for (k, &i) in idx.iter().enumerate() {
                 let result = results.get(k).cloned().unwrap_or_else(|| {
@@ -348,6 +403,7 @@ fn process(
                     next.insert(i, rest);
                     continue;
                 }
+                // D1: delivered, recorded in memory only until D3.
                 record(&mut hf.env.rcpts[i], result.map(|_| ()), now);
                 changed = true;
             }
@@ -376,7 +432,7 @@ fn process(
             changed = true;
         }
     }
-    changed |= notices(cfg, spool, scanner, id, &mut hf, age)?;
+    changed |= notices(cfg, spool, scanner, id, &mut hf, age, &mut report.notices)?;
 
     if hf
         .env
@@ -389,6 +445,7 @@ fn process(
         report.messages_done += 1;
         info!("{id}: removed (done)");
     } else if changed {
+        // D3a, D3: the new header file, renamed over the old one.
         spool.replace_header(Dir::Outgoing, id, &hf)?;
     }
     for r in &hf.env.rcpts {
@@ -424,6 +481,7 @@ fn notices(
     id: &MsgId,
     hf: &mut HeaderFile,
     age: u64,
+    queued: &mut Vec<MsgId>,
 ) -> io::Result<bool> {
     let mut changed = false;
     let failed: Vec<Rcpt> = hf
@@ -437,8 +495,9 @@ fn notices(
         let refs: Vec<&Rcpt> = failed.iter().collect();
         // D2: queued first, then recorded.
         if let Some(nid) = bounce::queue_notice(cfg, spool, id, hf, &refs, bounce::Kind::Failure)? {
-            if let Err(e) = scanner.scan(spool, &nid) {
-                warn!("{nid}: left for scanning: {e}");
+            match scanner.scan(spool, &nid) {
+                Ok(_) => queued.push(nid),
+                Err(e) => warn!("{nid}: left for scanning: {e}"),
             }
         }
         for r in hf
@@ -462,8 +521,9 @@ fn notices(
             if let Some(nid) =
                 bounce::queue_notice(cfg, spool, id, hf, &deferred, bounce::Kind::Delay)?
             {
-                if let Err(e) = scanner.scan(spool, &nid) {
-                    warn!("{nid}: left for scanning: {e}");
+                match scanner.scan(spool, &nid) {
+                    Ok(_) => queued.push(nid),
+                    Err(e) => warn!("{nid}: left for scanning: {e}"),
                 }
             }
             hf.env.warned = true;

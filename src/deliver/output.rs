@@ -110,7 +110,11 @@ mod tests {
     use super::*;
 
     fn render(body: &[u8], fmt: Format) -> Vec<u8> {
-        let dir = std::env::temp_dir().join(format!("masqmail-output-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "masqmail-output-{}-{}",
+            std::process::id(),
+            body.len()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join(format!("{}", body.len()));
         std::fs::write(&p, body).unwrap();
@@ -124,7 +128,7 @@ mod tests {
             fmt,
         )
         .unwrap();
-        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_dir_all(&dir);
         out
     }
 

@@ -5,6 +5,12 @@
 //!     `nameserver ADDR`   an IPv4 or IPv6 address (IPv6 may carry a
 //!                         `%scope`, an interface name or number); the
 //!                         first three are used (glibc's MAXNS), port 53.
+//!                         masqmail also reads `ADDR:PORT` and
+//!                         `[IPV6]:PORT` (a dnsmasq or unbound on another
+//!                         port, and the tests' own DNS servers); glibc
+//!                         skips such a line, so a port belongs in a file
+//!                         of masqmail's own (`resolv_conf` option), not
+//!                         in /etc/resolv.conf.
 //!     `options timeout:N` seconds per try, 1–30 (default 5).
 //!     `options attempts:N` rounds over the server list, 1–5 (default 2).
 //!   Lines starting with `#` or `;` are comments; words after the address
@@ -89,10 +95,14 @@ fn number(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// `192.0.2.53`, `2001:db8::53`, `fe80::1%eth0`, `fe80::1%2`.
+/// `192.0.2.53`, `2001:db8::53`, `fe80::1%eth0`, `fe80::1%2`, and with a
+/// port `127.0.0.1:5353`, `[::1]:5353` (port 0 is refused).
 fn server_addr(s: &str) -> Option<SocketAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, DNS_PORT));
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return (sa.port() != 0).then_some(sa);
     }
     let (ip, scope) = s.split_once('%')?;
     let ip: Ipv6Addr = ip.parse().ok()?;
@@ -168,6 +178,20 @@ options timeout:x attempts:
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.attempts, 1);
         assert_eq!(c.servers, vec![sa("127.0.0.1:53")]);
+    }
+
+    #[test]
+    fn ports_for_masqmail_s_own_file() {
+        let c = parse(
+            "nameserver 127.0.0.1:5353\nnameserver [::1]:5300\nnameserver 127.0.0.2:0\n\
+             nameserver 127.0.0.3:99999\nnameserver ::1:53\n",
+        );
+        // `::1:53` is the IPv6 address ::0.1.0.83, not a port: glibc reads
+        // it the same way
+        assert_eq!(
+            c.servers,
+            vec![sa("127.0.0.1:5353"), sa("[::1]:5300"), sa("[::1:53]:53")]
+        );
     }
 
     #[test]

@@ -495,14 +495,14 @@ fn literals_and_bad_names_ask_nothing() {
         );
     }
     assert_eq!(
-        super::byname("127.0.0.1", true).expect("literal"),
+        super::byname("127.0.0.1", true, None).expect("literal"),
         vec![ip("127.0.0.1")]
     );
     assert_eq!(
-        super::byname("[IPv6:::1]", true).expect("literal"),
+        super::byname("[IPv6:::1]", true, Some(&r)).expect("literal"),
         vec![ip("::1")]
     );
-    let e = super::byname("a b", true).expect_err("bad name");
+    let e = super::byname("a b", true, Some(&r)).expect_err("bad name");
     assert!(matches!(e.kind, Kind::BadName(_)), "{e:?}");
 }
 
@@ -588,4 +588,48 @@ fn mx_ordering_rules() {
     assert_eq!(got[0].exchange, "mx99.example");
     assert_eq!(got[0].preference, 901);
     assert!(got.windows(2).all(|w| w[0].preference <= w[1].preference));
+}
+
+#[test]
+fn byname_hosts_file_first_then_dns() {
+    let dir = std::env::temp_dir().join(format!("masqmail-byname-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n::1 localhost\n192.0.2.99 mx1.example.org smarthost\n",
+    )
+    .expect("write hosts");
+    let s = Server::start(Mode::Normal);
+    let r = resolver(&[&s]);
+    let by = |h: &str, v4: bool, r: Option<&Resolver>| super::byname_in(&hosts, h, v4, r);
+    // the file wins over DNS, and nothing is asked
+    assert_eq!(
+        by("MX1.example.org", true, Some(&r)).expect("file"),
+        vec![ip("192.0.2.99")]
+    );
+    assert_eq!(
+        by("smarthost", true, None).expect("alias"),
+        vec![ip("192.0.2.99")]
+    );
+    assert_eq!(
+        by("localhost", true, None).expect("v4 first"),
+        vec![ip("127.0.0.1"), ip("::1")]
+    );
+    assert_eq!(
+        by("localhost", false, None).expect("v6 first"),
+        vec![ip("::1"), ip("127.0.0.1")]
+    );
+    assert_eq!(s.udp(), 0);
+    // not in the file: DNS
+    assert_eq!(
+        by("mx1b.example.org", true, Some(&r)).expect("dns"),
+        vec![ip("192.0.2.2")]
+    );
+    let e = by("nx.example.org", true, Some(&r)).expect_err("nxdomain");
+    assert!(!e.is_temporary(), "{e:?}");
+    // not in the file and no resolver: try again later
+    let e = by("mx1b.example.org", true, None).expect_err("no resolver");
+    assert!(e.is_temporary(), "{e:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,54 +1,239 @@
-//! The SMTP transport: the I/O loop around `smtp::client::Client`.
+//! The SMTP transport: the I/O loop around `smtp::client::Client`, and the
+//! connections a queue run keeps open between messages.
 //!
 //! DESCRIPTION
-//!   Delivers one message to some recipients through one route: to the
-//!   route's `mail_host` (resolved by `byname`/`dns_a` as `resolve_list`
-//!   says), or by MX (RFC 5321 §5.1: MX records by preference, else the
-//!   domain's own address). Each host's addresses are tried in order (IPv4
-//!   first with `prefer_ipv4`); a host that cannot be reached or that
-//!   fails the session before MAIL FROM makes the next one be tried. TLS:
-//!   `tls 'tls'` handshakes at connect, `tls 'starttls'` requires STARTTLS;
-//!   certificates are checked against `tls_ca_file`, or pinned with
-//!   `tls_fingerprint`, or not at all with `tls_verify '0'`.
+//!   [`Smtp`] delivers one message to some recipients through one route:
+//!   to the route's `mail_host`, or by MX (RFC 5321 §5.1: MX records by
+//!   preference, else the domain's own address), or through the route's
+//!   `wrapper` command (its stdin and stdout are the connection, as in
+//!   masqmail: a tunnel such as `ssh gw nc smtp.example.net 25`). Hosts are
+//!   resolved as `resolve_list` says (`dns_a`: our DNS client; `byname`:
+//!   /etc/hosts, then DNS; no getaddrinfo). Each host's addresses are
+//!   tried in order (IPv4 first with `prefer_ipv4`); a host that cannot be
+//!   reached or that fails the session before MAIL FROM makes the next one
+//!   be tried. TLS: `tls 'tls'` handshakes at connect, `tls 'starttls'`
+//!   requires STARTTLS; certificates are checked against `tls_ca_file`,
+//!   or pinned with `tls_fingerprint`, or not at all with `tls_verify '0'`.
+//!
+//!   Connection reuse: after a message, the session stays open (idle,
+//!   between transactions) for the next message of the same queue run to
+//!   the same route and destination (the smarthost, or the recipient
+//!   domain for MX delivery): one greeting, EHLO, TLS handshake and AUTH
+//!   for many messages, then MAIL FROM, RCPT TO, DATA (pipelined) per
+//!   message. At most `MAX_IDLE` sessions wait at a time, none longer than
+//!   `MAX_SESSION_AGE` nor for more than `MAX_MESSAGES` messages; the run's
+//!   end says QUIT to all of them. A kept session that the server closed
+//!   meanwhile (no reply to MAIL FROM at all, or 421 to it) is dropped and
+//!   the message is sent on a new connection, so an idle timeout on the
+//!   server never defers mail.
 //!
 //! SECURITY
-//!   Everything the server sends is parsed by the bounded reply parser;
-//!   credentials are written only where the client state machine says so
-//!   and never logged. Reads and writes time out (RFC 5321 §4.5.3.2).
+//!   Everything the server (or the wrapper) sends is parsed by the bounded
+//!   reply parser; credentials are written only where the client state
+//!   machine says so and never logged. Reads and writes time out (RFC 5321
+//!   §4.5.3.2), on sockets and on a wrapper's pipes alike. A wrapper comes
+//!   from the configuration only and never runs through a shell
+//!   (deliver::command's splitting); its environment is cleared but for
+//!   PATH, and it is killed when the session ends.
 //!
 //! DIAGNOSTICS
-//!   The relay in log lines is `host[ip]:port`. A failure to connect
-//!   anywhere defers (bounces with `connect_error_fail`); a certificate
-//!   that is not yet valid (router clock before NTP) always defers.
+//!   The relay in log lines is `host[ip]:port`, or `wrapper[command]`. A
+//!   failure to connect anywhere defers (bounces with
+//!   `connect_error_fail`); a certificate that is not yet valid (router
+//!   clock before NTP) always defers. A wrapper's stderr goes to the log
+//!   at debug level.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::addr::Address;
 use crate::config::{Config, ResolveMethod, Route, TlsMode};
-use crate::deliver::{Failure, Outgoing};
+use crate::deliver::{Failure, Outgoing, Transport};
 use crate::dns::{self, Resolver};
 use crate::smtp::client::{self, Action, Client, Kind, Mail, Outcome, Params};
 use crate::smtp::reply::ReplyParser;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle sessions kept open at once.
+pub const MAX_IDLE: usize = 4;
+/// A session is not reused once this old (Postfix's
+/// smtp_connection_reuse_time_limit).
+pub const MAX_SESSION_AGE: Duration = Duration::from_secs(300);
+/// Messages sent over one connection at most.
+pub const MAX_MESSAGES: u32 = 1000;
+/// How long to wait for the reply to QUIT.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
+
+/// What a session runs over: a TCP connection, or a wrapper command's
+/// stdin and stdout. Reads and writes wait at most the timeout set last.
+pub enum Wire {
+    /// A socket, and the timeout it has now (set again only on change).
+    Tcp(TcpStream, Cell<Option<Duration>>),
+    Cmd(Box<Piped>),
+    /// Nothing: what is left while a connection is handed to TLS.
+    Closed,
+}
+
+/// A wrapper command and its pipes.
+pub struct Piped {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    timeout: Cell<Duration>,
+}
+
+impl Wire {
+    /// The timeout for every following read and write.
+    pub fn set_timeout(&self, d: Duration) {
+        match self {
+            Wire::Tcp(s, now) => {
+                if now.get() != Some(d) {
+                    let _ = s.set_read_timeout(Some(d));
+                    let _ = s.set_write_timeout(Some(d));
+                    now.set(Some(d));
+                }
+            }
+            Wire::Cmd(p) => p.timeout.set(d),
+            Wire::Closed => {}
+        }
+    }
+
+    /// Can an idle session on this wire be used? Not when the peer said
+    /// something unasked (a 421, a TLS alert) or closed: then the wire is
+    /// readable while nothing is expected.
+    fn quiet(&self) -> bool {
+        let fd = match self {
+            Wire::Tcp(s, _) => s.as_fd(),
+            Wire::Cmd(p) => p.stdout.as_fd(),
+            Wire::Closed => return false,
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
+}
+
+/// Wait until `fd` is ready for `flags`, at most `d`.
+fn wait_ready<F: AsFd>(fd: &F, flags: PollFlags, d: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), flags)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Tcp(s, _) => s.read(b),
+            Wire::Cmd(p) => {
+                wait_ready(&p.stdout, PollFlags::POLLIN, p.timeout.get())?;
+                p.stdout.read(b)
+            }
+            Wire::Closed => Ok(0),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Tcp(s, _) => s.write(b),
+            Wire::Cmd(p) => {
+                wait_ready(&p.stdin, PollFlags::POLLOUT, p.timeout.get())?;
+                p.stdin.write(b)
+            }
+            Wire::Closed => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Tcp(s, _) => s.flush(),
+            Wire::Cmd(p) => p.stdin.flush(),
+            Wire::Closed => Ok(()),
+        }
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        // Its stdin closes with us; a tunnel that does not end on EOF is
+        // ended here.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the route's wrapper command.
+fn spawn_wrapper(line: &str) -> Result<Wire, String> {
+    let argv = crate::deliver::command::split(line)?;
+    let Some((prog, args)) = argv.split_first() else {
+        return Err("empty wrapper command".into());
+    };
+    let mut child = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run wrapper {prog}: {e}"))?;
+    if let Some(err) = child.stderr.take() {
+        let name = prog.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err.take(64 * 1024)).lines() {
+                match line {
+                    Ok(l) => debug!("wrapper {name}: {l}"),
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+    match (child.stdin.take(), child.stdout.take()) {
+        (Some(stdin), Some(stdout)) => Ok(Wire::Cmd(Box::new(Piped {
+            child,
+            stdin,
+            stdout,
+            timeout: Cell::new(client::TIMEOUT_OTHER),
+        }))),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err("wrapper pipes missing".into())
+        }
+    }
+}
 
 #[cfg(feature = "tls")]
-type Conn = crate::tls::MaybeTls<TcpStream>;
+type Conn = crate::tls::MaybeTls<Wire>;
 
 #[cfg(not(feature = "tls"))]
-struct Conn(TcpStream);
+struct Conn(Wire);
 
 #[cfg(not(feature = "tls"))]
 impl Conn {
-    fn new(s: TcpStream) -> Conn {
+    fn new(s: Wire) -> Conn {
         Conn(s)
     }
-    fn get_ref(&self) -> &TcpStream {
+    fn get_ref(&self) -> &Wire {
         &self.0
     }
 }
@@ -75,12 +260,6 @@ impl Write for Conn {
 struct Target {
     host: String,
     port: u16,
-}
-
-fn temp_all(n: usize, why: &str) -> Vec<Result<String, Failure>> {
-    (0..n)
-        .map(|_| Err(Failure::Temporary(why.to_string())))
-        .collect()
 }
 
 /// The hosts for a delivery, best first.
@@ -139,12 +318,12 @@ fn addresses(
     if let Some(ip) = dns::literal(host) {
         return Ok(vec![ip]);
     }
-    let mut last = String::from("no resolve method");
+    let mut last = String::from("no resolve method for a host in resolve_list");
     let mut permanent = false;
     for m in &route.resolve_list {
         let r = match (m, resolver) {
             (ResolveMethod::DnsA, Some(res)) => res.addrs(host, route.prefer_ipv4),
-            (ResolveMethod::Byname, _) => dns::byname(host, route.prefer_ipv4),
+            (ResolveMethod::Byname, res) => dns::byname(host, route.prefer_ipv4, res),
             _ => continue,
         };
         match r {
@@ -186,106 +365,18 @@ fn is_eight_bit(out: &Outgoing<'_>) -> bool {
     }
 }
 
-/// Deliver `out` to `rcpts` through `route` (the queue runner's remote
-/// transport). One result per recipient, and the relay for the log.
-pub fn send(
-    cfg: &Config,
-    route: &Route,
-    out: &Outgoing<'_>,
-    rcpts: &[Address],
-) -> (String, Vec<Result<String, Failure>>) {
-    let resolver = match Resolver::from_resolv_conf(&cfg.main.resolv_conf) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            warn!(
-                "{}: {e}; DNS lookups disabled",
-                cfg.main.resolv_conf.display()
-            );
-            None
-        }
-    };
-    let domain = rcpts
-        .first()
-        .map(|a| a.domain().to_string())
-        .unwrap_or_default();
-    let hosts = match targets(route, &domain, resolver.as_ref()) {
-        Ok(h) => h,
-        Err(f) => {
-            return (
-                "none".into(),
-                rcpts.iter().map(|_| Err(f.clone())).collect(),
-            )
-        }
-    };
-    let headers_len: u64 = out.headers.iter().map(|h| h.len() as u64).sum();
-    let mail = Mail {
-        sender: out.sender.clone(),
-        rcpts: rcpts.to_vec(),
-        size: headers_len + 2 + out.body_size + out.body_size / 40,
-        eight_bit: is_eight_bit(out),
-    };
-    let mut last_relay = String::from("none");
-    let mut last_err = String::from("no host to deliver to");
-    let mut connected_once = false;
-    for t in &hosts {
-        let ips = match addresses(route, &t.host, resolver.as_ref()) {
-            Ok(a) => a,
-            Err(Failure::Permanent(e)) if hosts.len() == 1 => {
-                return (
-                    t.host.clone(),
-                    rcpts
-                        .iter()
-                        .map(|_| Err(Failure::Permanent(e.clone())))
-                        .collect(),
-                )
-            }
-            Err(f) => {
-                last_err = f.text().to_string();
-                continue;
-            }
-        };
-        for ip in ips {
-            let sa = SocketAddr::new(ip, t.port);
-            let relay = format!("{}[{ip}]:{}", t.host, t.port);
-            let stream = match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                Ok(s) => s,
-                Err(e) => {
-                    debug!("connect {relay}: {e}");
-                    last_err = format!("connect to {relay}: {e}");
-                    last_relay = relay;
-                    continue;
-                }
-            };
-            connected_once = true;
-            let outcome = session(cfg, route, &t.host, stream, out, mail.clone());
-            last_relay = relay;
-            if outcome.session_failure {
-                // Another host may do better; keep the reason.
-                if let Some((_, Err(f))) = outcome.per_rcpt.first() {
-                    last_err = f.to_string();
-                }
-                continue;
-            }
-            return (last_relay, map_outcome(rcpts.len(), outcome));
-        }
-    }
-    let failure = if !connected_once && route.connect_error_fail {
-        Failure::Permanent(last_err)
-    } else {
-        Failure::Temporary(last_err)
-    };
-    (
-        last_relay,
-        rcpts.iter().map(|_| Err(failure.clone())).collect(),
-    )
-}
-
 fn map_outcome(n: usize, o: Outcome) -> Vec<Result<String, Failure>> {
-    let mut results = temp_all(n, "no result from the SMTP session");
+    let mut results: Vec<Result<String, Failure>> = (0..n)
+        .map(|_| {
+            Err(Failure::Temporary(
+                "no result from the SMTP session".to_string(),
+            ))
+        })
+        .collect();
     for (i, r) in o.per_rcpt {
         if let Some(slot) = results.get_mut(i) {
             *slot = match r {
-                Ok(reply) => Ok(reply.first_line().to_string()),
+                Ok(reply) => Ok(reply.to_string()),
                 Err(f) => match f.kind {
                     Kind::Temporary => Err(Failure::Temporary(f.to_string())),
                     Kind::Permanent => Err(Failure::Permanent(f.to_string())),
@@ -323,127 +414,528 @@ fn write_message(conn: &mut Conn, out: &Outgoing<'_>) -> io::Result<()> {
     conn.flush()
 }
 
+/// How one message went on a session.
+struct Driven {
+    outcome: Outcome,
+    /// The session is idle and may carry another message.
+    reusable: bool,
+    /// The code of the first reply read for this message, if any.
+    first_reply: Option<u16>,
+}
+
 /// One SMTP session with one server.
-fn session(
-    cfg: &Config,
-    route: &Route,
-    host: &str,
-    stream: TcpStream,
-    out: &Outgoing<'_>,
-    mail: Mail,
-) -> Outcome {
-    let params = Params::for_route(route, &cfg.main.host_name);
-    let mut client = Client::new(params, mail);
-    let _ = stream.set_nodelay(true);
-    #[allow(unused_mut)]
-    let mut conn = Conn::new(stream);
+struct Session {
+    conn: Conn,
+    client: Client,
+    parser: ReplyParser,
+    /// The name the certificate must hold (and SNI).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    host: String,
+    relay: String,
+    opened: Instant,
+    messages: u32,
     #[cfg(feature = "tls")]
-    let tls_cfg = if route.tls == TlsMode::None {
-        None
-    } else {
-        match crate::tls::client_config(crate::tls::Verify::for_route(route)) {
-            Ok(c) => Some(c),
-            Err(e) => return client.abort(&format!("TLS setup: {e}")),
-        }
-    };
-    if route.tls == TlsMode::Tls {
+    tls_cfg: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl Session {
+    /// Start a session on `wire` that will deliver `mail` first; for
+    /// implicit TLS the handshake is done here. Err: the outcome of a
+    /// session that failed before it began.
+    fn open(
+        cfg: &Config,
+        route: &Route,
+        host: &str,
+        relay: String,
+        wire: Wire,
+        mail: Mail,
+    ) -> Result<Session, Outcome> {
+        let params = Params::for_route(route, &cfg.main.host_name);
+        let mut client = Client::new(params, mail);
+        #[allow(unused_mut)]
+        let mut conn = Conn::new(wire);
         #[cfg(feature = "tls")]
-        {
-            let Some(tc) = tls_cfg.clone() else {
-                return client.abort("TLS setup failed");
-            };
-            let _ = conn
-                .get_ref()
-                .set_read_timeout(Some(client::TIMEOUT_GREETING));
-            conn = match conn.upgrade_client(tc, host) {
-                Ok(c) => c,
-                Err(e) => return client.abort(&crate::tls::classify_io(&e).to_string()),
-            };
-        }
-        #[cfg(not(feature = "tls"))]
-        return client.abort("implicit TLS needs the tls feature");
-    }
-    let mut parser = ReplyParser::new();
-    let mut buf = vec![0u8; 8192];
-    let mut outcome: Option<Outcome> = None;
-    loop {
-        let _ = conn.get_ref().set_read_timeout(Some(client.timeout()));
-        let _ = conn.get_ref().set_write_timeout(Some(client.timeout()));
-        let n = match conn.read(&mut buf) {
-            Ok(0) => return outcome.unwrap_or_else(|| client.connection_lost()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let why = if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) {
-                    "timed out waiting for the server".to_string()
-                } else {
-                    format!("read: {e}")
-                };
-                return outcome.unwrap_or_else(|| client.abort(&why));
+        let tls_cfg = if route.tls == TlsMode::None {
+            None
+        } else {
+            match crate::tls::client_config(crate::tls::Verify::for_route(route)) {
+                Ok(c) => Some(c),
+                Err(e) => return Err(client.abort(&format!("TLS setup: {e}"))),
             }
         };
-        let replies = match parser.feed(&buf[..n]) {
-            Ok(r) => r,
-            Err(e) => return outcome.unwrap_or_else(|| client.abort(&format!("bad reply: {e}"))),
-        };
-        let mut actions: Vec<Action> = Vec::new();
-        for r in replies {
-            actions.extend(client.on_reply(r));
+        if route.tls == TlsMode::Tls {
+            #[cfg(feature = "tls")]
+            {
+                let Some(tc) = tls_cfg.clone() else {
+                    return Err(client.abort("TLS setup failed"));
+                };
+                conn.get_ref().set_timeout(client::TIMEOUT_GREETING);
+                conn = match conn.upgrade_client(tc, host) {
+                    Ok(c) => c,
+                    Err(e) => return Err(client.abort(&crate::tls::classify_io(&e).to_string())),
+                };
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(client.abort("implicit TLS needs the tls feature"));
         }
-        while !actions.is_empty() {
-            let mut next = Vec::new();
-            for a in actions {
-                match a {
-                    Action::Send(b) | Action::SendSecret(b) => {
-                        if let Err(e) = conn.write_all(&b).and_then(|()| conn.flush()) {
-                            return outcome.unwrap_or_else(|| client.abort(&format!("write: {e}")));
+        Ok(Session {
+            conn,
+            client,
+            parser: ReplyParser::new(),
+            host: host.to_string(),
+            relay,
+            opened: Instant::now(),
+            messages: 0,
+            #[cfg(feature = "tls")]
+            tls_cfg,
+        })
+    }
+
+    /// May this idle session carry another message now?
+    fn usable(&self) -> bool {
+        self.client.is_idle()
+            && self.opened.elapsed() < MAX_SESSION_AGE
+            && self.messages < MAX_MESSAGES
+            && self.parser.is_empty()
+            && self.conn.get_ref().quiet()
+    }
+
+    /// Carry out `first` and then the client's actions for each reply,
+    /// until the outcome of the current message is known.
+    fn drive(&mut self, out: &Outgoing<'_>, first: Vec<Action>) -> Driven {
+        let mut pending = first;
+        let mut outcome: Option<Outcome> = None;
+        let mut closed = false;
+        let mut first_reply = None;
+        let mut buf = [0u8; 8192];
+        loop {
+            while !pending.is_empty() {
+                #[allow(unused_mut)] // only STARTTLS adds to it
+                let mut next = Vec::new();
+                for a in std::mem::take(&mut pending) {
+                    match a {
+                        Action::Send(b) | Action::SendSecret(b) => {
+                            self.conn.get_ref().set_timeout(self.client.timeout());
+                            if let Err(e) = self.conn.write_all(&b).and_then(|()| self.conn.flush())
+                            {
+                                return self.lost(outcome, &format!("write: {e}"), first_reply);
+                            }
                         }
-                    }
-                    Action::SendMessage => {
-                        if let Err(e) = write_message(&mut conn, out) {
-                            return outcome.unwrap_or_else(|| {
-                                client.abort(&format!("sending the message: {e}"))
-                            });
+                        Action::SendMessage => {
+                            self.conn.get_ref().set_timeout(self.client.timeout());
+                            if let Err(e) = write_message(&mut self.conn, out) {
+                                return self.lost(
+                                    outcome,
+                                    &format!("sending the message: {e}"),
+                                    first_reply,
+                                );
+                            }
+                            self.client.message_sent();
                         }
-                        client.message_sent();
-                    }
-                    Action::StartTls => {
-                        if !parser.is_empty() {
-                            return client
-                                .abort("data after the STARTTLS reply (response injection)");
-                        }
-                        #[cfg(feature = "tls")]
-                        {
-                            let Some(tc) = tls_cfg.clone() else {
-                                return client.abort("STARTTLS without a TLS configuration");
-                            };
-                            conn = match conn.upgrade_client(tc, host) {
-                                Ok(c) => c,
-                                Err(e) => {
-                                    return client.abort(&crate::tls::classify_io(&e).to_string())
+                        Action::StartTls => {
+                            if !self.parser.is_empty() {
+                                return self.lost(
+                                    outcome,
+                                    "data after the STARTTLS reply (response injection)",
+                                    first_reply,
+                                );
+                            }
+                            #[cfg(feature = "tls")]
+                            {
+                                let Some(tc) = self.tls_cfg.clone() else {
+                                    return self.lost(
+                                        outcome,
+                                        "STARTTLS without a TLS configuration",
+                                        first_reply,
+                                    );
+                                };
+                                self.conn.get_ref().set_timeout(client::TIMEOUT_OTHER);
+                                let plain =
+                                    std::mem::replace(&mut self.conn, Conn::new(Wire::Closed));
+                                match plain.upgrade_client(tc, &self.host) {
+                                    Ok(c) => self.conn = c,
+                                    Err(e) => {
+                                        let why = crate::tls::classify_io(&e).to_string();
+                                        return self.lost(outcome, &why, first_reply);
+                                    }
                                 }
-                            };
-                            parser = ReplyParser::new();
-                            next.extend(client.tls_started());
+                                self.parser = ReplyParser::new();
+                                next.extend(self.client.tls_started());
+                            }
+                            #[cfg(not(feature = "tls"))]
+                            return self.lost(
+                                outcome,
+                                "STARTTLS needs the tls feature",
+                                first_reply,
+                            );
                         }
-                        #[cfg(not(feature = "tls"))]
-                        return client.abort("STARTTLS needs the tls feature");
-                    }
-                    Action::Done(o) => {
-                        outcome = Some(o);
-                        next.extend(client.quit());
-                    }
-                    Action::Close => {
-                        #[cfg(feature = "tls")]
-                        let _ = conn.close();
-                        return outcome.unwrap_or_else(|| client.connection_lost());
+                        Action::Done(o) => outcome = Some(o),
+                        Action::Close => {
+                            self.close_conn();
+                            closed = true;
+                        }
                     }
                 }
+                pending = next;
             }
-            actions = next;
+            if let Some(o) = outcome {
+                return Driven {
+                    outcome: o,
+                    reusable: !closed && self.client.is_idle(),
+                    first_reply,
+                };
+            }
+            if closed {
+                return self.lost(None, "connection closed", first_reply);
+            }
+            self.conn.get_ref().set_timeout(self.client.timeout());
+            let n = match self.conn.read(&mut buf) {
+                Ok(0) => {
+                    let o = self.client.connection_lost();
+                    return Driven {
+                        outcome: o,
+                        reusable: false,
+                        first_reply,
+                    };
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let why = if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) {
+                        "timed out waiting for the server".to_string()
+                    } else {
+                        format!("read: {e}")
+                    };
+                    return self.lost(None, &why, first_reply);
+                }
+            };
+            let replies = match self.parser.feed(buf.get(..n).unwrap_or_default()) {
+                Ok(r) => r,
+                Err(e) => return self.lost(None, &format!("bad reply: {e}"), first_reply),
+            };
+            for r in replies {
+                first_reply.get_or_insert(r.code);
+                pending.extend(self.client.on_reply(r));
+            }
         }
     }
+
+    /// The session broke: the outcome already known, or the client's
+    /// verdict on what was pending.
+    fn lost(&mut self, known: Option<Outcome>, why: &str, first_reply: Option<u16>) -> Driven {
+        let outcome = known.unwrap_or_else(|| self.client.abort(why));
+        Driven {
+            outcome,
+            reusable: false,
+            first_reply,
+        }
+    }
+
+    fn close_conn(&mut self) {
+        #[cfg(feature = "tls")]
+        let _ = self.conn.close();
+    }
+
+    /// End the session: QUIT when idle, wait a little for the reply, close.
+    fn quit(mut self) {
+        let actions = self.client.quit();
+        let mut buf = [0u8; 1024];
+        let deadline = Instant::now() + QUIT_WAIT;
+        let mut pending = actions;
+        loop {
+            let mut close = false;
+            for a in std::mem::take(&mut pending) {
+                match a {
+                    Action::Send(b) => {
+                        self.conn.get_ref().set_timeout(QUIT_WAIT);
+                        if self
+                            .conn
+                            .write_all(&b)
+                            .and_then(|()| self.conn.flush())
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Action::Close => close = true,
+                    _ => {}
+                }
+            }
+            if close || Instant::now() >= deadline {
+                self.close_conn();
+                return;
+            }
+            self.conn.get_ref().set_timeout(QUIT_WAIT);
+            let n = match self.conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            match self.parser.feed(buf.get(..n).unwrap_or_default()) {
+                Ok(rs) => {
+                    for r in rs {
+                        pending.extend(self.client.on_reply(r));
+                    }
+                }
+                Err(_) => return,
+            }
+            if pending.is_empty() {
+                // 221 read: the client is closed and asks for nothing more
+                self.close_conn();
+                return;
+            }
+        }
+    }
+}
+
+/// The key of a kept session: route and destination.
+type Key = (String, String);
+
+/// The SMTP transport of one queue run, with the sessions it keeps open.
+#[derive(Default)]
+pub struct Smtp {
+    /// Read once per run, when first needed: None until then.
+    resolver: Option<Option<Resolver>>,
+    idle: Vec<(Key, Session)>,
+}
+
+impl Smtp {
+    pub fn new() -> Smtp {
+        Smtp::default()
+    }
+
+    fn resolver(&mut self, cfg: &Config) -> Option<&Resolver> {
+        self.resolver
+            .get_or_insert_with(|| match Resolver::from_resolv_conf(&cfg.main.resolv_conf) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(
+                        "{}: {e}; DNS lookups disabled",
+                        cfg.main.resolv_conf.display()
+                    );
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    fn take_idle(&mut self, key: &Key) -> Option<Session> {
+        let i = self.idle.iter().position(|(k, _)| k == key)?;
+        Some(self.idle.remove(i).1)
+    }
+
+    fn keep(&mut self, key: Key, s: Session) {
+        if self.idle.len() >= MAX_IDLE {
+            let (_, oldest) = self.idle.remove(0);
+            oldest.quit();
+        }
+        self.idle.push((key, s));
+    }
+
+    /// After a message on `s`: keep it for the next one, or end it.
+    fn settle(&mut self, key: Key, mut s: Session, reusable: bool) {
+        s.messages += 1;
+        if reusable && s.messages < MAX_MESSAGES {
+            self.keep(key, s);
+        } else {
+            s.quit();
+        }
+    }
+
+    /// Deliver `out` to `rcpts` through `route`: one result per recipient,
+    /// and the relay for the log.
+    pub fn deliver(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Vec<Result<String, Failure>>) {
+        let domain = rcpts
+            .first()
+            .map(|a| a.domain().to_ascii_lowercase())
+            .unwrap_or_default();
+        let dest = if route.mail_host.is_some() || route.wrapper.is_some() {
+            String::new()
+        } else {
+            domain.clone()
+        };
+        let key: Key = (route.name.clone(), dest);
+        let headers_len: u64 = out.headers.iter().map(|h| h.len() as u64).sum();
+        let mail = Mail {
+            sender: out.sender.clone(),
+            rcpts: rcpts.to_vec(),
+            size: headers_len + 2 + out.body_size + out.body_size / 40,
+            eight_bit: is_eight_bit(out),
+        };
+
+        // A session kept from an earlier message of this run.
+        if let Some(mut s) = self.take_idle(&key) {
+            if s.usable() {
+                let actions = s.client.next_message(mail.clone());
+                let d = s.drive(out, actions);
+                // No reply at all, or 421: the server had closed the
+                // session meanwhile. Nothing was sent: a new one does it.
+                let stale = matches!(d.first_reply, None | Some(421));
+                if !stale {
+                    let relay = s.relay.clone();
+                    self.settle(key, s, d.reusable);
+                    return (relay, map_outcome(rcpts.len(), d.outcome));
+                }
+                debug!("{}: kept session gone; connecting again", s.relay);
+            } else {
+                s.quit();
+            }
+        }
+
+        if let Some(w) = &route.wrapper {
+            let relay = format!("wrapper[{w}]");
+            let host = route
+                .mail_host
+                .as_ref()
+                .map_or_else(|| domain.clone(), |h| h.host.clone());
+            let failure = match spawn_wrapper(w) {
+                Ok(wire) => match Session::open(cfg, route, &host, relay.clone(), wire, mail) {
+                    Ok(mut s) => {
+                        let d = s.drive(out, Vec::new());
+                        self.settle(key, s, d.reusable);
+                        return (relay, map_outcome(rcpts.len(), d.outcome));
+                    }
+                    Err(o) => return (relay, map_outcome(rcpts.len(), o)),
+                },
+                Err(e) if route.connect_error_fail => Failure::Permanent(e),
+                Err(e) => Failure::Temporary(e),
+            };
+            return (relay, rcpts.iter().map(|_| Err(failure.clone())).collect());
+        }
+
+        let hosts = {
+            let resolver = self.resolver(cfg);
+            match targets(route, &domain, resolver) {
+                Ok(h) => h,
+                Err(f) => {
+                    return (
+                        "none".into(),
+                        rcpts.iter().map(|_| Err(f.clone())).collect(),
+                    )
+                }
+            }
+        };
+        let mut last_relay = String::from("none");
+        let mut last_err = String::from("no host to deliver to");
+        let mut connected_once = false;
+        for t in &hosts {
+            let ips = match addresses(route, &t.host, self.resolver(cfg)) {
+                Ok(a) => a,
+                Err(Failure::Permanent(e)) if hosts.len() == 1 => {
+                    return (
+                        t.host.clone(),
+                        rcpts
+                            .iter()
+                            .map(|_| Err(Failure::Permanent(e.clone())))
+                            .collect(),
+                    )
+                }
+                Err(f) => {
+                    last_err = f.text().to_string();
+                    continue;
+                }
+            };
+            for ip in ips {
+                let sa = SocketAddr::new(ip, t.port);
+                let relay = format!("{}[{ip}]:{}", t.host, t.port);
+                let stream = match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        debug!("connect {relay}: {e}");
+                        last_err = format!("connect to {relay}: {e}");
+                        last_relay = relay;
+                        continue;
+                    }
+                };
+                connected_once = true;
+                let _ = stream.set_nodelay(true);
+                last_relay = relay.clone();
+                let (outcome, session) = match Session::open(
+                    cfg,
+                    route,
+                    &t.host,
+                    relay,
+                    Wire::Tcp(stream, Cell::new(None)),
+                    mail.clone(),
+                ) {
+                    Ok(mut s) => {
+                        let d = s.drive(out, Vec::new());
+                        (d.outcome, Some((s, d.reusable)))
+                    }
+                    Err(o) => (o, None),
+                };
+                if outcome.session_failure {
+                    // Another host may do better; keep the reason.
+                    if let Some((_, Err(f))) = outcome.per_rcpt.first() {
+                        last_err = f.to_string();
+                    }
+                    if let Some((s, _)) = session {
+                        s.quit();
+                    }
+                    continue;
+                }
+                if let Some((s, reusable)) = session {
+                    self.settle(key, s, reusable);
+                }
+                return (last_relay, map_outcome(rcpts.len(), outcome));
+            }
+        }
+        let failure = if !connected_once && route.connect_error_fail {
+            Failure::Permanent(last_err)
+        } else {
+            Failure::Temporary(last_err)
+        };
+        (
+            last_relay,
+            rcpts.iter().map(|_| Err(failure.clone())).collect(),
+        )
+    }
+
+    /// QUIT every kept session.
+    pub fn close_all(&mut self) {
+        for (_, s) in self.idle.drain(..) {
+            s.quit();
+        }
+    }
+}
+
+impl Transport for Smtp {
+    fn send(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Vec<Result<String, Failure>>) {
+        self.deliver(cfg, route, out, rcpts)
+    }
+
+    fn finish(&mut self) {
+        self.close_all();
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
+/// Deliver one message on a connection of its own (no reuse).
+pub fn send(
+    cfg: &Config,
+    route: &Route,
+    out: &Outgoing<'_>,
+    rcpts: &[Address],
+) -> (String, Vec<Result<String, Failure>>) {
+    let mut t = Smtp::new();
+    t.deliver(cfg, route, out, rcpts)
 }

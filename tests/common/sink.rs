@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub struct Got {
     pub data: String,
     pub tls: bool,
     pub auth: Option<String>,
+    /// Which connection (1, 2, …, in accept order) carried it.
+    pub conn: usize,
 }
 
 #[derive(Clone, Default)]
@@ -27,8 +29,18 @@ pub struct Behaviour {
     pub rcpt_replies: HashMap<String, String>,
     /// Reply to the end of DATA (default 250).
     pub data_reply: Option<String>,
-    /// Close the connection after this many bytes of DATA.
+    /// Close the connection after two lines of DATA.
     pub drop_in_data: bool,
+    /// Wait this long before the reply to the end of DATA.
+    pub data_delay: Option<Duration>,
+    /// With `tls`: TLS from the first byte (port 465 style), no STARTTLS.
+    pub implicit_tls: bool,
+    /// Close the connection without a word after this many messages on it
+    /// (an idle timeout, as the client sees it).
+    pub close_after: Option<usize>,
+    /// Answer MAIL with 421 and close after this many messages on a
+    /// connection (a per-connection limit).
+    pub busy_after: Option<usize>,
     /// Offer STARTTLS with this config and refuse MAIL without it.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -74,12 +86,21 @@ impl Sink {
             }
             match l.accept() {
                 Ok((s, _)) => {
-                    c.fetch_add(1, Ordering::SeqCst);
+                    let conn = c.fetch_add(1, Ordering::SeqCst) + 1;
                     let (g, bh) = (g.clone(), bh.lock().unwrap().clone());
                     std::thread::spawn(move || {
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                        serve(Box::new(s), g, bh, false);
+                        #[cfg(feature = "tls")]
+                        if bh.implicit_tls {
+                            if let Some(cfg) = bh.tls.clone() {
+                                let conn_tls = rustls::ServerConnection::new(cfg).unwrap();
+                                let t = rustls::StreamOwned::new(conn_tls, s);
+                                serve(Box::new(t), g, bh, conn, true, true);
+                                return;
+                            }
+                        }
+                        serve(Box::new(s), g, bh, conn, false, true);
                     });
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -137,12 +158,19 @@ fn b64(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: bool) {
+fn serve(
+    mut s: Box<dyn Stream>,
+    got: Arc<Mutex<Vec<Got>>>,
+    b: Behaviour,
+    conn: usize,
+    tls: bool,
+    greet: bool,
+) {
     let greeting = b
         .greeting
         .clone()
         .unwrap_or_else(|| "220 sink.test ESMTP".into());
-    if !tls {
+    if greet {
         let _ = s.write_all(format!("{greeting}\r\n").as_bytes());
         if !greeting.starts_with("220") {
             return;
@@ -152,6 +180,7 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
     let mut line = String::new();
     let (mut helo, mut from, mut rcpts, mut auth) =
         (String::new(), String::new(), Vec::new(), None);
+    let mut count = 0usize;
     loop {
         line.clear();
         match r.read_line(&mut line) {
@@ -186,9 +215,9 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
             if let Some(cfg) = b.tls.clone() {
                 reply(w, "220 2.0.0 go ahead");
                 let sock = r.into_inner();
-                let conn = rustls::ServerConnection::new(cfg).unwrap();
-                let t = rustls::StreamOwned::new(conn, sock);
-                serve(Box::new(t), got, b, true);
+                let tls_conn = rustls::ServerConnection::new(cfg).unwrap();
+                let t = rustls::StreamOwned::new(tls_conn, sock);
+                serve(Box::new(t), got, b, conn, true, false);
                 return;
             }
             reply(w, "502 5.5.1 no TLS here");
@@ -212,6 +241,23 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 }
                 _ => reply(w, "535 5.7.8 bad credentials"),
             }
+        } else if upper == "AUTH LOGIN" {
+            reply(w, "334 VXNlcm5hbWU6");
+            line.clear();
+            let _ = r.read_line(&mut line);
+            let user = b64(line.trim()).unwrap_or_default();
+            reply(r.get_mut(), "334 UGFzc3dvcmQ6");
+            line.clear();
+            let _ = r.read_line(&mut line);
+            let pass = b64(line.trim()).unwrap_or_default();
+            let w = r.get_mut();
+            match &b.auth {
+                Some((u, p)) if *u == user && *p == pass => {
+                    auth = Some(user);
+                    reply(w, "235 2.7.0 ok")
+                }
+                _ => reply(w, "535 5.7.8 bad credentials"),
+            }
         } else if upper.starts_with("MAIL FROM:") {
             #[cfg(feature = "tls")]
             if b.tls.is_some() && !tls {
@@ -221,6 +267,10 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
             if b.auth.is_some() && auth.is_none() {
                 reply(w, "530 5.7.0 AUTH first");
                 continue;
+            }
+            if b.busy_after.is_some_and(|n| count >= n) {
+                reply(w, "421 4.7.0 enough for this connection");
+                return;
             }
             from = cmd[10..]
                 .split_whitespace()
@@ -267,6 +317,9 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                 data.push_str(l);
             }
             let w = r.get_mut();
+            if let Some(d) = b.data_delay {
+                std::thread::sleep(d);
+            }
             let end = b
                 .data_reply
                 .clone()
@@ -279,9 +332,14 @@ fn serve(mut s: Box<dyn Stream>, got: Arc<Mutex<Vec<Got>>>, b: Behaviour, tls: b
                     data,
                     tls,
                     auth: auth.clone(),
+                    conn,
                 });
             }
             reply(w, &end);
+            count += 1;
+            if b.close_after.is_some_and(|n| count >= n) {
+                return;
+            }
         } else if upper == "RSET" || upper == "NOOP" {
             rcpts.clear();
             reply(w, "250 2.0.0 ok");
