@@ -414,21 +414,32 @@ fn process(
         }
     }
 
-    // Give up on recipients deferred too long.
+    // Give up on recipients older than max_defer_time: deferred ones, and
+    // ones that never had a route online (a route that stays down for
+    // days, or a config that no route accepts, must not keep mail
+    // forever without the sender knowing). A run asked for one route
+    // only judges that route's mail.
     let age = now.saturating_sub(hf.env.received);
-    if age > cfg.main.max_defer_time.as_secs() {
+    if age > cfg.main.max_defer_time.as_secs() && opts.only_route.is_none() {
         for r in hf
             .env
             .rcpts
             .iter_mut()
-            .filter(|r| r.state == RcptState::Pending && r.tries > 0)
+            .filter(|r| r.state == RcptState::Pending)
         {
             r.state = RcptState::Failed;
-            r.error = format!(
-                "message expired after {} days in the queue; last error: {}",
-                age / 86400,
-                r.error
-            );
+            r.error = if r.tries > 0 {
+                format!(
+                    "message expired after {} days in the queue; last error: {}",
+                    age / 86400,
+                    r.error
+                )
+            } else {
+                format!(
+                    "message expired after {} days in the queue: no route was online for it",
+                    age / 86400
+                )
+            };
             changed = true;
         }
     }
