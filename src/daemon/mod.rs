@@ -4,12 +4,14 @@
 //!   `masqmail daemon` (foreground, for procd and systemd) and `masqmail -bd`
 //!   (detached, with a pid file). The supervisor is single-threaded and
 //!   blocks in one `poll()` on: the SMTP listeners, a signalfd (TERM/INT:
-//!   stop accepting, let workers finish, exit; HUP: re-read the config and
-//!   keep the old one when the new one has errors; CHLD: reap), an inotify
-//!   watch on `incoming/` (a `sendmail` dropped a message: scan it), the
-//!   control socket (`flush`, `status`, `routes`) and what online detection
-//!   needs (online.rs: a NETLINK_ROUTE socket, the online file's directory,
-//!   a query child's pipe). The poll timeout is infinite unless a retry of
+//!   stop accepting, pass TERM on to the SMTP workers (each finishes the
+//!   message it is committing, answers 421 and closes), let scan and
+//!   queue runs finish, exit; HUP: re-read the config and keep the old
+//!   one when the new one has errors; CHLD: reap), an inotify watch on
+//!   `incoming/` (a `sendmail` dropped a message: scan it), the control
+//!   socket (`flush`, `status`, `routes`) and what online detection needs
+//!   (online.rs: a NETLINK_ROUTE socket, the online file's directory, a
+//!   query child's pipe). The poll timeout is infinite unless a retry of
 //!   a deferred message on an online route is due (or a query child runs
 //!   late): with nothing to do the daemon does not wake up at all.
 //!
@@ -320,11 +322,26 @@ fn run_child_sync(f: impl FnOnce() -> i32) -> Result<i32, Fail> {
     }
 }
 
-/// `-bd`: leave the terminal, keep running in the background.
+/// `-bd`: leave the terminal, keep running in the background. The parent
+/// writes the pid file before it exits, so the file is there when `-bd`
+/// returns and a failure to write it is `-bd`'s exit code, not a silent
+/// error in a process without a terminal.
 fn daemonize(pid_file: &Path) -> CmdResult {
-    // SAFETY: single-threaded; the parent only exits.
+    if let Some(dir) = pid_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // SAFETY: single-threaded; the parent only writes a file and exits.
     match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Parent { child }) => match std::fs::write(pid_file, format!("{child}\n")) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                return Err(Fail::new(
+                    Exit::CantCreate,
+                    format!("pid file {}: {e}", pid_file.display()),
+                ));
+            }
+        },
         Ok(ForkResult::Child) => {}
         Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {e}"))),
     }
@@ -341,16 +358,7 @@ fn daemonize(pid_file: &Path) -> CmdResult {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    if let Some(dir) = pid_file.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
-        error!("cannot write pid file {}: {e}", pid_file.display());
-        Fail::new(
-            Exit::CantCreate,
-            format!("pid file {}: {e}", pid_file.display()),
-        )
-    })
+    Ok(())
 }
 
 /// Watch the directory of `online_file` (the file itself may be created,
@@ -604,6 +612,15 @@ impl Supervisor {
         self.control = None;
         self.stop_query();
         let _ = std::fs::remove_file(&self.control_path);
+        // SMTP workers wait for their clients (up to the 5-minute timeout,
+        // and a client that trickles bytes forever): tell them to finish
+        // what they commit, answer 421 and close. Scan and queue runs
+        // end by themselves.
+        for (pid, kind) in &self.children {
+            if matches!(kind, ChildKind::Smtp(_)) {
+                let _ = nix::sys::signal::kill(*pid, Signal::SIGTERM);
+            }
+        }
     }
 
     fn reload(&mut self) {
