@@ -22,6 +22,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
@@ -90,21 +92,30 @@ impl Write for Stdio {
     }
 }
 
-/// The relay policy of the config: local domains and recipients through
-/// scanning's alias resolution, passwords through SHA-crypt.
-fn policy(cfg: &'static Config) -> RelayPolicy {
-    let scanner: &'static Scanner<'static> = match Scanner::new(cfg) {
-        Ok(s) => Box::leak(Box::new(s)),
+/// The scanner of a session, loaded once per connection for the relay
+/// policy and for scanning what was accepted, and whether it has the
+/// aliases. When the alias file cannot be read, the policy knows users
+/// only and accepted messages are left for the daemon's scan run.
+fn session_scanner(cfg: &'static Config) -> Option<(&'static Scanner<'static>, bool)> {
+    match Scanner::new(cfg) {
+        Ok(s) => Some((Box::leak(Box::new(s)), true)),
         Err(e) => {
             warn!("aliases unavailable ({e}); local recipients are checked against users only");
             let mut stripped = cfg.clone();
             stripped.main.alias_file = None;
             let cfg2: &'static Config = Box::leak(Box::new(stripped));
-            match Scanner::new(cfg2) {
-                Ok(s) => Box::leak(Box::new(s)),
-                Err(_) => return deny_all(cfg),
-            }
+            Scanner::new(cfg2)
+                .ok()
+                .map(|s| (&*Box::leak(Box::new(s)), false))
         }
+    }
+}
+
+/// The relay policy of the config: local domains and recipients through
+/// scanning's alias resolution, passwords through SHA-crypt.
+fn policy(cfg: &'static Config, scanner: Option<&'static Scanner<'static>>) -> RelayPolicy {
+    let Some(scanner) = scanner else {
+        return deny_all(cfg);
     };
     RelayPolicy {
         local_nets: cfg.main.local_nets.clone(),
@@ -260,8 +271,43 @@ pub type ServerTls = Option<std::sync::Arc<rustls::ServerConfig>>;
 #[cfg(not(feature = "tls"))]
 pub type ServerTls = Option<()>;
 
+/// Set by SIGTERM in a worker: the daemon is stopping.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The worker's socket, for the SIGTERM handler.
+static SOCKET_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// SIGTERM in a worker: end the read side of the socket, so that a read
+/// waiting for the client returns at once (no race with a flag checked
+/// before blocking); the session loop then says `421` and closes. A
+/// message being committed is finished first: the loop only looks at the
+/// flag when a read returns.
+extern "C" fn on_sigterm(_: libc::c_int) {
+    STOPPING.store(true, Ordering::SeqCst);
+    let fd = SOCKET_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown(2) is async-signal-safe; the fd is the worker's
+        // socket, open for the worker's whole life.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
+}
+
+fn catch_sigterm(fd: i32) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    SOCKET_FD.store(fd, Ordering::SeqCst);
+    let act = SigAction::new(
+        SigHandler::Handler(on_sigterm),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores atomics and calls shutdown(2).
+    if let Err(e) = unsafe { sigaction(Signal::SIGTERM, &act) } {
+        warn!("sigaction: {e}");
+    }
+}
+
 /// Serve one SMTP connection (a daemon worker). Returns the exit code.
 pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) -> i32 {
+    catch_sigterm(stream.as_raw_fd());
     let tls = server_tls(cfg);
     if let Err(f) = crate::privs::become_mail_user(cfg) {
         error!("{f}");
@@ -286,6 +332,9 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
     crate::privs::prepare_spool(cfg)?;
     let tls = server_tls(cfg);
     crate::privs::become_mail_user(cfg)?;
+    // The spool's directories, when no daemon or sendmail made them yet.
+    Spool::open(&cfg.main.spool_dir)
+        .map_err(|e| Fail::spool_io(&format!("spool {}", cfg.main.spool_dir.display()), &e))?;
     let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(0)
         .ok()
         .and_then(|sa| {
@@ -332,6 +381,19 @@ fn write_all<S: Read + Write>(conn: &mut Conn<S>, out: &mut Vec<u8>) -> Result<(
     r.map_err(|e| format!("write: {e}"))
 }
 
+/// Scan messages whose 250 is out (a failure leaves the message in
+/// `incoming/` for the daemon's scan run).
+fn scan_accepted(scanner: Option<&Scanner<'_>>, spool: &Spool, ids: Vec<MsgId>) {
+    let Some(s) = scanner else {
+        return;
+    };
+    for id in ids {
+        if let Err(e) = s.scan(spool, &id) {
+            warn!("{id}: left for the daemon to scan: {e}");
+        }
+    }
+}
+
 /// The session loop, generic over the stream.
 fn session<S: Read + Write>(
     cfg: &Config,
@@ -343,7 +405,10 @@ fn session<S: Read + Write>(
 ) -> Result<(), String> {
     let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
     let spool = Spool::existing(&cfg.main.spool_dir);
-    let policy = policy(cfg);
+    let scanner = session_scanner(cfg);
+    let policy = policy(cfg, scanner.map(|(s, _)| s));
+    // Only a scanner with the aliases scans here; otherwise the daemon does.
+    let scanner = scanner.and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();
     let mut conn = Some(conn);
     let mut peer = PeerInfo {
@@ -371,7 +436,6 @@ fn session<S: Read + Write>(
     let mut session = Session::new(params, peer);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut sink: Option<Sink<'_>> = None;
-    let scanner = Scanner::new(cfg).ok();
     let mut pending = session.greeting();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -426,6 +490,8 @@ fn session<S: Read + Write>(
                             #[cfg(feature = "tls")]
                             let _ = c.close();
                         }
+                        // A message whose 250 came with the QUIT's 221.
+                        scan_accepted(scanner, &spool, scan_after);
                         return Ok(());
                     }
                 }
@@ -434,14 +500,17 @@ fn session<S: Read + Write>(
         let c = conn.as_mut().ok_or("no connection")?;
         write_all(c, &mut out)?;
         // The 250 is out: now scan what was accepted.
-        if let Some(s) = &scanner {
-            for id in scan_after {
-                if let Err(e) = s.scan(&spool, &id) {
-                    warn!("{id}: left for the daemon to scan: {e}");
-                }
+        scan_accepted(scanner, &spool, scan_after);
+        let got = c.read(&mut buf);
+        if STOPPING.load(Ordering::SeqCst) {
+            // The daemon is stopping (SIGTERM): whatever the read gave.
+            if session.is_closed() {
+                return Ok(());
             }
+            pending = session.shutdown();
+            continue;
         }
-        match c.read(&mut buf) {
+        match got {
             Ok(0) => {
                 debug!("{ident} closed the connection");
                 return Ok(());
