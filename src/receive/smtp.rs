@@ -271,6 +271,18 @@ pub type ServerTls = Option<std::sync::Arc<rustls::ServerConfig>>;
 #[cfg(not(feature = "tls"))]
 pub type ServerTls = Option<()>;
 
+/// The client's address as RFC 5321 §4.1.3 writes it: `[192.0.2.1]`,
+/// `[IPv6:2001:db8::1]` (in the Received header and the logs).
+fn address_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("[{a}]"),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{a}]"),
+        },
+    }
+}
+
 /// Set by SIGTERM in a worker: the daemon is stopping.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The worker's socket, for the SIGTERM handler.
@@ -316,7 +328,7 @@ pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bo
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let ident = format!("[{}]", peer.ip());
+    let ident = address_literal(peer.ip());
     match session(cfg, Conn::new(stream), peer.ip(), &ident, implicit_tls, tls) {
         Ok(()) => 0,
         Err(e) => {
@@ -343,7 +355,7 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
                 .or_else(|| sa.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
         });
     let (ip, ident) = match peer {
-        Some(ip) => (ip, format!("[{ip}]")),
+        Some(ip) => (ip, address_literal(ip)),
         None => {
             let user = nix::unistd::User::from_uid(nix::unistd::getuid())
                 .ok()
@@ -526,6 +538,23 @@ fn session<S: Read + Write>(
                 pending = session.timeout();
             }
             Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_literals() {
+        for (ip, want) in [
+            ("192.0.2.1", "[192.0.2.1]"),
+            ("::1", "[IPv6:::1]"),
+            ("2001:db8::25", "[IPv6:2001:db8::25]"),
+            ("::ffff:192.0.2.9", "[192.0.2.9]"),
+        ] {
+            assert_eq!(address_literal(ip.parse().unwrap()), want);
         }
     }
 }
