@@ -793,6 +793,90 @@ fn long_lines() {
     assert!(d.stop().success());
 }
 
+#[test]
+fn size_limits_and_protocol_abuse() {
+    let (m, port) = mta("size", "\toption max_size '20K'\n", "");
+    let d = Daemon::start(&m);
+    let mut c = Client::connect(port);
+    let e = c.ehlo("size.example");
+    assert!(e.lines.iter().any(|l| l == "SIZE 20480"), "{e:?}");
+    // Declared too big at MAIL (RFC 1870).
+    let r = c.expect("MAIL FROM:<a@example.org> SIZE=20481", 552);
+    assert!(r.text().starts_with("5.3.4"), "{r:?}");
+    c.expect("MAIL FROM:<a@example.org> SIZE=18446744073709551615", 552);
+    c.expect(
+        "MAIL FROM:<a@example.org> SIZE=99999999999999999999999",
+        501,
+    );
+    // Undeclared and too big: refused at the end of the data.
+    c.expect("MAIL FROM:<a@example.org> SIZE=100", 250);
+    c.expect("RCPT TO:<b@example.org>", 250);
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        "0123456789abcdef\r\n".repeat(1500)
+    );
+    let r = c.mail_data(&big);
+    assert_eq!(r.code, 552, "{r:?}");
+    c.expect("QUIT", 221);
+    // Commands out of order, unknown commands, junk bytes.
+    let mut c = Client::connect(port);
+    c.ehlo("junk.example");
+    c.expect("RCPT TO:<b@example.org>", 503);
+    c.expect("DATA", 503);
+    c.expect("BDAT 10 LAST", 502);
+    c.expect("XYZZY", 500);
+    c.send(b"MAIL FROM:<a@exa\0mple.org>\r\n");
+    assert_eq!(c.reply().code / 100, 5);
+    c.send(b"\xff\xfe\r\n");
+    assert_eq!(c.reply().code, 500);
+    c.expect("RSET", 250);
+    let id = queued_id(&c.mail("a@example.org", &["b@example.org"], MSG));
+    c.expect("QUIT", 221);
+    assert_eq!(m.queued_ids(), std::slice::from_ref(&id));
+    assert!(m.files("pool").len() == 1, "{:?}", m.files("pool"));
+    // A web browser (or a cross-protocol attack) is sent away.
+    let mut c = Client::connect(port);
+    assert_eq!(c.reply().code, 220);
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.reply().code, 221);
+    assert!(c.closed());
+    assert!(d.stop().success());
+}
+
+#[test]
+fn ipv6_listener() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIP ipv6_listener: no IPv6 loopback on this machine");
+        return;
+    }
+    let port6 = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (m, port) = mta(
+        "ipv6",
+        &format!("\tlist listen_addresses '[::1]:{port6}'\n"),
+        "",
+    );
+    let d = Daemon::start(&m);
+    let s = std::net::TcpStream::connect(("::1", port6)).unwrap();
+    let mut c = Client::on(s);
+    c.ehlo("v6.example");
+    let id = queued_id(&c.mail("a@example.org", &["b@example.org"], MSG));
+    c.expect("QUIT", 221);
+    let rcv = received(&outgoing(&m, &id));
+    assert!(
+        rcv.starts_with("Received: from v6.example ([IPv6:::1])"),
+        "{rcv}"
+    );
+    // The IPv4 listener serves as well.
+    let mut c = Client::connect(port);
+    c.ehlo("v4.example");
+    c.expect("QUIT", 221);
+    assert!(d.stop().success());
+}
+
 // ---------------------------------------------------------------------------
 // Connections
 
@@ -1069,59 +1153,92 @@ fn smtp_on_stdin() {
     assert_eq!(m.queued_ids().len(), 3);
 }
 
+/// A detached daemon, stopped (SIGTERM) when the test ends, even a failed
+/// one.
+struct Detached {
+    pid: i32,
+    pid_file: PathBuf,
+}
+
+impl Detached {
+    /// `masqmail -bd`: returns at once, the pid file already written.
+    fn start(m: &Mta, pid_file: &Path) -> Detached {
+        let t0 = Instant::now();
+        let out = m.run("masqmail", &["-bd"], b"");
+        expect_code(&out, 0);
+        assert!(t0.elapsed() < Duration::from_secs(10), "-bd did not return");
+        let pid = fs::read_to_string(pid_file)
+            .expect("the pid file, when -bd returns")
+            .trim()
+            .parse()
+            .expect("a pid in the pid file");
+        Detached {
+            pid,
+            pid_file: pid_file.to_path_buf(),
+        }
+    }
+
+    fn stop(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGTERM);
+        let t0 = Instant::now();
+        while self.pid_file.exists() {
+            assert!(t0.elapsed() < WAIT, "the pid file stays after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if self.pid_file.exists() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
 #[test]
 fn bd_detaches_and_writes_its_pid_file() {
-    let pid_file_dir = TempDir::new("bd-run");
-    let pid_file = pid_file_dir.path().join("run/masqmail.pid");
+    let pid_dir = TempDir::new("bd-run");
+    let pid_file = pid_dir.path().join("run/masqmail.pid");
     let (m, port) = mta(
         "bd",
         &format!("\toption pid_file '{}'\n", pid_file.display()),
         "",
     );
-    let t0 = Instant::now();
-    let out = m.run("masqmail", &["-bd"], b"");
-    expect_code(&out, 0);
-    assert!(t0.elapsed() < Duration::from_secs(10), "-bd did not return");
-    let pid: i32 = fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("a pid in the pid file");
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon runs");
+    let d = Detached::start(&m, &pid_file);
+    let stat = fs::read_to_string(format!("/proc/{}/stat", d.pid)).expect("the daemon runs");
     // Its own session (setsid): the session id is its pid.
     let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    assert_eq!(f[3], pid.to_string(), "session id: {stat}");
+    assert_eq!(f[3], d.pid.to_string(), "session id: {stat}");
     let mut c = Client::connect(port);
     c.ehlo("bd.example");
     queued_id(&c.mail("a@example.org", &["b@example.org"], MSG));
     c.expect("QUIT", 221);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let t0 = Instant::now();
-    while pid_file.exists() {
-        assert!(t0.elapsed() < WAIT, "the pid file stays after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
-    // A second -bd while one runs fails with one line, and the first
-    // keeps its pid file.
-    let out = m.run("masqmail", &["-bd"], b"");
-    expect_code(&out, 0);
-    let pid: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // A second -bd while one runs fails with one line; the first keeps
+    // its pid file.
     let again = m.run("masqmail", &["-bd"], b"");
-    assert_ne!(code(&again), 0);
+    assert_eq!(code(&again), 69, "{}", stderr(&again));
     assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
     assert_eq!(
         fs::read_to_string(&pid_file).unwrap().trim(),
-        pid.to_string()
+        d.pid.to_string()
     );
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    d.stop();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    // A pid file that cannot be written: -bd says so and exits 73, and
+    // no daemon is left behind.
+    let conf = fs::read_to_string(&m.conf).unwrap().replace(
+        pid_file.to_str().unwrap(),
+        "/proc/masqmail-test/masqmail.pid",
+    );
+    fs::write(&m.conf, conf).unwrap();
+    let out = m.run("masqmail", &["-bd"], b"");
+    assert_eq!(code(&out), 73, "{}", stderr(&out));
+    assert!(stderr(&out).contains("pid file"), "{}", stderr(&out));
     let t0 = Instant::now();
-    while pid_file.exists() {
-        assert!(t0.elapsed() < WAIT, "the pid file stays after SIGTERM");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(t0.elapsed() < WAIT, "a daemon without a pid file runs on");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
