@@ -457,6 +457,7 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
         only_route,
         force: true,
         online: crate::online::current(cfg).names(),
+        only_ids: None,
     };
     let r = deliver::run(cfg, &spool, &opts, &mut crate::transport::smtp::Smtp::new())
         .map_err(|e| Fail::spool_io("queue run", &e))?;

@@ -71,6 +71,9 @@ struct RunRequest {
     force: bool,
     /// Only this route (`flush ROUTE`); None: everything due.
     route: Option<String>,
+    /// Only these messages, which just arrived in outgoing/; None: the
+    /// whole queue.
+    ids: Option<Vec<crate::queue::MsgId>>,
 }
 
 impl RunRequest {
@@ -78,6 +81,16 @@ impl RunRequest {
         self.force |= other.force;
         if self.route != other.route {
             self.route = None;
+        }
+        match (&mut self.ids, other.ids) {
+            (Some(mine), Some(theirs)) => {
+                for id in theirs {
+                    if !mine.contains(&id) {
+                        mine.push(id);
+                    }
+                }
+            }
+            (ids, _) => *ids = None,
         }
     }
 }
@@ -111,6 +124,9 @@ struct Supervisor {
     run_report: Option<std::fs::File>,
     /// The next retry of a deferred recipient on an online route.
     next_retry: Option<u64>,
+    /// The running queue run looks at new messages only: its report adds
+    /// to `next_retry` instead of replacing it.
+    run_targeted: bool,
 }
 
 fn handled_signals() -> SigSet {
@@ -130,6 +146,13 @@ fn handled_signals() -> SigSet {
 /// Start the daemon. `detach`: `-bd` (background, pid file).
 pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     crate::privs::prepare_spool(&cfg)?;
+    // First the control socket: it finds a daemon already running on this
+    // spool, before recovery would run beside that daemon's workers.
+    let control_path = control::socket_path(&cfg.main.spool_dir);
+    let control = control::bind(&control_path)
+        .map_err(|e| Fail::new(Exit::Unavailable, format!("control socket: {e}")))?;
+    // Looked up once; every worker inherits it.
+    crate::privs::remember_mail_user(&cfg)?;
     // The spool's directories are made, and the spool recovered, by a
     // child that is the mail user; the supervisor waits for it.
     let cfg_init = cfg.clone();
@@ -142,9 +165,6 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     }
     let listeners = listen::bind_all(&cfg.main.listen_addresses, &cfg.main.smtps_addresses)
         .map_err(|e| Fail::new(Exit::Unavailable, e))?;
-    let control_path = control::socket_path(&cfg.main.spool_dir);
-    let control = control::bind(&control_path)
-        .map_err(|e| Fail::new(Exit::Unavailable, format!("control socket: {e}")))?;
 
     let mask = handled_signals();
     mask.thread_block()
@@ -208,6 +228,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         run_pending: None,
         run_report: None,
         next_retry: None,
+        run_targeted: false,
     };
     sup.online = sup.initial_online();
     for (r, why) in sup.online.iter() {
@@ -522,7 +543,15 @@ impl Supervisor {
         };
         let mut s = String::new();
         let _ = f.read_to_string(&mut s);
-        self.next_retry = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        let next = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        self.next_retry = if self.run_targeted {
+            match (self.next_retry, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        } else {
+            next
+        };
         if let Some(due) = self.next_retry {
             debug!(
                 "next retry in {}s",
@@ -560,6 +589,7 @@ impl Supervisor {
             only_route: req.route.clone(),
             force: req.force,
             online: self.online.names(),
+            only_ids: req.ids.clone(),
         };
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Run, move || {
@@ -575,7 +605,10 @@ impl Supervisor {
         });
         if pid.is_some() {
             self.run_report = Some(std::fs::File::from(rd));
-            self.next_retry = None;
+            self.run_targeted = req.ids.is_some();
+            if !self.run_targeted {
+                self.next_retry = None;
+            }
         }
     }
 
@@ -644,6 +677,10 @@ impl Supervisor {
                 self.cfg.main.spool_dir.display()
             );
         }
+        if let Err(f) = crate::privs::remember_mail_user(&new) {
+            error!("reload: {f}; keeping the running configuration");
+            return;
+        }
         // Keep the sockets whose address stays; bind the new ones.
         let mut keep: Vec<Listener> = Vec::new();
         let mut old: Vec<Listener> = std::mem::take(&mut self.listeners);
@@ -698,7 +735,15 @@ impl Supervisor {
                 self.scan_again = false;
                 self.start_scan();
             }
-            Some(ChildKind::Smtp(ip)) => debug!("connection from {ip} done (exit {code:?})"),
+            Some(ChildKind::Smtp(ip)) => {
+                debug!("connection from {ip} done (exit {code:?})");
+                // The worker scans what it accepted; exit 0 says it did.
+                // Otherwise (killed, or scanning failed) a scan run picks
+                // up what it left in incoming/.
+                if code != Some(0) {
+                    self.request_scan();
+                }
+            }
             Some(ChildKind::Run) if self.run_pending.is_some() && !self.stopping => {
                 self.start_run()
             }
@@ -715,7 +760,8 @@ impl Supervisor {
                 return;
             }
         };
-        let (mut scan, mut run, mut online) = (false, false, false);
+        let (mut scan, mut online) = (false, false);
+        let mut arrived: Vec<crate::queue::MsgId> = Vec::new();
         let online_name = self
             .cfg
             .main
@@ -723,16 +769,22 @@ impl Supervisor {
             .file_name()
             .map(|n| n.to_os_string());
         for ev in events {
-            let is_id = ev
+            let id = ev
                 .name
                 .as_ref()
                 .and_then(|n| n.to_str())
-                .and_then(crate::queue::MsgId::parse)
-                .is_some();
+                .and_then(crate::queue::MsgId::parse);
             if ev.wd == self.wd_incoming {
-                scan = true;
-            } else if ev.wd == self.wd_outgoing && is_id {
-                run = true;
+                // A message of a running SMTP worker is scanned by that
+                // worker (its exit code says if it could not); a scan run
+                // for it would only do the same work again.
+                scan |= !id.is_some_and(|id| self.is_smtp_worker(id.pid()));
+            } else if ev.wd == self.wd_outgoing {
+                if let Some(id) = id {
+                    if !arrived.contains(&id) {
+                        arrived.push(id);
+                    }
+                }
             } else if Some(ev.wd) == self.wd_online && ev.name == online_name {
                 online = true;
             }
@@ -743,9 +795,22 @@ impl Supervisor {
         if online {
             self.check_online();
         }
-        if run {
-            self.request_run(RunRequest::default());
+        if !arrived.is_empty() {
+            // New messages: a run for them only, not the whole queue.
+            self.request_run(RunRequest {
+                ids: Some(arrived),
+                ..RunRequest::default()
+            });
         }
+    }
+
+    fn is_smtp_worker(&self, pid: u32) -> bool {
+        i32::try_from(pid).is_ok_and(|p| {
+            matches!(
+                self.children.get(&Pid::from_raw(p)),
+                Some(ChildKind::Smtp(_))
+            )
+        })
     }
 
     fn request_scan(&mut self) {
@@ -782,6 +847,7 @@ impl Supervisor {
         self.request_run(RunRequest {
             force: true,
             route: route.map(str::to_string),
+            ids: None,
         });
     }
 

@@ -22,7 +22,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -317,7 +317,11 @@ fn catch_sigterm(fd: i32) {
     }
 }
 
-/// Serve one SMTP connection (a daemon worker). Returns the exit code.
+/// A worker's exit code when messages it accepted are left in incoming/.
+pub const EXIT_UNSCANNED: i32 = 3;
+
+/// Serve one SMTP connection (a daemon worker). Returns the exit code:
+/// 0, or [`EXIT_UNSCANNED`].
 pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) -> i32 {
     catch_sigterm(stream.as_raw_fd());
     let tls = server_tls(cfg);
@@ -328,13 +332,23 @@ pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bo
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let ident = address_literal(peer.ip());
-    match session(cfg, Conn::new(stream), peer.ip(), &ident, implicit_tls, tls) {
-        Ok(()) => 0,
-        Err(e) => {
-            debug!("connection from {ident}: {e}");
-            0
-        }
+    let client = Client {
+        ip: peer.ip(),
+        ident: address_literal(peer.ip()),
+        implicit_tls,
+        input_fd: Some(stream.as_raw_fd()),
+    };
+    let mut unscanned = Vec::new();
+    let r = session(cfg, Conn::new(stream), &client, tls, &mut unscanned);
+    if let Err(e) = r {
+        debug!("connection from {}: {e}", client.ident);
+    }
+    // The daemon runs a scan when a worker did not scan everything it
+    // accepted; exit 0 tells it there is nothing to do.
+    if unscanned.is_empty() {
+        0
+    } else {
+        EXIT_UNSCANNED
     }
 }
 
@@ -364,7 +378,15 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
             (IpAddr::V4(Ipv4Addr::LOCALHOST), user)
         }
     };
-    session(cfg, Conn::new(Stdio), ip, &ident, false, tls).map_err(|e| Fail::new(Exit::IoErr, e))
+    let mut unscanned = Vec::new();
+    let client = Client {
+        ip,
+        ident,
+        implicit_tls: false,
+        input_fd: Some(0),
+    };
+    session(cfg, Conn::new(Stdio), &client, tls, &mut unscanned)
+        .map_err(|e| Fail::new(Exit::IoErr, e))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -393,28 +415,67 @@ fn write_all<S: Read + Write>(conn: &mut Conn<S>, out: &mut Vec<u8>) -> Result<(
     r.map_err(|e| format!("write: {e}"))
 }
 
-/// Scan messages whose 250 is out (a failure leaves the message in
-/// `incoming/` for the daemon's scan run).
-fn scan_accepted(scanner: Option<&Scanner<'_>>, spool: &Spool, ids: Vec<MsgId>) {
+/// Accepted messages are scanned when the client has sent nothing for
+/// this long (or at the end of the session)…
+const SCAN_PAUSE_MS: u16 = 10;
+/// …or when this many wait.
+const SCAN_BATCH: usize = 16;
+
+/// Does input arrive on `fd` within `ms` milliseconds? (False on errors
+/// and without a descriptor: then the caller scans at once.)
+fn input_within(fd: Option<RawFd>, ms: u16) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::BorrowedFd;
+    let Some(fd) = fd else {
+        return false;
+    };
+    // SAFETY: the descriptor stays open for the whole session.
+    let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(bfd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+/// Scan messages whose 250 is out; those that could not be scanned stay
+/// in `ids` (and in `incoming/`, for the daemon's scan run).
+fn scan_accepted(scanner: Option<&Scanner<'_>>, spool: &Spool, ids: &mut Vec<MsgId>) {
     let Some(s) = scanner else {
         return;
     };
-    for id in ids {
-        if let Err(e) = s.scan(spool, &id) {
+    ids.retain(|id| match s.scan(spool, id) {
+        Ok(_) => false,
+        Err(e) => {
             warn!("{id}: left for the daemon to scan: {e}");
+            true
         }
-    }
+    });
+}
+
+/// The other end of a session.
+struct Client {
+    ip: IpAddr,
+    /// `[IP]`, or the local user for `-bs` on a pipe.
+    ident: String,
+    /// TLS from the first byte (a listener in `smtps_addresses`).
+    implicit_tls: bool,
+    /// The descriptor input arrives on, to see whether the client pauses.
+    input_fd: Option<RawFd>,
 }
 
 /// The session loop, generic over the stream.
 fn session<S: Read + Write>(
     cfg: &Config,
     conn: Conn<S>,
-    ip: IpAddr,
-    ident: &str,
-    implicit_tls: bool,
+    client: &Client,
     tls_cfg: ServerTls,
+    unscanned: &mut Vec<MsgId>,
 ) -> Result<(), String> {
+    let Client {
+        ip,
+        ref ident,
+        implicit_tls,
+        input_fd,
+    } = *client;
+    let ident = ident.as_str();
     let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
     let spool = Spool::existing(&cfg.main.spool_dir);
     let scanner = session_scanner(cfg);
@@ -452,7 +513,6 @@ fn session<S: Read + Write>(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         // Carry out the events; some produce more.
-        let mut scan_after: Vec<MsgId> = Vec::new();
         while !pending.is_empty() {
             let events = std::mem::take(&mut pending);
             for ev in events {
@@ -474,7 +534,7 @@ fn session<S: Read + Write>(
                             None => Err(CommitError::Io),
                         };
                         let reply = result.map(|id| {
-                            scan_after.push(id);
+                            unscanned.push(id);
                             id.to_string()
                         });
                         pending.extend(session.data_committed(reply, &policy));
@@ -503,7 +563,7 @@ fn session<S: Read + Write>(
                             let _ = c.close();
                         }
                         // A message whose 250 came with the QUIT's 221.
-                        scan_accepted(scanner, &spool, scan_after);
+                        scan_accepted(scanner, &spool, unscanned);
                         return Ok(());
                     }
                 }
@@ -511,8 +571,14 @@ fn session<S: Read + Write>(
         }
         let c = conn.as_mut().ok_or("no connection")?;
         write_all(c, &mut out)?;
-        // The 250 is out: now scan what was accepted.
-        scan_accepted(scanner, &spool, scan_after);
+        // The 250 is out. Scan what was accepted once the client pauses:
+        // its next command (QUIT, usually, sent the moment the 250
+        // arrives) is answered first, and the scan runs after the 221.
+        if !unscanned.is_empty()
+            && (unscanned.len() >= SCAN_BATCH || !input_within(input_fd, SCAN_PAUSE_MS))
+        {
+            scan_accepted(scanner, &spool, unscanned);
+        }
         let got = c.read(&mut buf);
         if STOPPING.load(Ordering::SeqCst) {
             // The daemon is stopping (SIGTERM): whatever the read gave.
