@@ -1118,6 +1118,53 @@ fn kill_9_of_a_worker_mid_data() {
     assert!(d.stop().success());
 }
 
+/// A worker killed after its 250 but before it scanned the message: the
+/// daemon scans it (the worker's exit status tells it to), so the message
+/// does not wait in incoming/ for the next event.
+#[test]
+fn kill_9_of_a_worker_after_its_250() {
+    let (m, port) = mta("kill9-after", "", "");
+    let d = Daemon::start(&m);
+    let mut c = Client::connect(port);
+    c.ehlo("victim.example");
+    c.expect("MAIL FROM:<a@example.org>", 250);
+    c.expect("RCPT TO:<b@example.org>", 250);
+    c.expect("DATA", 354);
+    // The end of the data and a stream of NOOPs: the worker answers them
+    // before it scans (it scans when the client pauses).
+    c.send(b"Subject: acked\r\n\r\nbody\r\n.\r\nNOOP\r\n");
+    let id = queued_id(&c.reply());
+    let worker = worker_for(d.pid, &c.s).expect("the worker of the connection");
+    let mut w = c.s.try_clone().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let noops = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            if w.write_all(b"NOOP\r\n").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    d.wait_log("killed by SIGKILL");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    noops.join().unwrap();
+    // Acknowledged, so queued, and scanned (by the worker or the daemon).
+    outgoing(&m, &id);
+    let t0 = Instant::now();
+    while !m.files("incoming").is_empty() {
+        assert!(
+            t0.elapsed() < WAIT,
+            "left in incoming/: {:?}",
+            m.files("incoming")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.queued_ids(), [id]);
+    assert!(d.stop().success());
+}
+
 #[test]
 fn smtp_on_stdin() {
     let (m, _) = mta("bs", "", "");
@@ -1218,7 +1265,14 @@ fn bd_detaches_and_writes_its_pid_file() {
     // its pid file.
     let again = m.run("masqmail", &["-bd"], b"");
     assert_eq!(code(&again), 69, "{}", stderr(&again));
+    // One line, and nothing done to the spool (no recovery beside the
+    // running daemon's workers).
     assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already running"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(
         fs::read_to_string(&pid_file).unwrap().trim(),
         d.pid.to_string()
