@@ -415,6 +415,17 @@ impl Supervisor {
             if self.stopping && self.children.is_empty() {
                 return;
             }
+            // Going idle (no worker, nothing pending, no deadline): give
+            // back the program text mapped meanwhile (memory::drop_text),
+            // so the idle daemon holds only what waiting takes.
+            if self.children.is_empty()
+                && self.conns.is_empty()
+                && self.run_pending.is_none()
+                && self.run_report.is_none()
+                && self.next_retry.is_none()
+            {
+                crate::util::memory::drop_text();
+            }
             // Index layout of the poll set: signals, inotify, control
             // listener, SMTP listeners, control connections, run report.
             let mut report_ready = false;
