@@ -699,6 +699,40 @@ fn no_relay_from_outside_local_nets() {
     assert!(d.stop().success());
 }
 
+/// While the alias file cannot be read, a local name that is no user may
+/// be an alias: the server answers 451 (try later), never 550.
+#[test]
+fn unreadable_alias_file_is_a_temporary_failure() {
+    let dir = TempDir::new("aliasfile");
+    let aliases = dir.path().join("aliases");
+    let (m, port) = mta(
+        "aliasfile",
+        &format!("\toption alias_file '{}'\n", aliases.display()),
+        "",
+    );
+    let d = Daemon::start(&m);
+    let mut c = Client::connect_from(OTHER_LOOPBACK, port);
+    c.ehlo("lan.example");
+    c.expect("MAIL FROM:<a@example.org>", 250);
+    let r = c.expect("RCPT TO:<staff@test.example>", 451);
+    assert!(r.text().starts_with("4.3.0"), "{r:?}");
+    c.expect("RCPT TO:<root@test.example>", 250);
+    let id = queued_id(&c.mail_data(MSG));
+    c.expect("QUIT", 221);
+    // Accepted, and waiting to be scanned with the aliases.
+    assert_eq!(m.queued_ids(), std::slice::from_ref(&id));
+    assert!(m.mailq().contains("not yet scanned"), "{}", m.mailq());
+    // With the file back, the alias is known and an unknown name is 550.
+    fs::write(&aliases, "staff: root\n").unwrap();
+    let mut c = Client::connect_from(OTHER_LOOPBACK, port);
+    c.ehlo("lan.example");
+    c.expect("MAIL FROM:<a@example.org>", 250);
+    c.expect("RCPT TO:<staff@test.example>", 250);
+    c.expect("RCPT TO:<nosuch@test.example>", 550);
+    c.expect("QUIT", 221);
+    assert!(d.stop().success());
+}
+
 // ---------------------------------------------------------------------------
 // Limits
 

@@ -270,7 +270,11 @@ fn init_spool(cfg: &Config) -> i32 {
             return 1;
         }
     }
-    scan_worker(cfg)
+    // A scan that cannot run (an unreadable alias file) is no reason not to
+    // start: messages wait in incoming/ and SMTP answers 451 for names it
+    // cannot check; the next scan run takes them.
+    let _ = scan_worker(cfg);
+    0
 }
 
 /// A scan run, in a child that is already the mail user.

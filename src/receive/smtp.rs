@@ -35,7 +35,7 @@ use crate::message::{HeaderReader, Limits, LineKind};
 use crate::queue::queue_in::Incoming;
 use crate::queue::{Envelope, MsgId, Rcpt, Spool};
 use crate::scan::Scanner;
-use crate::smtp::policy::RelayPolicy;
+use crate::smtp::policy::{Policy, RcptInfo, RelayPolicy, SessionInfo, Verdict};
 use crate::smtp::server::{
     CommitError, Event, PeerInfo, Response, ServerParams, Session, Transaction,
 };
@@ -126,6 +126,29 @@ fn policy(cfg: &'static Config, scanner: Option<&'static Scanner<'static>>) -> R
                 crate::util::shacrypt::verify(pass.as_bytes(), u.password_hash.expose())
             })
         }),
+    }
+}
+
+/// The relay policy while the alias file cannot be read: a local
+/// recipient that is no user may well be an alias, so "unknown" is only
+/// a temporary answer (`451 4.3.0`, the client tries again) and never the
+/// permanent `550 5.1.1`.
+struct WithoutAliases(RelayPolicy);
+
+impl Policy for WithoutAliases {
+    fn rcpt(&self, rcpt: &RcptInfo, session: &SessionInfo) -> Verdict {
+        match self.0.rcpt(rcpt, session) {
+            Verdict::Reject(r) if r.status == Some("5.1.1") => Verdict::Reject(Response::new(
+                451,
+                "4.3.0",
+                "Temporary lookup failure (the alias file cannot be read)",
+            )),
+            v => v,
+        }
+    }
+
+    fn authenticate(&self, user: &str, pass: &str) -> bool {
+        self.0.authenticate(user, pass)
     }
 }
 
@@ -479,7 +502,12 @@ fn session<S: Read + Write>(
     let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
     let spool = Spool::existing(&cfg.main.spool_dir);
     let scanner = session_scanner(cfg);
-    let policy = policy(cfg, scanner.map(|(s, _)| s));
+    let relay = policy(cfg, scanner.map(|(s, _)| s));
+    let policy: Box<dyn Policy> = match scanner {
+        Some((_, true)) => Box::new(relay),
+        _ => Box::new(WithoutAliases(relay)),
+    };
+    let policy = &*policy;
     // Only a scanner with the aliases scans here; otherwise the daemon does.
     let scanner = scanner.and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();
@@ -537,7 +565,7 @@ fn session<S: Read + Write>(
                             unscanned.push(id);
                             id.to_string()
                         });
-                        pending.extend(session.data_committed(reply, &policy));
+                        pending.extend(session.data_committed(reply, policy));
                     }
                     Event::StartTls => {
                         let c = conn.as_mut().ok_or("no connection")?;
@@ -593,7 +621,7 @@ fn session<S: Read + Write>(
                 debug!("{ident} closed the connection");
                 return Ok(());
             }
-            Ok(n) => pending = session.feed(&buf[..n], &policy),
+            Ok(n) => pending = session.feed(&buf[..n], policy),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
