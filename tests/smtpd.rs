@@ -985,8 +985,8 @@ fn connection_limits() {
         let mut c = Client::connect(port);
         assert_eq!(greet(&mut c).code, 220);
         c.expect("QUIT", 221);
+        d.wait_no_children();
     }
-    d.wait_no_children();
     assert!(d.stop().success());
 }
 
