@@ -92,7 +92,11 @@ impl Log for Logger {
             }
         }
         if self.stderr || (!sent && self.stderr_fallback()) {
-            let _ = writeln!(std::io::stderr(), "{}: {msg}", self.ident);
+            // One write per line: the daemon's workers share its stderr,
+            // and writeln! on unbuffered stderr writes each piece apart
+            // (lines of two processes came out mixed).
+            let line = format!("{}: {msg}\n", self.ident);
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 

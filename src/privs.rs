@@ -9,8 +9,9 @@
 //!   `run_as_user '1'` (test mode) keeps the caller's identity throughout.
 
 use std::ffi::CString;
+use std::sync::Mutex;
 
-use nix::unistd::{self, User};
+use nix::unistd::{self, Gid, Uid, User};
 
 use crate::config::Config;
 use crate::error::{Exit, Fail};
@@ -27,6 +28,66 @@ pub fn mail_user(cfg: &Config) -> Result<Option<User>, Fail> {
         .flatten()
         .map(Some)
         .ok_or_else(|| Fail::new(Exit::Config, format!("mail_user '{name}' does not exist")))
+}
+
+/// The IDs a switch to the mail user sets.
+#[derive(Clone, Debug)]
+struct Identity {
+    name: String,
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+}
+
+/// The mail user as looked up by [`remember_mail_user`]: the daemon looks
+/// it up once, its workers inherit it. Looking it up in every worker costs
+/// more than the rest of an SMTP session: NSS reads /etc/passwd and
+/// /etc/group and may load shared libraries on each call.
+static REMEMBERED: Mutex<Option<Identity>> = Mutex::new(None);
+
+fn look_up(cfg: &Config) -> Result<Option<Identity>, Fail> {
+    let Some(user) = mail_user(cfg)? else {
+        return Ok(None);
+    };
+    let name = &cfg.main.mail_user;
+    let cname = CString::new(name.as_str())
+        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
+    let groups = unistd::getgrouplist(&cname, user.gid).map_err(|e| {
+        Fail::new(
+            Exit::Software,
+            format!("cannot list the groups of {name}: {e}"),
+        )
+    })?;
+    Ok(Some(Identity {
+        name: name.clone(),
+        uid: user.uid,
+        gid: user.gid,
+        groups,
+    }))
+}
+
+/// The mail user's IDs: remembered ones when the name matches, else a
+/// fresh lookup.
+fn identity(cfg: &Config) -> Result<Option<Identity>, Fail> {
+    if !unistd::geteuid().is_root() || cfg.main.run_as_user {
+        return Ok(None);
+    }
+    if let Ok(r) = REMEMBERED.lock() {
+        if let Some(id) = r.as_ref().filter(|id| id.name == cfg.main.mail_user) {
+            return Ok(Some(id.clone()));
+        }
+    }
+    look_up(cfg)
+}
+
+/// Look the mail user up now and keep the result for this process and
+/// the children it forks (the daemon, at start and on reload).
+pub fn remember_mail_user(cfg: &Config) -> Result<(), Fail> {
+    let id = look_up(cfg)?;
+    if let Ok(mut r) = REMEMBERED.lock() {
+        *r = id;
+    }
+    Ok(())
 }
 
 /// Make sure the spool directory exists and, when running as root, that
@@ -50,16 +111,18 @@ pub fn prepare_spool(cfg: &Config) -> Result<(), Fail> {
 
 /// Become the mail user (no-op when not root or in test mode).
 pub fn become_mail_user(cfg: &Config) -> Result<(), Fail> {
-    let Some(user) = mail_user(cfg)? else {
+    let Some(id) = identity(cfg)? else {
         return Ok(());
     };
-    let name = &cfg.main.mail_user;
-    let cname = CString::new(name.as_str())
-        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
-    unistd::initgroups(&cname, user.gid)
-        .and_then(|()| unistd::setgid(user.gid))
-        .and_then(|()| unistd::setuid(user.uid))
-        .map_err(|e| Fail::new(Exit::Software, format!("cannot become user {name}: {e}")))
+    unistd::setgroups(&id.groups)
+        .and_then(|()| unistd::setgid(id.gid))
+        .and_then(|()| unistd::setuid(id.uid))
+        .map_err(|e| {
+            Fail::new(
+                Exit::Software,
+                format!("cannot become user {}: {e}", id.name),
+            )
+        })
 }
 
 /// For queue runs: act as the mail user, but keep root as the saved user
@@ -67,17 +130,19 @@ pub fn become_mail_user(cfg: &Config) -> Result<(), Fail> {
 /// mailbox given to its user, an MDA run as the user). No-op when not root
 /// or in test mode.
 pub fn become_mail_user_keep_root(cfg: &Config) -> Result<(), Fail> {
-    let Some(user) = mail_user(cfg)? else {
+    let Some(id) = identity(cfg)? else {
         return Ok(());
     };
-    let name = &cfg.main.mail_user;
-    let cname = CString::new(name.as_str())
-        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
-    let root = unistd::Uid::from_raw(0);
-    unistd::initgroups(&cname, user.gid)
-        .and_then(|()| unistd::setresgid(user.gid, user.gid, unistd::Gid::from_raw(0)))
-        .and_then(|()| unistd::setresuid(user.uid, user.uid, root))
-        .map_err(|e| Fail::new(Exit::Software, format!("cannot become user {name}: {e}")))
+    let root = Uid::from_raw(0);
+    unistd::setgroups(&id.groups)
+        .and_then(|()| unistd::setresgid(id.gid, id.gid, Gid::from_raw(0)))
+        .and_then(|()| unistd::setresuid(id.uid, id.uid, root))
+        .map_err(|e| {
+            Fail::new(
+                Exit::Software,
+                format!("cannot become user {}: {e}", id.name),
+            )
+        })
 }
 
 /// Run `f` with root's effective IDs when the process kept root as its

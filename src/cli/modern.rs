@@ -48,6 +48,7 @@ pub enum Sub {
     Config(ConfigCmd),
     Setup(Box<SetupCmd>),
     Testmail(TestmailCmd),
+    Passwd(PasswdCmd),
     Version(VersionCmd),
 }
 
@@ -214,6 +215,17 @@ pub struct TestmailCmd {
 }
 
 #[derive(FromArgs, Debug)]
+/// Make the password hash of an SMTP AUTH account: reads the password from
+/// stdin (asks twice on a terminal), prints the $6$ hash and a `config user`
+/// section to paste into the config.
+#[argh(subcommand, name = "passwd")]
+pub struct PasswdCmd {
+    /// the account's user name (for the printed section)
+    #[argh(positional)]
+    pub user: Option<String>,
+}
+
+#[derive(FromArgs, Debug)]
 /// Print the version and the compiled-in features.
 #[argh(subcommand, name = "version")]
 pub struct VersionCmd {}
@@ -229,6 +241,7 @@ pub fn is_subcommand(word: &str) -> bool {
             | "config"
             | "setup"
             | "testmail"
+            | "passwd"
             | "version"
             | "help"
     )

@@ -7,6 +7,7 @@
 //!   first creates it owned by `mail_user` and then becomes that user; it
 //!   never writes the spool as root.
 
+mod passwd;
 mod queue_cmd;
 mod submit;
 mod testmail;
@@ -135,6 +136,7 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
             println!("{}", version_text());
             Ok(())
         }
+        Sub::Passwd(p) => passwd::run(p.user.as_deref()),
         Sub::Config(c) => {
             let path = config.unwrap_or_else(config::default_path);
             match config::load(&path) {

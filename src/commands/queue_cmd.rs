@@ -37,7 +37,11 @@ fn list_fail(e: &io::Error) -> Fail {
 fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
-    for (dir, scanned) in [(Dir::Outgoing, true), (Dir::Incoming, false)] {
+    // incoming/ first: a message scanned meanwhile moves to outgoing/, which
+    // is listed after it (listed the other way round, a message scanned
+    // between the two listings was in neither). Listed twice, it is kept
+    // once, scanned.
+    for (dir, scanned) in [(Dir::Incoming, false), (Dir::Outgoing, true)] {
         for entry in spool.list(dir).map_err(|e| list_fail(&e))? {
             let id = match entry {
                 Entry::Ready(id) => id,
@@ -63,7 +67,8 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
             }
         }
     }
-    out.sort_by_key(|l| l.id);
+    out.sort_by_key(|l| (l.id, !l.scanned));
+    out.dedup_by_key(|l| l.id);
     Ok((out, problems))
 }
 
@@ -457,6 +462,7 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
         only_route,
         force: true,
         online: crate::online::current(cfg).names(),
+        only_ids: None,
     };
     let r = deliver::run(cfg, &spool, &opts, &mut crate::transport::smtp::Smtp::new())
         .map_err(|e| Fail::spool_io("queue run", &e))?;

@@ -4,12 +4,14 @@
 //!   `masqmail daemon` (foreground, for procd and systemd) and `masqmail -bd`
 //!   (detached, with a pid file). The supervisor is single-threaded and
 //!   blocks in one `poll()` on: the SMTP listeners, a signalfd (TERM/INT:
-//!   stop accepting, let workers finish, exit; HUP: re-read the config and
-//!   keep the old one when the new one has errors; CHLD: reap), an inotify
-//!   watch on `incoming/` (a `sendmail` dropped a message: scan it), the
-//!   control socket (`flush`, `status`, `routes`) and what online detection
-//!   needs (online.rs: a NETLINK_ROUTE socket, the online file's directory,
-//!   a query child's pipe). The poll timeout is infinite unless a retry of
+//!   stop accepting, pass TERM on to the SMTP workers (each finishes the
+//!   message it is committing, answers 421 and closes), let scan and
+//!   queue runs finish, exit; HUP: re-read the config and keep the old
+//!   one when the new one has errors; CHLD: reap), an inotify watch on
+//!   `incoming/` (a `sendmail` dropped a message: scan it), the control
+//!   socket (`flush`, `status`, `routes`) and what online detection needs
+//!   (online.rs: a NETLINK_ROUTE socket, the online file's directory, a
+//!   query child's pipe). The poll timeout is infinite unless a retry of
 //!   a deferred message on an online route is due (or a query child runs
 //!   late): with nothing to do the daemon does not wake up at all.
 //!
@@ -69,6 +71,9 @@ struct RunRequest {
     force: bool,
     /// Only this route (`flush ROUTE`); None: everything due.
     route: Option<String>,
+    /// Only these messages, which just arrived in outgoing/; None: the
+    /// whole queue.
+    ids: Option<Vec<crate::queue::MsgId>>,
 }
 
 impl RunRequest {
@@ -76,6 +81,16 @@ impl RunRequest {
         self.force |= other.force;
         if self.route != other.route {
             self.route = None;
+        }
+        match (&mut self.ids, other.ids) {
+            (Some(mine), Some(theirs)) => {
+                for id in theirs {
+                    if !mine.contains(&id) {
+                        mine.push(id);
+                    }
+                }
+            }
+            (ids, _) => *ids = None,
         }
     }
 }
@@ -109,6 +124,9 @@ struct Supervisor {
     run_report: Option<std::fs::File>,
     /// The next retry of a deferred recipient on an online route.
     next_retry: Option<u64>,
+    /// The running queue run looks at new messages only: its report adds
+    /// to `next_retry` instead of replacing it.
+    run_targeted: bool,
 }
 
 fn handled_signals() -> SigSet {
@@ -128,6 +146,13 @@ fn handled_signals() -> SigSet {
 /// Start the daemon. `detach`: `-bd` (background, pid file).
 pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     crate::privs::prepare_spool(&cfg)?;
+    // First the control socket: it finds a daemon already running on this
+    // spool, before recovery would run beside that daemon's workers.
+    let control_path = control::socket_path(&cfg.main.spool_dir);
+    let control = control::bind(&control_path)
+        .map_err(|e| Fail::new(Exit::Unavailable, format!("control socket: {e}")))?;
+    // Looked up once; every worker inherits it.
+    crate::privs::remember_mail_user(&cfg)?;
     // The spool's directories are made, and the spool recovered, by a
     // child that is the mail user; the supervisor waits for it.
     let cfg_init = cfg.clone();
@@ -140,9 +165,6 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     }
     let listeners = listen::bind_all(&cfg.main.listen_addresses, &cfg.main.smtps_addresses)
         .map_err(|e| Fail::new(Exit::Unavailable, e))?;
-    let control_path = control::socket_path(&cfg.main.spool_dir);
-    let control = control::bind(&control_path)
-        .map_err(|e| Fail::new(Exit::Unavailable, format!("control socket: {e}")))?;
 
     let mask = handled_signals();
     mask.thread_block()
@@ -206,6 +228,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         run_pending: None,
         run_report: None,
         next_retry: None,
+        run_targeted: false,
     };
     sup.online = sup.initial_online();
     for (r, why) in sup.online.iter() {
@@ -247,7 +270,11 @@ fn init_spool(cfg: &Config) -> i32 {
             return 1;
         }
     }
-    scan_worker(cfg)
+    // A scan that cannot run (an unreadable alias file) is no reason not to
+    // start: messages wait in incoming/ and SMTP answers 451 for names it
+    // cannot check; the next scan run takes them.
+    let _ = scan_worker(cfg);
+    0
 }
 
 /// A scan run, in a child that is already the mail user.
@@ -320,11 +347,26 @@ fn run_child_sync(f: impl FnOnce() -> i32) -> Result<i32, Fail> {
     }
 }
 
-/// `-bd`: leave the terminal, keep running in the background.
+/// `-bd`: leave the terminal, keep running in the background. The parent
+/// writes the pid file before it exits, so the file is there when `-bd`
+/// returns and a failure to write it is `-bd`'s exit code, not a silent
+/// error in a process without a terminal.
 fn daemonize(pid_file: &Path) -> CmdResult {
-    // SAFETY: single-threaded; the parent only exits.
+    if let Some(dir) = pid_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // SAFETY: single-threaded; the parent only writes a file and exits.
     match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Parent { child }) => match std::fs::write(pid_file, format!("{child}\n")) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                return Err(Fail::new(
+                    Exit::CantCreate,
+                    format!("pid file {}: {e}", pid_file.display()),
+                ));
+            }
+        },
         Ok(ForkResult::Child) => {}
         Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {e}"))),
     }
@@ -341,16 +383,7 @@ fn daemonize(pid_file: &Path) -> CmdResult {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    if let Some(dir) = pid_file.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
-        error!("cannot write pid file {}: {e}", pid_file.display());
-        Fail::new(
-            Exit::CantCreate,
-            format!("pid file {}: {e}", pid_file.display()),
-        )
-    })
+    Ok(())
 }
 
 /// Watch the directory of `online_file` (the file itself may be created,
@@ -385,6 +418,17 @@ impl Supervisor {
         loop {
             if self.stopping && self.children.is_empty() {
                 return;
+            }
+            // Going idle (no worker, nothing pending, no deadline): give
+            // back the program text mapped meanwhile (memory::drop_text),
+            // so the idle daemon holds only what waiting takes.
+            if self.children.is_empty()
+                && self.conns.is_empty()
+                && self.run_pending.is_none()
+                && self.run_report.is_none()
+                && self.next_retry.is_none()
+            {
+                crate::util::memory::drop_text();
             }
             // Index layout of the poll set: signals, inotify, control
             // listener, SMTP listeners, control connections, run report.
@@ -514,7 +558,15 @@ impl Supervisor {
         };
         let mut s = String::new();
         let _ = f.read_to_string(&mut s);
-        self.next_retry = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        let next = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        self.next_retry = if self.run_targeted {
+            match (self.next_retry, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        } else {
+            next
+        };
         if let Some(due) = self.next_retry {
             debug!(
                 "next retry in {}s",
@@ -552,6 +604,7 @@ impl Supervisor {
             only_route: req.route.clone(),
             force: req.force,
             online: self.online.names(),
+            only_ids: req.ids.clone(),
         };
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Run, move || {
@@ -567,7 +620,10 @@ impl Supervisor {
         });
         if pid.is_some() {
             self.run_report = Some(std::fs::File::from(rd));
-            self.next_retry = None;
+            self.run_targeted = req.ids.is_some();
+            if !self.run_targeted {
+                self.next_retry = None;
+            }
         }
     }
 
@@ -604,6 +660,15 @@ impl Supervisor {
         self.control = None;
         self.stop_query();
         let _ = std::fs::remove_file(&self.control_path);
+        // SMTP workers wait for their clients (up to the 5-minute timeout,
+        // and a client that trickles bytes forever): tell them to finish
+        // what they commit, answer 421 and close. Scan and queue runs
+        // end by themselves.
+        for (pid, kind) in &self.children {
+            if matches!(kind, ChildKind::Smtp(_)) {
+                let _ = nix::sys::signal::kill(*pid, Signal::SIGTERM);
+            }
+        }
     }
 
     fn reload(&mut self) {
@@ -626,6 +691,10 @@ impl Supervisor {
                 "reload: spool_dir changes need a restart; keeping {}",
                 self.cfg.main.spool_dir.display()
             );
+        }
+        if let Err(f) = crate::privs::remember_mail_user(&new) {
+            error!("reload: {f}; keeping the running configuration");
+            return;
         }
         // Keep the sockets whose address stays; bind the new ones.
         let mut keep: Vec<Listener> = Vec::new();
@@ -681,7 +750,15 @@ impl Supervisor {
                 self.scan_again = false;
                 self.start_scan();
             }
-            Some(ChildKind::Smtp(ip)) => debug!("connection from {ip} done (exit {code:?})"),
+            Some(ChildKind::Smtp(ip)) => {
+                debug!("connection from {ip} done (exit {code:?})");
+                // The worker scans what it accepted; exit 0 says it did.
+                // Otherwise (killed, or scanning failed) a scan run picks
+                // up what it left in incoming/.
+                if code != Some(0) {
+                    self.request_scan();
+                }
+            }
             Some(ChildKind::Run) if self.run_pending.is_some() && !self.stopping => {
                 self.start_run()
             }
@@ -698,7 +775,8 @@ impl Supervisor {
                 return;
             }
         };
-        let (mut scan, mut run, mut online) = (false, false, false);
+        let (mut scan, mut online) = (false, false);
+        let mut arrived: Vec<crate::queue::MsgId> = Vec::new();
         let online_name = self
             .cfg
             .main
@@ -706,16 +784,22 @@ impl Supervisor {
             .file_name()
             .map(|n| n.to_os_string());
         for ev in events {
-            let is_id = ev
+            let id = ev
                 .name
                 .as_ref()
                 .and_then(|n| n.to_str())
-                .and_then(crate::queue::MsgId::parse)
-                .is_some();
+                .and_then(crate::queue::MsgId::parse);
             if ev.wd == self.wd_incoming {
-                scan = true;
-            } else if ev.wd == self.wd_outgoing && is_id {
-                run = true;
+                // A message of a running SMTP worker is scanned by that
+                // worker (its exit code says if it could not); a scan run
+                // for it would only do the same work again.
+                scan |= !id.is_some_and(|id| self.is_smtp_worker(id.pid()));
+            } else if ev.wd == self.wd_outgoing {
+                if let Some(id) = id {
+                    if !arrived.contains(&id) {
+                        arrived.push(id);
+                    }
+                }
             } else if Some(ev.wd) == self.wd_online && ev.name == online_name {
                 online = true;
             }
@@ -726,9 +810,22 @@ impl Supervisor {
         if online {
             self.check_online();
         }
-        if run {
-            self.request_run(RunRequest::default());
+        if !arrived.is_empty() {
+            // New messages: a run for them only, not the whole queue.
+            self.request_run(RunRequest {
+                ids: Some(arrived),
+                ..RunRequest::default()
+            });
         }
+    }
+
+    fn is_smtp_worker(&self, pid: u32) -> bool {
+        i32::try_from(pid).is_ok_and(|p| {
+            matches!(
+                self.children.get(&Pid::from_raw(p)),
+                Some(ChildKind::Smtp(_))
+            )
+        })
     }
 
     fn request_scan(&mut self) {
@@ -765,6 +862,7 @@ impl Supervisor {
         self.request_run(RunRequest {
             force: true,
             route: route.map(str::to_string),
+            ids: None,
         });
     }
 

@@ -159,6 +159,7 @@ impl Supervisor {
             self.request_run(RunRequest {
                 force: true,
                 route: Some(r),
+                ids: None,
             });
         }
     }

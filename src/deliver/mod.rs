@@ -86,6 +86,10 @@ pub struct RunOpts {
     pub force: bool,
     /// The routes known to be online now (permanent ones always are).
     pub online: Vec<String>,
+    /// Only these messages (the daemon's run for messages that just
+    /// arrived: it must not read the whole queue for each); None: every
+    /// message in the queue.
+    pub only_ids: Option<Vec<MsgId>>,
 }
 
 impl RunOpts {
@@ -175,10 +179,17 @@ pub fn run(
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
     let mut busy = Vec::new();
-    for entry in spool.list(Dir::Outgoing)? {
+    let entries = match &opts.only_ids {
+        Some(ids) => ids.iter().map(|id| Entry::Ready(*id)).collect(),
+        None => spool.list(Dir::Outgoing)?,
+    };
+    for entry in entries {
         let Entry::Ready(id) = entry else {
             continue;
         };
+        if opts.only_ids.is_some() && !spool.has_ready(Dir::Outgoing, &id) {
+            continue;
+        }
         match spool.lock_message(&id, false)? {
             Some(lock) => {
                 process(cfg, spool, &scanner, &id, opts, send, &mut report)?;

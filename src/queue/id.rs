@@ -53,6 +53,11 @@ impl MsgId {
         MsgId::from_parts(now.as_secs(), now.subsec_micros(), std::process::id())
     }
 
+    /// The process that made the ID (its receiver).
+    pub fn pid(&self) -> u32 {
+        get_base62(&self.0[11..15]) as u32
+    }
+
     /// The next ID of the same process: one microsecond later.
     pub fn successor(&self) -> MsgId {
         let secs = get_base62(&self.0[0..6]);

@@ -22,6 +22,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
@@ -33,7 +35,7 @@ use crate::message::{HeaderReader, Limits, LineKind};
 use crate::queue::queue_in::Incoming;
 use crate::queue::{Envelope, MsgId, Rcpt, Spool};
 use crate::scan::Scanner;
-use crate::smtp::policy::RelayPolicy;
+use crate::smtp::policy::{Policy, RcptInfo, RelayPolicy, SessionInfo, Verdict};
 use crate::smtp::server::{
     CommitError, Event, PeerInfo, Response, ServerParams, Session, Transaction,
 };
@@ -90,21 +92,30 @@ impl Write for Stdio {
     }
 }
 
-/// The relay policy of the config: local domains and recipients through
-/// scanning's alias resolution, passwords through SHA-crypt.
-fn policy(cfg: &'static Config) -> RelayPolicy {
-    let scanner: &'static Scanner<'static> = match Scanner::new(cfg) {
-        Ok(s) => Box::leak(Box::new(s)),
+/// The scanner of a session, loaded once per connection for the relay
+/// policy and for scanning what was accepted, and whether it has the
+/// aliases. When the alias file cannot be read, the policy knows users
+/// only and accepted messages are left for the daemon's scan run.
+fn session_scanner(cfg: &'static Config) -> Option<(&'static Scanner<'static>, bool)> {
+    match Scanner::new(cfg) {
+        Ok(s) => Some((Box::leak(Box::new(s)), true)),
         Err(e) => {
             warn!("aliases unavailable ({e}); local recipients are checked against users only");
             let mut stripped = cfg.clone();
             stripped.main.alias_file = None;
             let cfg2: &'static Config = Box::leak(Box::new(stripped));
-            match Scanner::new(cfg2) {
-                Ok(s) => Box::leak(Box::new(s)),
-                Err(_) => return deny_all(cfg),
-            }
+            Scanner::new(cfg2)
+                .ok()
+                .map(|s| (&*Box::leak(Box::new(s)), false))
         }
+    }
+}
+
+/// The relay policy of the config: local domains and recipients through
+/// scanning's alias resolution, passwords through SHA-crypt.
+fn policy(cfg: &'static Config, scanner: Option<&'static Scanner<'static>>) -> RelayPolicy {
+    let Some(scanner) = scanner else {
+        return deny_all(cfg);
     };
     RelayPolicy {
         local_nets: cfg.main.local_nets.clone(),
@@ -115,6 +126,29 @@ fn policy(cfg: &'static Config) -> RelayPolicy {
                 crate::util::shacrypt::verify(pass.as_bytes(), u.password_hash.expose())
             })
         }),
+    }
+}
+
+/// The relay policy while the alias file cannot be read: a local
+/// recipient that is no user may well be an alias, so "unknown" is only
+/// a temporary answer (`451 4.3.0`, the client tries again) and never the
+/// permanent `550 5.1.1`.
+struct WithoutAliases(RelayPolicy);
+
+impl Policy for WithoutAliases {
+    fn rcpt(&self, rcpt: &RcptInfo, session: &SessionInfo) -> Verdict {
+        match self.0.rcpt(rcpt, session) {
+            Verdict::Reject(r) if r.status == Some("5.1.1") => Verdict::Reject(Response::new(
+                451,
+                "4.3.0",
+                "Temporary lookup failure (the alias file cannot be read)",
+            )),
+            v => v,
+        }
+    }
+
+    fn authenticate(&self, user: &str, pass: &str) -> bool {
+        self.0.authenticate(user, pass)
     }
 }
 
@@ -260,8 +294,59 @@ pub type ServerTls = Option<std::sync::Arc<rustls::ServerConfig>>;
 #[cfg(not(feature = "tls"))]
 pub type ServerTls = Option<()>;
 
-/// Serve one SMTP connection (a daemon worker). Returns the exit code.
+/// The client's address as RFC 5321 §4.1.3 writes it: `[192.0.2.1]`,
+/// `[IPv6:2001:db8::1]` (in the Received header and the logs).
+fn address_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("[{a}]"),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{a}]"),
+        },
+    }
+}
+
+/// Set by SIGTERM in a worker: the daemon is stopping.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The worker's socket, for the SIGTERM handler.
+static SOCKET_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// SIGTERM in a worker: end the read side of the socket, so that a read
+/// waiting for the client returns at once (no race with a flag checked
+/// before blocking); the session loop then says `421` and closes. A
+/// message being committed is finished first: the loop only looks at the
+/// flag when a read returns.
+extern "C" fn on_sigterm(_: libc::c_int) {
+    STOPPING.store(true, Ordering::SeqCst);
+    let fd = SOCKET_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown(2) is async-signal-safe; the fd is the worker's
+        // socket, open for the worker's whole life.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
+}
+
+fn catch_sigterm(fd: i32) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    SOCKET_FD.store(fd, Ordering::SeqCst);
+    let act = SigAction::new(
+        SigHandler::Handler(on_sigterm),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores atomics and calls shutdown(2).
+    if let Err(e) = unsafe { sigaction(Signal::SIGTERM, &act) } {
+        warn!("sigaction: {e}");
+    }
+}
+
+/// A worker's exit code when messages it accepted are left in incoming/.
+pub const EXIT_UNSCANNED: i32 = 3;
+
+/// Serve one SMTP connection (a daemon worker). Returns the exit code:
+/// 0, or [`EXIT_UNSCANNED`].
 pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) -> i32 {
+    catch_sigterm(stream.as_raw_fd());
     let tls = server_tls(cfg);
     if let Err(f) = crate::privs::become_mail_user(cfg) {
         error!("{f}");
@@ -270,13 +355,23 @@ pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bo
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let ident = format!("[{}]", peer.ip());
-    match session(cfg, Conn::new(stream), peer.ip(), &ident, implicit_tls, tls) {
-        Ok(()) => 0,
-        Err(e) => {
-            debug!("connection from {ident}: {e}");
-            0
-        }
+    let client = Client {
+        ip: peer.ip(),
+        ident: address_literal(peer.ip()),
+        implicit_tls,
+        input_fd: Some(stream.as_raw_fd()),
+    };
+    let mut unscanned = Vec::new();
+    let r = session(cfg, Conn::new(stream), &client, tls, &mut unscanned);
+    if let Err(e) = r {
+        debug!("connection from {}: {e}", client.ident);
+    }
+    // The daemon runs a scan when a worker did not scan everything it
+    // accepted; exit 0 tells it there is nothing to do.
+    if unscanned.is_empty() {
+        0
+    } else {
+        EXIT_UNSCANNED
     }
 }
 
@@ -286,6 +381,9 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
     crate::privs::prepare_spool(cfg)?;
     let tls = server_tls(cfg);
     crate::privs::become_mail_user(cfg)?;
+    // The spool's directories, when no daemon or sendmail made them yet.
+    Spool::open(&cfg.main.spool_dir)
+        .map_err(|e| Fail::spool_io(&format!("spool {}", cfg.main.spool_dir.display()), &e))?;
     let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(0)
         .ok()
         .and_then(|sa| {
@@ -294,7 +392,7 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
                 .or_else(|| sa.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
         });
     let (ip, ident) = match peer {
-        Some(ip) => (ip, format!("[{ip}]")),
+        Some(ip) => (ip, address_literal(ip)),
         None => {
             let user = nix::unistd::User::from_uid(nix::unistd::getuid())
                 .ok()
@@ -303,7 +401,15 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
             (IpAddr::V4(Ipv4Addr::LOCALHOST), user)
         }
     };
-    session(cfg, Conn::new(Stdio), ip, &ident, false, tls).map_err(|e| Fail::new(Exit::IoErr, e))
+    let mut unscanned = Vec::new();
+    let client = Client {
+        ip,
+        ident,
+        implicit_tls: false,
+        input_fd: Some(0),
+    };
+    session(cfg, Conn::new(Stdio), &client, tls, &mut unscanned)
+        .map_err(|e| Fail::new(Exit::IoErr, e))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -332,18 +438,78 @@ fn write_all<S: Read + Write>(conn: &mut Conn<S>, out: &mut Vec<u8>) -> Result<(
     r.map_err(|e| format!("write: {e}"))
 }
 
+/// Accepted messages are scanned when the client has sent nothing for
+/// this long (or at the end of the session)…
+const SCAN_PAUSE_MS: u16 = 10;
+/// …or when this many wait.
+const SCAN_BATCH: usize = 16;
+
+/// Does input arrive on `fd` within `ms` milliseconds? (False on errors
+/// and without a descriptor: then the caller scans at once.)
+fn input_within(fd: Option<RawFd>, ms: u16) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::BorrowedFd;
+    let Some(fd) = fd else {
+        return false;
+    };
+    // SAFETY: the descriptor stays open for the whole session.
+    let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(bfd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+/// Scan messages whose 250 is out; those that could not be scanned stay
+/// in `ids` (and in `incoming/`, for the daemon's scan run).
+fn scan_accepted(scanner: Option<&Scanner<'_>>, spool: &Spool, ids: &mut Vec<MsgId>) {
+    let Some(s) = scanner else {
+        return;
+    };
+    ids.retain(|id| match s.scan(spool, id) {
+        Ok(_) => false,
+        Err(e) => {
+            warn!("{id}: left for the daemon to scan: {e}");
+            true
+        }
+    });
+}
+
+/// The other end of a session.
+struct Client {
+    ip: IpAddr,
+    /// `[IP]`, or the local user for `-bs` on a pipe.
+    ident: String,
+    /// TLS from the first byte (a listener in `smtps_addresses`).
+    implicit_tls: bool,
+    /// The descriptor input arrives on, to see whether the client pauses.
+    input_fd: Option<RawFd>,
+}
+
 /// The session loop, generic over the stream.
 fn session<S: Read + Write>(
     cfg: &Config,
     conn: Conn<S>,
-    ip: IpAddr,
-    ident: &str,
-    implicit_tls: bool,
+    client: &Client,
     tls_cfg: ServerTls,
+    unscanned: &mut Vec<MsgId>,
 ) -> Result<(), String> {
+    let Client {
+        ip,
+        ref ident,
+        implicit_tls,
+        input_fd,
+    } = *client;
+    let ident = ident.as_str();
     let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
     let spool = Spool::existing(&cfg.main.spool_dir);
-    let policy = policy(cfg);
+    let scanner = session_scanner(cfg);
+    let relay = policy(cfg, scanner.map(|(s, _)| s));
+    let policy: Box<dyn Policy> = match scanner {
+        Some((_, true)) => Box::new(relay),
+        _ => Box::new(WithoutAliases(relay)),
+    };
+    let policy = &*policy;
+    // Only a scanner with the aliases scans here; otherwise the daemon does.
+    let scanner = scanner.and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();
     let mut conn = Some(conn);
     let mut peer = PeerInfo {
@@ -371,12 +537,10 @@ fn session<S: Read + Write>(
     let mut session = Session::new(params, peer);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut sink: Option<Sink<'_>> = None;
-    let scanner = Scanner::new(cfg).ok();
     let mut pending = session.greeting();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         // Carry out the events; some produce more.
-        let mut scan_after: Vec<MsgId> = Vec::new();
         while !pending.is_empty() {
             let events = std::mem::take(&mut pending);
             for ev in events {
@@ -398,10 +562,10 @@ fn session<S: Read + Write>(
                             None => Err(CommitError::Io),
                         };
                         let reply = result.map(|id| {
-                            scan_after.push(id);
+                            unscanned.push(id);
                             id.to_string()
                         });
-                        pending.extend(session.data_committed(reply, &policy));
+                        pending.extend(session.data_committed(reply, policy));
                     }
                     Event::StartTls => {
                         let c = conn.as_mut().ok_or("no connection")?;
@@ -426,6 +590,8 @@ fn session<S: Read + Write>(
                             #[cfg(feature = "tls")]
                             let _ = c.close();
                         }
+                        // A message whose 250 came with the QUIT's 221.
+                        scan_accepted(scanner, &spool, unscanned);
                         return Ok(());
                     }
                 }
@@ -433,20 +599,29 @@ fn session<S: Read + Write>(
         }
         let c = conn.as_mut().ok_or("no connection")?;
         write_all(c, &mut out)?;
-        // The 250 is out: now scan what was accepted.
-        if let Some(s) = &scanner {
-            for id in scan_after {
-                if let Err(e) = s.scan(&spool, &id) {
-                    warn!("{id}: left for the daemon to scan: {e}");
-                }
-            }
+        // The 250 is out. Scan what was accepted once the client pauses:
+        // its next command (QUIT, usually, sent the moment the 250
+        // arrives) is answered first, and the scan runs after the 221.
+        if !unscanned.is_empty()
+            && (unscanned.len() >= SCAN_BATCH || !input_within(input_fd, SCAN_PAUSE_MS))
+        {
+            scan_accepted(scanner, &spool, unscanned);
         }
-        match c.read(&mut buf) {
+        let got = c.read(&mut buf);
+        if STOPPING.load(Ordering::SeqCst) {
+            // The daemon is stopping (SIGTERM): whatever the read gave.
+            if session.is_closed() {
+                return Ok(());
+            }
+            pending = session.shutdown();
+            continue;
+        }
+        match got {
             Ok(0) => {
                 debug!("{ident} closed the connection");
                 return Ok(());
             }
-            Ok(n) => pending = session.feed(&buf[..n], &policy),
+            Ok(n) => pending = session.feed(&buf[..n], policy),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -457,6 +632,23 @@ fn session<S: Read + Write>(
                 pending = session.timeout();
             }
             Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_literals() {
+        for (ip, want) in [
+            ("192.0.2.1", "[192.0.2.1]"),
+            ("::1", "[IPv6:::1]"),
+            ("2001:db8::25", "[IPv6:2001:db8::25]"),
+            ("::ffff:192.0.2.9", "[192.0.2.9]"),
+        ] {
+            assert_eq!(address_literal(ip.parse().unwrap()), want);
         }
     }
 }

@@ -27,7 +27,8 @@
 //!          produced by that call, so a client never sees 250 for a message
 //!          that is not durable.
 //!        - `Close`: flush and close the connection.
-//!     3. On the session timeout, carry out `timeout()` (421, Close).
+//!     3. On the session timeout, carry out `timeout()` (421, Close); when
+//!        the server stops, `shutdown()` (421 4.3.2, Close).
 //!
 //!   States ([`State`], every transition goes through `Machine::advance`,
 //!   which logs old → new at debug level):
@@ -407,6 +408,7 @@ enum Input<'a> {
     Committed(Result<String, CommitError>),
     TlsStarted(TlsInfo),
     Timeout,
+    Shutdown,
 }
 
 /// Splits the input into lines at LF, keeping at most one partial line.
@@ -619,6 +621,17 @@ impl Session {
         out
     }
 
+    /// The server is stopping (the daemon got SIGTERM): 421 and Close. A
+    /// message being received is dropped, never acknowledged.
+    pub fn shutdown(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        if !self.is_closed() {
+            self.machine.advance(Input::Shutdown, &mut out);
+            self.reader.clear();
+        }
+        out
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.machine.state, State::Closed)
     }
@@ -727,6 +740,13 @@ impl Conn {
             (_, Input::Timeout) => {
                 let host = &self.params.host_name;
                 let r = Response::new(421, "4.4.2", format!("{host} Error: timeout exceeded"));
+                out.push(Event::Reply(r.render()));
+                out.push(Event::Close);
+                State::Closed
+            }
+            (_, Input::Shutdown) => {
+                let host = &self.params.host_name;
+                let r = Response::new(421, "4.3.2", format!("{host} Service shutting down"));
                 out.push(Event::Reply(r.render()));
                 out.push(Event::Close);
                 State::Closed
@@ -2237,6 +2257,21 @@ mod tests {
         );
         assert!(s.timeout().is_empty());
         assert!(s.feed(b"HELO c\r\n", &example()).is_empty());
+    }
+
+    #[test]
+    fn shutdown_closes_even_in_data() {
+        let mut s = Session::new(params(), peer(LAN));
+        let p = example();
+        s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@here.test>\r\nDATA\r\nSubject: x\r\n", &p);
+        let ev = s.shutdown();
+        assert_eq!(
+            ev.iter().map(show).collect::<String>(),
+            "421 4.3.2 mx.here.test Service shutting down\r\n[close]\n"
+        );
+        assert!(s.is_closed());
+        assert!(s.shutdown().is_empty());
+        assert!(s.feed(b".\r\n", &p).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod base64;
 pub mod digest;
 pub mod hmac;
 pub mod md5;
+pub mod memory;
 pub mod sha2;
 pub mod shacrypt;
 pub mod time;

@@ -1,0 +1,203 @@
+//! `masqmail passwd [USER]` — make the password hash of an SMTP AUTH
+//! account.
+//!
+//! DESCRIPTION
+//!   Reads one password: from a terminal it asks twice without echo, from
+//!   anything else it reads the first line of stdin (the line end is not
+//!   part of the password). Prints the SHA-512 crypt hash (`$6$…`) on the
+//!   first line, then a `config user` section with that hash to paste into
+//!   the config file (or to append with `>>`).
+//!
+//! SECURITY
+//!   Needs no config and no privileges; touches nothing but the terminal.
+//!   The password is never printed or logged; the salt comes from
+//!   /dev/urandom (src/util/shacrypt.rs).
+
+use std::io::{self, BufRead, Read, Write};
+
+use crate::error::{CmdResult, Exit, Fail};
+use crate::util::shacrypt::{self, Alg, MAX_PASSWORD};
+
+/// The name written when none was given.
+const NAME_PLACEHOLDER: &str = "NAME";
+
+/// An AUTH user name that can stand in a UCI value and an AUTH exchange:
+/// letters, digits and `.`, `_`, `-`, `+`, `@`.
+fn check_name(name: &str) -> CmdResult {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Fail::usage(format!(
+            "bad user name '{}': use letters, digits and . _ - + @",
+            name.escape_default()
+        )))
+    }
+}
+
+/// The password from a line of input, without its line end.
+fn password_from_line(mut line: Vec<u8>) -> Result<Vec<u8>, Fail> {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    if line.is_empty() {
+        return Err(Fail::new(Exit::DataErr, "empty password"));
+    }
+    if line.len() > MAX_PASSWORD {
+        return Err(Fail::new(
+            Exit::DataErr,
+            format!("password longer than {MAX_PASSWORD} bytes"),
+        ));
+    }
+    if line.contains(&0) {
+        return Err(Fail::new(Exit::DataErr, "NUL byte in the password"));
+    }
+    Ok(line)
+}
+
+/// Read one line of at most MAX_PASSWORD + 2 bytes (more is refused).
+fn read_line(r: &mut impl BufRead) -> Result<Vec<u8>, Fail> {
+    let mut line = Vec::new();
+    r.take(MAX_PASSWORD as u64 + 3)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| Fail::new(Exit::IoErr, format!("reading the password: {e}")))?;
+    if line.is_empty() {
+        return Err(Fail::new(Exit::DataErr, "no password on stdin"));
+    }
+    Ok(line)
+}
+
+/// Terminal echo off while reading; restored when dropped.
+struct NoEcho {
+    saved: libc::termios,
+}
+
+impl NoEcho {
+    fn new() -> Option<NoEcho> {
+        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios buffer.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            t.c_lflag |= libc::ECHONL;
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(NoEcho { saved })
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in new().
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+fn ask(prompt: &str) -> Result<Vec<u8>, Fail> {
+    let _ = write!(io::stderr(), "{prompt}");
+    let _ = io::stderr().flush();
+    let stdin = io::stdin();
+    let mut lock = stdin.lock();
+    password_from_line(read_line(&mut lock)?)
+}
+
+fn read_password() -> Result<Vec<u8>, Fail> {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(0) } == 1 {
+        let _echo = NoEcho::new();
+        let first = ask("New password: ")?;
+        let second = ask("Again: ")?;
+        if first != second {
+            return Err(Fail::new(Exit::DataErr, "the passwords do not match"));
+        }
+        Ok(first)
+    } else {
+        let stdin = io::stdin();
+        let mut lock = stdin.lock();
+        password_from_line(read_line(&mut lock)?)
+    }
+}
+
+/// The output: the hash line, then the UCI section.
+fn render(name: &str, hash: &str) -> String {
+    format!("{hash}\n\nconfig user\n\toption name '{name}'\n\toption password_hash '{hash}'\n")
+}
+
+pub fn run(user: Option<&str>) -> CmdResult {
+    if let Some(u) = user {
+        check_name(u)?;
+    }
+    let password = read_password()?;
+    let hash = shacrypt::make(Alg::Sha512, &password)
+        .map_err(|e| Fail::new(Exit::Software, format!("cannot make a salt: {e}")))?;
+    print!("{}", render(user.unwrap_or(NAME_PLACEHOLDER), &hash));
+    io::stdout()
+        .flush()
+        .map_err(|e| Fail::new(Exit::IoErr, format!("stdout: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["alice", "printer-1", "ups@lan.example", "a.b_c+d"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "o'neil", "x\ny", "tab\t", "é"] {
+            assert_eq!(check_name(bad).unwrap_err().code, Exit::Usage, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lines() {
+        assert_eq!(password_from_line(b"s3cret\n".to_vec()).unwrap(), b"s3cret");
+        assert_eq!(
+            password_from_line(b"s3cret\r\n".to_vec()).unwrap(),
+            b"s3cret"
+        );
+        assert_eq!(password_from_line(b"no end".to_vec()).unwrap(), b"no end");
+        assert_eq!(
+            password_from_line(b" spaces kept \n".to_vec()).unwrap(),
+            b" spaces kept "
+        );
+        for bad in [&b"\n"[..], b"\r\n", b"a\0b\n"] {
+            assert_eq!(
+                password_from_line(bad.to_vec()).unwrap_err().code,
+                Exit::DataErr
+            );
+        }
+        let long = vec![b'x'; MAX_PASSWORD + 1];
+        assert_eq!(password_from_line(long).unwrap_err().code, Exit::DataErr);
+        let mut r = io::Cursor::new(vec![b'y'; 10_000]);
+        let line = read_line(&mut r).unwrap();
+        assert!(line.len() <= MAX_PASSWORD + 3);
+        assert!(password_from_line(line).is_err());
+    }
+
+    #[test]
+    fn output_verifies() {
+        let hash = shacrypt::make(Alg::Sha512, b"pw").unwrap();
+        let out = render("bob", &hash);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(hash.as_str()));
+        assert!(out.contains("config user\n\toption name 'bob'\n"));
+        assert!(out.contains(&format!("\toption password_hash '{hash}'\n")));
+        assert!(shacrypt::verify(b"pw", &hash));
+    }
+}
