@@ -512,6 +512,7 @@ fn session<S: Read + Write>(
     let scanner = scanner.and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();
     let mut conn = Some(conn);
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut peer = PeerInfo {
         ip,
         name: None,
