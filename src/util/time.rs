@@ -44,12 +44,33 @@ pub struct Tm {
     pub offset: i64,
 }
 
+// On 32-bit musl (MIPS and ARM routers) the libc crate still binds the
+// old `localtime_r` with a 32-bit time_t, which ends in 2038. musl 1.2
+// exports the 64-bit one as `__localtime64_r` (its headers redirect to it);
+// the struct tm is the same.
+#[cfg(all(target_env = "musl", target_pointer_width = "32"))]
+extern "C" {
+    fn __localtime64_r(t: *const i64, tm: *mut libc::tm) -> *mut libc::tm;
+}
+
+/// localtime_r with a 64-bit time everywhere.
+fn localtime(secs: u64, tm: &mut libc::tm) -> bool {
+    let t = secs.min(i64::MAX as u64) as i64;
+    #[cfg(all(target_env = "musl", target_pointer_width = "32"))]
+    // SAFETY: both pointers are valid for the duration of the call.
+    let r = unsafe { __localtime64_r(&t, tm) };
+    #[cfg(not(all(target_env = "musl", target_pointer_width = "32")))]
+    // SAFETY: both pointers are valid for the duration of the call; time_t
+    // is 64 bits on these targets.
+    #[allow(deprecated)]
+    let r = unsafe { libc::localtime_r(&(t as libc::time_t), tm) };
+    !r.is_null()
+}
+
 pub fn local(secs: u64) -> Tm {
-    let t = secs.min(i64::MAX as u64) as libc::time_t;
     // SAFETY: an all-zero tm is a valid value; localtime_r only writes it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the duration of the call.
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let ok = localtime(secs, &mut tm);
     if !ok {
         return utc(secs);
     }
@@ -153,6 +174,17 @@ mod tests {
         assert_eq!(
             syslog_stamp(&utc(1_764_103_659 - 20 * 86400)),
             "Nov  5 20:47:39"
+        );
+    }
+
+    #[test]
+    fn local_time_after_2038() {
+        // 2100-01-01 00:00:00 UTC: a 32-bit time_t would wrap.
+        let tm = local(4_102_444_800);
+        assert!(
+            tm.year == 2100 || (tm.year == 2099 && tm.month == 12),
+            "{}",
+            tm.year
         );
     }
 
