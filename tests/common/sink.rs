@@ -77,6 +77,9 @@ impl Sink {
                     c.fetch_add(1, Ordering::SeqCst);
                     let (g, bh) = (g.clone(), bh.lock().unwrap().clone());
                     std::thread::spawn(move || {
+                        // Pipelined replies go out at once, not after the
+                        // client's delayed ACK (40 ms a message).
+                        let _ = s.set_nodelay(true);
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
                         serve(Box::new(s), g, bh, false);
