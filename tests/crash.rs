@@ -262,7 +262,7 @@ fn check(ledger: &Ledger, got: &[sink::Got], kills: usize, tag: &str) -> Tally {
     let mut count: HashMap<String, usize> = HashMap::new();
     let mut garbled = Vec::new();
     for g in got {
-        match check_delivered(&g.data, MAX_KB) {
+        match check_delivered(&g.data, &|t| body_for(t, MAX_KB)) {
             Some((token, true)) => *count.entry(token).or_default() += 1,
             Some((token, false)) => garbled.push(token),
             None => garbled.push(format!("(no token) {:.200}", g.data)),

@@ -105,17 +105,37 @@ pub fn body_for(token: &str, max_kb: usize) -> String {
     out
 }
 
+/// A body of exactly `len` bytes (lines of up to 64), made from `token`.
+pub fn body_exact(token: &str, len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut n = 0;
+    while out.len() < len {
+        n += 1;
+        let line = format!("{token} {n} {}", "x".repeat(40));
+        let room = len - out.len();
+        if room <= line.len() + 1 {
+            out.push_str(&"y".repeat(room - 1));
+            out.push('\n');
+        } else {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The header section and body as a `sendmail` caller gives them.
 pub fn message_for(token: &str, rcpt: &str, max_kb: usize) -> String {
-    format!(
-        "From: crash tester <tester@client.example>\nTo: {rcpt}\nSubject: {token}\n\n{}",
-        body_for(token, max_kb)
-    )
+    message_with(token, rcpt, &body_for(token, max_kb))
+}
+
+pub fn message_with(token: &str, rcpt: &str, body: &str) -> String {
+    format!("From: crash tester <tester@client.example>\nTo: {rcpt}\nSubject: {token}\n\n{body}")
 }
 
 /// The token (Subject:) of a message as the sink got it, and whether its
-/// body is exactly the one sent.
-pub fn check_delivered(data: &str, max_kb: usize) -> Option<(String, bool)> {
+/// body is exactly `expected(token)`.
+pub fn check_delivered(data: &str, expected: &dyn Fn(&str) -> String) -> Option<(String, bool)> {
     let text = data.replace("\r\n", "\n");
     let (head, body) = text.split_once("\n\n")?;
     let token = head
@@ -123,7 +143,7 @@ pub fn check_delivered(data: &str, max_kb: usize) -> Option<(String, bool)> {
         .find_map(|l| l.strip_prefix("Subject: "))?
         .trim()
         .to_string();
-    let ok = body == body_for(&token, max_kb);
+    let ok = body == expected(&token);
     Some((token, ok))
 }
 
@@ -170,6 +190,15 @@ impl Group {
         }
         self.kill_all();
         false
+    }
+}
+
+impl Drop for Group {
+    /// A test that fails leaves no daemon behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill_all();
+        }
     }
 }
 
