@@ -92,7 +92,10 @@ impl Log for Logger {
             }
         }
         if self.stderr || (!sent && self.stderr_fallback()) {
-            let _ = writeln!(std::io::stderr(), "{}: {msg}", self.ident);
+            // One write per line: the workers share the daemon's stderr,
+            // and a line written in pieces gets mixed with theirs.
+            let line = format!("{}: {msg}\n", self.ident);
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 
