@@ -550,14 +550,24 @@ impl Supervisor {
         }
     }
 
-    /// The queue run says when its next retry is due.
+    /// The queue run says when its next retry is due. The pipe does not
+    /// block: a report not written yet (a run started since the poll)
+    /// stays for later, and the supervisor never waits for a queue run.
     fn on_run_report(&mut self) {
         use std::io::Read;
         let Some(mut f) = self.run_report.take() else {
             return;
         };
-        let mut s = String::new();
-        let _ = f.read_to_string(&mut s);
+        let mut buf = [0u8; 64];
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.run_report = Some(f);
+                return;
+            }
+            Err(_) => 0,
+        };
+        let s = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
         let next = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
         self.next_retry = if self.run_targeted {
             match (self.next_retry, next) {
@@ -592,7 +602,9 @@ impl Supervisor {
         let Some(req) = self.run_pending.take() else {
             return;
         };
-        let (rd, wr) = match nix::unistd::pipe() {
+        // The report of the run that ended, before its pipe is replaced.
+        self.on_run_report();
+        let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK) {
             Ok(p) => p,
             Err(e) => {
                 error!("pipe: {e}");

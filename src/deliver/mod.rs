@@ -192,7 +192,10 @@ pub fn run(
         }
         match spool.lock_message(&id, false)? {
             Some(lock) => {
-                process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
+                // Another run may have finished it since the listing.
+                if spool.has_ready(Dir::Outgoing, &id) {
+                    process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
+                }
                 drop(lock);
             }
             None if spool.pool_path(&id).exists() => busy.push(id),

@@ -14,6 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 
 use nix::fcntl::Flock;
 
@@ -36,22 +37,35 @@ impl<'a> Incoming<'a> {
     pub fn create(spool: &'a Spool) -> io::Result<Incoming<'a>> {
         let mut id = MsgId::generate();
         let mut tries = 0;
-        let file = loop {
-            match create_exclusive(&spool.pool_path(&id)) {
-                Ok(f) => break f,
+        let pool = loop {
+            let file = match create_exclusive(&spool.pool_path(&id)) {
+                Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 1000 => {
                     tries += 1;
                     id = id.successor();
+                    continue;
                 }
                 Err(e) => return Err(e),
+            };
+            let pool = match Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((_, errno)) => {
+                    let _ = std::fs::remove_file(spool.pool_path(&id));
+                    return Err(io::Error::from(errno));
+                }
+            };
+            // Between the create and the lock, recovery may have taken the
+            // unlocked file without a header for a crash's leftover and
+            // removed it: the body would go to an unlinked file. Start
+            // again under a new name then.
+            if pool.metadata()?.nlink() > 0 {
+                break pool;
             }
-        };
-        let pool = match Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err((_, errno)) => {
-                let _ = std::fs::remove_file(spool.pool_path(&id));
-                return Err(io::Error::from(errno));
+            if tries >= 1000 {
+                return Err(io::Error::other("pool file removed while being created"));
             }
+            tries += 1;
+            id = id.successor();
         };
         Ok(Incoming {
             spool,

@@ -20,7 +20,7 @@
 use std::fs::{self, File};
 use std::io;
 
-use super::{try_lock, Dir, Entry, MsgId, Spool};
+use super::{is_ready, try_lock, Dir, Entry, MsgId, Spool};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -71,9 +71,15 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     .push((format!("incoming/{name}"), "not a message file".into()));
             }
             Entry::NotReady(id) => {
-                // S1/S2 of queue-in: the writer holds pool/ID's lock.
-                if holder_gone(&spool.pool_path(&id)) && !spool.has_ready(Dir::Incoming, &id) {
-                    let hp = spool.header_path(Dir::Incoming, &id);
+                // S1/S2 of queue-in: the writer holds pool/ID's lock. It
+                // may have finished since the listing, and a scanner may
+                // have taken the message on to outgoing/ and removed
+                // incoming/ID: only a file that is still there and still
+                // not ready is a leftover (a missing one is not).
+                let hp = spool.header_path(Dir::Incoming, &id);
+                if holder_gone(&spool.pool_path(&id))
+                    && fs::metadata(&hp).is_ok_and(|m| !is_ready(&m))
+                {
                     remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
                     remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
                 }
@@ -100,6 +106,14 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
             Entry::NotReady(id) => {
                 let incoming = spool.header_path(Dir::Incoming, &id);
                 if !incoming.exists() {
+                    // A scanner that finished since the listing set the
+                    // ready bit before it removed incoming/ID: a file
+                    // that is ready (or gone) now is no leftover.
+                    if spool.has_ready(Dir::Outgoing, &id)
+                        || !spool.header_path(Dir::Outgoing, &id).exists()
+                    {
+                        continue;
+                    }
                     spool.set_aside(Some(Dir::Outgoing), id.as_str())?;
                     report.set_aside.push((
                         format!("outgoing/{id}"),

@@ -247,11 +247,14 @@ impl HeaderFile {
                         Sender::Addr(Address::parse(inner, None).map_err(|_| bad("sender"))?)
                     });
                 }
-                b"FN" => full_name = Some(val.to_string()),
-                b"PR" => protocol = Some(val.to_string()),
-                b"ID" => ident = Some(val.to_string()),
-                b"HE" => helo = Some(val.to_string()),
-                b"TL" => tls = Some(val.to_string()),
+                // Text values are read the way encode writes them (no
+                // control characters), so a file read and written again
+                // says the same.
+                b"FN" => full_name = Some(clean(val)),
+                b"PR" => protocol = Some(clean(val)),
+                b"ID" => ident = Some(clean(val)),
+                b"HE" => helo = Some(clean(val)),
+                b"TL" => tls = Some(clean(val)),
                 b"TR" => received = Some(val.parse::<u64>().map_err(|_| bad("time"))?),
                 b"DS" => body_size = Some(val.parse::<u64>().map_err(|_| bad("size"))?),
                 b"WA" => warned = val == "1",
@@ -287,7 +290,7 @@ fn decode_rcpt(val: &str) -> Option<Rcpt> {
     let state = RcptState::from_tag(f.next()?)?;
     let target = f.next()?;
     let target = if let Some(cmd) = target.strip_prefix('|') {
-        Target::Pipe(cmd.to_string())
+        Target::Pipe(clean(cmd))
     } else {
         let inner = target.strip_prefix('<')?.strip_suffix('>')?;
         Target::Addr(Address::parse(inner, None).ok()?)
@@ -298,7 +301,7 @@ fn decode_rcpt(val: &str) -> Option<Rcpt> {
     };
     let tries = f.next()?.parse().ok()?;
     let next_try = f.next()?.parse().ok()?;
-    let error = f.next()?.to_string();
+    let error = clean(f.next()?);
     Some(Rcpt {
         state,
         target,
@@ -396,5 +399,20 @@ mod tests {
         ] {
             assert!(HeaderFile::decode(bad).is_err());
         }
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/spoolfile.rs): control
+    /// characters in a text value were read as they were and written as
+    /// spaces, so a file read and written again changed.
+    #[test]
+    fn control_characters_read_as_written() {
+        let input = b"MQ:1\nMF:<>\nPR:e\0\0r\nID:a\x01b\nTR:5\nDS:3\n\
+                      RT:P\t|cmd\x07\t\t0\t0\terr\x1b\nEN:\n";
+        let hf = HeaderFile::decode(input).unwrap();
+        assert_eq!(hf.env.protocol, "e  r");
+        assert_eq!(hf.env.ident, "a b");
+        assert_eq!(hf.env.rcpts[0].target, Target::Pipe("cmd ".into()));
+        assert_eq!(hf.env.rcpts[0].error, "err ");
+        assert_eq!(HeaderFile::decode(&hf.encode()), Ok(hf));
     }
 }

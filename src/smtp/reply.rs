@@ -327,6 +327,9 @@ impl ReplyParser {
             Some(_) => return Err(ReplyError::BadSeparator(excerpt(line))),
         };
         let size = line.len() + 2;
+        // Control characters become spaces first, so that the enhanced
+        // code is found the same way in the text `to_wire` gives back.
+        let text = clean_text(text);
         let p = match self.partial.as_mut() {
             Some(p) => {
                 if p.code != code {
@@ -343,16 +346,16 @@ impl ReplyParser {
             }
             None => self.partial.insert(Partial {
                 code,
-                enhanced: enhanced_prefix(text, code).map(|(_, e)| e),
+                enhanced: enhanced_prefix(text.as_bytes(), code).map(|(_, e)| e),
                 lines: Vec::new(),
                 size,
             }),
         };
-        let text = match (p.enhanced, enhanced_prefix(text, code)) {
-            (Some(_), Some((n, _))) => text.get(n..).unwrap_or(&[]),
-            _ => text,
+        let text = match (p.enhanced, enhanced_prefix(text.as_bytes(), code)) {
+            (Some(_), Some((n, _))) => text.get(n..).unwrap_or(""),
+            _ => &text,
         };
-        p.lines.push(clean_text(text));
+        p.lines.push(text.to_string());
         if !last {
             return Ok(None);
         }
@@ -552,6 +555,19 @@ mod tests {
         // What to_wire writes, the parser reads back.
         for (reply, _) in cases.iter().take(6).skip(3) {
             assert_eq!(&parse_all(&reply.to_wire()).unwrap()[0], reply);
+        }
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/smtp_reply.rs): a control
+    /// character after the enhanced code hid it, and the text came back
+    /// from `to_wire` as a reply with the code.
+    #[test]
+    fn control_character_after_the_enhanced_code() {
+        for input in [&b"451 4.3.0\0\n"[..], b"451 4.3.0\0\0\0w to\0\0\x03\r\n"] {
+            let first = parse_all(input).unwrap();
+            assert_eq!(first[0].enhanced, Some((4, 3, 0)), "{input:?}");
+            let again = parse_all(&first[0].to_wire()).unwrap();
+            assert_eq!(again, first, "{input:?}");
         }
     }
 

@@ -89,6 +89,9 @@ impl Sink {
                     let conn = c.fetch_add(1, Ordering::SeqCst) + 1;
                     let (g, bh) = (g.clone(), bh.lock().unwrap().clone());
                     std::thread::spawn(move || {
+                        // Pipelined replies go out at once, not after the
+                        // client's delayed ACK (40 ms a message).
+                        let _ = s.set_nodelay(true);
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
                         #[cfg(feature = "tls")]
