@@ -147,15 +147,7 @@ impl Mta {
     }
 
     pub fn files(&self, sub: &str) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.spool.join(sub))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        dir_names(&self.spool.join(sub))
     }
 
     pub fn outgoing(&self, id: &str) -> String {
@@ -203,4 +195,17 @@ pub fn expect_code(o: &Output, want: i32) {
         stdout(o),
         stderr(o)
     );
+}
+
+/// The names in a directory, sorted (none when it cannot be read).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }

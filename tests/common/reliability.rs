@@ -346,15 +346,7 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 /// Names in a spool subdirectory.
 pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    crate::common::dir_names(dir)
 }
 
 /// Files left in pool/, incoming/, outgoing/ and corrupt/.
