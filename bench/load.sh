@@ -5,8 +5,10 @@
 # smtp-source sends one message per connection. Past max_connections the
 # daemon answers 421 and closes; smtp-source (-A) notes the refusal, but
 # then writes HELO into the closed connection and stops with "lost
-# connection" (its limit, not the server's): so it is run again for the
-# messages still missing until MESSAGES were accepted. The daemon relays
+# connection" (its limit, not the server's), taking its other sessions
+# down with it. So the 50 sessions are 50 client loops, each running
+# `smtp-source -s 1 -m 1` until its share of the messages was accepted
+# (exit 0), like an MTA that retries after a 421. The daemon relays
 # everything to a sink on loopback. Checks: every connection got a 250
 # for its message or a 421, every accepted message was delivered to the
 # sink exactly once, the spool is empty at the end, no worker or zombie
@@ -30,9 +32,10 @@ bin=$PWD/target/release/masqmail
 
 dir=$(mktemp -d /tmp/masqmail-load.XXXXXX)
 pids=()
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "${KEEP:-}" ] && echo "kept $dir" >&2 || rm -rf "$dir"
+  if [ -n "${KEEP:-}" ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
@@ -90,6 +93,12 @@ while True:
 PY
 python3 "$dir/sink.py" "$sink_port" "$dir/delivered" &
 pids+=($!)
+# The sink listens before the first message can be relayed to it.
+for _ in $(seq 100); do
+  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+    "$sink_port" 2>/dev/null && break
+  sleep 0.1
+done
 
 cat >"$dir/masqmail.conf" <<CONF
 config masqmail 'main'
@@ -109,7 +118,7 @@ config route 'sink'
 CONF
 "$bin" daemon -v -C "$dir/masqmail.conf" 2>"$dir/daemon.log" &
 daemon=$!
-pids+=($daemon)
+pids+=("$daemon")
 for _ in $(seq 100); do [ -S "$dir/spool/control" ] && break; sleep 0.1; done
 
 # The sampler: supervisor RSS and PSS, its children, zombies among them.
@@ -127,15 +136,30 @@ for _ in $(seq 100); do [ -S "$dir/spool/control" ] && break; sleep 0.1; done
 pids+=($!)
 
 start=$(date +%s.%N)
-accepted=0
+# One client loop per session, each sending its share of the messages.
+client() {
+  local share=$1 out=$2 ok=0 tries=0
+  while [ "$ok" -lt "$share" ] && [ "$tries" -lt $((share * 200)) ]; do
+    tries=$((tries + 1))
+    if smtp-source -A -s 1 -m 1 -l 1024 -M client.example \
+        -f load@client.example -t rcpt@remote.example -N "127.0.0.1:$port" >>"$out" 2>&1; then
+      ok=$((ok + 1))
+    fi
+  done
+  echo "$tries" >"$out.tries"
+}
+cpids=()
+for i in $(seq 0 $((sessions - 1))); do
+  share=$(( msgs / sessions + (i < msgs % sessions ? 1 : 0) ))
+  client "$share" "$dir/source.$i" &
+  cpids+=($!)
+done
+wait "${cpids[@]}"
 rounds=0
 : >"$dir/source.out"
-while [ "$accepted" -lt "$msgs" ] && [ "$rounds" -lt 2000 ]; do
-  rounds=$((rounds + 1))
-  smtp-source -A -s "$sessions" -m "$((msgs - accepted))" -l 1024 -M client.example \
-    -f load@client.example -t rcpt@remote.example -N "127.0.0.1:$port" \
-    >>"$dir/source.out" 2>&1 || true
-  accepted=$(grep -c ': received from=' "$dir/daemon.log" || true)
+for i in $(seq 0 $((sessions - 1))); do
+  cat "$dir/source.$i" >>"$dir/source.out" 2>/dev/null || true
+  rounds=$((rounds + $(cat "$dir/source.$i.tries")))
 done
 sent=$(date +%s.%N)
 spool_left() { find "$dir/spool/pool" "$dir/spool/incoming" "$dir/spool/outgoing" -type f | wc -l; }
@@ -172,10 +196,10 @@ read -r max_rss max_pss max_kids max_zombies < <(awk '
   END{print r+0, p+0, k+0, z+0}' "$dir/samples")
 idle_pss=$(awk '/^Pss:/{print $2}' "/proc/$daemon/smaps_rollup")
 refusals_seen=$(grep -c 'rejected at server banner: 421' "$dir/source.out" || true)
-other=$(grep -v -E '^$|rejected at server banner: 421|fatal: lost connection' "$dir/source.out" | wc -l || true)
+other=$(grep -c -v -E '^$|rejected at server banner: 421|fatal: lost connection' "$dir/source.out" || true)
 
 printf 'load: %d messages, %d sessions, max_connections %d\n' "$msgs" "$sessions" "$maxconn"
-printf '  accepted %d; connections refused with 421: %d (smtp-source saw %d); smtp-source runs %d; other client errors %d\n' \
+printf '  accepted %d; connections refused with 421: %d (smtp-source saw %d); smtp-source runs %d (one message each); other client errors %d\n' \
   "$accepted" "$refused" "$refusals_seen" "$rounds" "$other"
 deferred=$(grep -c 'status=deferred' "$dir/daemon.log" || true)
 printf '  delivered %d (%d distinct), deferred attempts %d, flush needed %d, spool left %d, workers left %d\n' \
