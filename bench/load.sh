@@ -50,6 +50,13 @@ import socket, sys, threading
 port, out = int(sys.argv[1]), open(sys.argv[2], "a", buffering=1)
 lock = threading.Lock()
 def serve(c):
+    try:
+        session(c)
+    except OSError:
+        pass
+    finally:
+        c.close()
+def session(c):
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = c.makefile("rb")
     c.sendall(b"220 sink ESMTP\r\n")
