@@ -33,6 +33,12 @@
 //!   file replaced; D4 header file removed, body not → recovery removes
 //!   the body.
 //!
+//!   Routes run in parallel (lanes.rs): with `max_parallel_routes` above
+//!   1 and due work for more than one lane (local delivery, each route),
+//!   each lane delivers its recipients in a process of its own, and the
+//!   runner then does the expiry, the notices and the last records for
+//!   every message (`Part::Finish`).
+//!
 //!   The remote transport (`Transport`, transport::smtp) may keep SMTP
 //!   sessions open from one message to the next; `run` ends them when it
 //!   is done. Notices queued by the run (bounces, delay warnings) are
