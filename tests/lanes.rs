@@ -6,6 +6,8 @@
 //! from its own lane; a lane killed with SIGKILL loses nothing.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/sink.rs"]
 mod sink;
 
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use daemon::{children_of, free_port, Daemon};
 use sink::{Behaviour, Got, Sink};
 
 fn mta(tag: &str, extra: &str, sections: &str) -> Mta {
@@ -97,30 +100,6 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// The children of `pid` and their state letters (Z: a zombie).
-fn children_of(pid: u32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …; comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut f = after.split_whitespace();
-        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == pid {
-            out.push((p, state));
-        }
-    }
-    out
-}
-
 /// Processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
@@ -198,11 +177,15 @@ impl Silent {
 /// (the sink, for *@fast.example); one message for each, the slow one
 /// first, and one for a local mailbox.
 fn slow_and_fast(tag: &str, parallel: u32) -> (Mta, Silent, Sink) {
+    slow_and_fast_with(tag, &format!("\toption max_parallel_routes '{parallel}'\n"))
+}
+
+fn slow_and_fast_with(tag: &str, extra: &str) -> (Mta, Silent, Sink) {
     let silent = Silent::start();
     let sink = Sink::start(Behaviour::default());
     let m = mta(
         tag,
-        &format!("\toption max_parallel_routes '{parallel}'\n"),
+        extra,
         &[
             route("slow", silent.port, "slow.example"),
             route("fast", sink.port, "fast.example"),
@@ -241,11 +224,12 @@ fn a_silent_smarthost_does_not_hold_up_the_other_routes() {
     // slow lane, and no zombie.
     let pid = run.id();
     assert!(
-        wait_until(Duration::from_secs(10), || children_of(pid).len() == 1),
+        wait_until(Duration::from_secs(10), || children_of(pid as i32).len()
+            == 1),
         "children of runq: {:?}",
-        children_of(pid)
+        children_of(pid as i32)
     );
-    assert!(children_of(pid).iter().all(|(_, s)| *s != 'Z'));
+    assert!(children_of(pid as i32).iter().all(|(_, s)| *s != 'Z'));
     // Let the slow one fail: deferred, runq ends.
     silent.release();
     let out = run.wait_with_output().expect("wait");
@@ -254,7 +238,7 @@ fn a_silent_smarthost_does_not_hold_up_the_other_routes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(children_of(pid).is_empty());
+    assert!(children_of(pid as i32).is_empty());
     assert!(processes_with(m.conf.to_str().unwrap()).is_empty());
     let q = m.mailq();
     assert!(q.contains("x@slow.example"), "{q}");
@@ -276,9 +260,9 @@ fn one_route_at_a_time_when_max_parallel_routes_is_1() {
     assert!(sink.messages().is_empty(), "the fast route went first");
     assert!(mbox(&m).is_empty(), "the local mailbox went first");
     assert!(
-        children_of(run.id()).is_empty(),
+        children_of(run.id() as i32).is_empty(),
         "{:?}",
-        children_of(run.id())
+        children_of(run.id() as i32)
     );
     silent.release();
     let out = run.wait_with_output().expect("wait");
@@ -374,7 +358,7 @@ fn a_lane_killed_mid_delivery_loses_nothing() {
             && b.messages().len() >= 3),
         "the lanes did not start"
     );
-    let lanes = children_of(pid);
+    let lanes = children_of(pid as i32);
     assert_eq!(lanes.len(), 2, "{lanes:?}");
     // Kill one lane; the other goes on, the runner reaps both.
     nix::sys::signal::kill(
@@ -387,7 +371,7 @@ fn a_lane_killed_mid_delivery_loses_nothing() {
     assert_eq!(out.status.code(), Some(75), "{err}");
     assert!(err.contains("incomplete"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(children_of(pid).is_empty());
+    assert!(children_of(pid as i32).is_empty());
     assert!(processes_with(m.conf.to_str().unwrap()).is_empty());
     let before = a.messages().len() + b.messages().len();
     runq(&m);
@@ -412,4 +396,51 @@ fn a_lane_killed_mid_delivery_loses_nothing() {
     assert_eq!(m.mailq(), "Mail queue is empty\n");
     assert!(m.files("pool").is_empty(), "{:?}", m.files("pool"));
     m.assert_clean_spool();
+}
+
+#[test]
+fn the_daemon_runs_routes_in_parallel_and_knows_the_next_retry() {
+    let port = free_port();
+    let (m, silent, sink) = slow_and_fast_with(
+        "lanes-daemon",
+        &format!("\tlist listen_addresses '127.0.0.1:{port}'\n"),
+    );
+    let d = Daemon::start(&m);
+    // The run at start: the fast route and the mailbox while the slow
+    // smarthost holds its connection.
+    assert!(
+        wait_until(Duration::from_secs(30), || silent.accepted() >= 1),
+        "the slow route was never tried:\n{}",
+        d.log()
+    );
+    let got = sink.wait_for(1, 30);
+    assert_eq!(subject(&got[0]), "to the fast route");
+    assert!(
+        wait_until(Duration::from_secs(30), || mbox(&m)
+            .contains("Subject: to a local mailbox")),
+        "local delivery waited for the slow route:\n{}",
+        d.log()
+    );
+    assert_eq!(silent.holding(), 1, "the slow connection is still open");
+    silent.release();
+    // The run ends; its report (merged from the lanes and the finish
+    // pass) gives the daemon the slow recipient's retry time.
+    d.wait_no_children();
+    let status = || {
+        let out = m.run_raw("masqmail", &["-C", m.conf.to_str().unwrap(), "status"], b"");
+        stdout(&out)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || status()
+            .contains("next retry: in ")),
+        "{}\n{}",
+        status(),
+        d.log()
+    );
+    let q = m.mailq();
+    assert!(q.contains("x@slow.example"), "{q}");
+    assert_eq!(m.queued_ids().len(), 1, "{q}");
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(d.stop().success());
 }
