@@ -1410,8 +1410,8 @@ config alias
                 "config masqmail\n\toption max_connections '2'\n\toption max_connections_per_ip '3'\n",
                 "larger than",
             ),
-            ("config masqmail\n\toption max_parallel_routes '0'\n", "1"),
-            ("config masqmail\n\toption max_parallel_routes '65'\n", "64"),
+            ("config masqmail\n\toption max_parallel_routes '0'\n", "out of range"),
+            ("config masqmail\n\toption max_parallel_routes '65'\n", "out of range"),
         ];
         for (text, want) in table {
             let e = one_error(text);
