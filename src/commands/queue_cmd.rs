@@ -470,6 +470,16 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
         "queue run: {} delivered, {} deferred, {} bounced, {} waiting for a route",
         r.delivered, r.deferred, r.bounced, r.waiting
     );
+    if r.failed_lanes > 0 {
+        return Err(Fail::new(
+            Exit::TempFail,
+            format!(
+                "queue run incomplete: {} delivery process(es) failed; \
+                 the next run delivers what they left",
+                r.failed_lanes
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -151,6 +151,9 @@ pub struct Main {
     pub max_recipients: usize,
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
+    /// Routes (local delivery counting as one) a queue run delivers to
+    /// at the same time, each in its own process; 1: one after another.
+    pub max_parallel_routes: u32,
     pub max_defer_time: Duration,
     pub smtp_bare_lf: BareLf,
     pub online_detect: OnlineDetect,

@@ -716,6 +716,7 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         max_recipients: s.usize("max_recipients"),
         max_connections: s.u32("max_connections"),
         max_connections_per_ip: s.u32("max_connections_per_ip"),
+        max_parallel_routes: s.u32("max_parallel_routes"),
         max_defer_time: s.dur("max_defer_time"),
         smtp_bare_lf: s.choice("smtp_bare_lf", BareLf::from_name, BareLf::Normalize),
         online_detect: s.choice(
@@ -1036,6 +1037,7 @@ mod tests {
         assert_eq!(m.max_recipients, 1000);
         assert_eq!(m.max_connections, 20);
         assert_eq!(m.max_connections_per_ip, 5);
+        assert_eq!(m.max_parallel_routes, 2);
         assert_eq!(m.max_defer_time, Duration::from_secs(5 * 86400));
         assert_eq!(m.smtp_bare_lf, BareLf::Normalize);
         assert_eq!(m.online_detect, OnlineDetect::Netlink);
@@ -1408,6 +1410,8 @@ config alias
                 "config masqmail\n\toption max_connections '2'\n\toption max_connections_per_ip '3'\n",
                 "larger than",
             ),
+            ("config masqmail\n\toption max_parallel_routes '0'\n", "out of range"),
+            ("config masqmail\n\toption max_parallel_routes '65'\n", "out of range"),
         ];
         for (text, want) in table {
             let e = one_error(text);

@@ -192,6 +192,7 @@ pub const MAIN: SectionSpec = SectionSpec {
         opt("max_recipients", count(1, 1_000_000), val("1000")),
         opt("max_connections", count(1, 65535), val("20")),
         opt("max_connections_per_ip", count(1, 65535), val("5")),
+        opt("max_parallel_routes", count(1, 64), val("2")),
         opt("max_defer_time", Ty::Duration, val("5d")),
         opt("smtp_bare_lf", Ty::Enum(BareLf::NAMES), val("normalize")),
         opt(

@@ -137,6 +137,7 @@ pub fn show(cfg: &Config) -> String {
         "max_connections_per_ip",
         &m.max_connections_per_ip.to_string(),
     );
+    w.opt("max_parallel_routes", &m.max_parallel_routes.to_string());
     w.opt("max_defer_time", &value::format_duration(m.max_defer_time));
     w.opt("smtp_bare_lf", m.smtp_bare_lf.name());
     w.opt("online_detect", m.online_detect.name());

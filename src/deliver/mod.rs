@@ -33,6 +33,12 @@
 //!   file replaced; D4 header file removed, body not → recovery removes
 //!   the body.
 //!
+//!   Routes run in parallel (lanes.rs): with `max_parallel_routes` above
+//!   1 and due work for more than one lane (local delivery, each route),
+//!   each lane delivers its recipients in a process of its own, and the
+//!   runner then does the expiry, the notices and the last records for
+//!   every message (`Part::Finish`).
+//!
 //!   The remote transport (`Transport`, transport::smtp) may keep SMTP
 //!   sessions open from one message to the next; `run` ends them when it
 //!   is done. Notices queued by the run (bounces, delay warnings) are
@@ -44,6 +50,7 @@
 
 pub mod bounce;
 pub mod command;
+pub mod lanes;
 pub mod local;
 pub mod output;
 
@@ -58,6 +65,8 @@ use crate::queue::{Dir, Entry, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target
 use crate::route;
 use crate::scan::Scanner;
 use crate::util::time;
+
+pub use lanes::Lane;
 
 /// Why a delivery attempt did not succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,18 +114,42 @@ impl RunOpts {
 }
 
 /// What a run did, for the caller's summary.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// Recipients delivered by this run.
     pub delivered: usize,
+    /// Recipients deferred by this run (a temporary failure on every
+    /// route tried).
     pub deferred: usize,
+    /// Recipients failed by this run: permanently, or expired.
     pub bounced: usize,
+    /// Recipients due that no usable route accepts.
     pub waiting: usize,
     pub messages_done: usize,
     /// The earliest retry time of a deferred recipient that can go now
     /// (local, or with a usable route): the daemon's next deadline.
     pub next_due: Option<u64>,
+    /// Lane processes (lanes.rs) that were killed or failed: what they
+    /// did not record waits for the next run.
+    pub failed_lanes: usize,
     /// Bounces and delay warnings queued by this run, not yet tried.
     notices: Vec<MsgId>,
+}
+
+impl Report {
+    /// Add another part's report (a lane's) to this one.
+    fn merge(&mut self, o: Report) {
+        self.delivered += o.delivered;
+        self.deferred += o.deferred;
+        self.bounced += o.bounced;
+        self.waiting += o.waiting;
+        self.messages_done += o.messages_done;
+        self.failed_lanes += o.failed_lanes;
+        if let Some(n) = o.next_due {
+            self.next_due = Some(self.next_due.map_or(n, |d| d.min(n)));
+        }
+        self.notices.extend(o.notices);
+    }
 }
 
 /// The remote transport: deliver one message to some recipients through
@@ -169,7 +202,43 @@ pub fn backoff(tries: u32) -> u64 {
         .min(cap)
 }
 
+/// Which recipients of a message one call of `process` handles.
+#[derive(Clone, Copy, Debug)]
+enum Part<'a> {
+    /// Everything: deliver every due recipient, then expire, queue the
+    /// notices, record (one process does the whole run).
+    All,
+    /// Deliver only the due recipients of this lane and record their
+    /// results (a lane process, lanes.rs).
+    Lane(&'a Lane),
+    /// Deliver nothing: expire, queue the notices, record, remove (the
+    /// runner after its lanes ended).
+    Finish,
+}
+
+impl Part<'_> {
+    fn takes(&self, lane: &Lane) -> bool {
+        match self {
+            Part::All => true,
+            Part::Lane(l) => *l == lane,
+            Part::Finish => false,
+        }
+    }
+
+    /// Expiry, notices and the count of waiting recipients belong to the
+    /// part that sees the whole message.
+    fn finishes(&self) -> bool {
+        !matches!(self, Part::Lane(_))
+    }
+}
+
 /// Run the queue once.
+///
+/// With `max_parallel_routes` above 1 and due work for more than one
+/// lane (the local one, one per route), each lane runs in its own process
+/// (lanes.rs) and this process then finishes every message (expiry,
+/// notices, removal); otherwise everything runs here, message after
+/// message.
 pub fn run(
     cfg: &Config,
     spool: &Spool,
@@ -178,59 +247,155 @@ pub fn run(
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
-    let mut busy = Vec::new();
-    let entries = match &opts.only_ids {
-        Some(ids) => ids.iter().map(|id| Entry::Ready(*id)).collect(),
-        None => spool.list(Dir::Outgoing)?,
+    let ids: Vec<MsgId> = match &opts.only_ids {
+        Some(ids) => ids.clone(),
+        None => spool
+            .list(Dir::Outgoing)?
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Ready(id) => Some(id),
+                _ => None,
+            })
+            .collect(),
     };
-    for entry in entries {
-        let Entry::Ready(id) = entry else {
-            continue;
-        };
-        if opts.only_ids.is_some() && !spool.has_ready(Dir::Outgoing, &id) {
-            continue;
-        }
-        match spool.lock_message(&id, false)? {
-            Some(lock) => {
-                // Another run may have finished it since the listing.
-                if spool.has_ready(Dir::Outgoing, &id) {
-                    process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
-                }
-                drop(lock);
-            }
-            None if spool.pool_path(&id).exists() => busy.push(id),
-            None => {}
-        }
-    }
-    // Second pass: messages another run held; wait for them.
-    for id in busy {
-        if let Some(lock) = spool.lock_message(&id, true)? {
-            if spool.has_ready(Dir::Outgoing, &id) {
-                process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
-            }
-            drop(lock);
-        }
-    }
+    pass(cfg, spool, &scanner, opts, &ids, true, send, &mut report)?;
     // The notices this run queued go out in this run too (a person who
     // runs `runq` expects the bounce to leave with it). A notice about a
     // notice is possible once (the double bounce to postmaster); the
-    // rounds are bounded all the same.
+    // rounds are bounded all the same. A notice another run holds is
+    // left to that run.
     for _round in 0..3 {
         let ids = std::mem::take(&mut report.notices);
         if ids.is_empty() {
             break;
         }
-        for id in ids {
-            if let Some(lock) = spool.lock_message(&id, false)? {
-                if spool.has_ready(Dir::Outgoing, &id) {
-                    process(cfg, spool, &scanner, &id, opts, send, &mut report)?;
-                }
-                drop(lock);
-            }
-        }
+        pass(cfg, spool, &scanner, opts, &ids, false, send, &mut report)?;
     }
     send.finish();
     Ok(report)
+}
+
+/// One pass over `ids`: in lanes when that is allowed and worth it, else
+/// here.
+#[allow(clippy::too_many_arguments)]
+fn pass(
+    cfg: &Config,
+    spool: &Spool,
+    scanner: &Scanner<'_>,
+    opts: &RunOpts,
+    ids: &[MsgId],
+    wait_busy: bool,
+    send: &mut dyn Transport,
+    report: &mut Report,
+) -> io::Result<()> {
+    let max = cfg.main.max_parallel_routes as usize;
+    if max > 1 {
+        let plan = lanes::plan(cfg, spool, scanner, opts, ids);
+        if plan.len() > 1 {
+            // A lane process must not inherit a session this one keeps.
+            send.finish();
+            lanes::run(max, plan, report, |lane, ids, r| {
+                let res = walk(
+                    cfg,
+                    spool,
+                    scanner,
+                    opts,
+                    ids,
+                    Part::Lane(lane),
+                    true,
+                    send,
+                    r,
+                );
+                send.finish();
+                res
+            })?;
+            return walk(
+                cfg,
+                spool,
+                scanner,
+                opts,
+                ids,
+                Part::Finish,
+                wait_busy,
+                send,
+                report,
+            );
+        }
+    }
+    walk(
+        cfg,
+        spool,
+        scanner,
+        opts,
+        ids,
+        Part::All,
+        wait_busy,
+        send,
+        report,
+    )
+}
+
+/// Take each message of `ids` in turn under its delivery lock and do
+/// `part` of its work. A message another process holds is taken after
+/// the others, waiting for its lock (`wait_busy`), or left alone.
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    cfg: &Config,
+    spool: &Spool,
+    scanner: &Scanner<'_>,
+    opts: &RunOpts,
+    ids: &[MsgId],
+    part: Part<'_>,
+    wait_busy: bool,
+    send: &mut dyn Transport,
+    report: &mut Report,
+) -> io::Result<()> {
+    let mut busy = Vec::new();
+    for id in ids {
+        // Not (or no longer) waiting for delivery: done by another run,
+        // or still being received (queue-in holds the same lock).
+        if !spool.has_ready(Dir::Outgoing, id) {
+            continue;
+        }
+        match spool.lock_message(id, false)? {
+            Some(lock) => {
+                // Re-checked under the lock: another run (or lane) may
+                // have finished it since. `process` reads the header file
+                // only now, so it sees every result recorded before.
+                if spool.has_ready(Dir::Outgoing, id) {
+                    process(cfg, spool, scanner, id, opts, part, send, report)?;
+                }
+                drop(lock);
+            }
+            None if wait_busy && spool.pool_path(id).exists() => busy.push(*id),
+            None => {}
+        }
+    }
+    // Second pass: messages another process held; wait for them.
+    for id in busy {
+        if let Some(lock) = spool.lock_message(&id, true)? {
+            if spool.has_ready(Dir::Outgoing, &id) {
+                process(cfg, spool, scanner, &id, opts, part, send, report)?;
+            }
+            drop(lock);
+        }
+    }
+    Ok(())
+}
+
+/// The routes, in config order, that are usable in this run and accept
+/// `rcpt`: the first is where it goes, the others are its fallbacks.
+fn routes_for<'c>(
+    cfg: &'c Config,
+    opts: &RunOpts,
+    sender: &Sender,
+    from_hdrs: &[Address],
+    rcpt: &Address,
+) -> Vec<&'c Route> {
+    cfg.routes
+        .iter()
+        .filter(|rt| opts.usable(rt) && route::accepts(rt, sender, from_hdrs, rcpt))
+        .collect()
 }
 
 fn log_result(id: &MsgId, rcpt: &Target, route: &str, relay: &str, status: &str, text: &str) {
@@ -241,22 +406,25 @@ fn log_result(id: &MsgId, rcpt: &Target, route: &str, relay: &str, status: &str,
     info!("{id} => {t} route={route} relay={relay} status={status} ({text})");
 }
 
-/// Record one attempt's result on a recipient.
-fn record(r: &mut Rcpt, result: Result<(), Failure>, now: u64) {
+/// Record one attempt's result on a recipient, and count it.
+fn record(r: &mut Rcpt, result: Result<(), Failure>, now: u64, report: &mut Report) {
     match result {
         Ok(()) => {
             r.state = RcptState::Delivered;
             r.error.clear();
+            report.delivered += 1;
         }
         Err(Failure::Temporary(t)) => {
             r.tries = r.tries.saturating_add(1);
             r.next_try = now + backoff(r.tries);
             r.error = t;
+            report.deferred += 1;
         }
         Err(Failure::Permanent(t)) => {
             r.tries = r.tries.saturating_add(1);
             r.state = RcptState::Failed;
             r.error = t;
+            report.bounced += 1;
         }
     }
 }
@@ -268,6 +436,7 @@ fn process(
     scanner: &Scanner<'_>,
     id: &MsgId,
     opts: &RunOpts,
+    part: Part<'_>,
     send: &mut dyn Transport,
     report: &mut Report,
 ) -> io::Result<()> {
@@ -285,11 +454,13 @@ fn process(
     let is_local = |a: &Address| scanner.is_local(a);
     let mut changed = false;
 
+    let due = |r: &Rcpt| r.state == RcptState::Pending && (opts.force || r.next_try <= now);
+
     // Local targets, unless this run is for one route only.
-    if opts.only_route.is_none() {
+    if opts.only_route.is_none() && part.takes(&Lane::Local) {
         for i in 0..hf.env.rcpts.len() {
             let r = &hf.env.rcpts[i];
-            if r.state != RcptState::Pending || (!opts.force && r.next_try > now) {
+            if !due(r) {
                 continue;
             }
             let result = match &r.target {
@@ -327,29 +498,29 @@ fn process(
             };
             log_result(id, &hf.env.rcpts[i].target, "local", "local", status, &text);
             // D1: delivered, recorded in memory only until D3.
-            record(&mut hf.env.rcpts[i], result, now);
+            record(&mut hf.env.rcpts[i], result, now, report);
             changed = true;
         }
     }
 
-    // Remote targets: assign each due recipient its candidate routes.
+    // Remote targets: assign each due recipient of this part its
+    // candidate routes; its lane is the first one.
     let mut candidates: BTreeMap<usize, Vec<&Route>> = BTreeMap::new();
     for (i, r) in hf.env.rcpts.iter().enumerate() {
         let Target::Addr(a) = &r.target else {
             continue;
         };
-        if r.state != RcptState::Pending || is_local(a) || (!opts.force && r.next_try > now) {
+        if !due(r) || is_local(a) {
             continue;
         }
-        let routes: Vec<&Route> = cfg
-            .routes
-            .iter()
-            .filter(|rt| opts.usable(rt) && route::accepts(rt, &hf.env.sender, &from_hdrs, a))
-            .collect();
-        if routes.is_empty() {
-            report.waiting += 1;
-        } else {
-            candidates.insert(i, routes);
+        let routes = routes_for(cfg, opts, &hf.env.sender, &from_hdrs, a);
+        match routes.first() {
+            None if part.finishes() => report.waiting += 1,
+            None => {}
+            Some(first) if part.takes(&Lane::Route(first.name.clone())) => {
+                candidates.insert(i, routes);
+            }
+            Some(_) => {}
         }
     }
     // Try routes in order; temporary failures fall through to the next.
@@ -418,7 +589,7 @@ fn process(
                     continue;
                 }
                 // D1: delivered, recorded in memory only until D3.
-                record(&mut hf.env.rcpts[i], result.map(|_| ()), now);
+                record(&mut hf.env.rcpts[i], result.map(|_| ()), now, report);
                 changed = true;
             }
         }
@@ -434,7 +605,7 @@ fn process(
     // forever without the sender knowing). A run asked for one route
     // only judges that route's mail.
     let age = now.saturating_sub(hf.env.received);
-    if age > cfg.main.max_defer_time.as_secs() && opts.only_route.is_none() {
+    if part.finishes() && age > cfg.main.max_defer_time.as_secs() && opts.only_route.is_none() {
         for r in hf
             .env
             .rcpts
@@ -454,10 +625,16 @@ fn process(
                     age / 86400
                 )
             };
+            report.bounced += 1;
             changed = true;
         }
     }
-    changed |= notices(cfg, spool, scanner, id, &mut hf, age, &mut report.notices)?;
+    // A lane leaves its failed recipients `F`: the runner bounces them
+    // once the lanes are done (one notice for the message, not one per
+    // lane).
+    if part.finishes() {
+        changed |= notices(cfg, spool, scanner, id, &mut hf, age, &mut report.notices)?;
+    }
 
     if hf
         .env
@@ -486,12 +663,6 @@ fn process(
             if can_go {
                 report.next_due = Some(report.next_due.map_or(r.next_try, |d| d.min(r.next_try)));
             }
-        }
-        match r.state {
-            RcptState::Delivered => report.delivered += 1,
-            RcptState::Bounced | RcptState::Failed => report.bounced += 1,
-            RcptState::Pending if r.tries > 0 => report.deferred += 1,
-            RcptState::Pending => {}
         }
     }
     Ok(())
