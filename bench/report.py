@@ -207,6 +207,7 @@ class Report:
         self.a, self.binary, self.target_dir = a, binary, target_dir
         self.res = {}  # (phase, sessions, MTA) -> [(msg/s, CPU ms/msg, extras)]
         self.idle, self.bytes, self.sizes, self.seen = {}, {}, {}, {}
+        self.idle_exact = False
         self.na = {}  # MTA -> why it was not measured
         self.nm_root = self.nm_version = None
 
@@ -260,7 +261,7 @@ class Report:
         print(f"idle {a.idle} s, {a.queued} messages queued, uplink down", flush=True)
         for m in mtas:
             note_exes(m, self.seen)
-        switches = watch_switches(mtas, a.idle)
+        switches, self.idle_exact = watch_switches(mtas, a.idle)
         for m in mtas:
             n, procs, born = switches[m.name]
             pss = sum(pss_kib(p) for p in m.procs())
@@ -469,8 +470,13 @@ def write(rep, path, header):
           f"`sendmail`, uplink down, then {a.idle} s of nothing (all three at once, 2 s after "
           "each had settled). Context switches: voluntary + involuntary "
           "(/proc/PID/status) of all the MTA's processes, read every 0.5 s: those running "
-          "at the start count from then, those started meanwhile from their birth (a "
-          "process that ends counts up to its last reading). PSS: the sum of "
+          "at the start count from then, those started meanwhile from their birth; "
+          + ("a process that ends counts up to its exit, from the kernel's exit record "
+             "(taskstats), so one that starts and ends between two readings counts too. "
+             if rep.idle_exact else
+             "a process that ends counts up to its last reading (the kernel's exit records "
+             "could not be had), so one that starts and ends between two readings is "
+             "missed. ") + "PSS: the sum of "
           "/proc/PID/smaps_rollup Pss of its processes at the end of the window "
           "(nullmailer: `nullmailer-send` only; the Python accept loop standing in for "
           "inetd is not counted).", ""]

@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+import exits
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POSTFIX = "/usr/sbin/postfix"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -128,26 +130,47 @@ def switches(pid):
 def watch_switches(mtas, seconds, every=0.5):
     """Context switches of each MTA's processes over `seconds`: the
     processes there at the start count from then, the ones started
-    meanwhile from their birth; all are read every `every` seconds, so a
-    process that ends counts up to its last reading. Returns {name:
-    (switches, processes at the start, processes started meanwhile)}."""
-    first, last = {}, {}
-    for m in mtas:
-        first[m.name] = {p: switches(p) for p in m.procs()}
-        last[m.name] = dict(first[m.name])
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        time.sleep(min(every, max(0.0, seconds - (time.monotonic() - t0))))
+    meanwhile from their birth; all are read every `every` seconds. Where
+    the kernel's exit records can be had (exits.py: root, taskstats), a
+    process that ends counts up to its exit, even one that started and
+    ended between two readings; else up to its last reading. Returns
+    ({name: (switches, processes at the start, processes started
+    meanwhile)}, whether every exit was counted)."""
+    try:
+        ex = exits.Exits()
+    except OSError:
+        ex = None
+    try:
+        first, last = {}, {}
         for m in mtas:
-            for p in m.procs():
-                n = switches(p)
-                if n:
-                    last[m.name][p] = n
+            first[m.name] = {p: switches(p) for p in m.procs()}
+            last[m.name] = dict(first[m.name])
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(every, max(0.0, seconds - (time.monotonic() - t0))))
+            for m in mtas:
+                for p in m.procs():
+                    n = switches(p)
+                    if n:
+                        last[m.name][p] = n
+        records = ex.records() if ex else []
+    finally:
+        if ex:
+            ex.close()
     out = {}
     for m in mtas:
         f, l = first[m.name], last[m.name]
+        ours, ended, grown = set(l), {}, True
+        while grown:  # a child's record may come before its parent's
+            grown = False
+            for pid, ppid, n in records:
+                if pid not in ended and (pid in ours or ppid in ours):
+                    ended[pid] = n
+                    ours.add(pid)
+                    grown = True
+        l.update(ended)
         out[m.name] = (sum(n - f.get(p, 0) for p, n in l.items()), len(f), len(set(l) - set(f)))
-    return out
+    return out, ex is not None and not ex.lost
 
 
 def pss_kib(pid):
@@ -422,7 +445,7 @@ def main():
                   f"CPU per message {cpu:4.2f}x  (budget: > 1x, <= 0.5x)")
         # Idle: both at once, nothing to do, mail queued.
         time.sleep(2)
-        idle = watch_switches(mtas, a.idle)
+        idle, _ = watch_switches(mtas, a.idle)
         print(f"\nidle {a.idle} s, {mm.queued()} messages queued, routes offline:")
         for m in mtas:
             n, procs, born = idle[m.name]
