@@ -361,9 +361,9 @@ def write(rep, path, header):
     def rounds(rows):
         return [spread([r[0] for r in rows], 0), spread([r[1] for r in rows], 2, " ms")]
 
-    def load_table(phase):
+    def load_table(phase, clients):
         for p in (1, a.p):
-            head = ["sessions", "MTA", "messages/s", "CPU per message"]
+            head = [clients, "MTA", "messages/s", "CPU per message"]
             data = {k[2]: rows for k, rows in res.items() if k[:2] == (phase, p)}
             table(head, data, rounds, pre=[str(p)], header=p == 1)
         L.append("")
@@ -425,8 +425,8 @@ def write(rep, path, header):
           "(reaped ones included) from the client's start until the MTA has settled "
           "(masqmail: every worker and queue run reaped; Postfix: every message deferred; "
           "nullmailer: nullmailer-send's retry pass over all of them done). "
-          f"Median of {a.rounds} round(s), range in brackets.", ""]
-    load_table("smtp")
+          f"Median of {a.rounds} round(s), range in parentheses.", ""]
+    load_table("smtp", "sessions")
     nullmailer_note("smtp")
 
     L += ["## Local submission", "",
@@ -439,7 +439,7 @@ def write(rep, path, header):
           "the submitting loop sees them; CPU per message: the sendmail processes and their "
           "children, plus every process of the MTA's running daemon until it has settled "
           f"(as above). Median of {a.rounds} round(s).", ""]
-    load_table("submit")
+    load_table("submit", "submitters")
     nullmailer_note("submit")
     if "nullmailer" not in rep.na:
         L += ["nullmailer's queue is emptied before each of its runs (above and here): "
