@@ -263,11 +263,11 @@ class Report:
             note_exes(m, self.seen)
         switches, self.idle_exact = watch_switches(mtas, a.idle)
         for m in mtas:
-            n, procs, born = switches[m.name]
+            n, procs, born, born_n = switches[m.name]
             pss = sum(pss_kib(p) for p in m.procs())
-            self.idle[m.name] = (n, procs, born, pss)
-            print(f"  {m.name:<10} {n} context switches, {procs} processes + {born} started, "
-                  f"PSS {pss} KiB", flush=True)
+            self.idle[m.name] = (n, procs, born, born_n, pss)
+            print(f"  {m.name:<10} {n} context switches, {procs} processes + {born} started "
+                  f"({born_n} of the switches), PSS {pss} KiB", flush=True)
 
     def load_phase(self, mtas, phase, n, one):
         """one(mta, sessions) -> (msg/s, CPU ms/msg) for n messages."""
@@ -393,7 +393,7 @@ def write(rep, path, header):
             L.append(f"| CPU per accepted message ≤ ½ of Postfix's ({p} session{'s' if p > 1 else ''}) | "
                      f"{ms(mm)} vs {ms(pf)}: {mm / pf:.2f}x | {verdict(mm <= pf / 2)} |")
     if "masqmail" in rep.idle:
-        n, _, _, pss = rep.idle["masqmail"]
+        n, _, _, _, pss = rep.idle["masqmail"]
         L.append(f"| idle wakeups 0 per minute | {n * 60 / a.idle:.1f} per minute ({n} in {a.idle} s) "
                  f"| {verdict(n == 0)} |")
         L.append(f"| idle PSS ≤ 1 MiB | {pss} KiB | {verdict(pss * KIB <= MIB)} |")
@@ -479,11 +479,20 @@ def write(rep, path, header):
              "missed. ") + "PSS: the sum of "
           "/proc/PID/smaps_rollup Pss of its processes at the end of the window "
           "(nullmailer: `nullmailer-send` only; the Python accept loop standing in for "
-          "inetd is not counted).", ""]
-    table(["MTA", "processes", "started meanwhile", f"context switches in {a.idle} s",
-           "per minute", "PSS"], rep.idle,
-          lambda i: [str(i[1]), str(i[2]), str(i[0]), f"{i[0] * 60 / a.idle:.1f}", f"{i[3]:,} KiB"])
+          "inetd is not counted). A single window: the figures of processes that start "
+          "vary from run to run with the machine's load (involuntary switches, page-ins).", ""]
+    table(["MTA", "processes", "started meanwhile (their switches)",
+           f"context switches in {a.idle} s", "per minute", "PSS"], rep.idle,
+          lambda i: [str(i[1]), f"{i[2]} ({i[3]})", str(i[0]), f"{i[0] * 60 / a.idle:.1f}",
+                     f"{i[4]:,} KiB"])
     L.append("")
+    if rep.idle.get("nullmailer", (0, 0, 0))[2]:
+        L += ["nullmailer-send wakes when its pause timer runs out (`pausetime`, 60 s by "
+              "default, counted from its last pass over the queue and doubled after each "
+              "wait that ends with nothing new) and then tries every queued message again: "
+              "the processes it started in the window are those tries, each a fork of its "
+              "`smtp` module and a refused connection. Over a longer window its rate falls "
+              "as the pause doubles.", ""]
 
     L += ["## Spool bytes per message", "",
           f"{a.strace} submissions of the {len(submit.MSG)}-byte message with each MTA's "

@@ -135,7 +135,7 @@ def watch_switches(mtas, seconds, every=0.5):
     process that ends counts up to its exit, even one that started and
     ended between two readings; else up to its last reading. Returns
     ({name: (switches, processes at the start, processes started
-    meanwhile)}, whether every exit was counted)."""
+    meanwhile, their switches)}, whether every exit was counted)."""
     try:
         ex = exits.Exits()
     except OSError:
@@ -169,7 +169,9 @@ def watch_switches(mtas, seconds, every=0.5):
                     ours.add(pid)
                     grown = True
         l.update(ended)
-        out[m.name] = (sum(n - f.get(p, 0) for p, n in l.items()), len(f), len(set(l) - set(f)))
+        born = set(l) - set(f)
+        out[m.name] = (sum(n - f.get(p, 0) for p, n in l.items()), len(f), len(born),
+                       sum(l[p] for p in born))
     return out, ex is not None and not ex.lost
 
 
@@ -448,7 +450,7 @@ def main():
         idle, _ = watch_switches(mtas, a.idle)
         print(f"\nidle {a.idle} s, {mm.queued()} messages queued, routes offline:")
         for m in mtas:
-            n, procs, born = idle[m.name]
+            n, procs, born, _ = idle[m.name]
             print(f"  {m.name:<9} context switches: {n}  ({procs} processes, {born} started)")
         print(f"  masqmail daemon PSS: {pss_kib(mm.pid)} KiB (budget: <= 1024)")
         print(f"  Postfix PSS, all processes: {sum(pss_kib(p) for p in tree(pf.pid))} KiB")
