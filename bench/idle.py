@@ -46,6 +46,8 @@ import sys
 import tempfile
 import time
 
+from smtp_accept import pss_kib
+
 SINK = r"""
 import socket, sys, time
 l = socket.socket()
@@ -94,17 +96,6 @@ def ctx(pid):
             if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                 n += int(line.split()[1])
     return n
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def children(pid):

@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+import exits
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POSTFIX = "/usr/sbin/postfix"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -70,7 +72,7 @@ def wait_port(port, timeout=20):
 # --- /proc ------------------------------------------------------------------
 
 def stat(pid):
-    """(ppid, utime+stime+cutime+cstime in ticks) or None."""
+    """(ppid, utime+stime, cutime+cstime) in ticks, or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             s = f.read()
@@ -78,7 +80,7 @@ def stat(pid):
         return None
     f = s[s.rindex(")") + 2:].split()
     # fields after comm: state ppid ... utime(12) stime(13) cutime(14) cstime(15)
-    return int(f[1]), sum(int(x) for x in f[11:15])
+    return int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
 
 
 def tree(root):
@@ -97,9 +99,16 @@ def tree(root):
     return out
 
 
-def cpu_seconds(root):
-    """CPU of root's process tree, reaped children included."""
-    return sum((stat(p) or (0, 0))[1] for p in tree(root)) / CLK_TCK
+def cpu_seconds(root, own=True):
+    """CPU of root's process tree, reaped children included; without
+    root's own time when own is False (root only starts the MTA's
+    processes, like inetd)."""
+    ticks = 0
+    for p in tree(root):
+        st = stat(p)
+        if st:
+            ticks += st[2] + (st[1] if own or p != root else 0)
+    return ticks / CLK_TCK
 
 
 def status_field(pid, name):
@@ -113,18 +122,67 @@ def status_field(pid, name):
     return 0
 
 
-def ctx_switches(root):
-    return sum(
-        status_field(p, "voluntary_ctxt_switches") + status_field(p, "nonvoluntary_ctxt_switches")
-        for p in tree(root)
-    )
+def switches(pid):
+    return (status_field(pid, "voluntary_ctxt_switches")
+            + status_field(pid, "nonvoluntary_ctxt_switches"))
+
+
+def watch_switches(mtas, seconds, every=0.5):
+    """Context switches of each MTA's processes over `seconds`: the
+    processes there at the start count from then, the ones started
+    meanwhile from their birth; all are read every `every` seconds. Where
+    the kernel's exit records can be had (exits.py: root, taskstats), a
+    process that ends counts up to its exit, even one that started and
+    ended between two readings; else up to its last reading. Returns
+    ({name: (switches, processes at the start, processes started
+    meanwhile, their switches)}, whether every exit was counted)."""
+    try:
+        ex = exits.Exits()
+    except OSError:
+        ex = None
+    try:
+        first, last = {}, {}
+        for m in mtas:
+            first[m.name] = {p: switches(p) for p in m.procs()}
+            last[m.name] = dict(first[m.name])
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(every, max(0.0, seconds - (time.monotonic() - t0))))
+            for m in mtas:
+                for p in m.procs():
+                    n = switches(p)
+                    if n:
+                        last[m.name][p] = n
+        records = ex.records() if ex else []
+    finally:
+        if ex:
+            ex.close()
+    out = {}
+    for m in mtas:
+        f, l = first[m.name], last[m.name]
+        ours, ended, grown = set(l), {}, True
+        while grown:  # a child's record may come before its parent's
+            grown = False
+            for pid, ppid, n in records:
+                if pid not in ended and (pid in ours or ppid in ours):
+                    ended[pid] = n
+                    ours.add(pid)
+                    grown = True
+        l.update(ended)
+        born = set(l) - set(f)
+        out[m.name] = (sum(n - f.get(p, 0) for p, n in l.items()), len(f), len(born),
+                       sum(l[p] for p in born))
+    return out, ex is not None and not ex.lost
 
 
 def pss_kib(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -187,12 +245,27 @@ def ensure_postfix():
     sh("apt-get", "install", "-y", "-qq", "postfix", env=env, stdout=subprocess.DEVNULL)
 
 
-class Postfix:
+class Mta:
+    """What the benchmarks ask of a running MTA. `pid` is the process that
+    all of its processes descend from."""
+
+    def procs(self):
+        return tree(self.pid)
+
+    def cpu(self):
+        """User + system seconds of all its processes, reaped ones included."""
+        return cpu_seconds(self.pid)
+
+
+class Postfix(Mta):
     name = "Postfix"
 
     def __init__(self, d):
         self.d = os.path.join(d, "postfix")
         self.conf = os.path.join(self.d, "etc")
+        self.spool = os.path.join(self.d, "queue")
+        self.sendmail = ["/usr/sbin/sendmail", "-C", self.conf]
+        self.env = dict(os.environ, MAIL_CONFIG=self.conf)
         os.makedirs(self.conf)
         os.makedirs(os.path.join(self.d, "data"))
         os.makedirs(os.path.join(self.d, "queue"))
@@ -229,7 +302,7 @@ class Postfix:
 
 # --- masqmail -----------------------------------------------------------------
 
-class Masqmail:
+class Masqmail(Mta):
     name = "masqmail"
 
     def __init__(self, d, binary):
@@ -238,6 +311,9 @@ class Masqmail:
         self.port = free_port()
         self.spool = os.path.join(self.d, "spool")
         conf = os.path.join(self.d, "masqmail.conf")
+        os.symlink(binary, os.path.join(self.d, "sendmail"))
+        self.sendmail = [os.path.join(self.d, "sendmail"), "-C", conf]
+        self.env = None
         with open(conf, "w") as f:
             f.write(
                 "config masqmail 'main'\n"
@@ -278,27 +354,39 @@ class Masqmail:
 
 # --- the runs -----------------------------------------------------------------
 
-def load(mta, n, sessions, size):
-    """Send n messages; returns (messages/s, CPU ms per message)."""
-    before_q = mta.queued()
-    cpu0 = cpu_seconds(mta.pid)
-    t0 = time.monotonic()
-    sh(
-        SMTP_SOURCE, "-s", str(sessions), "-m", str(n), "-l", str(size),
-        "-f", "sender@client.example", "-t", "rcpt@remote.example",
-        "-M", "client.example", f"127.0.0.1:{mta.port}",
-    )
-    wall = time.monotonic() - t0
+def wait_settled(mta, expect, secs=300):
     t1 = time.monotonic()
-    while not mta.settled(before_q + n):
-        if time.monotonic() - t1 > 300:
-            sys.exit(f"{mta.name} did not queue all {n} messages (has {mta.queued() - before_q})")
+    while not mta.settled(expect):
+        if time.monotonic() - t1 > secs:
+            sys.exit(f"{mta.name} did not settle with {expect} messages (has {mta.queued()})")
         time.sleep(0.1)
-    cpu = cpu_seconds(mta.pid) - cpu0
+
+
+def measure(mta, n, send):
+    """send() hands mta n messages and returns the CPU seconds of its own
+    child processes that belong to the MTA (or None). Returns (messages/s
+    as send saw them, CPU ms per message of all the MTA's processes until
+    it has settled)."""
+    before_q = mta.queued()
+    cpu0 = mta.cpu()
+    t0 = time.monotonic()
+    extra = send() or 0
+    wall = time.monotonic() - t0
+    wait_settled(mta, before_q + n)
+    cpu = mta.cpu() - cpu0 + extra
     got = mta.queued() - before_q
     if got != n:
         sys.exit(f"{mta.name}: {got} messages queued, {n} sent")
     return n / wall, cpu / n * 1e3
+
+
+def load(mta, n, sessions, size):
+    """Send n messages with smtp-source; returns (messages/s, CPU ms per message)."""
+    def send():
+        sh(SMTP_SOURCE, "-s", str(sessions), "-m", str(n), "-l", str(size),
+           "-f", "sender@client.example", "-t", "rcpt@remote.example",
+           "-M", "client.example", f"127.0.0.1:{mta.port}")
+    return measure(mta, n, send)
 
 
 def main():
@@ -359,13 +447,11 @@ def main():
                   f"CPU per message {cpu:4.2f}x  (budget: > 1x, <= 0.5x)")
         # Idle: both at once, nothing to do, mail queued.
         time.sleep(2)
-        c0 = {m.name: ctx_switches(m.pid) for m in mtas}
-        time.sleep(a.idle)
-        c1 = {m.name: ctx_switches(m.pid) for m in mtas}
+        idle, _ = watch_switches(mtas, a.idle)
         print(f"\nidle {a.idle} s, {mm.queued()} messages queued, routes offline:")
         for m in mtas:
-            print(f"  {m.name:<9} context switches: {c1[m.name] - c0[m.name]}  "
-                  f"({len(tree(m.pid))} processes)")
+            n, procs, born, _ = idle[m.name]
+            print(f"  {m.name:<9} context switches: {n}  ({procs} processes, {born} started)")
         print(f"  masqmail daemon PSS: {pss_kib(mm.pid)} KiB (budget: <= 1024)")
         print(f"  Postfix PSS, all processes: {sum(pss_kib(p) for p in tree(pf.pid))} KiB")
     finally:

@@ -36,21 +36,25 @@ def config(d):
     return conf, spool
 
 
-def submit(sendmail, conf):
-    r = subprocess.run([sendmail, "-C", conf, "-t", "-i"], input=MSG)
+def submit(sendmail, env=None):
+    """One `sendmail -t -i` (sendmail: the command and its first
+    arguments, e.g. -C CONF) of MSG."""
+    r = subprocess.run(sendmail + ["-t", "-i"], input=MSG, env=env)
     if r.returncode != 0:
-        sys.exit(f"sendmail exited {r.returncode}")
+        sys.exit(f"{sendmail[0]} exited {r.returncode}")
 
 
-def run(sendmail, conf, n, parallel):
+def run(sendmail, n, parallel, env=None):
+    """n submissions by `parallel` submitters: (messages/s, CPU ms per
+    message of the sendmail processes and their children)."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     if parallel == 1:
         for _ in range(n):
-            submit(sendmail, conf)
+            submit(sendmail, env)
     else:
         with ThreadPoolExecutor(parallel) as ex:
-            list(ex.map(lambda _: submit(sendmail, conf), range(n)))
+            list(ex.map(lambda _: submit(sendmail, env), range(n)))
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -70,7 +74,7 @@ def main():
         conf, spool = config(d)
         print(f"sendmail submissions, {len(MSG)}-byte message, spool on {d}")
         for p in (1, a.p):
-            rate, cpu_ms = run(sendmail, conf, a.n, p)
+            rate, cpu_ms = run([sendmail, "-C", conf], a.n, p)
             print(f"  {p} submitter(s): {rate:8.1f} msg/s  {cpu_ms:6.2f} ms CPU/msg  (n={a.n})")
         queued = len(os.listdir(os.path.join(spool, "outgoing")))
         if queued != 2 * a.n:
