@@ -264,6 +264,9 @@ fn init_spool(cfg: &Config) -> i32 {
             for (f, why) in &r.set_aside {
                 warn!("recovery: moved {f} to corrupt/: {why}");
             }
+            for (f, why) in &r.incomplete {
+                warn!("recovery: {f} was ready but not whole ({why}): cut short by a crash before its fsync");
+            }
         }
         Err(e) => {
             error!("recovery: {e}");

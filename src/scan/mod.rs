@@ -8,8 +8,9 @@
 //!
 //!   Crash points (doc/INTERNALS.md):
 //!     S3 incoming/ID ready           → crash: scanned again
-//!     S4 + outgoing/ID not ready      → crash: recovery removes it, rescan
-//!     S5 outgoing/ID ready, fsynced   → crash: recovery removes incoming/ID
+//!     S4 + outgoing/ID written        → crash: recovery removes it, rescan
+//!          (not ready, or not whole)
+//!     S5 outgoing/ID fsynced          → crash: recovery removes incoming/ID
 //!     S6 incoming/ID removed          → scanned
 //!
 //! SECURITY
@@ -161,8 +162,12 @@ impl<'a> Scanner<'a> {
         if !spool.has_ready(Dir::Incoming, id) {
             return Ok(Outcome::Skipped);
         }
-        if spool.has_ready(Dir::Outgoing, id) {
+        if spool.has_ready(Dir::Outgoing, id)
+            && matches!(spool.read_header(Dir::Outgoing, id), Ok(Ok(_)))
+        {
             // S5 left by a crashed scanner: only incoming/ID remains to go.
+            // (A ready outgoing/ID that is not whole is S4: made ready, the
+            // system went down before its fsync. It is replaced below.)
             remove_incoming(spool, id)?;
             return Ok(Outcome::Skipped);
         }
@@ -180,7 +185,8 @@ impl<'a> Scanner<'a> {
         let nrcpt = env.rcpts.len();
         let sender = env.sender.to_string();
         let size = env.body_size;
-        // S4: a stale, unready outgoing/ID of a dead scanner goes first.
+        // S4: a stale outgoing/ID of a dead scanner (not ready, or not
+        // whole) goes first.
         let out_path = spool.header_path(Dir::Outgoing, id);
         match fs::remove_file(&out_path) {
             Ok(()) => {}
