@@ -13,6 +13,11 @@
 //!     S5 outgoing/ID fsynced          → crash: recovery removes incoming/ID
 //!     S6 incoming/ID removed          → scanned
 //!
+//!   A scanner forked by the daemon tells the supervisor, before the
+//!   ready bit of `outgoing/ID`, whether the message needs a queue run now
+//!   or only when one of the routes that accept it is online
+//!   (daemon/hint.rs).
+//!
 //! SECURITY
 //!   Holds the lock of `incoming/ID` while it works, so two scanners never
 //!   write the same message. Command targets come only from aliases: a
@@ -28,7 +33,9 @@ use log::{error, info, warn};
 
 use crate::addr::Address;
 use crate::config::Config;
-use crate::queue::{self, Dir, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
+use crate::daemon::hint::Wants;
+use crate::message::Header;
+use crate::queue::{self, Dir, Envelope, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
 use alias::{Aliases, Passwd, ResolveError, Resolved, UserDb};
 
 pub struct Scanner<'a> {
@@ -185,6 +192,10 @@ impl<'a> Scanner<'a> {
         let nrcpt = env.rcpts.len();
         let sender = env.sender.to_string();
         let size = env.body_size;
+        if crate::daemon::hint::active() {
+            // Before the ready bit: the supervisor reads it with the event.
+            crate::daemon::hint::send(id, &self.wants(&env, &headers));
+        }
         // S4: a stale outgoing/ID of a dead scanner (not ready, or not
         // whole) goes first.
         let out_path = spool.header_path(Dir::Outgoing, id);
@@ -198,6 +209,34 @@ impl<'a> Scanner<'a> {
         remove_incoming(spool, id)?;
         info!("{id}: from=<{sender}> size={size} nrcpt={nrcpt} queued");
         Ok(Outcome::Scanned)
+    }
+
+    /// What a scanned message needs (daemon::hint): a queue run now (a
+    /// local or `|command` recipient, a bounce owed, a permanent route
+    /// that takes a recipient), or one when a route that accepts one of
+    /// its pending recipients is online.
+    pub fn wants(&self, env: &Envelope, headers: &[Header]) -> Wants {
+        let from_hdrs = crate::route::from_addresses(headers);
+        let mut routes: Vec<String> = Vec::new();
+        for r in &env.rcpts {
+            match (&r.state, &r.target) {
+                (RcptState::Delivered | RcptState::Bounced, _) => {}
+                (RcptState::Pending, Target::Addr(a)) if !self.is_local(a) => {
+                    for rt in self.cfg.routes.iter().filter(|rt| {
+                        rt.enabled && crate::route::accepts(rt, &env.sender, &from_hdrs, a)
+                    }) {
+                        if rt.permanent {
+                            return Wants::Now;
+                        }
+                        if !routes.contains(&rt.name) {
+                            routes.push(rt.name.clone());
+                        }
+                    }
+                }
+                _ => return Wants::Now,
+            }
+        }
+        Wants::Routes(routes)
     }
 
     /// Scan every ready message in `incoming/` (oldest first).
