@@ -4,8 +4,9 @@
 //! the message durable (doc/INTERNALS.md, S1 → S3):
 //!
 //!   create pool/ID (O_EXCL), write the body, fsync it;
-//!   create incoming/ID (O_EXCL), write, fsync, fchmod 0700 (ready),
-//!   fsync again (the mode is metadata: fsync, not fdatasync);
+//!   create incoming/ID (O_EXCL), write all of it (its sealed end line
+//!   included), fchmod 0700 (ready), then fsync (the mode is metadata:
+//!   fsync, not fdatasync);
 //!   fsync the directories incoming/ and pool/;
 //!   then, and only then, the acknowledgement.
 //!
@@ -150,12 +151,14 @@ fn check_order(calls: &[Call], pid: i32, id: &str, what: &str, ack: &dyn Fn(&Cal
         "{what}: incoming/ID never written:\n{}",
         dump()
     );
-    let hdr_sync = first_after(hdr_end, "fsync of incoming/ID after its write", &|c| {
-        sync(c, &inc_file)
-    });
-    let ready = first_after(hdr_sync, "fchmod 0700 of incoming/ID", &|c| {
-        is(c, "fchmod", &inc_file) && c.rest.contains("0700")
-    });
+    // The ready bit only after the last write of the header file, and the
+    // fsync after the ready bit: then the acknowledgement finds both the
+    // whole file and its bit on disk.
+    let ready = first_after(
+        hdr_end,
+        "fchmod 0700 of incoming/ID after its last write",
+        &|c| is(c, "fchmod", &inc_file) && c.rest.contains("0700"),
+    );
     let ready_sync = first_after(
         ready,
         "fsync (not fdatasync) of incoming/ID after the fchmod",
@@ -181,7 +184,7 @@ fn check_order(calls: &[Call], pid: i32, id: &str, what: &str, ack: &dyn Fn(&Cal
         dump()
     );
     eprintln!(
-        "{what}: create #{created}, body fsync #{body_sync}, header create #{hdr}, fsync #{hdr_sync}, \
+        "{what}: create #{created}, body fsync #{body_sync}, header create #{hdr}, last write #{hdr_end}, \
          fchmod #{ready}, fsync #{ready_sync}, dir fsyncs #{inc_dir} #{pool_dir}, acknowledged #{acked}"
     );
 }

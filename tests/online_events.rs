@@ -356,3 +356,83 @@ fn reload_switches_the_method() {
     );
     d.stop();
 }
+
+/// Send message `n` to `to` over SMTP (one connection); panics unless it
+/// is accepted.
+fn smtp_queue(port: u16, to: &str, n: usize) {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let reply = |r: &mut BufReader<TcpStream>| -> String {
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            all.push_str(&l);
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    };
+    assert!(reply(&mut r).starts_with("220"));
+    let data = message(to, n).replace('\n', "\r\n");
+    for (cmd, want) in [
+        ("EHLO client.example".to_string(), "250"),
+        ("MAIL FROM:<sender@client.example>".into(), "250"),
+        (format!("RCPT TO:<{to}>"), "250"),
+        ("DATA".into(), "354"),
+        (format!("{data}."), "250"),
+        ("QUIT".into(), "221"),
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let got = reply(&mut r);
+        assert!(got.starts_with(want), "{cmd}: {got}");
+    }
+}
+
+/// Mail accepted over SMTP for routes that are all offline gets no queue
+/// run of its own (its scanner told the supervisor which routes accept
+/// it: daemon/hint.rs); a route that accepts it coming up delivers it.
+/// Mail that a route online now accepts gets its run at once.
+#[test]
+fn smtp_mail_for_offline_routes_waits_without_a_run() {
+    let sink = Sink::start(Behaviour::default());
+    let dir = TempDir::new("online-hint-dir");
+    let online = dir.path().join("online");
+    let port = free_port();
+    let m = mta(
+        "online-hint",
+        &sink,
+        &format!(
+            "\toption online_detect 'file'\n\toption online_file '{}'\n\toption log_level '7'\n",
+            online.display()
+        ),
+        Some(port),
+    );
+    let d = Daemon::start(&m, None);
+    let skipped = |d: &Daemon| {
+        d.log()
+            .matches("no route for it is online; no queue run")
+            .count()
+    };
+    // Only `isp` accepts example.org; it is offline.
+    smtp_queue(port, "a@example.org", 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || skipped(&d) == 1),
+        "no hint used:\n{}",
+        d.log()
+    );
+    stays_queued(&m, &sink, 0);
+    // `other` up: it takes other.example (a run at once), not example.org.
+    std::fs::write(&online, "other\n").unwrap();
+    d.wait_route("other", "online");
+    smtp_queue(port, "b@other.example", 2);
+    assert_eq!(subjects(&wait_sink(&sink, 1, &d)), ["online test 2"]);
+    stays_queued(&m, &sink, 1);
+    assert_eq!(skipped(&d), 1, "{}", d.log());
+    // `isp` up: the message that waited goes.
+    std::fs::write(&online, "other\nisp\n").unwrap();
+    assert_eq!(subjects(&wait_sink(&sink, 2, &d))[1], "online test 1");
+    d.stop();
+}

@@ -128,3 +128,76 @@ fn foreign_files_are_moved_aside() {
     assert_eq!(c, ["incoming-core", "pool-notes.txt"]);
     assert_eq!(m.queued_ids().len(), 1);
 }
+
+/// The ready bit is set before the one fsync of a header file, so after a
+/// power cut a ready file may be cut short, zeros, or blocks of an older
+/// file. Such a file was never acknowledged (its writer did not get past
+/// the fsync): recovery takes it for a file without the bit. Files of
+/// earlier versions (a bare `EN:` end line) count as whole.
+#[test]
+fn ready_files_that_are_not_whole_count_as_not_ready() {
+    let m = Mta::new("notwhole");
+    for i in 0..7 {
+        expect_code(
+            &m.sendmail(
+                &[&format!("w{i}@example.org")],
+                &format!("Subject: {i}\n\n{i}\n"),
+            ),
+            0,
+        );
+    }
+    let ids = m.queued_ids();
+    let (inc, out) = (m.spool.join("incoming"), m.spool.join("outgoing"));
+    let whole = |id: &str| fs::read(out.join(id)).unwrap();
+    let put = |p: &std::path::Path, data: &[u8]| {
+        fs::write(p, data).unwrap();
+        set_mode(p, 0o700);
+    };
+    for id in &ids {
+        let text = String::from_utf8(whole(id)).unwrap();
+        let end = text.trim_end().rsplit('\n').next().unwrap();
+        assert!(
+            end.starts_with(&format!("EN:{id} ")),
+            "outgoing/{id} is not sealed"
+        );
+    }
+    // S2, cut short: incoming ready, half of it on disk.
+    let data = whole(&ids[0]);
+    fs::remove_file(out.join(&ids[0])).unwrap();
+    put(&inc.join(&ids[0]), &data[..data.len() / 2]);
+    // S2, zeros: the size reached the disk, the blocks did not.
+    let data = whole(&ids[1]);
+    fs::remove_file(out.join(&ids[1])).unwrap();
+    put(&inc.join(&ids[1]), &vec![0u8; data.len()]);
+    // S2, stale blocks: another message's whole file under this name.
+    fs::remove_file(out.join(&ids[2])).unwrap();
+    put(&inc.join(&ids[2]), &whole(&ids[6]));
+    // S4: incoming whole, outgoing ready but cut short: scanned again.
+    let data = whole(&ids[3]);
+    put(&inc.join(&ids[3]), &data);
+    fs::write(out.join(&ids[3]), &data[..data.len() - 5]).unwrap();
+    // An earlier version's files: a bare end line, in both directories.
+    let legacy = |data: Vec<u8>| {
+        let s = String::from_utf8(data).unwrap();
+        let cut = s.rfind("EN:").unwrap();
+        format!("{}EN:\n", &s[..cut]).into_bytes()
+    };
+    put(&out.join(&ids[4]), &legacy(whole(&ids[4])));
+    let data = legacy(whole(&ids[5]));
+    fs::remove_file(out.join(&ids[5])).unwrap();
+    put(&inc.join(&ids[5]), &data);
+    recover(&m);
+    assert_eq!(m.files("pool"), ids[3..].to_vec());
+    assert_eq!(m.files("outgoing"), ids[3..].to_vec());
+    m.assert_clean_spool();
+    assert_eq!(m.queued_ids(), ids[3..].to_vec());
+    assert!(m.files("corrupt").is_empty(), "{:?}", m.files("corrupt"));
+    // Scanned again from incoming/: whole and sealed now.
+    let again = String::from_utf8(whole(&ids[3])).unwrap();
+    assert!(again.contains(&format!("\nEN:{} ", ids[3])), "{again}");
+    assert!(String::from_utf8(whole(&ids[4]))
+        .unwrap()
+        .ends_with("\nEN:\n"));
+    recover(&m);
+    assert_eq!(m.queued_ids(), ids[3..].to_vec());
+}

@@ -445,6 +445,9 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
     for (name, why) in &report.set_aside {
         warn!("recovery: moved {name} to corrupt/: {why}");
     }
+    for (name, why) in &report.incomplete {
+        warn!("recovery: {name} was ready but not whole ({why}): cut short by a crash before its fsync");
+    }
     let scanner = Scanner::new(cfg).map_err(|e| Fail::new(Exit::TempFail, e))?;
     scanner
         .scan_all(&spool)

@@ -17,7 +17,10 @@
 //!
 //!   It forks a worker per SMTP connection (up to `max_connections`, and
 //!   `max_connections_per_ip` per client address; beyond that the client
-//!   gets `421` and is closed) and a worker per scan run.
+//!   gets `421` and is closed) and a worker per scan run. A message that
+//!   arrives in `outgoing/` gets a queue run of its own unless its
+//!   scanner's hint (hint.rs) says that only routes that are offline now
+//!   accept its recipients.
 //!
 //! SECURITY
 //!   The supervisor keeps root (to bind port 25 again on reload) and never
@@ -29,6 +32,7 @@
 //!   line on stderr and a non-zero exit. Later events go to syslog.
 
 pub mod control;
+pub mod hint;
 pub mod listen;
 mod online;
 
@@ -127,7 +131,16 @@ struct Supervisor {
     /// The running queue run looks at new messages only: its report adds
     /// to `next_retry` instead of replacing it.
     run_targeted: bool,
+    /// Scanners' hints (hint.rs): the supervisor's end, the workers' end.
+    hint_rx: Option<std::os::unix::net::UnixDatagram>,
+    hint_tx: Option<std::os::unix::net::UnixDatagram>,
+    /// Hints read, not yet matched with their message's arrival.
+    hints: HashMap<crate::queue::MsgId, hint::Wants>,
 }
+
+/// Hints kept at most (a scanner that sent one and then failed to write
+/// the message leaves it behind; a forgotten hint only costs a run).
+const MAX_HINTS: usize = 4096;
 
 fn handled_signals() -> SigSet {
     let mut s = SigSet::empty();
@@ -191,6 +204,16 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     )?;
     let wd_online = online_watch(&cfg, &inotify);
     let netlink = online::open_netlink(cfg.main.online_detect);
+    let (hint_rx, hint_tx) = match std::os::unix::net::UnixDatagram::pair() {
+        Ok((rx, tx)) if rx.set_nonblocking(true).is_ok() && tx.set_nonblocking(true).is_ok() => {
+            (Some(rx), Some(tx))
+        }
+        Ok(_) => (None, None),
+        Err(e) => {
+            warn!("hint socket: {e}; a queue run for every new message");
+            (None, None)
+        }
+    };
 
     if detach {
         daemonize(&cfg.main.pid_file)?;
@@ -229,6 +252,9 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         run_report: None,
         next_retry: None,
         run_targeted: false,
+        hint_rx,
+        hint_tx,
+        hints: HashMap::new(),
     };
     sup.online = sup.initial_online();
     for (r, why) in sup.online.iter() {
@@ -263,6 +289,9 @@ fn init_spool(cfg: &Config) -> i32 {
             }
             for (f, why) in &r.set_aside {
                 warn!("recovery: moved {f} to corrupt/: {why}");
+            }
+            for (f, why) in &r.incomplete {
+                warn!("recovery: {f} was ready but not whole ({why}): cut short by a crash before its fsync");
             }
         }
         Err(e) => {
@@ -733,6 +762,8 @@ impl Supervisor {
         let old = std::mem::replace(&mut self.cfg, new);
         self.cfg.main.spool_dir = spool;
         crate::log::set_level(self.cfg.main.log_level);
+        // Hints name routes of the old configuration.
+        self.hints.clear();
         info!("configuration reloaded from {}", self.config_path.display());
         self.online_reconfigure(&old.main);
     }
@@ -823,11 +854,59 @@ impl Supervisor {
             self.check_online();
         }
         if !arrived.is_empty() {
+            // The hints of these messages were sent before their events.
+            self.read_hints();
+            arrived.retain(|id| self.wants_run(id));
+        }
+        if !arrived.is_empty() {
             // New messages: a run for them only, not the whole queue.
             self.request_run(RunRequest {
                 ids: Some(arrived),
                 ..RunRequest::default()
             });
+        }
+    }
+
+    /// Take the scanners' hints waiting on the socket.
+    fn read_hints(&mut self) {
+        let Some(rx) = &self.hint_rx else {
+            return;
+        };
+        let mut buf = [0u8; hint::MAX + 1];
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    if let Some((id, wants)) = buf.get(..n).and_then(hint::decode) {
+                        if self.hints.len() >= MAX_HINTS {
+                            self.hints.clear();
+                        }
+                        self.hints.insert(id, wants);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Does a message that just arrived in outgoing/ need a queue run now?
+    /// Not when its scanner said that only routes that are offline accept
+    /// its recipients: the run would find nothing to do, and the run that
+    /// starts when one of them comes up takes it.
+    fn wants_run(&mut self, id: &crate::queue::MsgId) -> bool {
+        match self.hints.remove(id) {
+            Some(hint::Wants::Routes(routes)) => {
+                let usable = routes.iter().any(|r| {
+                    self.cfg.route(r).is_some_and(|rt| {
+                        rt.enabled && (rt.permanent || self.online.get(r).is_some())
+                    })
+                });
+                if !usable {
+                    debug!("{id}: no route for it is online; no queue run");
+                }
+                usable
+            }
+            Some(hint::Wants::Now) | None => true,
         }
     }
 
@@ -887,6 +966,13 @@ impl Supervisor {
                 self.listeners.clear();
                 self.control = None;
                 self.conns.clear();
+                self.hint_rx = None;
+                if matches!(kind, ChildKind::Smtp(_) | ChildKind::Scan) {
+                    if let Some(tx) = &self.hint_tx {
+                        use std::os::fd::AsRawFd;
+                        hint::set_sink(tx.as_raw_fd());
+                    }
+                }
                 let _ = handled_signals().thread_unblock();
                 let code = f();
                 let _ = std::io::stdout().flush();

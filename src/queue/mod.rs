@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 pub use id::MsgId;
-pub use spoolfile::{Envelope, HeaderFile, Rcpt, RcptState, Target};
+pub use spoolfile::{Envelope, HeaderFile, Rcpt, RcptState, Seal, Target};
 
 /// The header-file directories.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,9 +182,27 @@ impl Spool {
         fs::metadata(self.header_path(d, id)).is_ok_and(|m| is_ready(&m))
     }
 
+    /// Read and decode a header file. One that is not whole (its end line
+    /// does not seal it for this message: `spoolfile::check_seal`) is an
+    /// error like one that does not parse.
     pub fn read_header(&self, d: Dir, id: &MsgId) -> io::Result<Result<HeaderFile, String>> {
         let data = fs::read(self.header_path(d, id))?;
+        if let Seal::Broken(why) = spoolfile::check_seal(&data, id.as_str()) {
+            return Ok(Err(format!("incomplete: {why}")));
+        }
         Ok(HeaderFile::decode(&data))
+    }
+
+    /// Is the ready header file of `id` in `d` whole? None: it is gone.
+    /// A ready file that is not whole was made ready before its one fsync
+    /// and the system went down before that fsync was done: its writer
+    /// never reported success, so it counts as not ready (doc/INTERNALS.md).
+    pub fn seal(&self, d: Dir, id: &MsgId) -> io::Result<Option<Seal>> {
+        match fs::read(self.header_path(d, id)) {
+            Ok(data) => Ok(Some(spoolfile::check_seal(&data, id.as_str()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Read a ready header file and check it against its pool file: a
@@ -209,11 +227,12 @@ impl Spool {
     }
 
     /// Write a header file and mark it ready, durably: create 0600 with
-    /// O_EXCL, write, fsync, chmod u+x, fsync, fsync the directory. On any
-    /// error the file is removed again and the error returned.
+    /// O_EXCL, write it sealed (its end line names the message and hashes
+    /// the rest), chmod u+x, fsync, fsync the directory. On any error the
+    /// file is removed again and the error returned.
     pub fn write_header(&self, d: Dir, id: &MsgId, hf: &HeaderFile) -> io::Result<()> {
         let path = self.header_path(d, id);
-        let res = write_ready_file(&path, &hf.encode()).and_then(|()| sync_dir(&self.dir(d)));
+        let res = write_ready_file(&path, id, hf).and_then(|()| sync_dir(&self.dir(d)));
         if res.is_err() {
             let _ = fs::remove_file(&path);
         }
@@ -226,7 +245,7 @@ impl Spool {
     pub fn replace_header(&self, d: Dir, id: &MsgId, hf: &HeaderFile) -> io::Result<()> {
         let tmp = self.dir(d).join(format!("{id}.new"));
         let _ = fs::remove_file(&tmp);
-        let res = write_ready_file(&tmp, &hf.encode())
+        let res = write_ready_file(&tmp, id, hf)
             .and_then(|()| fs::rename(&tmp, self.header_path(d, id)))
             .and_then(|()| sync_dir(&self.dir(d)));
         if res.is_err() {
@@ -324,16 +343,20 @@ fn entry_key(e: &Entry) -> &str {
     }
 }
 
-/// Create `path` (must not exist), write `data`, fsync, set the ready bit,
-/// fsync again.
-fn write_ready_file(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Create `path` (must not exist), write the sealed header file, set the
+/// ready bit, fsync once (the mode is metadata: fsync, not fdatasync).
+/// Setting the bit before the fsync is safe because a ready file counts
+/// only when it is whole (`Spool::seal`): a crash before the fsync is done
+/// leaves a file that is not ready or not whole, and never acknowledged.
+fn write_ready_file(path: &Path, id: &MsgId, hf: &HeaderFile) -> io::Result<()> {
+    let mut data = hf.encode();
+    spoolfile::seal(&mut data, id.as_str());
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
         .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    f.write_all(&data)?;
     f.set_permissions(fs::Permissions::from_mode(READY_MODE))?;
     f.sync_all()
 }

@@ -9,8 +9,9 @@
 //! The steps and their crash states (doc/INTERNALS.md):
 //!   S0 nothing                      → crash: nothing to clean
 //!   S1 pool/ID being written (lock) → crash: recovery removes it
-//!   S2 + incoming/ID, not ready     → crash: recovery removes both
-//!   S3 incoming/ID ready, fsynced   → acknowledged; scanning takes over
+//!   S2 + incoming/ID written whole, → crash: recovery removes both
+//!      made ready, not yet fsynced    (not ready, or ready but not whole)
+//!   S3 incoming/ID fsynced          → acknowledged; scanning takes over
 
 use std::fs::File;
 use std::io::{self, Write};

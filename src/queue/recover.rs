@@ -7,8 +7,13 @@
 //!
 //!   incoming/ID not ready, writer gone   → never acknowledged: remove it
 //!                                          and pool/ID
+//!   incoming/ID ready but not whole      → the same (made ready, then the
+//!     (Spool::seal), writer gone           system went down before its
+//!                                          fsync: never acknowledged)
 //!   incoming/ID ready, outgoing/ID ready → scanning finished: remove
-//!                                          incoming/ID
+//!     and whole                            incoming/ID
+//!   incoming/ID ready, outgoing/ID ready → remove outgoing/ID, scan again
+//!     but not whole, scanner gone
 //!   incoming/ID ready, no outgoing/ID    → to be scanned (returned)
 //!   outgoing/ID not ready, scanner gone  → remove it; incoming/ID stays
 //!                                          and is scanned again
@@ -20,7 +25,7 @@
 use std::fs::{self, File};
 use std::io;
 
-use super::{is_ready, try_lock, Dir, Entry, MsgId, Spool};
+use super::{is_ready, try_lock, Dir, Entry, MsgId, Seal, Spool};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -30,6 +35,9 @@ pub struct Report {
     pub set_aside: Vec<(String, String)>,
     /// Ready incoming messages that still need scanning.
     pub to_scan: Vec<MsgId>,
+    /// Ready header files that were not whole (cut short by a crash before
+    /// their fsync), with why; they are in `removed` too.
+    pub incomplete: Vec<(String, String)>,
 }
 
 /// Can the lock of `path` be taken (its holder is gone)? A file that does
@@ -48,6 +56,16 @@ fn remove_if_exists(path: &std::path::Path, report: &mut Report, what: String) -
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Does the header file of `id` in `d` read and decode, whole? None: it
+/// is gone.
+fn whole(spool: &Spool, d: Dir, id: &MsgId) -> io::Result<Option<bool>> {
+    match spool.read_header(d, id) {
+        Ok(r) => Ok(Some(r.is_ok())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -85,11 +103,40 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                 }
             }
             Entry::Ready(id) => {
+                let hp = spool.header_path(Dir::Incoming, &id);
                 if spool.has_ready(Dir::Outgoing, &id) {
-                    let hp = spool.header_path(Dir::Incoming, &id);
-                    remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
-                } else {
-                    report.to_scan.push(id);
+                    // S5: scanning is done when outgoing/ID is whole; a
+                    // ready one that is not (S4: made ready, the system
+                    // went down before its fsync) goes, and the message
+                    // is scanned again from incoming/ID.
+                    match whole(spool, Dir::Outgoing, &id)? {
+                        // (Gone since: delivered, or set aside.)
+                        Some(true) | None => {
+                            remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
+                            continue;
+                        }
+                        Some(false) if holder_gone(&hp) => {
+                            let op = spool.header_path(Dir::Outgoing, &id);
+                            report
+                                .incomplete
+                                .push((format!("outgoing/{id}"), "not whole".into()));
+                            remove_if_exists(&op, &mut report, format!("outgoing/{id}"))?;
+                        }
+                        // A scanner at work on it removes it itself.
+                        Some(false) => continue,
+                    }
+                }
+                match spool.seal(Dir::Incoming, &id)? {
+                    // S2: made ready, then the system went down before the
+                    // fsync: never acknowledged, like a file without the
+                    // bit. Its writer (the lock of pool/ID) must be gone.
+                    Some(Seal::Broken(why)) if holder_gone(&spool.pool_path(&id)) => {
+                        report.incomplete.push((format!("incoming/{id}"), why));
+                        remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
+                        remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
+                    }
+                    None => {}
+                    Some(_) => report.to_scan.push(id),
                 }
             }
         }

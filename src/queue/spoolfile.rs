@@ -16,8 +16,16 @@
 //! RT:P<TAB><a@x.org><TAB><orig@x.org><TAB>0<TAB>0<TAB>last error
 //! HD:Subject: hello         a header field; continuation lines follow as is
 //!  world
-//! EN:                       end marker: a file without it is truncated
+//! EN:ID HASH                end marker: a file without it is truncated
 //! ```
+//!
+//! The end line names the message and carries a hash of everything before
+//! it ([`seal`]): the ready bit is set before the one fsync of a header
+//! file, so after a power cut a ready file may hold less than was written
+//! (zeros, a short file, even blocks of some older file). Only a file
+//! whose end line names this message and whose hash matches is whole
+//! ([`check_seal`]). Files of earlier versions end with a bare `EN:`;
+//! they were fsynced before they got the ready bit and count as whole.
 //!
 //! A recipient line holds: state, target (`<address>` or `|command`), the
 //! address it was expanded from (or empty), delivery attempts, the time of
@@ -285,6 +293,67 @@ impl HeaderFile {
     }
 }
 
+/// FNV-1a, 64 bits: a hash against torn and stale writes (not against
+/// an attacker, who could write the spool anyway).
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Turn the bare end line of an encoded header file (`EN:`) into the
+/// sealed one: `EN:ID HASH`, HASH the FNV-1a hash of all bytes before the
+/// end line, in 16 hex digits.
+pub fn seal(data: &mut Vec<u8>, id: &str) {
+    debug_assert!(data.ends_with(b"EN:\n"));
+    data.truncate(data.len().saturating_sub(4));
+    let hash = fnv1a64(data);
+    data.extend_from_slice(format!("EN:{id} {hash:016x}\n").as_bytes());
+}
+
+/// Whether a header file is whole (see [`seal`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seal {
+    /// Its end line names this message and the hash matches.
+    Whole,
+    /// A bare `EN:` (written by an earlier version, fsynced before it was
+    /// made ready).
+    Legacy,
+    /// Not what was written for this message: cut short, zeros, another
+    /// file's blocks, or changed.
+    Broken(String),
+}
+
+/// Check the end line of header file `data` of message `id`.
+pub fn check_seal(data: &[u8], id: &str) -> Seal {
+    let Some(body) = data.strip_suffix(b"\n") else {
+        return Seal::Broken("no end marker (cut short)".into());
+    };
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let Some(val) = body[start..].strip_prefix(b"EN:") else {
+        return Seal::Broken("no end marker (cut short)".into());
+    };
+    if val.is_empty() {
+        return Seal::Legacy;
+    }
+    let Some((who, hash)) = std::str::from_utf8(val)
+        .ok()
+        .and_then(|v| v.split_once(' '))
+    else {
+        return Seal::Broken("malformed end marker".into());
+    };
+    if who != id {
+        return Seal::Broken(format!("end marker of another message ({})", clean(who)));
+    }
+    match u64::from_str_radix(hash, 16) {
+        Ok(h) if hash.len() == 16 && h == fnv1a64(&data[..start]) => Seal::Whole,
+        _ => Seal::Broken("hash mismatch (not all of it reached the disk)".into()),
+    }
+}
+
 fn decode_rcpt(val: &str) -> Option<Rcpt> {
     let mut f = val.splitn(6, '\t');
     let state = RcptState::from_tag(f.next()?)?;
@@ -399,6 +468,43 @@ mod tests {
         ] {
             assert!(HeaderFile::decode(bad).is_err());
         }
+    }
+
+    #[test]
+    fn seal_round_trip_and_damage() {
+        let id = "1xWN7m166R-00vI";
+        let mut b = sample().encode();
+        assert_eq!(check_seal(&b, id), Seal::Legacy);
+        seal(&mut b, id);
+        assert_eq!(check_seal(&b, id), Seal::Whole);
+        // A sealed file still decodes (older versions read it too).
+        assert_eq!(HeaderFile::decode(&b).unwrap().env, {
+            let mut e = sample().env;
+            e.full_name = Some("Alice Liddell ".into());
+            e.rcpts[1].error = "550 5.1.1 no such user".into();
+            e
+        });
+        assert!(matches!(check_seal(&b, "1xWN7m166R-00vJ"), Seal::Broken(_)));
+        for cut in 0..b.len() {
+            assert!(
+                matches!(check_seal(&b[..cut], id), Seal::Broken(_)),
+                "cut {cut}"
+            );
+        }
+        // Zeros where a block did not reach the disk, anywhere.
+        for at in [0, 10, b.len() / 2, b.len() - 30] {
+            let mut z = b.clone();
+            for x in z.iter_mut().skip(at).take(8) {
+                *x = 0;
+            }
+            assert!(
+                matches!(check_seal(&z, id), Seal::Broken(_)),
+                "zeros at {at}"
+            );
+        }
+        let zeros = vec![0u8; b.len()];
+        assert!(matches!(check_seal(&zeros, id), Seal::Broken(_)));
+        assert!(matches!(check_seal(b"", id), Seal::Broken(_)));
     }
 
     /// Found by fuzzing (fuzz/fuzz_targets/spoolfile.rs): control

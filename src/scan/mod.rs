@@ -8,9 +8,15 @@
 //!
 //!   Crash points (doc/INTERNALS.md):
 //!     S3 incoming/ID ready           → crash: scanned again
-//!     S4 + outgoing/ID not ready      → crash: recovery removes it, rescan
-//!     S5 outgoing/ID ready, fsynced   → crash: recovery removes incoming/ID
+//!     S4 + outgoing/ID written        → crash: recovery removes it, rescan
+//!          (not ready, or not whole)
+//!     S5 outgoing/ID fsynced          → crash: recovery removes incoming/ID
 //!     S6 incoming/ID removed          → scanned
+//!
+//!   A scanner forked by the daemon tells the supervisor, before the
+//!   ready bit of `outgoing/ID`, whether the message needs a queue run now
+//!   or only when one of the routes that accept it is online
+//!   (daemon/hint.rs).
 //!
 //! SECURITY
 //!   Holds the lock of `incoming/ID` while it works, so two scanners never
@@ -27,7 +33,9 @@ use log::{error, info, warn};
 
 use crate::addr::Address;
 use crate::config::Config;
-use crate::queue::{self, Dir, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
+use crate::daemon::hint::Wants;
+use crate::message::Header;
+use crate::queue::{self, Dir, Envelope, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
 use alias::{Aliases, Passwd, ResolveError, Resolved, UserDb};
 
 pub struct Scanner<'a> {
@@ -161,8 +169,12 @@ impl<'a> Scanner<'a> {
         if !spool.has_ready(Dir::Incoming, id) {
             return Ok(Outcome::Skipped);
         }
-        if spool.has_ready(Dir::Outgoing, id) {
+        if spool.has_ready(Dir::Outgoing, id)
+            && matches!(spool.read_header(Dir::Outgoing, id), Ok(Ok(_)))
+        {
             // S5 left by a crashed scanner: only incoming/ID remains to go.
+            // (A ready outgoing/ID that is not whole is S4: made ready, the
+            // system went down before its fsync. It is replaced below.)
             remove_incoming(spool, id)?;
             return Ok(Outcome::Skipped);
         }
@@ -180,7 +192,12 @@ impl<'a> Scanner<'a> {
         let nrcpt = env.rcpts.len();
         let sender = env.sender.to_string();
         let size = env.body_size;
-        // S4: a stale, unready outgoing/ID of a dead scanner goes first.
+        if crate::daemon::hint::active() {
+            // Before the ready bit: the supervisor reads it with the event.
+            crate::daemon::hint::send(id, &self.wants(&env, &headers));
+        }
+        // S4: a stale outgoing/ID of a dead scanner (not ready, or not
+        // whole) goes first.
         let out_path = spool.header_path(Dir::Outgoing, id);
         match fs::remove_file(&out_path) {
             Ok(()) => {}
@@ -192,6 +209,34 @@ impl<'a> Scanner<'a> {
         remove_incoming(spool, id)?;
         info!("{id}: from=<{sender}> size={size} nrcpt={nrcpt} queued");
         Ok(Outcome::Scanned)
+    }
+
+    /// What a scanned message needs (daemon::hint): a queue run now (a
+    /// local or `|command` recipient, a bounce owed, a permanent route
+    /// that takes a recipient), or one when a route that accepts one of
+    /// its pending recipients is online.
+    pub fn wants(&self, env: &Envelope, headers: &[Header]) -> Wants {
+        let from_hdrs = crate::route::from_addresses(headers);
+        let mut routes: Vec<String> = Vec::new();
+        for r in &env.rcpts {
+            match (&r.state, &r.target) {
+                (RcptState::Delivered | RcptState::Bounced, _) => {}
+                (RcptState::Pending, Target::Addr(a)) if !self.is_local(a) => {
+                    for rt in self.cfg.routes.iter().filter(|rt| {
+                        rt.enabled && crate::route::accepts(rt, &env.sender, &from_hdrs, a)
+                    }) {
+                        if rt.permanent {
+                            return Wants::Now;
+                        }
+                        if !routes.contains(&rt.name) {
+                            routes.push(rt.name.clone());
+                        }
+                    }
+                }
+                _ => return Wants::Now,
+            }
+        }
+        Wants::Routes(routes)
     }
 
     /// Scan every ready message in `incoming/` (oldest first).
