@@ -362,6 +362,10 @@ def wait_settled(mta, expect, secs=300):
         time.sleep(0.1)
 
 
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
 def measure(mta, n, send):
     """send() hands mta n messages and returns the CPU seconds of its own
     child processes that belong to the MTA (or None). Returns (messages/s
@@ -441,8 +445,9 @@ def main():
         print()
         for sessions in (1, a.p):
             p_, m_ = results[(sessions, pf.name)], results[(sessions, mm.name)]
-            speed = median(m[0] / p[0] for m, p in zip(m_, p_))
-            cpu = median(m[1] / p[1] for m, p in zip(m_, p_))
+            # A tiny -n can measure 0 CPU ticks: no ratio then (nan).
+            speed = median(ratio(m[0], p[0]) for m, p in zip(m_, p_))
+            cpu = median(ratio(m[1], p[1]) for m, p in zip(m_, p_))
             print(f"{sessions} session(s): masqmail/Postfix  speed {speed:4.2f}x  "
                   f"CPU per message {cpu:4.2f}x  (budget: > 1x, <= 0.5x)")
         # Idle: both at once, nothing to do, mail queued.
