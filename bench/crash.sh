@@ -19,7 +19,14 @@ MASQMAIL_CRASH_KILLS=$kills MASQMAIL_CRASH_LIFE_MS=$life \
   >"$log" 2>&1 || status=$?
 grep -E '^(crash-|test result)' "$log" || true
 if [ "$status" -ne 0 ]; then
-  echo "FAILED; the end of the output:" >&2
+  # The assertion's own message first (it names what was lost or left),
+  # then the end of the output; the whole log is kept.
+  echo "FAILED:" >&2
+  grep -A12 "panicked at" "$log" >&2 || true
+  echo "-- the end of the output:" >&2
   tail -40 "$log" >&2
+  kept=$(mktemp "${TMPDIR:-/tmp}/masqmail-crash-failed.XXXXXX")
+  cp "$log" "$kept"
+  echo "-- the whole output: $kept" >&2
 fi
 exit "$status"
