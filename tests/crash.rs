@@ -434,6 +434,13 @@ fn queue_runner_killed_at_random_moments_loses_nothing() {
     // The daemon receives and scans but has no route; runq has the sink.
     let (m, port, log) = setup("crashq", sink.port, false);
     let runq_conf = write_config(&m, "runq.conf", "", &sink_route("sink", sink.port, true));
+    // Every runq's log, for a failure message.
+    let runq_log = m.dir.path().join("runq.log");
+    let runq_err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&runq_log)
+        .expect("runq.log");
     let mut reaper = Reaper::new();
     let mut d = spawn_daemon(&m.conf, &log);
     reaper.watch(d.pgid);
@@ -448,7 +455,7 @@ fn queue_runner_killed_at_random_moments_loses_nothing() {
                 .env_remove("TZ")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stderr(runq_err.try_clone().expect("runq.log")),
         );
         r.watch(g.pgid);
         g
@@ -479,9 +486,10 @@ fn queue_runner_killed_at_random_moments_loses_nothing() {
     reaper.kill_all();
     assert!(
         spool_leftovers(&m.spool).is_empty(),
-        "spool not empty after the last queue runs: {}\n{}",
+        "spool not empty after the last queue runs: {}\n{}\n{}",
         leftovers_text(&m.spool),
-        tail(&log, 40)
+        tail(&log, 40),
+        lines_about_leftovers(&m.spool, &[&log, &runq_log])
     );
     let got = sink.messages();
     check(&shared.ledger, &got, kills, "crash-runq");

@@ -369,6 +369,33 @@ pub fn leftovers_text(spool: &Path) -> String {
     format!("{} file(s) left, e.g. {first:?}", v.len())
 }
 
+/// The log lines (of `logs`) that name a message left in the spool.
+pub fn lines_about_leftovers(spool: &Path, logs: &[&Path]) -> String {
+    let ids: HashSet<String> = spool_leftovers(spool)
+        .iter()
+        .filter_map(|f| {
+            // pool/ID, incoming/ID, corrupt/incoming-ID, outgoing/ID.new
+            let name = f.rsplit('/').next()?;
+            let name = name
+                .trim_start_matches("incoming-")
+                .trim_start_matches("outgoing-")
+                .trim_end_matches(".new");
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect();
+    let mut out = String::new();
+    for log in logs {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        for l in text
+            .lines()
+            .filter(|l| ids.iter().any(|id| l.contains(id.as_str())))
+        {
+            out.push_str(&format!("{}: {l}\n", log.display()));
+        }
+    }
+    out
+}
+
 /// Wait until pool/, incoming/ and outgoing/ are empty (true) or `secs`
 /// pass (false).
 pub fn wait_spool_empty(spool: &Path, secs: u64) -> bool {
