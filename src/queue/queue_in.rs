@@ -50,6 +50,13 @@ impl<'a> Incoming<'a> {
             };
             let pool = match Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
                 Ok(l) => l,
+                // Recovery holds it: it took the new file for a crash's
+                // leftover and removes it. Start again under a new name.
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) if tries < 1000 => {
+                    tries += 1;
+                    id = id.successor();
+                    continue;
+                }
                 Err((_, errno)) => {
                     let _ = std::fs::remove_file(spool.pool_path(&id));
                     return Err(io::Error::from(errno));

@@ -49,6 +49,14 @@ fn holder_gone(path: &std::path::Path) -> bool {
     }
 }
 
+/// The lock of `path` when nobody holds it, kept by the caller across its
+/// last look and the removal: a writer that locks the file after that sees
+/// it unlinked and starts again (queue-in checks `nlink` after its lock).
+/// None: held by someone, or gone.
+fn lock_if_free(path: &std::path::Path) -> Option<nix::fcntl::Flock<File>> {
+    File::open(path).ok().and_then(try_lock)
+}
+
 fn remove_if_exists(path: &std::path::Path, report: &mut Report, what: String) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
@@ -115,15 +123,19 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                             remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
                             continue;
                         }
-                        Some(false) if holder_gone(&hp) => {
-                            let op = spool.header_path(Dir::Outgoing, &id);
-                            report
-                                .incomplete
-                                .push((format!("outgoing/{id}"), "not whole".into()));
-                            remove_if_exists(&op, &mut report, format!("outgoing/{id}"))?;
-                        }
-                        // A scanner at work on it removes it itself.
-                        Some(false) => continue,
+                        // With the scanner's lock held across the removal,
+                        // as below.
+                        Some(false) => match lock_if_free(&hp) {
+                            Some(_lock) => {
+                                let op = spool.header_path(Dir::Outgoing, &id);
+                                report
+                                    .incomplete
+                                    .push((format!("outgoing/{id}"), "not whole".into()));
+                                remove_if_exists(&op, &mut report, format!("outgoing/{id}"))?;
+                            }
+                            // A scanner at work on it removes it itself.
+                            None => continue,
+                        },
                     }
                 }
                 match spool.seal(Dir::Incoming, &id)? {
@@ -166,19 +178,26 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                         format!("outgoing/{id}"),
                         "incomplete and without its incoming file".into(),
                     ));
-                } else if holder_gone(&incoming) && !spool.has_ready(Dir::Outgoing, &id) {
-                    let hp = spool.header_path(Dir::Outgoing, &id);
-                    remove_if_exists(&hp, &mut report, format!("outgoing/{id}"))?;
-                    if !report.to_scan.contains(&id) {
-                        report.to_scan.push(id);
+                } else if let Some(_lock) = lock_if_free(&incoming) {
+                    // A scanner's lock, held across the look and the
+                    // removal: a scanner that locks after us finds no
+                    // stale file, and one that locked first makes us skip
+                    // (it could be writing a new outgoing/ID right now).
+                    if !spool.has_ready(Dir::Outgoing, &id) {
+                        let hp = spool.header_path(Dir::Outgoing, &id);
+                        remove_if_exists(&hp, &mut report, format!("outgoing/{id}"))?;
+                        if !report.to_scan.contains(&id) {
+                            report.to_scan.push(id);
+                        }
                     }
                 }
             }
             Entry::Ready(_) => {}
             Entry::Temp(id) => {
                 // A rewrite by a queue run that died: the old header file
-                // is still in place.
-                if holder_gone(&spool.pool_path(&id)) {
+                // is still in place. The delivery lock is held while the
+                // file goes, so a run that starts now cannot lose its own.
+                if let Some(_lock) = lock_if_free(&spool.pool_path(&id)) {
                     let tmp = spool.dir(Dir::Outgoing).join(format!("{id}.new"));
                     remove_if_exists(&tmp, &mut report, format!("outgoing/{id}.new"))?;
                 }
@@ -199,8 +218,23 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     s.header_path(Dir::Incoming, &id).exists()
                         || s.header_path(Dir::Outgoing, &id).exists()
                 };
-                if !has_header(spool) && holder_gone(&spool.pool_path(&id)) && !has_header(spool) {
-                    remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
+                if has_header(spool) {
+                    continue;
+                }
+                // A body without a header file: a crash's leftover, or a
+                // queue-in that has created the file and not yet locked
+                // it. Holding the lock across the second look and the
+                // unlink settles that race: queue-in locks before us (we
+                // skip), or after the unlink (it sees nlink 0 and takes
+                // another ID). Checking the lock and letting it go before
+                // the unlink left a window in which a writer locked,
+                // found its file linked and wrote an acknowledged message
+                // into a body that was then removed.
+                let pool = spool.pool_path(&id);
+                if let Some(_lock) = lock_if_free(&pool) {
+                    if !has_header(spool) {
+                        remove_if_exists(&pool, &mut report, format!("pool/{id}"))?;
+                    }
                 }
             }
         }
