@@ -23,18 +23,7 @@ fn user() -> String {
 }
 
 fn mta(tag: &str, extra: &str, sections: &str) -> Mta {
-    let extra = format!(
-        "\toption resolv_conf '@DIR@/resolv.conf'\n\toption mail_dir '@DIR@/mail'\n{extra}"
-    );
-    let m = Mta::with_config(tag, &extra, sections);
-    let dir = m.dir.path().to_str().expect("utf-8 temp dir").to_string();
-    let text = fs::read_to_string(&m.conf)
-        .expect("config")
-        .replace("@DIR@", &dir);
-    fs::write(&m.conf, text).expect("write config");
-    fs::create_dir_all(m.dir.path().join("mail")).expect("mail dir");
-    fs::write(m.dir.path().join("resolv.conf"), "nameserver 127.0.0.1:9\n").expect("resolv");
-    m
+    Mta::with_dir_config(tag, extra, sections)
 }
 
 fn send(m: &Mta, to: &str, msg: &str) {

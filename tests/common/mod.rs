@@ -59,6 +59,29 @@ pub const HOST: &str = "test.example";
 impl Mta {
     /// A test config: run_as_user, spool in the temp dir, plus `extra`
     /// lines in the main section and `sections` after it.
+    /// An installation whose config may use `@DIR@` for its own
+    /// directory; local mail goes to `@DIR@/mail`, and DNS to
+    /// `@DIR@/resolv.conf`, which names a port where nothing answers until
+    /// a test writes its own.
+    pub fn with_dir_config(tag: &str, extra: &str, sections: &str) -> Mta {
+        let extra = format!(
+            "\toption resolv_conf '@DIR@/resolv.conf'\n\toption mail_dir '@DIR@/mail'\n{extra}"
+        );
+        let m = Mta::with_config(tag, &extra, sections);
+        let dir = m.dir.path().to_str().expect("utf-8 temp dir").to_string();
+        let text = fs::read_to_string(&m.conf)
+            .expect("config")
+            .replace("@DIR@", &dir);
+        fs::write(&m.conf, text).expect("write config");
+        fs::create_dir_all(m.dir.path().join("mail")).expect("mail dir");
+        fs::write(
+            m.dir.path().join("resolv.conf"),
+            "nameserver 127.0.0.1:9\noptions timeout:1 attempts:1\n",
+        )
+        .expect("resolv.conf");
+        m
+    }
+
     pub fn with_config(tag: &str, extra: &str, sections: &str) -> Mta {
         let dir = TempDir::new(tag);
         let spool = dir.path().join("spool");
