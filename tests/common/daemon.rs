@@ -162,32 +162,7 @@ impl Drop for Daemon {
     }
 }
 
-/// Child processes of `pid` with their state letter (`Z`: zombie).
-pub fn children_of(pid: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …; comm may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == pid {
-            out.push((p, state));
-        }
-    }
-    out
-}
+pub use super::common::children_of;
 
 /// A field of /proc/PID/status (`voluntary_ctxt_switches`, `VmRSS`, …).
 pub fn proc_status(pid: i32, field: &str) -> Option<u64> {

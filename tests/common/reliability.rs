@@ -222,16 +222,6 @@ fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// The children of `pid`: (pid, state letter).
-pub fn children_of(pid: i32) -> Vec<(i32, char)> {
-    all_pids()
-        .into_iter()
-        .filter_map(|p| match proc_stat(p) {
-            Some((st, pp, _)) if pp == pid => Some((p, st)),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Makes this test process the reaper of the orphans its killed process
 /// groups leave (PID 1 of a container may not reap them), and reaps them:
