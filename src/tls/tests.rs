@@ -46,40 +46,7 @@ impl Drop for Dir {
 
 /// The openssl configuration for the test CA (`openssl ca` needs one to
 /// set arbitrary validity dates).
-const OPENSSL_CNF: &str = "\
-[ req ]
-distinguished_name = dn
-prompt = no
-[ dn ]
-CN = masqmail test
-[ v3_ca ]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[ ca ]
-default_ca = testca
-[ testca ]
-database = index.txt
-new_certs_dir = newcerts
-serial = serial
-default_md = sha256
-policy = anything
-unique_subject = no
-email_in_dn = no
-copy_extensions = none
-[ anything ]
-commonName = supplied
-[ localhost ]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-[ other ]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:other.example
-";
+const OPENSSL_CNF: &str = include_str!("../../tests/common/openssl-test.cnf");
 
 const EC: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
 const RSA: &[&str] = &["-newkey", "rsa:2048"];
