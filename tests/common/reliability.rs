@@ -222,7 +222,6 @@ fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-
 /// Makes this test process the reaper of the orphans its killed process
 /// groups leave (PID 1 of a container may not reap them), and reaps them:
 /// only processes of the groups it was told about and never a group
