@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -888,47 +888,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `masqmail daemon` in the foreground; SIGTERM when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(conf: &Path, spool: &Path) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["-C", conf.to_str().expect("utf-8"), "daemon"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon");
-        let d = Daemon(child);
-        let t = Instant::now();
-        while !spool.join("control").exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The hook as shipped, with its two absolute paths pointed at this test:
 /// /usr/sbin/masqmail → a wrapper that logs its arguments and runs the
 /// built binary with the test config; /etc/init.d/masqmail → a stub whose
@@ -1041,7 +1000,7 @@ fn ifup_hook_flushes_the_running_daemon() {
         &route_config(smarthost.port),
     );
     let (hook, log) = hook_for(&m, "openwrt/masqmail/files/masqmail.hotplug", true);
-    let _daemon = Daemon::start(&m.conf, &m.spool);
+    let _daemon = DaemonGuard::start(&m.conf, &m.spool);
 
     let out = m.sendmail(&["-t"], "To: you@example.org\nSubject: hotplug\n\nhi\n");
     expect_code(&out, 0);

@@ -14,8 +14,7 @@ mod sink;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::*;
 
@@ -582,48 +581,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `masqmail daemon` in the foreground; stopped with SIGTERM when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(conf: &Path, spool: &Path) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["-C", conf.to_str().expect("utf-8"), "daemon"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon");
-        let d = Daemon(child);
-        let control = spool.join("control");
-        let t = Instant::now();
-        while !control.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[cfg(feature = "tls")]
 #[test]
 fn setup_smarthost_then_daemon_delivers_with_starttls_and_auth() {
@@ -686,7 +643,7 @@ fn setup_smarthost_then_daemon_delivers_with_starttls_and_auth() {
     fs::write(&conf, text).expect("write");
     expect_code(&check(&m, &conf), 0);
 
-    let _daemon = Daemon::start(&conf, &spool);
+    let _daemon = DaemonGuard::start(&conf, &spool);
     // cron's mail to root: aliased to the owner, sender rewritten to the login.
     let out = m.run_raw(
         "sendmail",

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_masqmail");
@@ -258,4 +258,47 @@ pub fn children_of(pid: i32) -> Vec<(i32, char)> {
         }
     }
     out
+}
+
+/// `masqmail daemon` with a config, quiet, started once its control
+/// socket exists; stopped with SIGTERM (then SIGKILL after 5 s) when
+/// dropped.
+pub struct DaemonGuard(Child);
+
+impl DaemonGuard {
+    pub fn start(conf: &Path, spool: &Path) -> DaemonGuard {
+        let child = Command::new(BIN)
+            .args(["-C", conf.to_str().expect("utf-8"), "daemon"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon");
+        let d = DaemonGuard(child);
+        let t = std::time::Instant::now();
+        while !spool.join("control").exists() {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "daemon did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        d
+    }
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
