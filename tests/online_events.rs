@@ -39,14 +39,6 @@ fn mta(tag: &str, sink: &Sink, main: &str, listen: Option<u16>) -> Mta {
     )
 }
 
-#[track_caller]
-fn stays_queued(m: &Mta, sink: &Sink, delivered: usize) {
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(sink.messages().len(), delivered, "delivered while offline");
-    let q = m.mailq();
-    assert!(!q.contains("last error"), "tried while offline:\n{q}");
-}
-
 #[test]
 fn file_changes_are_seen_at_once() {
     let sink = Sink::start(Behaviour::default());

@@ -46,16 +46,6 @@ fn mta(tag: &str, net: &Net, detect: &str, extra: &str, routes: &str) -> Mta {
     )
 }
 
-/// Nothing reaches the sink for a while, and no delivery was even tried
-/// (no recipient has an error: the route was never used).
-#[track_caller]
-fn stays_queued(m: &Mta, sink: &Sink, delivered: usize) {
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(sink.messages().len(), delivered, "delivered while offline");
-    let q = m.mailq();
-    assert!(!q.contains("last error"), "tried while offline:\n{q}");
-}
-
 #[test]
 fn netlink_events_send_mail_while_the_route_is_up() {
     need_netns!("netlink_events_send_mail_while_the_route_is_up");

@@ -357,3 +357,13 @@ pub fn wait_sink(sink: &crate::sink::Sink, n: usize, d: &Daemon) -> Vec<crate::s
     );
     sink.messages()
 }
+
+/// Nothing reaches the sink for a while, and no delivery was even tried
+/// (no recipient has an error: the route was never used).
+#[track_caller]
+pub fn stays_queued(m: &Mta, sink: &crate::sink::Sink, delivered: usize) {
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(sink.messages().len(), delivered, "delivered while offline");
+    let q = m.mailq();
+    assert!(!q.contains("last error"), "tried while offline:\n{q}");
+}
