@@ -227,21 +227,23 @@ pub type Answer = Result<Vec<String>, String>;
 /// (mserver: 10 s; command: 10 s, then it is killed).
 pub fn ask(cfg: &Config) -> Answer {
     match cfg.main.online_detect {
-        OnlineDetect::Mserver => match mserver::query(&cfg.main.mserver_host) {
-            Ok(mserver::Stat::Up(name)) => Ok(vec![name]),
-            Ok(mserver::Stat::Down) => Ok(Vec::new()),
-            Ok(mserver::Stat::Pending(name)) => {
-                debug!(
-                    "mserver: connection {} is being dialled",
-                    mserver::printable(&name)
-                );
-                Ok(Vec::new())
+        OnlineDetect::Mserver => {
+            match mserver::query(&cfg.main.mserver_host, &cfg.main.resolv_conf) {
+                Ok(mserver::Stat::Up(name)) => Ok(vec![name]),
+                Ok(mserver::Stat::Down) => Ok(Vec::new()),
+                Ok(mserver::Stat::Pending(name)) => {
+                    debug!(
+                        "mserver: connection {} is being dialled",
+                        mserver::printable(&name)
+                    );
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(format!(
+                    "mserver {}:{}: {e}",
+                    cfg.main.mserver_host.host, cfg.main.mserver_host.port
+                )),
             }
-            Err(e) => Err(format!(
-                "mserver {}:{}: {e}",
-                cfg.main.mserver_host.host, cfg.main.mserver_host.port
-            )),
-        },
+        }
         OnlineDetect::Command => match &cfg.main.online_query {
             Some(q) => query(q),
             None => Err("online_query is not set".into()),

@@ -23,13 +23,18 @@
 //!   or answers nonsense means "no connection is up" — never a hang. The
 //!   daemon asks from a short-lived child (src/daemon/online.rs), so even
 //!   a slow name lookup of `mserver_host` cannot block the supervisor.
+//!   The name is looked up the way `resolve_list 'byname'` does it (an
+//!   address literal, /etc/hosts, then DNS with `resolv_conf`, src/dns),
+//!   not with the C library's getaddrinfo: musl's resolver would cost the
+//!   router binary about 20 KB for this one lookup.
 //!
 //! SECURITY
 //!   The server's answer is only compared with route names; it is never
 //!   logged longer than a line, never used as a path or a command.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::HostPort;
@@ -93,20 +98,33 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-/// Ask the server at `hp`. Err: it could not be asked (down, silent,
-/// nonsense) — the caller counts that as offline.
-pub fn query(hp: &HostPort) -> Result<Stat, String> {
-    query_within(hp, LIMITS)
+/// Ask the server at `hp`, its name looked up with the name servers of
+/// `resolv_conf`. Err: it could not be asked (down, silent, nonsense) —
+/// the caller counts that as offline.
+pub fn query(hp: &HostPort, resolv_conf: &Path) -> Result<Stat, String> {
+    let addrs = look_up(hp, resolv_conf)?;
+    query_within(&addrs, LIMITS)
 }
 
-pub fn query_within(hp: &HostPort, lim: Limits) -> Result<Stat, String> {
+/// The addresses of `hp`: a literal, the hosts file, then DNS.
+fn look_up(hp: &HostPort, resolv_conf: &Path) -> Result<Vec<SocketAddr>, String> {
+    let resolver = if crate::dns::literal(&hp.host).is_some() {
+        None
+    } else {
+        crate::dns::Resolver::from_resolv_conf(resolv_conf).ok()
+    };
+    let ips = crate::dns::byname(&hp.host, true, resolver.as_ref()).map_err(|e| e.to_string())?;
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, hp.port))
+        .collect())
+}
+
+/// Ask the server at the first of `addrs` that answers, within `lim`.
+pub fn query_within(addrs: &[SocketAddr], lim: Limits) -> Result<Stat, String> {
     let start = Instant::now();
-    let addrs: Vec<_> = (hp.host.as_str(), hp.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{}: {e}", hp.host))?
-        .collect();
-    let mut last = format!("{}: no address", hp.host);
-    for a in addrs {
+    let mut last = String::from("no address");
+    for &a in addrs {
         if start.elapsed() >= lim.total {
             break;
         }
@@ -188,6 +206,33 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
+    /// No resolv.conf: only literals and the hosts file resolve.
+    const NO_RESOLV: &str = "/nonexistent/resolv.conf";
+
+    fn addrs(hp: &HostPort) -> Vec<SocketAddr> {
+        look_up(hp, Path::new(NO_RESOLV)).unwrap()
+    }
+
+    #[test]
+    fn names_are_looked_up_without_getaddrinfo() {
+        let hp = |host: &str| HostPort {
+            host: host.into(),
+            port: 222,
+        };
+        assert_eq!(
+            addrs(&hp("127.0.0.1")),
+            ["127.0.0.1:222".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            addrs(&hp("[::1]")),
+            ["[::1]:222".parse::<SocketAddr>().unwrap()]
+        );
+        // Not in the hosts file and no name server: an error naming the
+        // host, and no connection tried.
+        let err = query(&hp("mserver.invalid"), Path::new(NO_RESOLV)).unwrap_err();
+        assert!(err.contains("mserver.invalid"), "{err}");
+    }
+
     #[test]
     fn stat_replies() {
         assert_eq!(parse_stat("DOWN"), Ok(Stat::Down));
@@ -233,24 +278,29 @@ mod tests {
     #[test]
     fn exchanges() {
         let up = server(vec![Some("READY\n"), Some("<"), Some("UP isp:1\n")]);
-        assert_eq!(query(&up), Ok(Stat::Up("isp".into())));
+        assert_eq!(query(&up, Path::new(NO_RESOLV)), Ok(Stat::Up("isp".into())));
         let down = server(vec![Some("\r\n  READY\r\n"), Some("<"), Some("DOWN\r\n")]);
-        assert_eq!(query(&down), Ok(Stat::Down));
+        assert_eq!(query(&down, Path::new(NO_RESOLV)), Ok(Stat::Down));
         let rude = server(vec![Some("BUSY\n")]);
-        assert!(query(&rude).is_err());
+        assert!(query(&rude, Path::new(NO_RESOLV)).is_err());
         let long = server(vec![Some(&*"x".repeat(300).leak())]);
-        assert!(query(&long).unwrap_err().contains("longer"));
+        assert!(query(&long, Path::new(NO_RESOLV))
+            .unwrap_err()
+            .contains("longer"));
         let closed = server(vec![Some("READY\n")]);
-        assert!(query(&closed).is_err());
+        assert!(query(&closed, Path::new(NO_RESOLV)).is_err());
         // Nobody listens: refused at once.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
         let t = Instant::now();
-        assert!(query(&HostPort {
-            host: "127.0.0.1".into(),
-            port
-        })
+        assert!(query(
+            &HostPort {
+                host: "127.0.0.1".into(),
+                port
+            },
+            Path::new(NO_RESOLV)
+        )
         .is_err());
         assert!(t.elapsed() < Duration::from_secs(2));
     }
@@ -264,7 +314,7 @@ mod tests {
         };
         let silent = server(vec![None]);
         let t = Instant::now();
-        let r = query_within(&silent, lim);
+        let r = query_within(&addrs(&silent), lim);
         assert!(r.unwrap_err().contains("no answer within 300 ms"));
         let took = t.elapsed();
         assert!(
@@ -274,7 +324,7 @@ mod tests {
         // A server that trickles: the total limit holds.
         let slow = server(vec![Some("READY\n"), Some("<"), None]);
         let t = Instant::now();
-        assert!(query_within(&slow, lim).is_err());
+        assert!(query_within(&addrs(&slow), lim).is_err());
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 }
