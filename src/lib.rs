@@ -18,6 +18,7 @@ pub mod error;
 pub mod log;
 pub mod message;
 pub mod online;
+pub mod passwd;
 pub mod privs;
 pub mod queue;
 pub mod receive;

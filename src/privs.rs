@@ -8,22 +8,22 @@
 //!   port 25, and (with delivery) running a `pipe` as a given user.
 //!   `run_as_user '1'` (test mode) keeps the caller's identity throughout.
 
-use std::ffi::CString;
 use std::sync::Mutex;
 
-use nix::unistd::{self, Gid, Uid, User};
+use nix::unistd::{self, Gid, Uid};
 
 use crate::config::Config;
 use crate::error::{Exit, Fail};
+use crate::passwd::{self, Account};
 
 /// The mail user to become, or None when no switch is due (not root, or
 /// test mode).
-pub fn mail_user(cfg: &Config) -> Result<Option<User>, Fail> {
+pub fn mail_user(cfg: &Config) -> Result<Option<Account>, Fail> {
     if !unistd::geteuid().is_root() || cfg.main.run_as_user {
         return Ok(None);
     }
     let name = &cfg.main.mail_user;
-    User::from_name(name)
+    passwd::by_name(name)
         .ok()
         .flatten()
         .map(Some)
@@ -41,8 +41,8 @@ struct Identity {
 
 /// The mail user as looked up by [`remember_mail_user`]: the daemon looks
 /// it up once, its workers inherit it. Looking it up in every worker costs
-/// more than the rest of an SMTP session: NSS reads /etc/passwd and
-/// /etc/group and may load shared libraries on each call.
+/// more than the rest of an SMTP session: /etc/passwd and /etc/group are
+/// read on each call.
 static REMEMBERED: Mutex<Option<Identity>> = Mutex::new(None);
 
 fn look_up(cfg: &Config) -> Result<Option<Identity>, Fail> {
@@ -50,9 +50,7 @@ fn look_up(cfg: &Config) -> Result<Option<Identity>, Fail> {
         return Ok(None);
     };
     let name = &cfg.main.mail_user;
-    let cname = CString::new(name.as_str())
-        .map_err(|_| Fail::new(Exit::Config, "mail_user has a NUL byte"))?;
-    let groups = unistd::getgrouplist(&cname, user.gid).map_err(|e| {
+    let groups = passwd::groups_of(name, user.gid).map_err(|e| {
         Fail::new(
             Exit::Software,
             format!("cannot list the groups of {name}: {e}"),
@@ -60,9 +58,9 @@ fn look_up(cfg: &Config) -> Result<Option<Identity>, Fail> {
     })?;
     Ok(Some(Identity {
         name: name.clone(),
-        uid: user.uid,
-        gid: user.gid,
-        groups,
+        uid: Uid::from_raw(user.uid),
+        gid: Gid::from_raw(user.gid),
+        groups: groups.into_iter().map(Gid::from_raw).collect(),
     }))
 }
 
@@ -103,8 +101,12 @@ pub fn prepare_spool(cfg: &Config) -> Result<(), Fail> {
             .map_err(|e| Fail::spool_io(&format!("cannot create {}", spool.display()), &e))?;
     }
     if let Some(user) = mail_user(cfg)? {
-        unistd::chown(spool, Some(user.uid), Some(user.gid))
-            .map_err(|e| Fail::spool_io(&format!("cannot chown {}", spool.display()), &e.into()))?;
+        unistd::chown(
+            spool,
+            Some(Uid::from_raw(user.uid)),
+            Some(Gid::from_raw(user.gid)),
+        )
+        .map_err(|e| Fail::spool_io(&format!("cannot chown {}", spool.display()), &e.into()))?;
     }
     Ok(())
 }

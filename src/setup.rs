@@ -528,7 +528,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
     Ok(Plan {
         preset,
         host_name,
-        mail_user: matches!(nix::unistd::User::from_name("masqmail"), Ok(Some(_))),
+        mail_user: matches!(crate::passwd::by_name("masqmail"), Ok(Some(_))),
         spool,
         listen,
         lans,

@@ -1,23 +1,23 @@
 //! `sendmail` / `rmail`: queue a message from stdin, then scan it.
 
 use log::warn;
-use nix::unistd::{getuid, User};
+use nix::unistd::getuid;
 
 use crate::addr::{self, Address, Sender};
 use crate::cli::sendmail::SendmailArgs;
 use crate::config::Config;
 use crate::error::{CmdResult, Fail};
+use crate::passwd;
 use crate::receive::local::{self, Submission};
 use crate::scan::Scanner;
 
 /// The invoking user: login name and the full name of the GECOS field.
 fn who_am_i() -> (String, Option<String>) {
     let uid = getuid();
-    match User::from_uid(uid) {
+    match passwd::by_uid(uid.as_raw()) {
         Ok(Some(u)) => {
-            let gecos = u.gecos.to_string_lossy();
-            let full = gecos.split(',').next().unwrap_or("").trim().to_string();
-            (u.name, (!full.is_empty()).then_some(full))
+            let full = u.full_name().map(str::to_string);
+            (u.name, full)
         }
         _ => (format!("uid{uid}"), None),
     }

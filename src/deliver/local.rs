@@ -27,7 +27,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::unistd::User;
+use nix::unistd::{Gid, Uid};
 
 use super::command::{self, RunAs};
 use super::output::{self, Format};
@@ -35,6 +35,7 @@ use super::Failure;
 use crate::addr::Sender;
 use crate::config::{Config, LocalDelivery};
 use crate::message::Header;
+use crate::passwd::{self, Account};
 use crate::queue::MsgId;
 
 /// How long to wait for a mailbox lock before deferring.
@@ -70,8 +71,8 @@ fn return_path(sender: &Sender) -> String {
 }
 
 /// The account a local recipient belongs to.
-fn account(name: &str) -> Result<User, Failure> {
-    match User::from_name(name) {
+fn account(name: &str) -> Result<Account, Failure> {
+    match passwd::by_name(name) {
         Ok(Some(u)) => Ok(u),
         Ok(None) => Err(Failure::Permanent(format!(
             "550 5.1.1 no such user '{name}'"
@@ -80,11 +81,11 @@ fn account(name: &str) -> Result<User, Failure> {
     }
 }
 
-fn run_as_for(cfg: &Config, user: &User) -> Option<RunAs> {
+fn run_as_for(cfg: &Config, user: &Account) -> Option<RunAs> {
     (nix::unistd::geteuid().is_root() && !cfg.main.run_as_user).then(|| RunAs {
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
-        home: user.dir.to_string_lossy().into_owned(),
+        uid: user.uid,
+        gid: user.gid,
+        home: user.home.clone(),
         name: user.name.clone(),
     })
 }
@@ -245,7 +246,7 @@ fn fcntl_lock(f: &File, mbox: &Path, deadline: Instant) -> Result<(), Failure> {
     }
 }
 
-fn deliver_mbox(cfg: &Config, user: &User, msg: &LocalMsg<'_>) -> Result<(), Failure> {
+fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), Failure> {
     let path = cfg.main.mail_dir.join(&user.name);
     let deadline = Instant::now() + LOCK_WAIT;
     let _dot = DotLock::take(&path, deadline)?;
@@ -264,10 +265,13 @@ fn deliver_mbox(cfg: &Config, user: &User, msg: &LocalMsg<'_>) -> Result<(), Fai
             path.display()
         )));
     }
-    if nix::unistd::geteuid().is_root() && !cfg.main.run_as_user && meta.uid() != user.uid.as_raw()
-    {
+    if nix::unistd::geteuid().is_root() && !cfg.main.run_as_user && meta.uid() != user.uid {
         if meta.len() == 0 {
-            let _ = nix::unistd::fchown(&f, Some(user.uid), Some(user.gid));
+            let _ = nix::unistd::fchown(
+                &f,
+                Some(Uid::from_raw(user.uid)),
+                Some(Gid::from_raw(user.gid)),
+            );
         } else {
             return Err(Failure::Temporary(format!(
                 "{} does not belong to {}",
@@ -301,7 +305,7 @@ fn deliver_mbox(cfg: &Config, user: &User, msg: &LocalMsg<'_>) -> Result<(), Fai
     Ok(())
 }
 
-fn deliver_maildir(cfg: &Config, user: &User, msg: &LocalMsg<'_>) -> Result<(), Failure> {
+fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), Failure> {
     let root = cfg.main.mail_dir.join(&user.name);
     let owned = nix::unistd::geteuid().is_root() && !cfg.main.run_as_user;
     for sub in ["", "tmp", "new", "cur"] {
@@ -313,7 +317,11 @@ fn deliver_maildir(cfg: &Config, user: &User, msg: &LocalMsg<'_>) -> Result<(), 
                 .create(&d)
                 .map_err(|e| io_failure(&format!("mkdir {}", d.display()), &e))?;
             if owned {
-                let _ = nix::unistd::chown(&d, Some(user.uid), Some(user.gid));
+                let _ = nix::unistd::chown(
+                    &d,
+                    Some(Uid::from_raw(user.uid)),
+                    Some(Gid::from_raw(user.gid)),
+                );
             }
         }
     }
@@ -338,7 +346,11 @@ fn deliver_maildir(cfg: &Config, user: &User, msg: &LocalMsg<'_>) -> Result<(), 
             .mode(0o600)
             .open(&tmp)?;
         if owned {
-            let _ = nix::unistd::fchown(&f, Some(user.uid), Some(user.gid));
+            let _ = nix::unistd::fchown(
+                &f,
+                Some(Uid::from_raw(user.uid)),
+                Some(Gid::from_raw(user.gid)),
+            );
         }
         {
             let mut bw = io::BufWriter::with_capacity(32 * 1024, &mut f);

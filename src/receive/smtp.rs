@@ -394,7 +394,7 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
     let (ip, ident) = match peer {
         Some(ip) => (ip, address_literal(ip)),
         None => {
-            let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            let user = crate::passwd::by_uid(nix::unistd::getuid().as_raw())
                 .ok()
                 .flatten()
                 .map_or_else(|| format!("uid{}", nix::unistd::getuid()), |u| u.name);

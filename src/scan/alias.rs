@@ -237,7 +237,7 @@ pub struct Passwd;
 
 impl UserDb for Passwd {
     fn exists(&self, name: &str) -> bool {
-        matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+        matches!(crate::passwd::by_name(name), Ok(Some(_)))
     }
 }
 
