@@ -15,6 +15,7 @@ use nix::unistd::{self, Gid, Uid};
 use crate::config::Config;
 use crate::error::{Exit, Fail};
 use crate::passwd::{self, Account};
+use crate::util::os_error;
 
 /// The mail user to become, or None when no switch is due (not root, or
 /// test mode).
@@ -122,7 +123,7 @@ pub fn become_mail_user(cfg: &Config) -> Result<(), Fail> {
         .map_err(|e| {
             Fail::new(
                 Exit::Software,
-                format!("cannot become user {}: {e}", id.name),
+                format!("cannot become user {}: {}", id.name, os_error(e)),
             )
         })
 }
@@ -142,7 +143,7 @@ pub fn become_mail_user_keep_root(cfg: &Config) -> Result<(), Fail> {
         .map_err(|e| {
             Fail::new(
                 Exit::Software,
-                format!("cannot become user {}: {e}", id.name),
+                format!("cannot become user {}: {}", id.name, os_error(e)),
             )
         })
 }

@@ -56,6 +56,7 @@ use crate::config::{self, Config};
 use crate::error::{CmdResult, Exit, Fail};
 use crate::queue::{recover, Spool};
 use crate::scan::Scanner;
+use crate::util::os_error;
 use listen::Listener;
 
 /// What a child process does.
@@ -181,15 +182,18 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
 
     let mask = handled_signals();
     mask.thread_block()
-        .map_err(|e| Fail::new(Exit::Software, format!("sigprocmask: {e}")))?;
+        .map_err(|e| Fail::new(Exit::Software, format!("sigprocmask: {}", os_error(e))))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Fail::new(Exit::Software, format!("signalfd: {e}")))?;
+        .map_err(|e| Fail::new(Exit::Software, format!("signalfd: {}", os_error(e))))?;
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| Fail::new(Exit::Software, format!("inotify: {e}")))?;
+        .map_err(|e| Fail::new(Exit::Software, format!("inotify: {}", os_error(e))))?;
     let watch = |dir: &Path, flags: AddWatchFlags| {
-        inotify
-            .add_watch(dir, flags)
-            .map_err(|e| Fail::new(Exit::Software, format!("inotify on {}: {e}", dir.display())))
+        inotify.add_watch(dir, flags).map_err(|e| {
+            Fail::new(
+                Exit::Software,
+                format!("inotify on {}: {}", dir.display(), os_error(e)),
+            )
+        })
     };
     // A sendmail's message in incoming/ becomes ready (chmod): scan it.
     let wd_incoming = watch(
@@ -369,10 +373,15 @@ fn run_child_sync(f: impl FnOnce() -> i32) -> Result<i32, Fail> {
                 }
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
-                Err(e) => return Err(Fail::new(Exit::Software, format!("waitpid: {e}"))),
+                Err(e) => {
+                    return Err(Fail::new(
+                        Exit::Software,
+                        format!("waitpid: {}", os_error(e)),
+                    ))
+                }
             }
         },
-        Err(e) => Err(Fail::new(Exit::TempFail, format!("fork: {e}"))),
+        Err(e) => Err(Fail::new(Exit::TempFail, format!("fork: {}", os_error(e)))),
     }
 }
 
@@ -397,7 +406,7 @@ fn daemonize(pid_file: &Path) -> CmdResult {
             }
         },
         Ok(ForkResult::Child) => {}
-        Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {e}"))),
+        Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {}", os_error(e)))),
     }
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
@@ -434,8 +443,9 @@ fn online_watch(cfg: &Config, inotify: &Inotify) -> Option<WatchDescriptor> {
         Ok(wd) => Some(wd),
         Err(e) => {
             error!(
-                "cannot watch {}: {e}; online state only on flush",
-                dir.display()
+                "cannot watch {}: {}; online state only on flush",
+                dir.display(),
+                os_error(e)
             );
             None
         }
@@ -511,7 +521,7 @@ impl Supervisor {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
-                        error!("poll: {e}");
+                        error!("poll: {}", os_error(e));
                         return;
                     }
                 }
@@ -636,7 +646,7 @@ impl Supervisor {
         let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK) {
             Ok(p) => p,
             Err(e) => {
-                error!("pipe: {e}");
+                error!("pipe: {}", os_error(e));
                 return;
             }
         };
@@ -681,7 +691,7 @@ impl Supervisor {
                 Ok(None) => return,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("signalfd: {e}");
+                    error!("signalfd: {}", os_error(e));
                     return;
                 }
             }
@@ -780,7 +790,7 @@ impl Supervisor {
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("waitpid: {e}");
+                    error!("waitpid: {}", os_error(e));
                     return;
                 }
             }
@@ -814,7 +824,7 @@ impl Supervisor {
             Ok(ev) => ev,
             Err(Errno::EAGAIN) => return,
             Err(e) => {
-                error!("inotify: {e}");
+                error!("inotify: {}", os_error(e));
                 return;
             }
         };
@@ -983,7 +993,7 @@ impl Supervisor {
                 Some(child)
             }
             Err(e) => {
-                error!("fork: {e}");
+                error!("fork: {}", os_error(e));
                 None
             }
         }

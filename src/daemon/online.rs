@@ -48,6 +48,7 @@ use nix::unistd::Pid;
 use super::{ChildKind, RunRequest, Supervisor};
 use crate::config::OnlineDetect;
 use crate::online::{self, netlink, Online};
+use crate::util::os_error;
 
 /// The supervisor's limit for one query child.
 const QUERY_LIMIT: Duration = Duration::from_secs(25);
@@ -200,13 +201,13 @@ impl Supervisor {
         let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
             Ok(p) => p,
             Err(e) => {
-                error!("pipe: {e}");
+                error!("pipe: {}", os_error(e));
                 return;
             }
         };
         let pipe = std::fs::File::from(rd);
         if let Err(e) = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
-            error!("pipe: {e}");
+            error!("pipe: {}", os_error(e));
             return;
         }
         let cfg = self.cfg.clone();
@@ -286,7 +287,7 @@ impl Supervisor {
         );
         match kill(q.pid, Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => warn!("kill {}: {e}", q.pid),
+            Err(e) => warn!("kill {}: {}", q.pid, os_error(e)),
         }
         self.finish_query(Err("no answer".into()));
     }

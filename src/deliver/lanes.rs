@@ -43,6 +43,7 @@ use crate::config::Config;
 use crate::queue::{Dir, MsgId, RcptState, Spool, Target};
 use crate::route;
 use crate::scan::Scanner;
+use crate::util::os_error;
 use crate::util::time;
 
 /// Where a recipient's delivery runs.
@@ -171,7 +172,7 @@ pub(super) fn run(
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(e) => {
                 // ECHILD: nothing left to wait for, whatever the table says.
-                error!("queue run: waitpid: {e}");
+                error!("queue run: waitpid: {}", os_error(e));
                 report.failed_lanes += running.len();
                 return Ok(());
             }

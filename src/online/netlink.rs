@@ -50,6 +50,8 @@ use nix::sys::socket::{
     self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
+use crate::util::os_error;
+
 // Message types (linux/netlink.h, linux/rtnetlink.h).
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -888,7 +890,7 @@ impl Monitor {
                         continue;
                     }
                     Err(e) => {
-                        warn!("netlink: receive: {e}");
+                        warn!("netlink: receive: {}", os_error(e));
                         break;
                     }
                 }
@@ -923,7 +925,7 @@ impl Monitor {
                 if *errno != 0 {
                     warn!(
                         "netlink: the kernel refused a dump: {}",
-                        Errno::from_raw(*errno)
+                        os_error(Errno::from_raw(*errno))
                     );
                 }
                 self.stage_done();
@@ -964,7 +966,7 @@ impl Monitor {
                 Ok(0) => return false,
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => {
-                    warn!("netlink: poll: {e}");
+                    warn!("netlink: poll: {}", os_error(e));
                     return false;
                 }
             }

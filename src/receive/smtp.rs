@@ -39,6 +39,7 @@ use crate::smtp::policy::{Policy, RcptInfo, RelayPolicy, SessionInfo, Verdict};
 use crate::smtp::server::{
     CommitError, Event, PeerInfo, Response, ServerParams, Session, Transaction,
 };
+use crate::util::os_error;
 
 /// RFC 5321 §4.5.3.2: the server waits at least five minutes.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
@@ -336,7 +337,7 @@ fn catch_sigterm(fd: i32) {
     );
     // SAFETY: the handler only stores atomics and calls shutdown(2).
     if let Err(e) = unsafe { sigaction(Signal::SIGTERM, &act) } {
-        warn!("sigaction: {e}");
+        warn!("sigaction: {}", os_error(e));
     }
 }
 

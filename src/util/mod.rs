@@ -10,3 +10,11 @@ pub mod memory;
 pub mod sha2;
 pub mod shacrypt;
 pub mod time;
+
+/// A system call's error as the C library words it ("No such file or
+/// directory (os error 2)"), the way std's I/O errors print. nix's own
+/// Display of an errno would bring its table of texts (about 6 KB)
+/// into the binary for the same words.
+pub fn os_error(e: nix::errno::Errno) -> std::io::Error {
+    e.into()
+}
