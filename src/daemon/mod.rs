@@ -36,7 +36,6 @@ pub mod hint;
 pub mod listen;
 mod online;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -57,6 +56,7 @@ use crate::error::{CmdResult, Exit, Fail};
 use crate::queue::{recover, Spool};
 use crate::scan::Scanner;
 use crate::util::os_error;
+use crate::util::vecmap::VecMap;
 use listen::Listener;
 
 /// What a child process does.
@@ -109,7 +109,7 @@ struct Supervisor {
     conns: Vec<control::Conn>,
     signals: SignalFd,
     inotify: Inotify,
-    children: HashMap<Pid, ChildKind>,
+    children: VecMap<Pid, ChildKind>,
     scan_again: bool,
     stopping: bool,
     /// Watches: incoming/, outgoing/, and the directory of online_file.
@@ -136,7 +136,7 @@ struct Supervisor {
     hint_rx: Option<std::os::unix::net::UnixDatagram>,
     hint_tx: Option<std::os::unix::net::UnixDatagram>,
     /// Hints read, not yet matched with their message's arrival.
-    hints: HashMap<crate::queue::MsgId, hint::Wants>,
+    hints: VecMap<crate::queue::MsgId, hint::Wants>,
 }
 
 /// Hints kept at most (a scanner that sent one and then failed to write
@@ -242,7 +242,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         conns: Vec::new(),
         signals,
         inotify,
-        children: HashMap::new(),
+        children: VecMap::new(),
         scan_again: false,
         stopping: false,
         wd_incoming,
@@ -258,7 +258,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         run_targeted: false,
         hint_rx,
         hint_tx,
-        hints: HashMap::new(),
+        hints: VecMap::new(),
     };
     sup.online = sup.initial_online();
     for (r, why) in sup.online.iter() {
@@ -715,7 +715,7 @@ impl Supervisor {
         // and a client that trickles bytes forever): tell them to finish
         // what they commit, answer 421 and close. Scan and queue runs
         // end by themselves.
-        for (pid, kind) in &self.children {
+        for (pid, kind) in self.children.iter() {
             if matches!(kind, ChildKind::Smtp(_)) {
                 let _ = nix::sys::signal::kill(*pid, Signal::SIGTERM);
             }

@@ -27,7 +27,6 @@
 //!   not record is done again by the next run (doc/INTERNALS.md, D1).
 //!   A lane whose runner is killed finishes its messages by itself.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
@@ -45,6 +44,7 @@ use crate::route;
 use crate::scan::Scanner;
 use crate::util::os_error;
 use crate::util::time;
+use crate::util::vecmap::VecMap;
 
 /// Where a recipient's delivery runs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -142,7 +142,7 @@ pub(super) fn run(
     mut work: impl FnMut(&Lane, &[MsgId], &mut Report) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut waiting = plan.into_iter();
-    let mut running: HashMap<Pid, (Lane, std::fs::File)> = HashMap::new();
+    let mut running: VecMap<Pid, (Lane, std::fs::File)> = VecMap::new();
     loop {
         while running.len() < max.max(1) {
             let Some((lane, ids)) = waiting.next() else {

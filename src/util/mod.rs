@@ -10,6 +10,7 @@ pub mod memory;
 pub mod sha2;
 pub mod shacrypt;
 pub mod time;
+pub mod vecmap;
 
 /// A system call's error as the C library words it ("No such file or
 /// directory (os error 2)"), the way std's I/O errors print. nix's own
