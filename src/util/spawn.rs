@@ -170,12 +170,12 @@ impl Spawn {
 
     /// Set a variable (again: the last value counts). The child's
     /// environment is then only what `env` sets.
-    pub fn env(&mut self, name: &str, value: impl AsRef<OsStr>) -> &mut Spawn {
-        let mut kv = Vec::with_capacity(name.len() + 1 + value.as_ref().len());
+    pub fn env(&mut self, name: &str, value: &str) -> &mut Spawn {
+        let mut kv = Vec::with_capacity(name.len() + 1 + value.len());
         kv.extend_from_slice(name.as_bytes());
         kv.push(b'=');
         let prefix = kv.len();
-        kv.extend_from_slice(value.as_ref().as_bytes());
+        kv.extend_from_slice(value.as_bytes());
         let c = c_string(&kv, &mut self.nul);
         let env = self.env.get_or_insert_with(Vec::new);
         env.retain(|e| !e.as_bytes().starts_with(&kv[..prefix]));
