@@ -840,6 +840,43 @@ fn wrapper_command_is_the_connection() {
     assert!(m.mailq().contains("cannot run wrapper"), "{}", m.mailq());
 }
 
+/// A wrapper that writes much to stderr before it speaks SMTP (ssh's
+/// warnings, in bulk: more than a pipe holds): its lines go to the log at
+/// debug level, and the session goes on meanwhile.
+#[test]
+fn wrapper_stderr_goes_to_the_log() {
+    let peer = mta("wrapper-noisy-peer", "", "");
+    runq(&peer);
+    let m = mta(
+        "wrapper-noisy",
+        "\toption log_level '7'\n",
+        &format!(
+            "config route 'tunnel'\n\toption permanent '1'\n\toption tls 'none'\n\
+             \toption wrapper '/bin/sh -c \"echo tunnel up >&2; \
+             yes noise | head -c 200000 >&2; exec {} -C {} -bs\"'\n",
+            peer.bin.join("masqmail").display(),
+            peer.conf.display()
+        ),
+    );
+    send(
+        &m,
+        "bob@remote.example",
+        &["x@example.org"],
+        "Subject: noisy\n\nthrough\n",
+    );
+    let start = Instant::now();
+    let out = m.run("runq", &["-v"], b"");
+    expect_code(&out, 0);
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert_eq!(m.mailq(), "Mail queue is empty\n");
+    assert_eq!(peer.queued_ids().len(), 1, "{}", peer.mailq());
+    let log = stderr(&out);
+    assert!(log.contains("wrapper /bin/sh: tunnel up"), "{log}");
+    // The first 64 KiB of it.
+    let noise = log.matches("wrapper /bin/sh: noise").count();
+    assert_eq!(noise, (64 * 1024 - "tunnel up\n".len()) / "noise\n".len());
+}
+
 /// On a kept session a refused message does not disturb the next one:
 /// RSET between them, one connection for all.
 #[test]

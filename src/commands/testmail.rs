@@ -9,13 +9,12 @@
 //! without one it waits for `masqmail flush`, and testmail says so.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::addr;
 use crate::config::Config;
 use crate::error::{CmdResult, Exit, Fail};
+use crate::util::spawn::{Spawn, Stdio};
 use crate::util::time;
 
 pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
@@ -32,14 +31,14 @@ pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
 
     let exe = std::env::current_exe()
         .map_err(|e| Fail::new(Exit::Software, format!("cannot find this program: {e}")))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Spawn::new(exe);
     cmd.arg0("sendmail");
     if let Some(c) = config {
         cmd.arg("-C").arg(c);
     }
     let mut child = cmd
         .args(["-i", "-F", "masqmail testmail", "--", &rcpt])
-        .stdin(Stdio::piped())
+        .stdin(Stdio::Piped)
         .spawn()
         .map_err(|e| Fail::new(Exit::Software, format!("cannot run sendmail: {e}")))?;
     let now = time::short(&time::local(time::now()));
@@ -51,7 +50,8 @@ pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
         env!("CARGO_PKG_VERSION"),
     );
     if let Some(mut stdin) = child.stdin.take() {
-        // sendmail reports its own errors; a broken pipe shows in its status.
+        // sendmail reports its own errors; a broken pipe shows in its
+        // status. Closing stdin ends the message.
         let _ = stdin.write_all(text.as_bytes());
     }
     let status = child

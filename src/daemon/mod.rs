@@ -643,7 +643,10 @@ impl Supervisor {
         };
         // The report of the run that ended, before its pipe is replaced.
         self.on_run_report();
-        let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK) {
+        // Close-on-exec like every other descriptor: the MDAs, pipe
+        // commands and wrappers the run starts get neither end.
+        let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+        let (rd, wr) = match nix::unistd::pipe2(flags) {
             Ok(p) => p,
             Err(e) => {
                 error!("pipe: {}", os_error(e));

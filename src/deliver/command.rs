@@ -11,12 +11,11 @@
 //!   supplementary groups). The environment is cleared but for PATH, HOME,
 //!   USER, LOGNAME, SENDER and RECIPIENT.
 
-use std::io::{self, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use super::Failure;
+use crate::util::spawn::{self, Drain, Feed, Spawn, Status, Stdio};
 
 /// Split a command line into words: whitespace separates, '…' and "…"
 /// quote, a backslash escapes the next character (outside single quotes).
@@ -104,29 +103,32 @@ pub struct RunAs {
 /// Classify a command's exit status (sysexits): 0 delivered, 75
 /// (EX_TEMPFAIL) and death by a signal are temporary, other codes of
 /// sysexits permanent, anything else temporary.
-fn classify(argv0: &str, status: std::process::ExitStatus, stderr: &str) -> Result<(), Failure> {
+fn classify(argv0: &str, status: Status, stderr: &str) -> Result<(), Failure> {
     let detail = if stderr.trim().is_empty() {
         String::new()
     } else {
         format!(": {}", stderr.trim())
     };
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(()),
-        (Some(75), _) => Err(Failure::Temporary(format!(
+    match status {
+        Status::Exited(0) => Ok(()),
+        Status::Exited(75) => Err(Failure::Temporary(format!(
             "{argv0} exited 75 (try again){detail}"
         ))),
-        (Some(c @ 64..=78), _) => Err(Failure::Permanent(format!("{argv0} exited {c}{detail}"))),
-        (Some(c), _) => Err(Failure::Temporary(format!("{argv0} exited {c}{detail}"))),
-        (None, Some(sig)) => Err(Failure::Temporary(format!(
+        Status::Exited(c @ 64..=78) => {
+            Err(Failure::Permanent(format!("{argv0} exited {c}{detail}")))
+        }
+        Status::Exited(c) => Err(Failure::Temporary(format!("{argv0} exited {c}{detail}"))),
+        Status::Signaled(sig) => Err(Failure::Temporary(format!(
             "{argv0} killed by signal {sig}{detail}"
         ))),
-        (None, None) => Err(Failure::Temporary(format!("{argv0} ended oddly{detail}"))),
     }
 }
 
-/// Run `argv` with the message written to its stdin by `feed`, wait at
-/// most `timeout`. A command that cannot be started fails temporarily
-/// (its binary may appear), unless `missing_is_permanent`.
+/// Run `argv` with the message written to its stdin by `feed`, all
+/// within `timeout` (then it is killed). Its stderr is read meanwhile (a
+/// command that writes much there before it reads cannot block); the
+/// first 2 KiB of it go into the failure. A command that cannot be
+/// started fails temporarily (its binary may appear).
 pub fn run(
     argv: &[String],
     env: &[(&str, &str)],
@@ -137,20 +139,18 @@ pub fn run(
     let Some((prog, args)) = argv.split_first() else {
         return Err(Failure::Permanent("empty command".into()));
     };
-    let mut cmd = Command::new(prog);
+    let mut cmd = Spawn::new(prog);
     cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .current_dir("/");
+        .env("PATH", spawn::DEFAULT_PATH)
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Null)
+        .stderr(Stdio::Piped)
+        .cwd("/");
     for (k, v) in env {
         cmd.env(k, v);
     }
     if let Some(u) = run_as {
-        cmd.uid(u.uid)
-            .gid(u.gid)
+        cmd.user(u.uid, u.gid)
             .env("HOME", &u.home)
             .env("USER", &u.name)
             .env("LOGNAME", &u.name);
@@ -158,41 +158,25 @@ pub fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| Failure::Temporary(format!("cannot run {prog}: {e}")))?;
-    let mut stderr = child.stderr.take();
-    let collector = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(2048).read_to_end(&mut buf);
-            // Drain the rest so the child never blocks on a full pipe.
-            let _ = io::copy(s, &mut io::sink());
-        }
-        String::from_utf8_lossy(&buf).replace(['\n', '\r', '\t'], " ")
-    });
+    let deadline = Instant::now() + timeout;
+    let mut stderr = Drain::new(child.stderr.take(), 2048);
+    // Dropping the Feed closes the command's stdin.
     let fed = match child.stdin.take() {
-        Some(mut stdin) => {
-            let r = feed(&mut stdin);
-            drop(stdin);
-            r
-        }
+        Some(stdin) => feed(&mut Feed::new(stdin, &mut stderr, deadline)),
         None => Ok(()),
     };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Failure::Temporary(format!(
-                    "{prog} timed out after {}s",
-                    timeout.as_secs()
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(Failure::Temporary(format!("waiting for {prog}: {e}"))),
+    let status = match stderr.finish(&mut child, deadline) {
+        Ok(Some(st)) => st,
+        Ok(None) => {
+            child.kill();
+            return Err(Failure::Temporary(format!(
+                "{prog} timed out after {}s",
+                timeout.as_secs()
+            )));
         }
+        Err(e) => return Err(Failure::Temporary(format!("waiting for {prog}: {e}"))),
     };
-    let stderr = collector.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr.data).replace(['\n', '\r', '\t'], " ");
     classify(prog, status, &stderr)?;
     // The command succeeded but did not take the whole message: a broken
     // pipe after success is its choice (e.g. a filter that drops mail);
@@ -212,40 +196,26 @@ pub fn capture(argv: &[String], timeout: Duration) -> Result<String, String> {
     let Some((prog, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
-    let mut child = Command::new(prog)
+    let mut child = Spawn::new(prog)
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdin(Stdio::Null)
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Null)
         .spawn()
         .map_err(|e| format!("cannot run {prog}: {e}"))?;
-    let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.take(64 * 1024).read_to_end(&mut buf);
-            let _ = io::copy(s, &mut io::sink());
+    let mut stdout = Drain::new(child.stdout.take(), 64 * 1024);
+    let status = match stdout.finish(&mut child, Instant::now() + timeout) {
+        Ok(Some(st)) => st,
+        Ok(None) => {
+            child.kill();
+            return Err(format!("{prog} timed out after {}s", timeout.as_secs()));
         }
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{prog} timed out after {}s", timeout.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {prog}: {e}")),
-        }
+        Err(e) => return Err(format!("waiting for {prog}: {e}")),
     };
-    let out = reader.join().unwrap_or_default();
     if !status.success() {
         return Err(format!("{prog} failed ({status})"));
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(String::from_utf8_lossy(&stdout.data).into_owned())
 }
 
 #[cfg(test)]
@@ -314,5 +284,108 @@ mod tests {
             &mut |_| Ok(()),
         );
         assert!(matches!(slow, Err(Failure::Temporary(m)) if m.contains("timed out")));
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cannot_run() {
+        let r = run(
+            &words(&["no-such-mda", "-d", "x"]),
+            &[],
+            None,
+            Duration::from_secs(5),
+            &mut |_| Ok(()),
+        );
+        assert_eq!(
+            r,
+            Err(Failure::Temporary(
+                "cannot run no-such-mda: No such file or directory".into()
+            ))
+        );
+        assert_eq!(
+            capture(&words(&["/nonexistent/query"]), Duration::from_secs(5)),
+            Err("cannot run /nonexistent/query: No such file or directory".into())
+        );
+    }
+
+    #[test]
+    fn timeout_kills_a_command_that_does_not_read() {
+        // It neither reads the message nor ends: the writing stops at the
+        // deadline, and the command is killed.
+        let start = Instant::now();
+        let r = run(
+            &words(&["/bin/sleep", "30"]),
+            &[],
+            None,
+            Duration::from_millis(500),
+            &mut |w| w.write_all(&vec![b'x'; 1 << 20]),
+        );
+        assert!(
+            matches!(&r, Err(Failure::Temporary(m)) if m.contains("timed out")),
+            "{r:?}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn much_stderr_before_reading() {
+        // 200 KB on stderr before it reads its input (more than a pipe
+        // holds), then all of a 1 MB message.
+        let start = Instant::now();
+        let script = "head -c 200000 /dev/zero | tr '\\0' e >&2; \
+                      test \"$(wc -c)\" -eq 1048576 || exit 1; echo done >&2; exit 1";
+        let r = run(
+            &words(&["/bin/sh", "-c", script]),
+            &[],
+            None,
+            Duration::from_secs(20),
+            &mut |w| w.write_all(&vec![b'x'; 1 << 20]),
+        );
+        let Err(Failure::Temporary(m)) = &r else {
+            panic!("{r:?}")
+        };
+        // The first 2 KiB of stderr are kept; "done" is far behind them.
+        assert!(m.starts_with("/bin/sh exited 1: eeee"), "{m}");
+        assert_eq!(m.len(), "/bin/sh exited 1: ".len() + 2048);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let ok = run(
+            &words(&[
+                "/bin/sh",
+                "-c",
+                "head -c 100000 /dev/zero >&2; cat >/dev/null",
+            ]),
+            &[],
+            None,
+            Duration::from_secs(20),
+            &mut |w| w.write_all(&vec![b'x'; 1 << 20]),
+        );
+        assert_eq!(ok, Ok(()));
+    }
+
+    #[test]
+    fn captures() {
+        let sh = |script: &str| words(&["/bin/sh", "-c", script]);
+        let t = Duration::from_secs(10);
+        assert_eq!(capture(&sh("echo isp wan6"), t), Ok("isp wan6\n".into()));
+        // Cut at 64 KiB; the command still ends well.
+        let big = capture(&sh("head -c 100000 /dev/zero | tr '\\0' a"), t).unwrap();
+        assert_eq!(big.len(), 64 * 1024);
+        assert_eq!(
+            capture(&sh("echo up; exit 2"), t),
+            Err("/bin/sh failed (exit status: 2)".into())
+        );
+        assert_eq!(
+            capture(&sh("kill -9 $$"), t),
+            Err("/bin/sh failed (signal: 9)".into())
+        );
+        let start = Instant::now();
+        assert_eq!(
+            capture(&words(&["/bin/sleep", "30"]), Duration::from_millis(300)),
+            Err("/bin/sleep timed out after 0s".into())
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }

@@ -41,14 +41,16 @@
 //!   failure to connect anywhere defers (bounces with
 //!   `connect_error_fail`); a certificate that is not yet valid (router
 //!   clock before NTP) always defers. A wrapper's stderr goes to the log
-//!   at debug level.
+//!   at debug level (its first 64 KiB, line by line): it is read whenever
+//!   a read or write on its stdin or stdout waits (one poll(2) on both
+//!   pipes), and what is left when the session ends. No thread: a
+//!   wrapper that writes stderr while we wait for it cannot block.
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -60,6 +62,7 @@ use crate::deliver::{Failure, Outgoing, Transport};
 use crate::dns::{self, Resolver};
 use crate::smtp::client::{self, Action, Client, Kind, Mail, Outcome, Params};
 use crate::smtp::reply::ReplyParser;
+use crate::util::spawn::{self, poll_for, Child, Drain, Spawn, Stdio};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle sessions kept open at once.
@@ -85,8 +88,14 @@ pub enum Wire {
 /// A wrapper command and its pipes.
 pub struct Piped {
     child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
+    /// Non-blocking: a write takes what fits and never waits past the
+    /// timeout.
+    stdin: File,
+    stdout: File,
+    /// Its stderr: lines for the log.
+    stderr: Drain,
+    /// Its program, for the log.
+    name: String,
     timeout: Cell<Duration>,
 }
 
@@ -120,31 +129,12 @@ impl Wire {
     }
 }
 
-/// Wait until `fd` is ready for `flags`, at most `d`.
-fn wait_ready<F: AsFd>(fd: &F, flags: PollFlags, d: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + d;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), flags)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 impl Read for Wire {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
         match self {
             Wire::Tcp(s, _) => s.read(b),
             Wire::Cmd(p) => {
-                wait_ready(&p.stdout, PollFlags::POLLIN, p.timeout.get())?;
+                p.ready(false)?;
                 p.stdout.read(b)
             }
             Wire::Closed => Ok(0),
@@ -156,10 +146,13 @@ impl Write for Wire {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         match self {
             Wire::Tcp(s, _) => s.write(b),
-            Wire::Cmd(p) => {
-                wait_ready(&p.stdin, PollFlags::POLLOUT, p.timeout.get())?;
-                p.stdin.write(b)
-            }
+            Wire::Cmd(p) => loop {
+                p.ready(true)?;
+                match p.stdin.write(b) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    r => break r,
+                }
+            },
             Wire::Closed => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
@@ -172,12 +165,61 @@ impl Write for Wire {
     }
 }
 
+impl Piped {
+    /// Wait until the wrapper's stdin takes data (`write`) or its stdout
+    /// has some, at most the timeout; log what it writes to stderr
+    /// meanwhile.
+    fn ready(&mut self, write: bool) -> io::Result<()> {
+        let deadline = Instant::now() + self.timeout.get();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ready = {
+                let (fd, flags) = if write {
+                    (self.stdin.as_fd(), PollFlags::POLLOUT)
+                } else {
+                    (self.stdout.as_fd(), PollFlags::POLLIN)
+                };
+                let err = self.stderr.fd();
+                let mut fds = [
+                    PollFd::new(fd, flags),
+                    PollFd::new(err.unwrap_or(fd), PollFlags::POLLIN),
+                ];
+                let n = if err.is_some() { 2 } else { 1 };
+                if !poll_for(&mut fds[..n], left)? {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                fds[0].any().unwrap_or(true)
+            };
+            self.log_stderr(false);
+            if ready {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Log the lines the wrapper wrote to stderr; `all`: the last one
+    /// too, if it has no newline.
+    fn log_stderr(&mut self, all: bool) {
+        self.stderr.read_ready();
+        let text = &mut self.stderr.data;
+        while let Some(i) = text.iter().position(|&c| c == b'\n') {
+            let line = text[..i].strip_suffix(b"\r").unwrap_or(&text[..i]);
+            debug!("wrapper {}: {}", self.name, String::from_utf8_lossy(line));
+            text.drain(..=i);
+        }
+        if !text.is_empty() && (all || text.len() >= 1024) {
+            debug!("wrapper {}: {}", self.name, String::from_utf8_lossy(text));
+            text.clear();
+        }
+    }
+}
+
 impl Drop for Piped {
     fn drop(&mut self) {
         // Its stdin closes with us; a tunnel that does not end on EOF is
-        // ended here.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // ended here. Then its last words.
+        self.child.kill();
+        self.log_stderr(true);
     }
 }
 
@@ -187,38 +229,29 @@ fn spawn_wrapper(line: &str) -> Result<Wire, String> {
     let Some((prog, args)) = argv.split_first() else {
         return Err("empty wrapper command".into());
     };
-    let mut child = Command::new(prog)
+    let mut child = Spawn::new(prog)
         .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .env("PATH", spawn::DEFAULT_PATH)
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Piped)
         .spawn()
         .map_err(|e| format!("cannot run wrapper {prog}: {e}"))?;
-    if let Some(err) = child.stderr.take() {
-        let name = prog.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err.take(64 * 1024)).lines() {
-                match line {
-                    Ok(l) => debug!("wrapper {name}: {l}"),
-                    Err(_) => break,
-                }
-            }
-        });
-    }
+    let stderr = Drain::new(child.stderr.take(), 64 * 1024);
     match (child.stdin.take(), child.stdout.take()) {
-        (Some(stdin), Some(stdout)) => Ok(Wire::Cmd(Box::new(Piped {
-            child,
-            stdin,
-            stdout,
-            timeout: Cell::new(client::TIMEOUT_OTHER),
-        }))),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err("wrapper pipes missing".into())
+        (Some(stdin), Some(stdout)) => {
+            spawn::nonblocking(&stdin).map_err(|e| format!("wrapper {prog}: {e}"))?;
+            Ok(Wire::Cmd(Box::new(Piped {
+                child,
+                stdin,
+                stdout,
+                stderr,
+                name: prog.clone(),
+                timeout: Cell::new(client::TIMEOUT_OTHER),
+            })))
         }
+        // Not with Stdio::Piped; the child is killed as it is dropped.
+        _ => Err("wrapper pipes missing".into()),
     }
 }
 
