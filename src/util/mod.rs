@@ -20,3 +20,13 @@ pub mod vecmap;
 pub fn os_error(e: nix::errno::Errno) -> std::io::Error {
     e.into()
 }
+
+/// The C library's text for an errno alone, without std's "(os error N)":
+/// "No such file or directory".
+pub fn errno_text(e: nix::errno::Errno) -> String {
+    // SAFETY: strerror returns a pointer to a NUL-terminated string that
+    // musl keeps in a constant table (glibc: a static buffer for unknown
+    // numbers, copied out at once here).
+    let s = unsafe { std::ffi::CStr::from_ptr(libc::strerror(e as i32)) };
+    s.to_string_lossy().into_owned()
+}

@@ -88,7 +88,7 @@ pub struct SpawnError(pub Errno);
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.desc())
+        f.write_str(&super::errno_text(self.0))
     }
 }
 
