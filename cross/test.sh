@@ -13,6 +13,9 @@
 #   target's): byte order and word size must not matter
 #   an SMTP session over masqmail -bs (EHLO MAIL RCPT DATA QUIT)
 #   masqmail -Mrm ID…, then mailq says "Mail queue is empty"
+#   a message to root through `masqmail -q` to the MDA, a shell command
+#   (fork, exec, pipes and poll under emulation: qemu-user runs the
+#   host's /bin/sh natively), then the queue is empty again
 # in a temporary directory with its own config (run_as_user '1', the spool
 # in that directory). Prints PASS/FAIL per step and exits 1 when any failed.
 # The temporary directory of a target with a failed step is kept (its log
@@ -301,6 +304,21 @@ check_rm() {
   return 0
 }
 
+# A local message delivered by a queue run to the MDA of test.conf, which
+# appends it to $dir/mda.out.
+check_mda() {
+  local rc=0
+  printf 'To: root@test.example\nSubject: through the MDA\n\nhello\n' >"$dir/local"
+  run sendmail -C "$dir/test.conf" -t -i <"$dir/local" || rc=$?
+  [ "$rc" = 0 ] || { exited "$rc" sendmail; return 1; }
+  run masqmail -C "$dir/test.conf" -q || rc=$?
+  [ "$rc" = 0 ] || { exited "$rc" 'masqmail -q'; return 1; }
+  [ -s "$dir/mda.out" ] || { why="the MDA wrote nothing to mda.out"; return 1; }
+  grep -qx 'Subject: through the MDA' "$dir/mda.out" ||
+    { why="mda.out lacks the message: $(head -n 1 "$dir/mda.out")"; return 1; }
+  return 0
+}
+
 check_empty() {
   local rc=0
   run mailq -C "$dir/test.conf" || rc=$?
@@ -339,6 +357,8 @@ config masqmail 'main'
 	list local_hosts 'test.example'
 	option online_detect 'file'
 	option online_file '$dir/online'
+	option local_delivery 'mda'
+	option mda "/bin/sh -c 'cat >> $dir/mda.out'"
 EOF
   cat >"$dir/message" <<EOF
 From: Cross Test <tester@test.example>
@@ -362,6 +382,8 @@ EOF
   step "mailq lists every accepted message" check_mailq_lists
   step "masqmail -Mrm ID…" check_rm
   step "mailq: Mail queue is empty" check_empty
+  step "masqmail -q delivers to root through the MDA (fork, exec, pipes)" check_mda
+  step "mailq: Mail queue is empty after the run" check_empty
   local summary="$pass passed, $fail failed, $skip skipped"
   [ "$xfailed" -gt 0 ] && summary="$summary, $xfailed failed as expected"
   if [ "$fail" -gt 0 ] || [ "$xfailed" -gt 0 ] || [ "${KEEP:-0}" = 1 ]; then
