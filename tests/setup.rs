@@ -490,6 +490,7 @@ fn testmail_queues_a_message_for_root() {
 
 /// A test CA and a certificate for 127.0.0.1, made with openssl; None
 /// (and a SKIP line) without a working openssl.
+#[cfg(feature = "tls")]
 fn make_pki(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let run = |args: &[&str]| -> bool {
         Command::new("openssl")
@@ -573,6 +574,7 @@ fn make_pki(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     Some((dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key")))
 }
 
+#[cfg(feature = "tls")]
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
