@@ -13,7 +13,10 @@ mod sink;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
+#[cfg(feature = "tls")]
 use std::process::{Command, Stdio};
 
 use common::*;
