@@ -807,7 +807,10 @@ impl Supervisor {
                 self.start_scan();
             }
             Some(ChildKind::Smtp(ip)) => {
-                debug!("connection from {ip} done (exit {code:?})");
+                match code {
+                    Some(c) => debug!("connection from {ip} done (exit {c})"),
+                    None => debug!("connection from {ip} done (killed)"),
+                }
                 // The worker scans what it accepted; exit 0 says it did.
                 // Otherwise (killed, or scanning failed) a scan run picks
                 // up what it left in incoming/.

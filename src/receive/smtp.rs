@@ -555,7 +555,7 @@ fn session<S: Read + Write>(
                         }
                     }
                     Event::DataAbort(reason) => {
-                        debug!("message dropped: {reason:?}");
+                        debug!("message dropped: {}", reason.as_str());
                         sink = None;
                     }
                     Event::DataEnd => {

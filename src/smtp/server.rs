@@ -257,6 +257,17 @@ pub enum AbortReason {
     BareLf,
 }
 
+impl AbortReason {
+    /// For the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbortReason::TooBig => "too big",
+            AbortReason::LineTooLong => "a line too long",
+            AbortReason::BareLf => "a bare LF",
+        }
+    }
+}
+
 /// Why the caller could not commit a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitError {
@@ -1343,7 +1354,7 @@ impl Conn {
     fn auth_failed(&mut self, user: &[u8], out: &mut Vec<Event>) {
         let user = String::from_utf8_lossy(user);
         let shown: String = user.chars().filter(|c| !c.is_control()).take(64).collect();
-        info!("smtp {}: AUTH failed for {shown:?}", self.peer.ip);
+        info!("smtp {}: AUTH failed for '{shown}'", self.peer.ip);
         let r = Response::new(535, "5.7.8", "Authentication credentials invalid");
         self.reply(r, out);
     }
