@@ -62,7 +62,7 @@ use crate::deliver::{Failure, Outgoing, Transport};
 use crate::dns::{self, Resolver};
 use crate::smtp::client::{self, Action, Client, Kind, Mail, Outcome, Params};
 use crate::smtp::reply::ReplyParser;
-use crate::util::spawn::{self, poll_for, Child, Drain, Spawn, Stdio};
+use crate::util::spawn::{self, Child, Drain, Spawn, Stdio};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle sessions kept open at once.
@@ -167,34 +167,18 @@ impl Write for Wire {
 
 impl Piped {
     /// Wait until the wrapper's stdin takes data (`write`) or its stdout
-    /// has some, at most the timeout; log what it writes to stderr
-    /// meanwhile.
+    /// has some, at most the timeout; what it writes to stderr meanwhile
+    /// is read, then logged.
     fn ready(&mut self, write: bool) -> io::Result<()> {
         let deadline = Instant::now() + self.timeout.get();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ready = {
-                let (fd, flags) = if write {
-                    (self.stdin.as_fd(), PollFlags::POLLOUT)
-                } else {
-                    (self.stdout.as_fd(), PollFlags::POLLIN)
-                };
-                let err = self.stderr.fd();
-                let mut fds = [
-                    PollFd::new(fd, flags),
-                    PollFd::new(err.unwrap_or(fd), PollFlags::POLLIN),
-                ];
-                let n = if err.is_some() { 2 } else { 1 };
-                if !poll_for(&mut fds[..n], left)? {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                fds[0].any().unwrap_or(true)
-            };
-            self.log_stderr(false);
-            if ready {
-                return Ok(());
-            }
-        }
+        let (fd, flags) = if write {
+            (self.stdin.as_fd(), PollFlags::POLLOUT)
+        } else {
+            (self.stdout.as_fd(), PollFlags::POLLIN)
+        };
+        let r = self.stderr.wait_for(fd, flags, deadline);
+        self.log_stderr(false);
+        r
     }
 
     /// Log the lines the wrapper wrote to stderr; `all`: the last one

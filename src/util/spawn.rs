@@ -590,6 +590,36 @@ impl Drain {
         self.pipe = None;
     }
 
+    /// Wait until `fd` is ready for `flags`, reading this pipe meanwhile
+    /// (so that the child cannot stop on it while we wait); TimedOut at
+    /// `deadline`.
+    pub fn wait_for(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        flags: PollFlags,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let ready = {
+                let out = self.fd();
+                let mut fds = [
+                    PollFd::new(fd, flags),
+                    PollFd::new(out.unwrap_or(fd), PollFlags::POLLIN),
+                ];
+                let n = if out.is_some() { 2 } else { 1 };
+                poll_for(&mut fds[..n], left)? && fds[0].any().unwrap_or(true)
+            };
+            self.read_ready();
+            if ready {
+                return Ok(());
+            }
+        }
+    }
+
     /// Read the pipe until its end or until `child` ended, and wait for
     /// `child`, all before `deadline`. None: it still ran at the deadline
     /// (the caller kills it). What a program the child left running
@@ -648,19 +678,8 @@ impl Write for Feed<'_> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 r => return r,
             }
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            let stdin = self.stdin.as_fd();
-            let out = self.out.fd();
-            let mut fds = [
-                PollFd::new(stdin, PollFlags::POLLOUT),
-                PollFd::new(out.unwrap_or(stdin), PollFlags::POLLIN),
-            ];
-            let n = if out.is_some() { 2 } else { 1 };
-            poll_for(&mut fds[..n], left)?;
-            self.out.read_ready();
+            self.out
+                .wait_for(self.stdin.as_fd(), PollFlags::POLLOUT, self.deadline)?;
         }
     }
 
