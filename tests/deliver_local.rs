@@ -14,14 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 use sink::{Behaviour, Sink};
 
-fn user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .expect("the test user has a passwd entry")
-        .name
-}
-
 fn mta(tag: &str, extra: &str, sections: &str) -> Mta {
     Mta::with_dir_config(tag, extra, sections)
 }

@@ -58,14 +58,6 @@ fn runq(m: &Mta) {
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
 
-fn user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .expect("the test user has a passwd entry")
-        .name
-}
-
 fn mbox(m: &Mta) -> String {
     fs::read_to_string(m.dir.path().join("mail").join(user())).unwrap_or_default()
 }

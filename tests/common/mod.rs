@@ -220,6 +220,16 @@ pub fn expect_code(o: &Output, want: i32) {
     );
 }
 
+/// The login name of the user the tests run as (looked up with the C
+/// library, not with the program's own reader of /etc/passwd).
+pub fn user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .expect("the test user has a passwd entry")
+        .name
+}
+
 /// The names in a directory, sorted (none when it cannot be read).
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
