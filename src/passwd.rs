@@ -10,8 +10,8 @@
 //!
 //!   A line that does not have the fields of its file, or whose IDs are
 //!   not numbers, is skipped, as the C library does. The first line with
-//!   a matching name or UID wins. Lines are read one at a time; a line
-//!   longer than `MAX_LINE` is skipped.
+//!   a matching name or UID wins. A file is read whole, up to `MAX_FILE`
+//!   (as the hosts file is, src/dns/hosts.rs).
 //!
 //! SECURITY
 //!   The files are read, never written; their contents become IDs, a home
@@ -19,13 +19,13 @@
 //!   a command line.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 
 pub const PASSWD_FILE: &str = "/etc/passwd";
 pub const GROUP_FILE: &str = "/etc/group";
-/// Longer lines are skipped (a group with thousands of members).
-const MAX_LINE: usize = 64 * 1024;
+/// Bigger files are read only this far.
+const MAX_FILE: u64 = 4 << 20;
 
 /// One account of the passwd file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,27 +70,21 @@ pub fn groups_of(name: &str, gid: u32) -> io::Result<Vec<u32>> {
 }
 
 fn find_in(path: &Path, key: Key<'_>) -> io::Result<Option<Account>> {
-    let mut found = None;
-    each_line(path, &mut |line| {
-        found = parse_account(line).filter(|a| match key {
+    Ok(read(path)?.lines().find_map(|line| {
+        parse_account(line).filter(|a| match key {
             Key::Name(n) => a.name == n,
             Key::Uid(u) => a.uid == u,
-        });
-        found.is_none()
-    })?;
-    Ok(found)
+        })
+    }))
 }
 
 fn groups_in(path: &Path, name: &str, gid: u32) -> io::Result<Vec<u32>> {
     let mut groups = vec![gid];
-    each_line(path, &mut |line| {
-        if let Some(g) = member_of(line, name) {
-            if !groups.contains(&g) {
-                groups.push(g);
-            }
+    for g in read(path)?.lines().filter_map(|line| member_of(line, name)) {
+        if !groups.contains(&g) {
+            groups.push(g);
         }
-        true
-    })?;
+    }
     Ok(groups)
 }
 
@@ -118,46 +112,16 @@ fn member_of(line: &str, name: &str) -> Option<u32> {
     f[2].parse().ok()
 }
 
-/// Call `each` with every line of `path` (without its newline) that is
-/// UTF-8 and at most `MAX_LINE` long, until it returns false. A missing
-/// file has no lines.
-fn each_line(path: &Path, each: &mut dyn FnMut(&str) -> bool) -> io::Result<()> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+/// The text of `path`, at most `MAX_FILE` bytes of it; a missing file is
+/// empty.
+fn read(path: &Path) -> io::Result<String> {
+    let mut buf = Vec::new();
+    match File::open(path) {
+        Ok(f) => f.take(MAX_FILE).read_to_end(&mut buf)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
         Err(e) => return Err(e),
     };
-    let mut r = BufReader::new(file);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = (&mut r)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        if buf.last() != Some(&b'\n') && n > MAX_LINE {
-            // Too long: skip to the end of this line.
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                let m = (&mut r)
-                    .take(MAX_LINE as u64)
-                    .read_until(b'\n', &mut rest)?;
-                if m == 0 || rest.last() == Some(&b'\n') {
-                    break;
-                }
-            }
-            continue;
-        }
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if let Ok(line) = std::str::from_utf8(line) {
-            if !each(line) {
-                return Ok(());
-            }
-        }
-    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
@@ -174,18 +138,15 @@ mod tests {
 
     #[test]
     fn accounts() {
-        let long = "x".repeat(MAX_LINE + 10);
         let p = file(
             "passwd",
-            &format!(
-                "root:x:0:0:root:/root:/bin/ash\n\
-                 broken line\n\
-                 bad:x:uid:0::/:/bin/false\n\
-                 {long}:x:7:7::/:/bin/false\n\
-                 ann:x:1000:100:Ann Example,Room 1,,:/home/ann:/bin/sh\n\
-                 ann:x:1001:100:second ann:/tmp:/bin/sh\n\
-                 nohome:x:1002:100::/:/bin/false"
-            ),
+            "root:x:0:0:root:/root:/bin/ash\n\
+             broken line\n\
+             bad:x:uid:0::/:/bin/false\n\
+             short:x:7:7::/\n\
+             ann:x:1000:100:Ann Example,Room 1,,:/home/ann:/bin/sh\n\
+             ann:x:1001:100:second ann:/tmp:/bin/sh\n\
+             nohome:x:1002:100::/:/bin/false",
         );
         let ann = find_in(&p, Key::Name("ann")).unwrap().unwrap();
         assert_eq!(
@@ -200,6 +161,7 @@ mod tests {
             Key::Name("bad"),
             Key::Name("broken line"),
             Key::Uid(7),
+            Key::Name("short"),
             Key::Name(""),
         ] {
             assert_eq!(find_in(&p, missing).unwrap(), None);
