@@ -523,7 +523,7 @@ impl Drop for Child {
 /// poll(2) for at most `d` (whole milliseconds, rounded up). False:
 /// nothing became ready. An interrupted poll counts as ready: the caller
 /// looks, and polls again.
-pub fn poll_for(fds: &mut [PollFd], d: Duration) -> io::Result<bool> {
+fn poll_for(fds: &mut [PollFd], d: Duration) -> io::Result<bool> {
     let ms = PollTimeout::try_from(d.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
     match poll(fds, ms) {
         Ok(n) => Ok(n > 0),
