@@ -47,7 +47,7 @@ use crate::util::time;
 use crate::util::vecmap::VecMap;
 
 /// Where a recipient's delivery runs.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lane {
     /// Mailboxes, maildirs, the MDA, `|command` targets.
     Local,
