@@ -128,9 +128,15 @@ impl Slots {
     fn index(&mut self, name: &str) -> Option<usize> {
         let i = self.spec.options.iter().position(|o| o.name == name);
         if i.is_none() {
-            self.bugs.push(format!("no option '{name}' in the table"));
+            self.bug(name, "is not in the table");
         }
         i
+    }
+
+    /// A mismatch between this code and the table.
+    #[inline(never)]
+    fn bug(&mut self, name: &str, what: &str) {
+        self.bugs.push(format!("option '{name}' {what}"));
     }
 
     fn given(&mut self, name: &str) -> bool {
@@ -158,59 +164,92 @@ impl Slots {
             .unwrap_or(self.line)
     }
 
-    fn many<T>(&mut self, name: &str, f: impl Fn(&Val) -> Option<T>) -> Vec<T> {
-        let Some(i) = self.index(name) else {
-            return Vec::new();
-        };
-        let vals = self.vals.get(i).map(Vec::as_slice).unwrap_or_default();
-        let out: Vec<T> = vals.iter().filter_map(&f).collect();
-        if out.len() != vals.len() {
-            self.bugs
-                .push(format!("option '{name}' has values of another kind"));
+    /// The values of an option (none for a name not in the table).
+    #[inline(never)]
+    fn vals(&mut self, name: &str) -> &[Val] {
+        match self.index(name) {
+            Some(i) => self.vals.get(i).map(Vec::as_slice).unwrap_or_default(),
+            None => &[],
         }
-        out
     }
 
-    fn opt<T>(&mut self, name: &str, f: impl Fn(&Val) -> Option<T>) -> Option<T> {
-        self.many(name, f).into_iter().next()
+    /// The first value of an option, if any.
+    #[inline(never)]
+    fn opt(&mut self, name: &str) -> Option<&Val> {
+        self.vals(name).first()
     }
 
     /// The value of a single-valued option that always has one: from the
     /// file or the default. A required option that is missing was reported
     /// already; its placeholder is never used, as the load fails.
-    fn one<T: std::default::Default>(&mut self, name: &str, f: impl Fn(&Val) -> Option<T>) -> T {
-        match self.opt(name, f) {
-            Some(v) => v,
-            None => {
-                let required = self
-                    .spec
-                    .option(name)
-                    .is_some_and(|o| o.default == Default::Required);
-                if !required {
-                    self.bugs.push(format!("option '{name}' has no value"));
-                }
-                T::default()
+    #[inline(never)]
+    fn one(&mut self, name: &str) -> Option<&Val> {
+        let i = self.index(name)?;
+        if self.vals.get(i).is_none_or(Vec::is_empty) {
+            let required = self
+                .spec
+                .options
+                .get(i)
+                .is_some_and(|o| o.default == Default::Required);
+            if !required {
+                self.bug(name, "has no value");
             }
+        }
+        self.vals.get(i)?.first()
+    }
+
+    /// A value of another kind than the accessor's (`found`), or none.
+    #[inline(never)]
+    fn wrong(&mut self, name: &str, found: bool) {
+        if found {
+            self.bug(name, "has values of another kind");
         }
     }
 
     fn bool(&mut self, name: &str) -> bool {
-        self.one(name, |v| match v {
-            Val::Bool(b) => Some(*b),
-            _ => None,
-        })
+        match self.one(name) {
+            Some(Val::Bool(b)) => *b,
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                false
+            }
+        }
     }
 
     fn text(&mut self, name: &str) -> String {
-        self.one(name, text)
+        match self.one(name) {
+            Some(Val::Text(t)) => t.clone(),
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                String::new()
+            }
+        }
     }
 
     fn opt_text(&mut self, name: &str) -> Option<String> {
-        self.opt(name, text)
+        match self.opt(name) {
+            Some(Val::Text(t)) => Some(t.clone()),
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                None
+            }
+        }
     }
 
     fn texts(&mut self, name: &str) -> Vec<String> {
-        self.many(name, text)
+        let mut out = Vec::new();
+        let mut other = false;
+        for v in self.vals(name) {
+            match v {
+                Val::Text(t) => out.push(t.clone()),
+                _ => other = true,
+            }
+        }
+        self.wrong(name, other);
+        out
     }
 
     fn path(&mut self, name: &str) -> PathBuf {
@@ -222,10 +261,14 @@ impl Slots {
     }
 
     fn num(&mut self, name: &str) -> u64 {
-        self.one(name, |v| match v {
-            Val::Num(n) => Some(*n),
-            _ => None,
-        })
+        match self.one(name) {
+            Some(Val::Num(n)) => *n,
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                0
+            }
+        }
     }
 
     fn usize(&mut self, name: &str) -> usize {
@@ -245,45 +288,75 @@ impl Slots {
     }
 
     fn dur(&mut self, name: &str) -> Duration {
-        self.one(name, |v| match v {
-            Val::Dur(d) => Some(*d),
-            _ => None,
-        })
+        match self.one(name) {
+            Some(Val::Dur(d)) => *d,
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                Duration::ZERO
+            }
+        }
     }
 
     fn sockets(&mut self, name: &str) -> Vec<SocketAddr> {
-        self.many(name, |v| match v {
-            Val::Socket(a) => Some(*a),
-            _ => None,
-        })
+        let mut out = Vec::new();
+        let mut other = false;
+        for v in self.vals(name) {
+            match v {
+                Val::Socket(a) => out.push(*a),
+                _ => other = true,
+            }
+        }
+        self.wrong(name, other);
+        out
     }
 
     fn nets(&mut self, name: &str) -> Vec<IpNet> {
-        self.many(name, |v| match v {
-            Val::Net(n) => Some(*n),
-            _ => None,
-        })
+        let mut out = Vec::new();
+        let mut other = false;
+        for v in self.vals(name) {
+            match v {
+                Val::Net(n) => out.push(*n),
+                _ => other = true,
+            }
+        }
+        self.wrong(name, other);
+        out
     }
 
     fn host(&mut self, name: &str) -> Option<(String, Option<u16>)> {
-        self.opt(name, |v| match v {
-            Val::Host(h, p) => Some((h.clone(), *p)),
-            _ => None,
-        })
+        match self.opt(name) {
+            Some(Val::Host(h, p)) => Some((h.clone(), *p)),
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                None
+            }
+        }
     }
 
     fn maps(&mut self, name: &str) -> Vec<AddressMap> {
-        self.many(name, |v| match v {
-            Val::Map(m) => Some(m.clone()),
-            _ => None,
-        })
+        let mut out = Vec::new();
+        let mut other = false;
+        for v in self.vals(name) {
+            match v {
+                Val::Map(m) => out.push(m.clone()),
+                _ => other = true,
+            }
+        }
+        self.wrong(name, other);
+        out
     }
 
     fn fingerprint(&mut self, name: &str) -> Option<[u8; 32]> {
-        self.opt(name, |v| match v {
-            Val::Fp(f) => Some(*f),
-            _ => None,
-        })
+        match self.opt(name) {
+            Some(Val::Fp(f)) => Some(*f),
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                None
+            }
+        }
     }
 
     fn choice<T>(&mut self, name: &str, from: fn(&str) -> Option<T>, fallback: T) -> T {
@@ -291,17 +364,10 @@ impl Slots {
         match from(&t) {
             Some(v) => v,
             None => {
-                self.bugs.push(format!("option '{name}': unknown choice"));
+                self.bug(name, "has an unknown choice");
                 fallback
             }
         }
-    }
-}
-
-fn text(v: &Val) -> Option<String> {
-    match v {
-        Val::Text(t) => Some(t.clone()),
-        _ => None,
     }
 }
 

@@ -45,12 +45,31 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// `'VALUE'WHAT`, with a hint: the one builder of "this value is wrong"
+/// messages (`what` starts with its separator, " is not …" or ": …").
+#[inline(never)]
+fn bad(s: &str, what: &str, hint: &str) -> Bad {
+    bad_hint(s, what, hint.to_string())
+}
+
+/// [`bad`] with a hint made for the value.
+#[inline(never)]
+fn bad_hint(s: &str, what: &str, hint: String) -> Bad {
+    let mut msg = quote(s);
+    msg.push_str(what);
+    Bad {
+        msg,
+        hint: Some(hint),
+    }
+}
+
 fn no_controls(s: &str, allow_tab: bool) -> Result<(), Bad> {
     if s.chars()
         .any(|c| c.is_control() && !(allow_tab && c == '\t'))
     {
-        return Err(Bad::new(
-            format!("{} contains a control character or line break", quote(s)),
+        return Err(bad(
+            s,
+            " contains a control character or line break",
             "write the value on one line",
         ));
     }
@@ -61,8 +80,9 @@ pub fn parse_bool(s: &str) -> Result<bool, Bad> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "yes" | "on" | "true" => Ok(true),
         "0" | "no" | "off" | "false" => Ok(false),
-        _ => Err(Bad::new(
-            format!("{} is not a boolean", quote(s)),
+        _ => Err(bad(
+            s,
+            " is not a boolean",
             "use '1' or '0' (also yes/no, on/off, true/false)",
         )),
     }
@@ -92,14 +112,14 @@ pub fn parse_size(s: &str) -> Result<u64, Bad> {
         Some((i, 'g' | 'G')) => (t.get(..i), 1 << 30),
         _ => (Some(t), 1),
     };
-    let bad = || Bad::new(format!("{} is not a size", quote(s)), SIZE_HINT);
-    let digits = digits.ok_or_else(bad)?;
+    let not = || bad(s, " is not a size", SIZE_HINT);
+    let digits = digits.ok_or_else(not)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+        return Err(not());
     }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let n: u64 = digits.parse().map_err(|_| not())?;
     n.checked_mul(mult)
-        .ok_or_else(|| Bad::new(format!("{} is too large", quote(s)), SIZE_HINT))
+        .ok_or_else(|| bad(s, " is too large", SIZE_HINT))
 }
 
 pub fn format_size(n: u64) -> String {
@@ -114,14 +134,19 @@ pub fn format_size(n: u64) -> String {
 /// A count: decimal digits only.
 pub fn parse_count(s: &str, min: u64, max: u64) -> Result<u64, Bad> {
     let t = s.trim();
-    let hint = || format!("a whole number from {min} to {max}");
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Bad::new(format!("{} is not a number", quote(s)), hint()));
-    }
-    match t.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(Bad::new(format!("{} is out of range", quote(s)), hint())),
-    }
+    let what = if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        " is not a number"
+    } else {
+        match t.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => return Ok(n),
+            _ => " is out of range",
+        }
+    };
+    Err(bad_hint(
+        s,
+        what,
+        format!("a whole number from {min} to {max}"),
+    ))
 }
 
 const DURATION_HINT: &str = "a number of seconds, or with a unit: 30s, 5m, 2h, 5d, 1w";
@@ -137,19 +162,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, Bad> {
         Some((i, 'w' | 'W')) => (t.get(..i), 7 * 86400),
         _ => (Some(t), 1),
     };
-    let bad = || Bad::new(format!("{} is not a duration", quote(s)), DURATION_HINT);
-    let digits = digits.ok_or_else(bad)?;
+    let not = || bad(s, " is not a duration", DURATION_HINT);
+    let digits = digits.ok_or_else(not)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+        return Err(not());
     }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let n: u64 = digits.parse().map_err(|_| not())?;
     // Ten years is far beyond any sensible mail timeout.
     match n.checked_mul(mult) {
         Some(secs) if secs <= 10 * 365 * 86400 => Ok(Duration::from_secs(secs)),
-        _ => Err(Bad::new(
-            format!("{} is too long", quote(s)),
-            "at most ten years",
-        )),
+        _ => Err(bad(s, " is too long", "at most ten years")),
     }
 }
 
@@ -173,10 +195,7 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<&'static st
     if let Some(near) = nearest(&t.to_ascii_lowercase(), names.iter().copied()) {
         hint = format!("did you mean '{near}'? {hint}");
     }
-    Err(Bad {
-        msg: format!("{} is not a valid choice", quote(s)),
-        hint: Some(hint),
-    })
+    Err(bad_hint(s, " is not a valid choice", hint))
 }
 
 const SOCKET_HINT: &str = "IP:PORT, e.g. 127.0.0.1:25, 192.168.1.1:587 or [::1]:25";
@@ -186,26 +205,21 @@ pub fn parse_socket(s: &str) -> Result<SocketAddr, Bad> {
     let t = s.trim();
     match t.parse::<SocketAddr>() {
         Ok(a) if a.port() != 0 => Ok(a),
-        Ok(_) => Err(Bad::new(format!("{}: port 0", quote(s)), SOCKET_HINT)),
+        Ok(_) => Err(bad(s, ": port 0", SOCKET_HINT)),
         Err(_) => {
-            let hint = if t.parse::<IpAddr>().is_ok() {
-                format!("add the port, e.g. {}", format_socket_hint(t))
-            } else {
-                SOCKET_HINT.into()
+            let hint = match t.parse::<IpAddr>() {
+                Ok(_) => {
+                    let v6 = t.contains(':');
+                    let mut h = String::from("add the port, e.g. ");
+                    h.push_str(if v6 { "[" } else { "" });
+                    h.push_str(t);
+                    h.push_str(if v6 { "]:25" } else { ":25" });
+                    h
+                }
+                Err(_) => SOCKET_HINT.into(),
             };
-            Err(Bad {
-                msg: format!("{} is not an IP address with a port", quote(s)),
-                hint: Some(hint),
-            })
+            Err(bad_hint(s, " is not an IP address with a port", hint))
         }
-    }
-}
-
-fn format_socket_hint(ip: &str) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:25")
-    } else {
-        format!("{ip}:25")
     }
 }
 
@@ -215,22 +229,22 @@ const CIDR_HINT: &str = "ADDRESS/PREFIX, e.g. 192.168.1.0/24 or fd00::/8";
 /// cleared: `192.168.1.7/24` is `192.168.1.0/24`.
 pub fn parse_cidr(s: &str) -> Result<IpNet, Bad> {
     let t = s.trim();
-    let bad = |m: &str| Bad::new(format!("{} {m}", quote(s)), CIDR_HINT);
+    let bad = |m: &str| bad(s, m, CIDR_HINT);
     let (addr, prefix) = match t.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (t, None),
     };
-    let addr: IpAddr = addr.parse().map_err(|_| bad("is not an IP network"))?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad(" is not an IP network"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         None => max,
         Some(p) => {
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad("has a bad prefix length"));
+                return Err(bad(" has a bad prefix length"));
             }
             match p.parse::<u8>() {
                 Ok(n) if n <= max => n,
-                _ => return Err(bad("has a prefix length out of range")),
+                _ => return Err(bad(" has a prefix length out of range")),
             }
         }
     };
@@ -257,8 +271,9 @@ pub fn parse_domain(s: &str) -> Result<String, Bad> {
     if valid_domain(t) {
         Ok(t.to_string())
     } else {
-        Err(Bad::new(
-            format!("{} is not a valid host name", quote(s)),
+        Err(bad(
+            s,
+            " is not a valid host name",
             "letters, digits, '-' and '_' in dot-separated labels, e.g. mail.example.org",
         ))
     }
@@ -268,25 +283,25 @@ pub fn parse_domain(s: &str) -> Result<String, Bad> {
 /// port is `None` when not given.
 pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
     let t = s.trim();
-    let bad = |m: &str| Bad::new(format!("{} {m}", quote(s)), HOST_HINT);
+    let bad = |m: &str| bad(s, m, HOST_HINT);
     let (host, port) = if let Some(rest) = t.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
-            .ok_or_else(|| bad("has no closing ']'"))?;
+            .ok_or_else(|| bad(" has no closing ']'"))?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad("has no IPv6 address inside [ ]"));
+            return Err(bad(" has no IPv6 address inside [ ]"));
         }
         match after {
             "" => (h, None),
             a => match a.strip_prefix(':') {
                 Some(p) => (h, Some(p)),
-                None => return Err(bad("has text after ']'")),
+                None => return Err(bad(" has text after ']'")),
             },
         }
     } else if t.matches(':').count() > 1 {
         // A bare IPv6 address has no port.
         if t.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad("is not a host name or address"));
+            return Err(bad(" is not a host name or address"));
         }
         (t, None)
     } else {
@@ -296,13 +311,13 @@ pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
         }
     };
     if host.parse::<IpAddr>().is_err() && !valid_domain(host) {
-        return Err(bad("is not a host name or address"));
+        return Err(bad(" is not a host name or address"));
     }
     let port = match port {
         None => None,
         Some(p) => match (p.bytes().all(|b| b.is_ascii_digit()), p.parse::<u16>()) {
             (true, Ok(n)) if n != 0 => Some(n),
-            _ => return Err(bad("has a bad port")),
+            _ => return Err(bad(" has a bad port")),
         },
     };
     Ok((host.to_string(), port))
@@ -320,8 +335,9 @@ pub fn format_host_port(hp: &HostPort) -> String {
 pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], Bad> {
     let hex: Vec<u8> = s.trim().bytes().filter(|&b| b != b':').collect();
     let bad = || {
-        Bad::new(
-            format!("{} is not a SHA-256 fingerprint", quote(s)),
+        bad(
+            s,
+            " is not a SHA-256 fingerprint",
             "64 hex digits, with or without ':'; get it with \
              openssl x509 -noout -fingerprint -sha256 -in CERT",
         )
@@ -355,18 +371,19 @@ pub fn format_fingerprint(fp: &[u8; 32]) -> String {
 pub fn parse_address_map(s: &str) -> Result<AddressMap, Bad> {
     no_controls(s, false)?;
     let bad = |m: &str| {
-        Bad::new(
-            format!("{} {m}", quote(s)),
+        bad(
+            s,
+            m,
             "LOCAL: REPLACEMENT, e.g. 'john: John Smith <john@example.org>'",
         )
     };
-    let (local, to) = s.split_once(':').ok_or_else(|| bad("has no ':'"))?;
+    let (local, to) = s.split_once(':').ok_or_else(|| bad(" has no ':'"))?;
     let (local, to) = (local.trim(), to.trim());
     if local.is_empty() || local.contains(char::is_whitespace) {
-        return Err(bad("has no local part before ':'"));
+        return Err(bad(" has no local part before ':'"));
     }
     if to.is_empty() {
-        return Err(bad("has no replacement after ':'"));
+        return Err(bad(" has no replacement after ':'"));
     }
     Ok(AddressMap {
         local: local.to_string(),
@@ -391,8 +408,9 @@ pub fn parse_log_level(s: &str) -> Result<u8, Bad> {
         _ => match t.parse::<u8>() {
             Ok(n) if n <= 9 => n,
             _ => {
-                return Err(Bad::new(
-                    format!("{} is not a log level", quote(s)),
+                return Err(bad(
+                    s,
+                    " is not a log level",
                     "0 to 9, or error (3), warning (4), notice (5), info (6), debug (7)",
                 ))
             }
@@ -409,8 +427,9 @@ pub fn parse_word(s: &str) -> Result<String, Bad> {
         return Err(Bad::new("empty value", "give a value, or delete the line"));
     }
     if t.contains(char::is_whitespace) {
-        return Err(Bad::new(
-            format!("{} contains white space", quote(s)),
+        return Err(bad(
+            s,
+            " contains white space",
             "one value per line: use a 'list' line for each",
         ));
     }
@@ -422,8 +441,9 @@ pub fn parse_address(s: &str) -> Result<String, Bad> {
     let w = parse_word(s)?;
     match w.rsplit_once('@') {
         Some((l, d)) if !l.is_empty() && valid_domain(d) => Ok(w),
-        _ => Err(Bad::new(
-            format!("{} is not an address", quote(s)),
+        _ => Err(bad(
+            s,
+            " is not an address",
             "USER@DOMAIN, e.g. root@example.org",
         )),
     }
@@ -433,8 +453,9 @@ pub fn parse_address(s: &str) -> Result<String, Bad> {
 pub fn parse_device(s: &str) -> Result<String, Bad> {
     let w = parse_word(s)?;
     if w.len() > 15 || w.contains('/') || w.contains(':') || w == "." || w == ".." {
-        return Err(Bad::new(
-            format!("{} is not an interface name", quote(s)),
+        return Err(bad(
+            s,
+            " is not an interface name",
             "a Linux device name of at most 15 characters, e.g. pppoe-wan",
         ));
     }
@@ -469,8 +490,9 @@ pub fn parse_path(s: &str) -> Result<String, Bad> {
     let t = s.trim();
     no_controls(t, false)?;
     if !t.starts_with('/') {
-        return Err(Bad::new(
-            format!("{} is not an absolute path", quote(s)),
+        return Err(bad(
+            s,
+            " is not an absolute path",
             "paths start with '/', e.g. /var/spool/masqmail",
         ));
     }
