@@ -490,7 +490,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
         let empty = if os.ty == Ty::Text && !os.list {
             only.text.is_empty()
         } else {
-            only.text.trim().is_empty()
+            value::trim(&only.text).is_empty()
         };
         if empty {
             if os.list || os.default == Default::Unset {
@@ -535,7 +535,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
                     && !os.secret
                     && o.kind == uci::Kind::Option
                     && o.values.len() == 1
-                    && v.text.trim().contains(char::is_whitespace)
+                    && value::trim(&v.text).contains(char::is_whitespace)
                 {
                     b.hint = Some(format!(
                         "give each value on its own line: list {} '…'",

@@ -63,6 +63,12 @@ fn bad_hint(s: &str, what: &str, hint: String) -> Bad {
     }
 }
 
+/// `str::trim`, once for all the parsers.
+#[inline(never)]
+pub fn trim(s: &str) -> &str {
+    s.trim()
+}
+
 fn no_controls(s: &str, allow_tab: bool) -> Result<(), Bad> {
     if s.chars()
         .any(|c| c.is_control() && !(allow_tab && c == '\t'))
@@ -77,10 +83,11 @@ fn no_controls(s: &str, allow_tab: bool) -> Result<(), Bad> {
 }
 
 pub fn parse_bool(s: &str) -> Result<bool, Bad> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "on" | "true" => Ok(true),
-        "0" | "no" | "off" | "false" => Ok(false),
-        _ => Err(bad(
+    const WORDS: [&str; 8] = ["0", "no", "off", "false", "1", "yes", "on", "true"];
+    let t = trim(s);
+    match WORDS.iter().position(|w| w.eq_ignore_ascii_case(t)) {
+        Some(i) => Ok(i >= 4),
+        None => Err(bad(
             s,
             " is not a boolean",
             "use '1' or '0' (also yes/no, on/off, true/false)",
@@ -101,7 +108,7 @@ const SIZE_HINT: &str =
 
 /// `123`, `64K`, `10M`, `1G` (binary multiples; a trailing `B` is allowed).
 pub fn parse_size(s: &str) -> Result<u64, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     let t = t
         .strip_suffix('B')
         .or_else(|| t.strip_suffix('b'))
@@ -133,7 +140,7 @@ pub fn format_size(n: u64) -> String {
 
 /// A count: decimal digits only.
 pub fn parse_count(s: &str, min: u64, max: u64) -> Result<u64, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     let what = if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
         " is not a number"
     } else {
@@ -153,7 +160,7 @@ const DURATION_HINT: &str = "a number of seconds, or with a unit: 30s, 5m, 2h, 5
 
 /// `300` (seconds), `30s`, `5m`, `2h`, `5d`, `1w`.
 pub fn parse_duration(s: &str) -> Result<Duration, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     let (digits, mult) = match t.char_indices().last() {
         Some((i, 's' | 'S')) => (t.get(..i), 1u64),
         Some((i, 'm' | 'M')) => (t.get(..i), 60),
@@ -187,7 +194,7 @@ pub fn format_duration(d: Duration) -> String {
 
 /// One of a fixed set of words, case-insensitive; returns the canonical word.
 pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<&'static str, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(t)) {
         return Ok(n);
     }
@@ -202,7 +209,7 @@ const SOCKET_HINT: &str = "IP:PORT, e.g. 127.0.0.1:25, 192.168.1.1:587 or [::1]:
 
 /// `ip:port`, `[v6]:port`. Port 0 is refused.
 pub fn parse_socket(s: &str) -> Result<SocketAddr, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     match t.parse::<SocketAddr>() {
         Ok(a) if a.port() != 0 => Ok(a),
         Ok(_) => Err(bad(s, ": port 0", SOCKET_HINT)),
@@ -228,7 +235,7 @@ const CIDR_HINT: &str = "ADDRESS/PREFIX, e.g. 192.168.1.0/24 or fd00::/8";
 /// `192.168.1.0/24`, `::1/128`, or a bare address (one host). Host bits are
 /// cleared: `192.168.1.7/24` is `192.168.1.0/24`.
 pub fn parse_cidr(s: &str) -> Result<IpNet, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     let bad = |m: &str| bad(s, m, CIDR_HINT);
     let (addr, prefix) = match t.split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -267,7 +274,7 @@ pub fn valid_domain(s: &str) -> bool {
 }
 
 pub fn parse_domain(s: &str) -> Result<String, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     if valid_domain(t) {
         Ok(t.to_string())
     } else {
@@ -282,7 +289,7 @@ pub fn parse_domain(s: &str) -> Result<String, Bad> {
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The
 /// port is `None` when not given.
 pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
-    let t = s.trim();
+    let t = trim(s);
     let bad = |m: &str| bad(s, m, HOST_HINT);
     let (host, port) = if let Some(rest) = t.strip_prefix('[') {
         let (h, after) = rest
@@ -333,7 +340,7 @@ pub fn format_host_port(hp: &HostPort) -> String {
 
 /// A SHA-256 fingerprint: 64 hex digits, optionally in `AB:CD:…` pairs.
 pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], Bad> {
-    let hex: Vec<u8> = s.trim().bytes().filter(|&b| b != b':').collect();
+    let hex: Vec<u8> = trim(s).bytes().filter(|&b| b != b':').collect();
     let bad = || {
         bad(
             s,
@@ -378,7 +385,7 @@ pub fn parse_address_map(s: &str) -> Result<AddressMap, Bad> {
         )
     };
     let (local, to) = s.split_once(':').ok_or_else(|| bad(" has no ':'"))?;
-    let (local, to) = (local.trim(), to.trim());
+    let (local, to) = (trim(local), trim(to));
     if local.is_empty() || local.contains(char::is_whitespace) {
         return Err(bad(" has no local part before ':'"));
     }
@@ -398,30 +405,32 @@ pub fn format_address_map(m: &AddressMap) -> String {
 /// A level 0..9, or a syslog severity name (error 3, warning 4, notice 5,
 /// info 6, debug 7).
 pub fn parse_log_level(s: &str) -> Result<u8, Bad> {
-    let t = s.trim().to_ascii_lowercase();
-    let n = match t.as_str() {
-        "error" | "err" => 3,
-        "warning" | "warn" => 4,
-        "notice" => 5,
-        "info" => 6,
-        "debug" => 7,
-        _ => match t.parse::<u8>() {
-            Ok(n) if n <= 9 => n,
-            _ => {
-                return Err(bad(
-                    s,
-                    " is not a log level",
-                    "0 to 9, or error (3), warning (4), notice (5), info (6), debug (7)",
-                ))
-            }
-        },
-    };
-    Ok(n)
+    const NAMES: [(&str, u8); 7] = [
+        ("error", 3),
+        ("err", 3),
+        ("warning", 4),
+        ("warn", 4),
+        ("notice", 5),
+        ("info", 6),
+        ("debug", 7),
+    ];
+    let t = trim(s);
+    if let Some((_, n)) = NAMES.iter().find(|(w, _)| w.eq_ignore_ascii_case(t)) {
+        return Ok(*n);
+    }
+    match t.parse::<u8>() {
+        Ok(n) if n <= 9 => Ok(n),
+        _ => Err(bad(
+            s,
+            " is not a log level",
+            "0 to 9, or error (3), warning (4), notice (5), info (6), debug (7)",
+        )),
+    }
 }
 
 /// A word: non-empty, no white space (user names, patterns, alias names).
 pub fn parse_word(s: &str) -> Result<String, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     no_controls(t, false)?;
     if t.is_empty() {
         return Err(Bad::new("empty value", "give a value, or delete the line"));
@@ -474,7 +483,7 @@ pub fn parse_text(s: &str) -> Result<String, Bad> {
 
 /// A shell command line.
 pub fn parse_command(s: &str) -> Result<String, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     no_controls(t, true)?;
     if t.is_empty() {
         return Err(Bad::new(
@@ -487,7 +496,7 @@ pub fn parse_command(s: &str) -> Result<String, Bad> {
 
 /// An absolute path.
 pub fn parse_path(s: &str) -> Result<String, Bad> {
-    let t = s.trim();
+    let t = trim(s);
     no_controls(t, false)?;
     if !t.starts_with('/') {
         return Err(bad(
