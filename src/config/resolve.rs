@@ -61,7 +61,7 @@ fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
         Ty::Path => Val::Text(value::parse_path(s)?),
         Ty::Size => match value::parse_size(s)? {
             0 => {
-                return Err(Bad::new(
+                return Err(value::why(
                     "a size of 0",
                     "there is no 'unlimited': give a size such as 1G",
                 ))

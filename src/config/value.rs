@@ -12,18 +12,21 @@ use super::{AddressMap, HostPort, IpNet};
 
 /// Why a value was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bad {
+pub struct Why {
     pub msg: String,
     pub hint: Option<String>,
 }
 
-impl Bad {
-    pub fn new(msg: impl Into<String>, hint: impl Into<String>) -> Bad {
-        Bad {
-            msg: msg.into(),
-            hint: Some(hint.into()),
-        }
-    }
+/// A refusal, boxed: the parsers' results stay small.
+pub type Bad = Box<Why>;
+
+/// A refusal with a fixed message and hint.
+#[inline(never)]
+pub fn why(msg: &str, hint: &str) -> Bad {
+    Box::new(Why {
+        msg: msg.to_string(),
+        hint: Some(hint.to_string()),
+    })
 }
 
 /// Quote a value for an error message: short, on one line.
@@ -57,10 +60,10 @@ fn bad(s: &str, what: &str, hint: &str) -> Bad {
 fn bad_hint(s: &str, what: &str, hint: String) -> Bad {
     let mut msg = quote(s);
     msg.push_str(what);
-    Bad {
+    Box::new(Why {
         msg,
         hint: Some(hint),
-    }
+    })
 }
 
 /// `str::trim`, once for all the parsers.
@@ -433,7 +436,7 @@ pub fn parse_word(s: &str) -> Result<String, Bad> {
     let t = trim(s);
     no_controls(t, false)?;
     if t.is_empty() {
-        return Err(Bad::new("empty value", "give a value, or delete the line"));
+        return Err(why("empty value", "give a value, or delete the line"));
     }
     if t.contains(char::is_whitespace) {
         return Err(bad(
@@ -476,7 +479,7 @@ pub fn parse_device(s: &str) -> Result<String, Bad> {
 pub fn parse_text(s: &str) -> Result<String, Bad> {
     no_controls(s, true)?;
     if s.is_empty() {
-        return Err(Bad::new("empty value", "give a value, or delete the line"));
+        return Err(why("empty value", "give a value, or delete the line"));
     }
     Ok(s.to_string())
 }
@@ -486,10 +489,7 @@ pub fn parse_command(s: &str) -> Result<String, Bad> {
     let t = trim(s);
     no_controls(t, true)?;
     if t.is_empty() {
-        return Err(Bad::new(
-            "empty command",
-            "give a command, or delete the line",
-        ));
+        return Err(why("empty command", "give a command, or delete the line"));
     }
     Ok(t.to_string())
 }
