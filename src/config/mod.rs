@@ -255,6 +255,9 @@ macro_rules! uci_names {
             /// The UCI spelling of every variant.
             pub const NAMES: &'static [&'static str] = &[$($s),*];
 
+            /// Every variant, in the order of `NAMES`.
+            pub const ALL: &'static [Self] = &[$(Self::$v),*];
+
             /// The UCI spelling of this variant.
             pub fn name(self) -> &'static str {
                 match self {

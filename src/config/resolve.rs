@@ -27,7 +27,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::schema::{default_smtp_port, Default, OptSpec, SectionSpec, Ty, MAIN, SECTIONS};
+use super::schema::{
+    default_smtp_port, Default, OptSpec, SectionSpec, Ty, AUTH_NAMES, MAIN, SECTIONS,
+};
 use super::uci::{self, Section, UciOption};
 use super::value::{self, Bad};
 use super::{
@@ -47,6 +49,8 @@ enum Val {
     Host(String, Option<u16>),
     Fp([u8; 32]),
     Map(AddressMap),
+    /// The index of a choice in its `Ty::Enum` names.
+    Choice(usize),
 }
 
 fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
@@ -70,7 +74,7 @@ fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
         },
         Ty::Count { min, max } => Val::Num(value::parse_count(s, min, max)?),
         Ty::Duration => Val::Dur(value::parse_duration(s)?),
-        Ty::Enum(names) => Val::Text(value::parse_enum(s, names)?.to_string()),
+        Ty::Enum(names) => Val::Choice(value::parse_enum(s, names)?),
         Ty::Socket => Val::Socket(value::parse_socket(s)?),
         Ty::Cidr => Val::Net(value::parse_cidr(s)?),
         Ty::HostPort => {
@@ -359,13 +363,40 @@ impl Slots {
         }
     }
 
-    fn choice<T>(&mut self, name: &str, from: fn(&str) -> Option<T>, fallback: T) -> T {
-        let t = self.text(name);
-        match from(&t) {
-            Some(v) => v,
-            None => {
-                self.bug(name, "has an unknown choice");
-                fallback
+    /// The index of a choice option's value in its names.
+    fn choice(&mut self, name: &str) -> usize {
+        match self.one(name) {
+            Some(Val::Choice(i)) => *i,
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                usize::MAX
+            }
+        }
+    }
+
+    /// The indexes of a list of choices.
+    fn choices(&mut self, name: &str) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut other = false;
+        for v in self.vals(name) {
+            match v {
+                Val::Choice(i) => out.push(*i),
+                _ => other = true,
+            }
+        }
+        self.wrong(name, other);
+        out
+    }
+
+    /// The name of an optional choice, if set.
+    fn opt_choice(&mut self, name: &str, names: &[&str]) -> Option<String> {
+        match self.opt(name) {
+            Some(Val::Choice(i)) => names.get(*i).map(|n| n.to_string()),
+            v => {
+                let found = v.is_some();
+                self.wrong(name, found);
+                None
             }
         }
     }
@@ -748,6 +779,11 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     })
 }
 
+/// The variant at `i` of an enum's `ALL` (its `NAMES` order).
+fn pick<T: Copy>(all: &[T], i: usize, fallback: T) -> T {
+    all.get(i).copied().unwrap_or(fallback)
+}
+
 fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
     let host_name = if s.given("host_name") {
         s.text("host_name")
@@ -784,10 +820,10 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         max_connections_per_ip: s.u32("max_connections_per_ip"),
         max_parallel_routes: s.u32("max_parallel_routes"),
         max_defer_time: s.dur("max_defer_time"),
-        smtp_bare_lf: s.choice("smtp_bare_lf", BareLf::from_name, BareLf::Normalize),
-        online_detect: s.choice(
-            "online_detect",
-            OnlineDetect::from_name,
+        smtp_bare_lf: pick(BareLf::ALL, s.choice("smtp_bare_lf"), BareLf::Normalize),
+        online_detect: pick(
+            OnlineDetect::ALL,
+            s.choice("online_detect"),
             OnlineDetect::Netlink,
         ),
         online_file: s.path("online_file"),
@@ -806,9 +842,9 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         tls_cert: s.opt_path("tls_cert"),
         tls_key: s.opt_path("tls_key"),
         pid_file: s.path("pid_file"),
-        local_delivery: s.choice(
-            "local_delivery",
-            LocalDelivery::from_name,
+        local_delivery: pick(
+            LocalDelivery::ALL,
+            s.choice("local_delivery"),
             LocalDelivery::Mbox,
         ),
         mda: s.opt_text("mda"),
@@ -885,7 +921,7 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
 }
 
 fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
-    let tls = s.choice("tls", TlsMode::from_name, TlsMode::StartTls);
+    let tls = pick(TlsMode::ALL, s.choice("tls"), TlsMode::StartTls);
     let r = Route {
         name: sec.name.clone().unwrap_or_default(),
         enabled: s.bool("enabled"),
@@ -903,17 +939,15 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
             host,
             port: port.unwrap_or(default_smtp_port(tls)),
         }),
-        resolve_list: {
-            let names = s.texts("resolve_list");
-            names
-                .iter()
-                .filter_map(|n| ResolveMethod::from_name(n))
-                .collect()
-        },
+        resolve_list: s
+            .choices("resolve_list")
+            .into_iter()
+            .filter_map(|i| ResolveMethod::ALL.get(i).copied())
+            .collect(),
         prefer_ipv4: s.bool("prefer_ipv4"),
         helo_name: s.opt_text("helo_name"),
         do_pipelining: s.bool("do_pipelining"),
-        auth_name: s.opt_text("auth_name"),
+        auth_name: s.opt_choice("auth_name", AUTH_NAMES),
         auth_login: s.opt_text("auth_login"),
         auth_secret: s.opt_text("auth_secret").map(Secret),
         auth_allow_plaintext: s.bool("auth_allow_plaintext"),

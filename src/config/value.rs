@@ -195,11 +195,11 @@ pub fn format_duration(d: Duration) -> String {
     format!("{secs}s")
 }
 
-/// One of a fixed set of words, case-insensitive; returns the canonical word.
-pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<&'static str, Bad> {
+/// One of a fixed set of words, case-insensitive; returns its index.
+pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad> {
     let t = trim(s);
-    if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(t)) {
-        return Ok(n);
+    if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
+        return Ok(i);
     }
     let mut hint = format!("one of: {}", names.join(", "));
     if let Some(near) = nearest(&t.to_ascii_lowercase(), names.iter().copied()) {
@@ -643,7 +643,7 @@ mod tests {
     #[test]
     fn enums() {
         const N: &[&str] = &["none", "starttls", "tls"];
-        assert_eq!(parse_enum("STARTTLS", N), Ok("starttls"));
+        assert_eq!(parse_enum("STARTTLS", N).map(|i| N[i]), Ok("starttls"));
         let e = parse_enum("startls", N).unwrap_err();
         assert!(e
             .hint
