@@ -136,11 +136,12 @@ impl Preset {
 
 /// The smarthost part of a plan.
 #[derive(Debug)]
-struct Smarthost {
+struct Smarthost<'a> {
     /// `host:port`, IPv6 in brackets.
     server: String,
     tls: &'static str,
-    login: Option<(String, String)>,
+    /// User and password (read from stdin for `--password -`).
+    login: Option<(&'a str, String)>,
     provider: Option<&'static Provider>,
 }
 
@@ -152,21 +153,20 @@ struct Lan {
     network: IpAddr,
 }
 
-/// Everything the file will say, checked.
+/// Everything the file will say, checked; borrows the arguments.
 #[derive(Debug)]
-struct Plan {
+struct Plan<'a> {
     preset: Preset,
-    host_name: Option<String>,
+    host_name: Option<&'a str>,
     mail_user: bool,
-    spool: String,
+    spool: &'a str,
     listen: Vec<String>,
     lans: Vec<Lan>,
-    smarthost: Option<Smarthost>,
+    smarthost: Option<Smarthost<'a>>,
     from: Option<String>,
     root_to: String,
-    ca_file: Option<String>,
-    fingerprint: Option<String>,
-    command: String,
+    ca_file: Option<&'a str>,
+    fingerprint: Option<&'a str>,
 }
 
 const DEFAULT_SPOOL: &str = "/var/spool/masqmail";
@@ -180,29 +180,36 @@ fn bad(what: &str, val: &str, why: &str) -> Fail {
 
 /// A value that goes into the file: no control characters (a newline
 /// would start a new statement).
-fn clean(what: &str, v: &str) -> Result<String, Fail> {
+fn clean<'a>(what: &str, v: &'a str) -> Result<&'a str, Fail> {
     if v.is_empty() || v.chars().any(char::is_control) {
         return Err(bad(what, v, "empty, or holds a control character"));
     }
-    Ok(v.to_string())
+    Ok(v)
 }
 
 /// `host[:port]` or `[v6]:port`.
-fn split_host_port(s: &str) -> Result<(String, Option<u16>), Fail> {
-    let fail = || bad("server", s, "not host, host:port or [IPv6]:port");
-    let port = |p: &str| p.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(fail);
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(fail)?;
-        return match after.strip_prefix(':') {
-            Some(p) => Ok((host.to_string(), Some(port(p)?))),
-            None if after.is_empty() => Ok((host.to_string(), None)),
-            None => Err(fail()),
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !h.contains(':') => Ok((h.to_string(), Some(port(p)?))),
-        Some(_) => Err(fail()),
-        None => Ok((s.to_string(), None)),
+fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Fail> {
+    // The host, and Ok(port text if any) or Err for a bad form.
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, "")) => (h, Ok(None)),
+            Some((h, after)) => (h, after.strip_prefix(':').map(Some).ok_or(())),
+            None => (rest, Err(())),
+        },
+        None => match s.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && !h.contains(':') => (h, Ok(Some(p))),
+            Some(_) => (s, Err(())),
+            None => (s, Ok(None)),
+        },
+    };
+    let port = match port {
+        Ok(Some(p)) => p.parse::<u16>().ok().filter(|&n| n > 0).map(Some).ok_or(()),
+        Ok(None) => Ok(None),
+        Err(()) => Err(()),
+    };
+    match port {
+        Ok(p) => Ok((host, p)),
+        Err(()) => Err(bad("server", s, "not host, host:port or [IPv6]:port")),
     }
 }
 
@@ -307,7 +314,7 @@ fn address_arg(what: &str, s: &str) -> Result<String, Fail> {
 }
 
 /// Check the arguments and decide everything the file will say.
-fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
+fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
     let preset = match a.preset.as_str() {
         "smarthost" => Preset::Smarthost,
         "lan-relay" => Preset::LanRelay,
@@ -350,7 +357,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
             if crate::addr::check_domain(h).is_err() {
                 return Err(bad("--host-name", h, "not a host name"));
             }
-            Some(h.clone())
+            Some(h.as_str())
         }
         None if preset == Preset::Direct => {
             return Err(Fail::usage(
@@ -369,13 +376,13 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
             )));
         };
         let server = clean("SERVER", server)?;
-        let prov = find_provider(&server);
+        let prov = find_provider(server);
         let (host, arg_port, prov_tls) = match prov {
-            Some(p) => (p.host.to_string(), Some(p.port), Some(p.tls)),
+            Some(p) => (p.host, Some(p.port), Some(p.tls)),
             None if server.contains(['.', ':']) || server == "localhost" => {
-                let (h, p) = split_host_port(&server)?;
+                let (h, p) = split_host_port(server)?;
                 if p.is_some() && a.port.is_some() {
-                    return Err(bad("--port", &server, "the port is given twice"));
+                    return Err(bad("--port", server, "the port is given twice"));
                 }
                 (h, p, None)
             }
@@ -408,7 +415,9 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
                 } else {
                     p.clone()
                 };
-                Some((clean("--user", u)?, clean("--password", &p)?))
+                let u = clean("--user", u)?;
+                clean("--password", &p)?;
+                Some((u, p))
             }
             (Some(_), None) => {
                 return Err(Fail::usage(
@@ -429,11 +438,12 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
                 "--tls none would send the password in clear text; use starttls or tls",
             ));
         }
-        let server = if host.contains(':') {
-            format!("[{host}]:{port}")
+        let (l, r) = if host.contains(':') {
+            ("[", "]")
         } else {
-            format!("{host}:{port}")
+            ("", "")
         };
+        let server = format!("{l}{host}{r}:{port}");
         Some(Smarthost {
             server,
             tls,
@@ -465,7 +475,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
         Some(t) if preset == Preset::Local => {
             let t = clean("--to", t)?;
             if t.contains('@') {
-                return Err(bad("--to", &t, "with the local preset, a local user"));
+                return Err(bad("--to", t, "with the local preset, a local user"));
             }
             format!("\\{}", t.trim_start_matches('\\'))
         }
@@ -494,7 +504,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
 
     let mut listen: Vec<String> = Vec::new();
     for l in &a.listen {
-        listen.push(clean("--listen", l)?);
+        listen.push(clean("--listen", l)?.to_string());
     }
     if listen.is_empty() {
         listen.push("127.0.0.1:25".to_string());
@@ -507,7 +517,7 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
     let spool = match &a.spool {
         Some(s) if !s.starts_with('/') => return Err(bad("--spool", s, "not an absolute path")),
         Some(s) => clean("--spool", s)?,
-        None => DEFAULT_SPOOL.to_string(),
+        None => DEFAULT_SPOOL,
     };
     let ca_file = a
         .ca_file
@@ -537,7 +547,6 @@ fn plan(a: &SetupCmd, command: String) -> Result<Plan, Fail> {
         root_to,
         ca_file,
         fingerprint,
-        command,
     })
 }
 
@@ -562,10 +571,10 @@ fn put(t: &mut String, kind: &str, name: &str, value: &str) {
 }
 
 /// The file's text; `mask` hides the password (for `--print`).
-fn render(p: &Plan, mask: bool) -> String {
+fn render(p: &Plan, command: &str, mask: bool) -> String {
     let mut t = String::new();
     t.push_str("# masqmail configuration, written by `");
-    t.push_str(&p.command);
+    t.push_str(command);
     t.push_str(
         "`.\n# Check it with `masqmail config check`; every option and its default:\n\
          # `masqmail config show`; the options: masqmail.conf(5).\n\n\
@@ -802,13 +811,17 @@ pub fn run(config_arg: Option<PathBuf>, a: &SetupCmd) -> CmdResult {
         command.push(' ');
         command.push_str(s);
     }
-    let p = plan(a, command)?;
+    let p = plan(a)?;
     if a.print {
         // Checked like a written file, then shown with the password masked.
         let tmp = std::env::temp_dir().join(format!(".masqmail-setup-{}", std::process::id()));
-        write_and_check(&tmp, Path::new("(printed config)"), &render(&p, false))?;
+        write_and_check(
+            &tmp,
+            Path::new("(printed config)"),
+            &render(&p, &command, false),
+        )?;
         let _ = fs::remove_file(&tmp);
-        print!("{}", render(&p, true));
+        print!("{}", render(&p, &command, true));
         return Ok(());
     }
     let custom = config_arg.is_some();
@@ -822,7 +835,7 @@ pub fn run(config_arg: Option<PathBuf>, a: &SetupCmd) -> CmdResult {
             ),
         ));
     }
-    write_checked(&path, &render(&p, false))?;
+    write_checked(&path, &render(&p, &command, false))?;
     print!("{}", summary(&p, &path, custom));
     Ok(())
 }
