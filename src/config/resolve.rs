@@ -920,6 +920,7 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
     m
 }
 
+#[inline(never)]
 fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
     let tls = pick(TlsMode::ALL, s.choice("tls"), TlsMode::StartTls);
     let r = Route {
