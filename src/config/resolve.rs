@@ -113,17 +113,24 @@ impl Errs<'_> {
     }
 }
 
+/// One option of a section.
+#[derive(Default)]
+struct Slot {
+    /// The line where the file set it (None: default).
+    given: Option<usize>,
+    /// The file gave a value that was refused.
+    refused: bool,
+    vals: Vec<Val>,
+}
+
 /// The checked values of one section, in the order of its spec.
 struct Slots {
     spec: &'static SectionSpec,
     /// `name` or `@type[index]`, as uci shows it.
     label: String,
     line: usize,
-    /// Per spec option: the line where the file set it (None: default).
-    given: Vec<Option<usize>>,
-    vals: Vec<Vec<Val>>,
-    /// Per spec option: the file gave a value that was refused.
-    refused: Vec<bool>,
+    /// Per spec option, in its order.
+    opts: Vec<Slot>,
     /// Mismatches between this code and the table (bugs, never input).
     bugs: Vec<String>,
 }
@@ -143,36 +150,36 @@ impl Slots {
         self.bugs.push(format!("option '{name}' {what}"));
     }
 
+    /// The option's slot (none for a name not in the table).
+    #[inline(never)]
+    fn slot(&mut self, name: &str) -> Option<&Slot> {
+        let i = self.index(name)?;
+        self.opts.get(i)
+    }
+
     fn given(&mut self, name: &str) -> bool {
-        self.index(name)
-            .and_then(|i| self.given.get(i).copied().flatten())
-            .is_some()
+        self.slot(name).is_some_and(|o| o.given.is_some())
     }
 
     /// Whether the file sets the option: to a value, or to one that was
     /// refused (then an error is out already). Cross-checks use this, so
     /// that one bad value does not bring a second error about its absence.
     fn set(&mut self, name: &str) -> bool {
-        let Some(i) = self.index(name) else {
-            return false;
-        };
-        let has_value = self.given.get(i).copied().flatten().is_some()
-            && self.vals.get(i).is_some_and(|v| !v.is_empty());
-        has_value || self.refused.get(i).copied().unwrap_or(false)
+        self.slot(name)
+            .is_some_and(|o| (o.given.is_some() && !o.vals.is_empty()) || o.refused)
     }
 
     /// The line to blame for an option: where it was set, else the section.
     fn line(&mut self, name: &str) -> usize {
-        self.index(name)
-            .and_then(|i| self.given.get(i).copied().flatten())
-            .unwrap_or(self.line)
+        let line = self.line;
+        self.slot(name).and_then(|o| o.given).unwrap_or(line)
     }
 
     /// The values of an option (none for a name not in the table).
     #[inline(never)]
     fn vals(&mut self, name: &str) -> &[Val] {
-        match self.index(name) {
-            Some(i) => self.vals.get(i).map(Vec::as_slice).unwrap_or_default(),
+        match self.slot(name) {
+            Some(o) => &o.vals,
             None => &[],
         }
     }
@@ -189,7 +196,7 @@ impl Slots {
     #[inline(never)]
     fn one(&mut self, name: &str) -> Option<&Val> {
         let i = self.index(name)?;
-        if self.vals.get(i).is_none_or(Vec::is_empty) {
+        if self.opts.get(i).is_none_or(|o| o.vals.is_empty()) {
             let required = self
                 .spec
                 .options
@@ -199,7 +206,7 @@ impl Slots {
                 self.bug(name, "has no value");
             }
         }
-        self.vals.get(i)?.first()
+        self.opts.get(i)?.vals.first()
     }
 
     /// A value of another kind than the accessor's (`found`), or none.
@@ -410,16 +417,14 @@ fn check_section(
     label: String,
     errs: &mut Errs,
 ) -> Slots {
-    let n = spec.options.len();
     let mut slots = Slots {
         spec,
         label,
         line: sec.line,
-        given: vec![None; n],
-        vals: vec![Vec::new(); n],
-        refused: vec![false; n],
+        opts: Vec::new(),
         bugs: Vec::new(),
     };
+    slots.opts.resize_with(spec.options.len(), Slot::default);
     for o in &sec.options {
         let Some(i) = spec.options.iter().position(|s| s.name == o.name) else {
             unknown_option(spec, &slots.label, o, errs);
@@ -430,28 +435,28 @@ fn check_section(
         };
         match check_option(os, &slots.label, o, errs) {
             Some(vals) => {
-                if let (Some(g), Some(v)) = (slots.given.get_mut(i), slots.vals.get_mut(i)) {
-                    *g = Some(o.line);
-                    *v = vals;
+                if let Some(s) = slots.opts.get_mut(i) {
+                    s.given = Some(o.line);
+                    s.vals = vals;
                 }
             }
             None => {
-                if let Some(r) = slots.refused.get_mut(i) {
-                    *r = true;
+                if let Some(s) = slots.opts.get_mut(i) {
+                    s.refused = true;
                 }
             }
         }
     }
-    for (i, os) in spec.options.iter().enumerate() {
-        if slots.given.get(i).copied().flatten().is_some() {
+    for (slot, os) in slots.opts.iter_mut().zip(spec.options) {
+        if slot.given.is_some() {
             continue;
         }
         // An option given with a bad value counts as not given: the
         // default stands in, so that later checks don't pile up.
-        let vals = match os.default {
-            Default::Value(s) => parse_val(os.ty, s).map(|v| vec![v]),
-            Default::List(l) => l.iter().map(|s| parse_val(os.ty, s)).collect(),
-            Default::Unset | Default::Computed => Ok(Vec::new()),
+        let defaults: &[&str] = match &os.default {
+            Default::Value(s) => std::slice::from_ref(s),
+            Default::List(l) => l,
+            Default::Unset | Default::Computed => &[],
             Default::Required => {
                 if !sec.options.iter().any(|o| o.name == os.name) {
                     let what = if os.list { "list" } else { "option" };
@@ -463,19 +468,17 @@ fn check_section(
                         Some(format!("add: {what} {} '…'", os.name)),
                     );
                 }
-                Ok(Vec::new())
+                &[]
             }
         };
-        match vals {
-            Ok(v) => {
-                if let Some(slot) = slots.vals.get_mut(i) {
-                    *slot = v;
-                }
+        for d in defaults {
+            match parse_val(os.ty, d) {
+                Ok(v) => slot.vals.push(v),
+                Err(_) => slots.bugs.push(format!(
+                    "option '{}' has a default that does not parse",
+                    os.name
+                )),
             }
-            Err(b) => slots.bugs.push(format!(
-                "default of '{}' does not parse: {}",
-                os.name, b.msg
-            )),
         }
     }
     slots
