@@ -494,7 +494,7 @@ fn unknown_option(spec: &SectionSpec, label: &str, o: &UciOption, errs: &mut Err
             "'{}' belongs in a 'config {}' section",
             o.name, other.section_type
         )),
-        None => value::nearest(&o.name, spec.options.iter().map(|s| s.name))
+        None => value::nearest(&o.name, &mut spec.options.iter().map(|s| s.name))
             .map(|n| format!("did you mean '{n}'?")),
     };
     errs.add(
@@ -651,7 +651,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         };
         let lbl = label(sec, index);
         let Some(spec) = SECTIONS.iter().find(|s| s.section_type == ty) else {
-            let hint = value::nearest(ty, SECTIONS.iter().map(|s| s.section_type))
+            let hint = value::nearest(ty, &mut SECTIONS.iter().map(|s| s.section_type))
                 .map(|n| format!("did you mean '{n}'?"))
                 .unwrap_or_else(|| "known section types: masqmail, route, alias, user".into());
             errs.add(

@@ -202,7 +202,7 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad>
         return Ok(i);
     }
     let mut hint = format!("one of: {}", names.join(", "));
-    if let Some(near) = nearest(&t.to_ascii_lowercase(), names.iter().copied()) {
+    if let Some(near) = nearest(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
         hint = format!("did you mean '{near}'? {hint}");
     }
     Err(bad_hint(s, " is not a valid choice", hint))
@@ -511,31 +511,27 @@ pub fn parse_path(s: &str) -> Result<String, Bad> {
 /// Levenshtein distance, on bytes (names are ASCII).
 pub fn distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        if let Some(c) = cur.first_mut() {
-            *c = i + 1;
+    // One row of the table, updated in place: `diag` and `left` hold the
+    // cells the update needs that it has already overwritten.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diag = i;
+        let mut left = i + 1;
+        for (cell, &cb) in row.iter_mut().skip(1).zip(b) {
+            let up = *cell;
+            left = (diag + usize::from(ca != cb)).min(up + 1).min(left + 1);
+            diag = up;
+            *cell = left;
         }
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev.get(j).copied().unwrap_or(usize::MAX) + usize::from(ca != cb);
-            let del = prev
-                .get(j + 1)
-                .copied()
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
-            let ins = cur.get(j).copied().unwrap_or(usize::MAX).saturating_add(1);
-            if let Some(c) = cur.get_mut(j + 1) {
-                *c = sub.min(del).min(ins);
-            }
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev.last().copied().unwrap_or(0)
+    row.last().copied().unwrap_or(0)
 }
 
 /// The candidate nearest to `name`, if near enough to be a likely typo.
-pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn nearest<'a>(name: &str, candidates: &mut dyn Iterator<Item = &'a str>) -> Option<&'a str> {
     if name.is_empty() || name.len() > 64 {
         return None;
     }
@@ -544,11 +540,15 @@ pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
     } else {
         (name.len() / 3).max(2)
     };
-    candidates
-        .map(|c| (distance(name, c), c))
-        .filter(|&(d, _)| d <= limit)
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
+    // The first of the nearest within the limit.
+    let (mut best, mut best_d) = (None, limit + 1);
+    for c in candidates {
+        let d = distance(name, c);
+        if d < best_d {
+            (best, best_d) = (Some(c), d);
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -832,16 +832,19 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("max_szie", "max_size"), 2);
         let names = ["max_size", "mail_host", "host_name"];
-        assert_eq!(nearest("max_szie", names.iter().copied()), Some("max_size"));
         assert_eq!(
-            nearest("hostname", names.iter().copied()),
+            nearest("max_szie", &mut names.iter().copied()),
+            Some("max_size")
+        );
+        assert_eq!(
+            nearest("hostname", &mut names.iter().copied()),
             Some("host_name")
         );
         assert_eq!(
-            nearest("mailhost", names.iter().copied()),
+            nearest("mailhost", &mut names.iter().copied()),
             Some("mail_host")
         );
-        assert_eq!(nearest("completely_else", names.iter().copied()), None);
-        assert_eq!(nearest("", names.iter().copied()), None);
+        assert_eq!(nearest("completely_else", &mut names.iter().copied()), None);
+        assert_eq!(nearest("", &mut names.iter().copied()), None);
     }
 }
