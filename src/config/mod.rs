@@ -129,7 +129,7 @@ pub struct AddressMap {
 }
 
 /// The `config masqmail` section.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Main {
     pub host_name: String,
     pub local_hosts: Vec<String>,
@@ -178,7 +178,7 @@ pub struct Main {
 }
 
 /// A `config route 'NAME'` section (masqmail.route(5) semantics).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Route {
     pub name: String,
     pub enabled: bool,
@@ -247,6 +247,114 @@ pub struct Config {
     pub aliases: Vec<Alias>,
     pub users: Vec<User>,
 }
+
+/// `Clone` for the wide structs: each field through one out-of-line clone
+/// per field type ([`cl`]), where the derived clone would inline every
+/// field's (Config is cloned by the daemon).
+macro_rules! clone_by_field {
+    ($t:ident { copy: [$($c:ident),* $(,)?], clone: [$($f:ident),* $(,)?] $(,)? }) => {
+        impl Clone for $t {
+            fn clone(&self) -> Self {
+                $t {
+                    $($c: self.$c,)*
+                    $($f: cl(&self.$f),)*
+                }
+            }
+        }
+    };
+}
+
+#[inline(never)]
+fn cl<T: Clone>(t: &T) -> T {
+    t.clone()
+}
+
+clone_by_field!(Main {
+    copy: [
+        run_as_user,
+        alias_local_caseless,
+        max_size,
+        max_line_length,
+        max_header_size,
+        max_headers,
+        max_recipients,
+        max_connections,
+        max_connections_per_ip,
+        max_parallel_routes,
+        max_defer_time,
+        smtp_bare_lf,
+        online_detect,
+        log_level,
+        local_delivery,
+        mda_fromline,
+        mda_fromhack,
+        delay_warning
+    ],
+    clone: [
+        host_name,
+        local_hosts,
+        local_addresses,
+        not_local_addresses,
+        listen_addresses,
+        smtps_addresses,
+        local_nets,
+        spool_dir,
+        mail_dir,
+        mail_user,
+        alias_file,
+        online_file,
+        online_query,
+        mserver_host,
+        tls_cert,
+        tls_key,
+        pid_file,
+        mda,
+        resolv_conf
+    ],
+});
+clone_by_field!(Route {
+    copy: [
+        enabled,
+        permanent,
+        last_route,
+        connect_error_fail,
+        prefer_ipv4,
+        do_pipelining,
+        auth_allow_plaintext,
+        pipe_fromline,
+        pipe_fromhack,
+        expand_h_sender_address,
+        tls,
+        tls_verify,
+        tls_fingerprint
+    ],
+    clone: [
+        name,
+        devices,
+        allowed_senders,
+        denied_senders,
+        allowed_recipients,
+        denied_recipients,
+        allowed_from_hdrs,
+        denied_from_hdrs,
+        mail_host,
+        resolve_list,
+        helo_name,
+        auth_name,
+        auth_login,
+        auth_secret,
+        wrapper,
+        pipe,
+        set_h_from_domain,
+        set_h_reply_to_domain,
+        set_return_path_domain,
+        map_h_from_addresses,
+        map_h_reply_to_addresses,
+        map_h_mail_followup_to_addresses,
+        map_return_path_addresses,
+        tls_ca_file
+    ],
+});
 
 /// Spellings of an enum's variants in the configuration file.
 macro_rules! uci_names {
