@@ -174,13 +174,28 @@ const DEFAULT_SPOOL: &str = "/var/spool/masqmail";
 const NETWORK_CONFIG: &str = "/etc/config/network";
 
 /// `WHAT 'VALUE': WHY`, exit 64.
-fn bad(what: &str, val: &str, why: &str) -> Fail {
-    Fail::usage(format!("{what} '{val}': {why}"))
+fn bad(what: &str, val: &str, why: &str) -> Boxed {
+    usage(format!("{what} '{val}': {why}"))
+}
+
+/// A failure, boxed: the checks' results stay small.
+type Boxed = Box<Fail>;
+
+/// A usage error (exit 64), boxed.
+#[inline(never)]
+fn usage(msg: String) -> Boxed {
+    Box::new(Fail::usage(msg))
+}
+
+/// [`usage`] with a fixed message.
+#[inline(never)]
+fn usage_s(msg: &str) -> Boxed {
+    usage(msg.to_string())
 }
 
 /// A value that goes into the file: no control characters (a newline
 /// would start a new statement).
-fn clean<'a>(what: &str, v: &'a str) -> Result<&'a str, Fail> {
+fn clean<'a>(what: &str, v: &'a str) -> Result<&'a str, Boxed> {
     if v.is_empty() || v.chars().any(char::is_control) {
         return Err(bad(what, v, "empty, or holds a control character"));
     }
@@ -188,7 +203,7 @@ fn clean<'a>(what: &str, v: &'a str) -> Result<&'a str, Fail> {
 }
 
 /// `host[:port]` or `[v6]:port`.
-fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Fail> {
+fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Boxed> {
     // The host, and Ok(port text if any) or Err for a bad form.
     let (host, port) = match s.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
@@ -213,7 +228,7 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Fail> {
     }
 }
 
-fn tls_name(s: &str) -> Result<&'static str, Fail> {
+fn tls_name(s: &str) -> Result<&'static str, Boxed> {
     ["starttls", "tls", "none"]
         .into_iter()
         .find(|&t| t == s)
@@ -221,7 +236,7 @@ fn tls_name(s: &str) -> Result<&'static str, Fail> {
 }
 
 /// `ADDR/PREFIX`, this machine's address in the LAN.
-fn parse_lan(s: &str) -> Result<Lan, Fail> {
+fn parse_lan(s: &str) -> Result<Lan, Boxed> {
     let fail = |why: &str| bad("--lan", s, why);
     let (a, p) = s.split_once('/').ok_or_else(|| {
         fail("give this machine's LAN address with the prefix length, e.g. 192.168.1.1/24")
@@ -297,16 +312,16 @@ fn socket_text(addr: IpAddr, port: u16) -> String {
 }
 
 /// Read the password from stdin (`--password -`): one line.
-fn read_password() -> Result<String, Fail> {
+fn read_password() -> Result<String, Boxed> {
     let mut line = String::new();
     io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| Fail::new(Exit::IoErr, format!("reading the password: {e}")))?;
+        .map_err(|e| Box::new(Fail::new(Exit::IoErr, format!("reading the password: {e}"))))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn address_arg(what: &str, s: &str) -> Result<String, Fail> {
+fn address_arg(what: &str, s: &str) -> Result<String, Boxed> {
     match Address::parse(s, None) {
         Ok(a) => Ok(a.to_string()),
         Err(_) => Err(bad(what, s, "not an address (user@domain)")),
@@ -314,7 +329,7 @@ fn address_arg(what: &str, s: &str) -> Result<String, Fail> {
 }
 
 /// Check the arguments and decide everything the file will say.
-fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
+fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
     let preset = match a.preset.as_str() {
         "smarthost" => Preset::Smarthost,
         "lan-relay" => Preset::LanRelay,
@@ -346,7 +361,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
         (preset != Preset::LanRelay && !a.lan.is_empty(), "--lan"),
     ];
     if let Some((_, opt)) = misplaced.iter().find(|(set, _)| *set) {
-        return Err(Fail::usage(format!(
+        return Err(usage(format!(
             "{opt} does not apply to the {} preset",
             preset.name()
         )));
@@ -360,7 +375,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
             Some(h.as_str())
         }
         None if preset == Preset::Direct => {
-            return Err(Fail::usage(
+            return Err(usage_s(
                 "the direct preset needs --host-name: this machine's public name, as its reverse DNS gives it",
             ))
         }
@@ -369,7 +384,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
 
     let smarthost = if relaying {
         let Some(server) = a.server.as_deref() else {
-            return Err(Fail::usage(format!(
+            return Err(usage(format!(
                 "the {} preset needs a SERVER: host[:port] or a provider ({})",
                 preset.name(),
                 provider_names()
@@ -387,7 +402,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
                 (h, p, None)
             }
             None => {
-                return Err(Fail::usage(format!(
+                return Err(usage(format!(
                     "unknown provider '{server}' (known: {}); or give the server's host name",
                     provider_names()
                 )))
@@ -406,7 +421,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
             _ => 587,
         });
         if port == 0 {
-            return Err(Fail::usage("--port 0 is not a port"));
+            return Err(usage_s("--port 0 is not a port"));
         }
         let login = match (&a.user, &a.password) {
             (Some(u), Some(p)) => {
@@ -420,21 +435,21 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
                 Some((u, p))
             }
             (Some(_), None) => {
-                return Err(Fail::usage(
+                return Err(usage_s(
                     "--user needs --password (--password - reads it from stdin)",
                 ))
             }
-            (None, Some(_)) => return Err(Fail::usage("--password needs --user")),
+            (None, Some(_)) => return Err(usage_s("--password needs --user")),
             (None, None) => None,
         };
         if let (None, Some(p)) = (&login, prov) {
-            return Err(Fail::usage(format!(
+            return Err(usage(format!(
                 "{} needs --user and --password. {}",
                 p.name, p.note
             )));
         }
         if login.is_some() && tls == "none" {
-            return Err(Fail::usage(
+            return Err(usage_s(
                 "--tls none would send the password in clear text; use starttls or tls",
             ));
         }
@@ -454,7 +469,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
         None
     };
     if preset == Preset::Direct && a.tls.as_deref().map(tls_name).transpose()? == Some("tls") {
-        return Err(Fail::usage(
+        return Err(usage_s(
             "--tls tls does not apply to direct delivery: mail servers take STARTTLS on port 25",
         ));
     }
@@ -490,7 +505,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
             .map(|t| lans_from_network(&t))
             .unwrap_or_default();
         if found.is_empty() {
-            return Err(Fail::usage(
+            return Err(usage_s(
                 "no LAN address in /etc/config/network: give --lan with this machine's LAN address, e.g. --lan 192.168.1.1/24",
             ));
         }
@@ -530,9 +545,7 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Fail> {
         .map(|f| clean("--fingerprint", f))
         .transpose()?;
     if fingerprint.is_some() && smarthost.as_ref().is_some_and(|s| s.tls == "none") {
-        return Err(Fail::usage(
-            "--fingerprint needs TLS (--tls starttls or tls)",
-        ));
+        return Err(usage_s("--fingerprint needs TLS (--tls starttls or tls)"));
     }
 
     Ok(Plan {
@@ -811,7 +824,7 @@ pub fn run(config_arg: Option<PathBuf>, a: &SetupCmd) -> CmdResult {
         command.push(' ');
         command.push_str(s);
     }
-    let p = plan(a)?;
+    let p = plan(a).map_err(|e| *e)?;
     if a.print {
         // Checked like a written file, then shown with the password masked.
         let tmp = std::env::temp_dir().join(format!(".masqmail-setup-{}", std::process::id()));
