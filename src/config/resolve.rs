@@ -201,7 +201,7 @@ impl Slots {
                 .spec
                 .options
                 .get(i)
-                .is_some_and(|o| o.default == Default::Required);
+                .is_some_and(|o| matches!(o.default, Default::Required));
             if !required {
                 self.bug(name, "has no value");
             }
@@ -521,14 +521,14 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
     // A single empty value: unset, or the empty list. Text is not trimmed
     // (a password may be blanks), other kinds are.
     if let [only] = o.values.as_slice() {
-        let empty = if os.ty == Ty::Text && !os.list {
+        let empty = if matches!(os.ty, Ty::Text) && !os.list {
             only.text.is_empty()
         } else {
             value::trim(&only.text).is_empty()
         };
         if empty {
-            if os.list || os.default == Default::Unset {
-                if os.default == Default::Required {
+            if os.list || matches!(os.default, Default::Unset) {
+                if matches!(os.default, Default::Required) {
                     errs.add(
                         only.line,
                         Some(label),
