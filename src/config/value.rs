@@ -116,20 +116,31 @@ pub fn parse_size(s: &str) -> Result<u64, Bad> {
         .strip_suffix('B')
         .or_else(|| t.strip_suffix('b'))
         .unwrap_or(t);
-    let (digits, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (t.get(..i), 1u64 << 10),
-        Some((i, 'm' | 'M')) => (t.get(..i), 1 << 20),
-        Some((i, 'g' | 'G')) => (t.get(..i), 1 << 30),
-        _ => (Some(t), 1),
-    };
-    let not = || bad(s, " is not a size", SIZE_HINT);
-    let digits = digits.ok_or_else(not)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(not());
+    match scaled(t, &[(b'k', 1 << 10), (b'm', 1 << 20), (b'g', 1 << 30)]) {
+        Some(Some(n)) => Ok(n),
+        Some(None) => Err(bad(s, " is too large", SIZE_HINT)),
+        None => Err(bad(s, " is not a size", SIZE_HINT)),
     }
-    let n: u64 = digits.parse().map_err(|_| not())?;
-    n.checked_mul(mult)
-        .ok_or_else(|| bad(s, " is too large", SIZE_HINT))
+}
+
+/// Digits with an optional unit letter (either case) from `units`: the
+/// number times the unit's multiple. None for another form, Some(None)
+/// when the product overflows.
+#[inline(never)]
+fn scaled(t: &str, units: &[(u8, u64)]) -> Option<Option<u64>> {
+    let unit = t
+        .as_bytes()
+        .last()
+        .and_then(|c| units.iter().find(|u| u.0 == c.to_ascii_lowercase()));
+    let (digits, mult) = match unit {
+        Some(&(_, m)) => (t.get(..t.len() - 1)?, m),
+        None => (t, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(n.checked_mul(mult))
 }
 
 pub fn format_size(n: u64) -> String {
@@ -163,25 +174,18 @@ const DURATION_HINT: &str = "a number of seconds, or with a unit: 30s, 5m, 2h, 5
 
 /// `300` (seconds), `30s`, `5m`, `2h`, `5d`, `1w`.
 pub fn parse_duration(s: &str) -> Result<Duration, Bad> {
-    let t = trim(s);
-    let (digits, mult) = match t.char_indices().last() {
-        Some((i, 's' | 'S')) => (t.get(..i), 1u64),
-        Some((i, 'm' | 'M')) => (t.get(..i), 60),
-        Some((i, 'h' | 'H')) => (t.get(..i), 3600),
-        Some((i, 'd' | 'D')) => (t.get(..i), 86400),
-        Some((i, 'w' | 'W')) => (t.get(..i), 7 * 86400),
-        _ => (Some(t), 1),
-    };
-    let not = || bad(s, " is not a duration", DURATION_HINT);
-    let digits = digits.ok_or_else(not)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(not());
-    }
-    let n: u64 = digits.parse().map_err(|_| not())?;
-    // Ten years is far beyond any sensible mail timeout.
-    match n.checked_mul(mult) {
-        Some(secs) if secs <= 10 * 365 * 86400 => Ok(Duration::from_secs(secs)),
-        _ => Err(bad(s, " is too long", "at most ten years")),
+    const UNITS: [(u8, u64); 5] = [
+        (b's', 1),
+        (b'm', 60),
+        (b'h', 3600),
+        (b'd', 86400),
+        (b'w', 7 * 86400),
+    ];
+    match scaled(trim(s), &UNITS) {
+        // Ten years is far beyond any sensible mail timeout.
+        Some(Some(secs)) if secs <= 10 * 365 * 86400 => Ok(Duration::from_secs(secs)),
+        Some(_) => Err(bad(s, " is too long", "at most ten years")),
+        None => Err(bad(s, " is not a duration", DURATION_HINT)),
     }
 }
 
