@@ -6,6 +6,8 @@
 //! an empty list print as `''` (which is how the loader reads them).
 
 use super::value;
+use std::path::{Path, PathBuf};
+
 use super::{AddressMap, Config, Route, Secret};
 
 /// The mask printed instead of a secret.
@@ -58,6 +60,21 @@ impl W {
         self.out.push(' ');
         self.out.push_str(&quote(v));
         self.out.push('\n');
+    }
+
+    fn num(&mut self, name: &str, n: u64) {
+        self.opt(name, &n.to_string());
+    }
+
+    fn path(&mut self, name: &str, p: &Path) {
+        self.opt(name, &p.to_string_lossy());
+    }
+
+    fn opt_path(&mut self, name: &str, p: Option<&PathBuf>) {
+        match p {
+            Some(p) => self.path(name, p),
+            None => self.opt(name, ""),
+        }
     }
 
     fn maybe(&mut self, name: &str, v: Option<&str>) {
@@ -115,45 +132,30 @@ pub fn show(cfg: &Config) -> String {
     w.display_list("listen_addresses", &m.listen_addresses);
     w.display_list("smtps_addresses", &m.smtps_addresses);
     w.display_list("local_nets", &m.local_nets);
-    w.opt("spool_dir", &m.spool_dir.to_string_lossy());
-    w.opt("mail_dir", &m.mail_dir.to_string_lossy());
+    w.path("spool_dir", &m.spool_dir);
+    w.path("mail_dir", &m.mail_dir);
     w.bool("run_as_user", m.run_as_user);
     w.opt("mail_user", &m.mail_user);
-    w.maybe(
-        "alias_file",
-        m.alias_file
-            .as_ref()
-            .map(|p| p.to_string_lossy())
-            .as_deref(),
-    );
+    w.opt_path("alias_file", m.alias_file.as_ref());
     w.bool("alias_local_caseless", m.alias_local_caseless);
     w.opt("max_size", &value::format_size(m.max_size));
-    w.opt("max_line_length", &m.max_line_length.to_string());
-    w.opt("max_header_size", &m.max_header_size.to_string());
-    w.opt("max_headers", &m.max_headers.to_string());
-    w.opt("max_recipients", &m.max_recipients.to_string());
-    w.opt("max_connections", &m.max_connections.to_string());
-    w.opt(
-        "max_connections_per_ip",
-        &m.max_connections_per_ip.to_string(),
-    );
-    w.opt("max_parallel_routes", &m.max_parallel_routes.to_string());
+    w.num("max_line_length", m.max_line_length as u64);
+    w.num("max_header_size", m.max_header_size as u64);
+    w.num("max_headers", m.max_headers as u64);
+    w.num("max_recipients", m.max_recipients as u64);
+    w.num("max_connections", m.max_connections as u64);
+    w.num("max_connections_per_ip", m.max_connections_per_ip as u64);
+    w.num("max_parallel_routes", m.max_parallel_routes as u64);
     w.opt("max_defer_time", &value::format_duration(m.max_defer_time));
     w.opt("smtp_bare_lf", m.smtp_bare_lf.name());
     w.opt("online_detect", m.online_detect.name());
-    w.opt("online_file", &m.online_file.to_string_lossy());
+    w.path("online_file", &m.online_file);
     w.maybe("online_query", m.online_query.as_deref());
     w.opt("mserver_host", &value::format_host_port(&m.mserver_host));
-    w.opt("log_level", &m.log_level.to_string());
-    w.maybe(
-        "tls_cert",
-        m.tls_cert.as_ref().map(|p| p.to_string_lossy()).as_deref(),
-    );
-    w.maybe(
-        "tls_key",
-        m.tls_key.as_ref().map(|p| p.to_string_lossy()).as_deref(),
-    );
-    w.opt("pid_file", &m.pid_file.to_string_lossy());
+    w.num("log_level", m.log_level as u64);
+    w.opt_path("tls_cert", m.tls_cert.as_ref());
+    w.opt_path("tls_key", m.tls_key.as_ref());
+    w.path("pid_file", &m.pid_file);
     w.opt("local_delivery", m.local_delivery.name());
     w.maybe("mda", m.mda.as_deref());
     w.opt("mda_fromline", value::format_bool(m.mda_fromline));
@@ -162,7 +164,7 @@ pub fn show(cfg: &Config) -> String {
         "delay_warning",
         m.delay_warning.map(value::format_duration).as_deref(),
     );
-    w.opt("resolv_conf", &m.resolv_conf.to_string_lossy());
+    w.path("resolv_conf", &m.resolv_conf);
 
     for r in &cfg.routes {
         route(&mut w, r);
@@ -226,7 +228,7 @@ fn route(w: &mut W, r: &Route) {
     w.bool("expand_h_sender_address", r.expand_h_sender_address);
     w.opt("tls", r.tls.name());
     w.bool("tls_verify", r.tls_verify);
-    w.opt("tls_ca_file", &r.tls_ca_file.to_string_lossy());
+    w.path("tls_ca_file", &r.tls_ca_file);
     w.maybe(
         "tls_fingerprint",
         r.tls_fingerprint
