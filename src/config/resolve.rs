@@ -632,8 +632,11 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     let mut main: Option<Main> = None;
     let mut main_line = 0;
     let mut routes = Vec::new();
-    let mut aliases: Vec<(Alias, usize, String)> = Vec::new();
-    let mut users: Vec<(User, usize, String)> = Vec::new();
+    // With the index of each one's slots in `all_slots`.
+    let mut aliases: Vec<Alias> = Vec::new();
+    let mut alias_slots: Vec<usize> = Vec::new();
+    let mut users: Vec<User> = Vec::new();
+    let mut user_slots: Vec<usize> = Vec::new();
     let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut all_slots = Vec::new();
 
@@ -693,14 +696,16 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     name: slots.text("name"),
                     to: slots.texts("to"),
                 };
-                aliases.push((a, sec.line, slots.label.clone()));
+                aliases.push(a);
+                alias_slots.push(all_slots.len());
             }
             "user" => {
                 let u = User {
                     name: slots.text("name"),
                     password_hash: Secret(slots.text("password_hash")),
                 };
-                users.push((u, sec.line, slots.label.clone()));
+                users.push(u);
+                user_slots.push(all_slots.len());
             }
             _ => {}
         }
@@ -723,7 +728,8 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         }
     };
 
-    for (i, (a, line, lbl)) in aliases.iter().enumerate() {
+    let at = |slots: &[usize], i: usize| slots.get(i).and_then(|&k| all_slots.get(k));
+    for (i, a) in aliases.iter().enumerate() {
         let same = |b: &Alias| {
             if main.alias_local_caseless {
                 b.name.eq_ignore_ascii_case(&a.name)
@@ -731,10 +737,11 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 b.name == a.name
             }
         };
-        if let Some((_, first, _)) = aliases.iter().take(i).find(|(b, _, _)| same(b)) {
+        if let (Some(j), Some(s)) = (aliases.iter().take(i).position(same), at(&alias_slots, i)) {
+            let first = at(&alias_slots, j).map_or(0, |f| f.line);
             errs.add(
-                *line,
-                Some(lbl),
+                s.line,
+                Some(&s.label),
                 Some("name"),
                 format!(
                     "alias '{}' is defined twice (first at line {first})",
@@ -744,11 +751,13 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
             );
         }
     }
-    for (i, (u, line, lbl)) in users.iter().enumerate() {
-        if let Some((_, first, _)) = users.iter().take(i).find(|(v, _, _)| v.name == u.name) {
+    for (i, u) in users.iter().enumerate() {
+        let dup = users.iter().take(i).position(|v| v.name == u.name);
+        if let (Some(j), Some(s)) = (dup, at(&user_slots, i)) {
+            let first = at(&user_slots, j).map_or(0, |f| f.line);
             errs.add(
-                *line,
-                Some(lbl),
+                s.line,
+                Some(&s.label),
                 Some("name"),
                 format!("user '{}' is defined twice (first at line {first})", u.name),
                 None,
@@ -777,8 +786,8 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         path: file.to_path_buf(),
         main,
         routes,
-        aliases: aliases.into_iter().map(|(a, _, _)| a).collect(),
-        users: users.into_iter().map(|(u, _, _)| u).collect(),
+        aliases,
+        users,
     })
 }
 
