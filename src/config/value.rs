@@ -144,12 +144,18 @@ fn scaled(t: &str, units: &[(u8, u64)]) -> Option<Option<u64>> {
 }
 
 pub fn format_size(n: u64) -> String {
-    for (unit, m) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-        if n != 0 && n % m == 0 {
-            return format!("{}{unit}", n / m);
-        }
-    }
-    n.to_string()
+    with_unit(n, &[(1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")], "")
+}
+
+/// `n` in the largest of `units` that divides it, else with `plain`.
+fn with_unit(n: u64, units: &[(u64, &str)], plain: &str) -> String {
+    let (v, unit) = units
+        .iter()
+        .find(|&&(m, _)| n != 0 && n % m == 0)
+        .map_or((n, plain), |&(m, u)| (n / m, u));
+    let mut out = v.to_string();
+    out.push_str(unit);
+    out
 }
 
 /// A count: decimal digits only.
@@ -190,13 +196,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, Bad> {
 }
 
 pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    for (unit, m) in [("w", 7 * 86400u64), ("d", 86400), ("h", 3600), ("m", 60)] {
-        if secs != 0 && secs % m == 0 {
-            return format!("{}{unit}", secs / m);
-        }
-    }
-    format!("{secs}s")
+    let units = [(7 * 86400, "w"), (86400, "d"), (3600, "h"), (60, "m")];
+    with_unit(d.as_secs(), &units, "s")
 }
 
 /// One of a fixed set of words, case-insensitive; returns its index.
