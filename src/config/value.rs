@@ -339,11 +339,12 @@ pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
 }
 
 pub fn format_host_port(hp: &HostPort) -> String {
-    if hp.host.contains(':') {
-        format!("[{}]:{}", hp.host, hp.port)
+    let (l, r) = if hp.host.contains(':') {
+        ("[", "]")
     } else {
-        format!("{}:{}", hp.host, hp.port)
-    }
+        ("", "")
+    };
+    format!("{l}{}{r}:{}", hp.host, hp.port)
 }
 
 /// A SHA-256 fingerprint: 64 hex digits, optionally in `AB:CD:…` pairs.
@@ -379,7 +380,16 @@ fn hex_digit(b: Option<u8>) -> Option<u8> {
 }
 
 pub fn format_fingerprint(fp: &[u8; 32]) -> String {
-    fp.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in fp {
+        for nibble in [b >> 4, b & 15] {
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
 }
 
 /// `local: replacement`, as in masqmail's `map_*_addresses`.
