@@ -795,21 +795,22 @@ fn summary(p: &Plan, path: &Path, custom: bool) -> String {
         t.push_str(prov.note);
         t.push('\n');
     }
-    let (reload, c) = if custom {
-        (
-            format!("restart `masqmail -C {file} daemon`"),
-            format!(" -C {file}"),
-        )
+    t.push_str("\nNext:\n  make the daemon read it:  ");
+    if custom {
+        t.push_str("restart `masqmail -C ");
+        t.push_str(&file);
+        t.push_str(" daemon`");
     } else if path == Path::new(config::OPENWRT_PATH) || !Path::new("/run/systemd/system").is_dir()
     {
-        ("/etc/init.d/masqmail reload".to_string(), String::new())
+        t.push_str("/etc/init.d/masqmail reload");
     } else {
-        ("systemctl reload masqmail".to_string(), String::new())
-    };
-    t.push_str("\nNext:\n  make the daemon read it:  ");
-    t.push_str(&reload);
+        t.push_str("systemctl reload masqmail");
+    }
     t.push_str("\n  send a test message:      masqmail");
-    t.push_str(&c);
+    if custom {
+        t.push_str(" -C ");
+        t.push_str(&file);
+    }
     t.push_str(
         " testmail\n  see it leave:             logread -e masqmail  (mailq: what still waits)\n",
     );
