@@ -603,7 +603,7 @@ fn render(p: &Plan, command: &str, mask: bool) -> String {
         "\t# Where mail waits while the route is down. /var is RAM on OpenWrt:\n\
          \t# queued mail is lost at a power cut, but the flash is spared.\n",
     );
-    put(&mut t, "option", "spool_dir", &p.spool);
+    put(&mut t, "option", "spool_dir", p.spool);
     for l in &p.listen {
         put(&mut t, "list", "listen_addresses", l);
     }
@@ -862,15 +862,15 @@ mod tests {
     fn host_ports() {
         assert_eq!(
             split_host_port("smtp.example.net:587").unwrap(),
-            ("smtp.example.net".into(), Some(587))
+            ("smtp.example.net", Some(587))
         );
         assert_eq!(
             split_host_port("smtp.example.net").unwrap(),
-            ("smtp.example.net".into(), None)
+            ("smtp.example.net", None)
         );
         assert_eq!(
             split_host_port("[2001:db8::1]:25").unwrap(),
-            ("2001:db8::1".into(), Some(25))
+            ("2001:db8::1", Some(25))
         );
         for bad in [
             "h:x",

@@ -196,7 +196,7 @@ impl Slots {
     #[inline(never)]
     fn one(&mut self, name: &str) -> Option<&Val> {
         let i = self.index(name)?;
-        if self.opts.get(i).is_none_or(|o| o.vals.is_empty()) {
+        if !self.opts.get(i).is_some_and(|o| !o.vals.is_empty()) {
             let required = self
                 .spec
                 .options
