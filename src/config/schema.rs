@@ -5,7 +5,8 @@
 //!   whether it is a list, whether it is a secret, and its default (in UCI
 //!   form, parsed like a value from the file). `resolve` checks the file
 //!   against it; `config show` prints the same names. Add an option here,
-//!   to the struct in `mod.rs`, to `resolve`'s builder and to `show`; the
+//!   to the struct in `mod.rs` (and its `clone_by_field!` list, which the
+//!   compiler insists on), to `resolve`'s builder and to `show`; the
 //!   tests fail until all four agree.
 
 use super::{BareLf, LocalDelivery, OnlineDetect, ResolveMethod, TlsMode};
