@@ -207,9 +207,8 @@ impl Parser<'_> {
     }
 
     fn statement(&mut self, tokens: Vec<Token>) {
-        let mut it = tokens.into_iter();
-        let Some(kw) = it.next() else { return };
-        let args: Vec<Token> = it.collect();
+        let mut args = tokens.into_iter();
+        let Some(kw) = args.next() else { return };
         let line = kw.line;
         match kw.text.as_str() {
             "package" => {
@@ -236,9 +235,8 @@ impl Parser<'_> {
         }
     }
 
-    fn config(&mut self, line: usize, args: Vec<Token>) {
+    fn config(&mut self, line: usize, mut it: std::vec::IntoIter<Token>) {
         self.current = Current::Broken;
-        let mut it = args.into_iter();
         let Some(ty) = it.next() else {
             self.error(
                 line,
@@ -277,9 +275,8 @@ impl Parser<'_> {
         self.current = Current::Section(self.out.sections.len() - 1);
     }
 
-    fn option(&mut self, line: usize, kind: Kind, args: Vec<Token>) {
+    fn option(&mut self, line: usize, kind: Kind, mut it: std::vec::IntoIter<Token>) {
         let kw = kind.keyword();
-        let mut it = args.into_iter();
         let Some(name) = it.next() else {
             self.error(line, format!("'{kw}' needs a name and a value"), None);
             return;
