@@ -241,18 +241,18 @@ fn parse_lan(s: &str) -> Result<Lan, Boxed> {
     let (a, p) = s.split_once('/').ok_or_else(|| {
         fail("give this machine's LAN address with the prefix length, e.g. 192.168.1.1/24")
     })?;
-    let addr: IpAddr = a.parse().map_err(|_| fail("not an IP address"))?;
+    lan_of(a, p.parse().ok()).map_err(fail)
+}
+
+/// The LAN of address `a` with `prefix` bits (None: not a number); the
+/// error says why not.
+fn lan_of(a: &str, prefix: Option<u8>) -> Result<Lan, &'static str> {
+    let addr: IpAddr = a.parse().map_err(|_| "not an IP address")?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = p
-        .parse()
-        .ok()
-        .filter(|&n| n <= max)
-        .ok_or_else(|| fail("bad prefix length"))?;
+    let prefix = prefix.filter(|&n| n <= max).ok_or("bad prefix length")?;
     let network = mask(addr, prefix);
     if network == addr && prefix < max - 1 {
-        return Err(fail(
-            "the network itself; give this machine's address in it, e.g. 192.168.1.1/24",
-        ));
+        return Err("the network itself; give this machine's address in it, e.g. 192.168.1.1/24");
     }
     Ok(Lan {
         addr,
@@ -295,12 +295,12 @@ fn lans_from_network(text: &[u8]) -> Vec<Lan> {
         .map(|o| o.values.as_slice())
         .unwrap_or(&[])
     {
-        let text = match (v.text.contains('/'), prefix) {
-            (true, _) => v.text.clone(),
-            (false, Some(p)) => format!("{}/{p}", v.text),
-            (false, None) => continue,
+        let l = match (v.text.split_once('/'), prefix) {
+            (Some((a, p)), _) => lan_of(a, p.parse().ok()),
+            (None, Some(p)) => lan_of(&v.text, u8::try_from(p).ok()),
+            (None, None) => continue,
         };
-        if let Ok(l) = parse_lan(&text) {
+        if let Ok(l) = l {
             out.push(l);
         }
     }
