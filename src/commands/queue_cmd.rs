@@ -433,7 +433,7 @@ pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
 /// `incoming/`, and deliver, ignoring retry backoff (a person asked).
 /// `route`: None for `-q`; Some(None) for `-qo` (the online routes);
 /// Some(Some(name)) for one route, which then counts as online.
-pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
+pub fn run_queue(cfg: &Config, route: Option<&str>) -> CmdResult {
     crate::privs::prepare_spool(cfg)?;
     crate::privs::become_mail_user_keep_root(cfg)?;
     let spool = Spool::open(&cfg.main.spool_dir)
@@ -452,17 +452,13 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
     scanner
         .scan_all(&spool)
         .map_err(|e| Fail::spool_io("scanning", &e))?;
-    let only_route = match route {
-        Some(Some(name)) => {
-            if cfg.route(&name).is_none() {
-                return Err(Fail::usage(format!("no route named '{name}'")));
-            }
-            Some(name)
+    if let Some(name) = route {
+        if cfg.route(name).is_none() {
+            return Err(Fail::usage(format!("no route named '{name}'")));
         }
-        _ => None,
-    };
+    }
     let opts = RunOpts {
-        only_route,
+        only_route: route.map(str::to_string),
         force: true,
         online: crate::online::current(cfg).names(),
         only_ids: None,
@@ -487,19 +483,20 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
 }
 
 /// `masqmail flush [ROUTE]`: ask the daemon; without one, run the queue.
-pub fn flush(cfg: &Config, route: Option<String>) -> CmdResult {
+pub fn flush(cfg: &Config, route: Option<&str>) -> CmdResult {
     let path = crate::daemon::control::socket_path(&cfg.main.spool_dir);
-    let line = match &route {
-        Some(r) => format!("flush {r}"),
-        None => "flush".to_string(),
-    };
+    let mut line = String::from("flush");
+    if let Some(r) = route {
+        line.push(' ');
+        line.push_str(r);
+    }
     match crate::daemon::control::request(&path, &line) {
         Ok(reply) if reply.starts_with("ok") => Ok(()),
         Ok(reply) => Err(Fail::new(
             Exit::Unavailable,
             format!("daemon: {}", reply.trim()),
         )),
-        Err(_) => run_queue(cfg, Some(route)),
+        Err(_) => run_queue(cfg, route),
     }
 }
 
