@@ -6,8 +6,6 @@ pub mod sendmail;
 
 use std::path::PathBuf;
 
-use argh::FromArgs;
-
 use sendmail::{Mode, SendmailArgs};
 
 /// What to do, fully parsed.
@@ -69,16 +67,16 @@ fn take_config(args: &mut Vec<&str>) -> Result<Option<PathBuf>, String> {
     Ok(config)
 }
 
-/// argh's answer as an invocation.
+/// The modern parser's answer as an invocation.
 fn modern(base: &str, args: &[&str], config: Option<PathBuf>) -> Invocation {
-    match modern::Top::from_args(&[base], args) {
+    match modern::parse(base, args) {
         Ok(top) => Invocation::Modern {
             config,
             cmd: top.cmd,
         },
         Err(e) => Invocation::Help {
             text: e.output,
-            code: if e.status.is_ok() { 0 } else { 64 },
+            code: if e.help { 0 } else { 64 },
         },
     }
 }
