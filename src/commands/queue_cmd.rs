@@ -194,8 +194,10 @@ fn route_rows(cfg: &Config) -> (Vec<RouteRow>, bool) {
         let rows: Vec<RouteRow> = reply
             .lines()
             .filter_map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                let [name, state, source, detail] = w[..] else {
+                let mut w = l.split_whitespace();
+                let (Some(name), Some(state), Some(source), Some(detail), None) =
+                    (w.next(), w.next(), w.next(), w.next(), w.next())
+                else {
                     return None;
                 };
                 let detail = (detail != "-").then_some(detail);
