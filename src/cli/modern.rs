@@ -246,24 +246,20 @@ static TOP: Cmd = Cmd {
 /// the option values in order, the positionals of the last command.
 #[derive(Default)]
 struct Found {
-    path: Vec<&'static str>,
+    /// Each subcommand's place in its parent's `subs`.
+    path: Vec<usize>,
     switches: u32,
-    values: Vec<(u8, String)>,
+    values: [Vec<String>; 16],
     pos: Vec<String>,
 }
 
 impl Found {
     fn one(&mut self, slot: u8) -> Option<String> {
-        let i = self.values.iter().position(|v| v.0 == slot)?;
-        Some(self.values.remove(i).1)
+        self.values[slot as usize].pop()
     }
 
     fn all(&mut self, slot: u8) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some(v) = self.one(slot) {
-            out.push(v);
-        }
-        out
+        std::mem::take(&mut self.values[slot as usize])
     }
 
     fn switch(&self, slot: u8) -> bool {
@@ -323,7 +319,8 @@ fn parse_cmd(
                 ));
             };
             i += 1;
-            let dup = slot != LAN && slot != LISTEN && found.values.iter().any(|v| v.0 == slot);
+            let values = &mut found.values[slot as usize];
+            let dup = slot != LAN && slot != LISTEN && !values.is_empty();
             let why = if dup {
                 Some("duplicate values provided".to_string())
             } else if slot == PORT {
@@ -345,12 +342,13 @@ fn parse_cmd(
                     .concat(),
                 ));
             }
-            found.values.push((slot, value.to_string()));
+            values.push(value.to_string());
             continue;
         }
-        if let Some(sub) = cmd.subs.iter().find(|c| c.name == arg) {
+        if let Some(k) = cmd.subs.iter().position(|c| c.name == arg) {
+            let sub = &cmd.subs[k];
             names.push(sub.name);
-            found.path.push(sub.name);
+            found.path.push(k);
             let mut rest = args[i..].to_vec();
             if help {
                 rest.insert(0, "help");
@@ -406,13 +404,14 @@ pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
     parse_cmd(&TOP, &mut vec![name], args, &mut f)?;
     let mut pos = std::mem::take(&mut f.pos).into_iter();
     let mut pos0 = pos.next();
-    let cmd = match f.path.first().copied().unwrap_or("") {
-        "daemon" => Sub::Daemon(DaemonCmd {
+    // By their place in TOP.subs.
+    let cmd = match f.path.first().copied().unwrap_or(0) {
+        0 => Sub::Daemon(DaemonCmd {
             verbose: f.switch(VERBOSE),
         }),
-        "flush" => Sub::Flush(FlushCmd { route: pos0 }),
-        "status" => Sub::Status(StatusCmd {}),
-        "queue" => Sub::Queue(QueueCmd {
+        1 => Sub::Flush(FlushCmd { route: pos0 }),
+        2 => Sub::Status(StatusCmd {}),
+        3 => Sub::Queue(QueueCmd {
             json: f.switch(JSON),
             sub: (f.path.len() > 1).then(|| {
                 QueueSub::Rm(QueueRm {
@@ -420,14 +419,14 @@ pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
                 })
             }),
         }),
-        "config" => Sub::Config(ConfigCmd {
-            sub: if f.path.get(1) == Some(&"check") {
+        4 => Sub::Config(ConfigCmd {
+            sub: if f.path.get(1) == Some(&0) {
                 ConfigSub::Check(ConfigCheck {})
             } else {
                 ConfigSub::Show(ConfigShow {})
             },
         }),
-        "setup" => Sub::Setup(Box::new(SetupCmd {
+        5 => Sub::Setup(Box::new(SetupCmd {
             preset: pos0.unwrap_or_default(),
             server: pos.next(),
             port: f.one(PORT).and_then(|p| p.parse().ok()),
@@ -445,8 +444,8 @@ pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
             force: f.switch(FORCE),
             print: f.switch(PRINT),
         })),
-        "testmail" => Sub::Testmail(TestmailCmd { to: pos0 }),
-        "passwd" => Sub::Passwd(PasswdCmd { user: pos0 }),
+        6 => Sub::Testmail(TestmailCmd { to: pos0 }),
+        7 => Sub::Passwd(PasswdCmd { user: pos0 }),
         _ => Sub::Version(VersionCmd {}),
     };
     Ok(Top { cmd })
