@@ -365,14 +365,26 @@ fn parse_cmd(
     }
     if help {
         let (a, b) = cmd.help;
-        let output = [
+        let mut output = [
             "Usage: ",
             &names.join(" "),
             a,
             "  --help, help      display usage information\n",
-            b,
         ]
         .concat();
+        if !cmd.subs.is_empty() {
+            output.push_str("\nCommands:");
+            for c in cmd.subs {
+                // A command's description: its help's second paragraph.
+                describe(
+                    &mut output,
+                    c.name,
+                    c.help.0.split("\n\n").nth(1).unwrap_or(""),
+                );
+            }
+            output.push('\n');
+        }
+        output.push_str(b);
         return Err(EarlyExit { output, help: true });
     }
     let mut msg = String::new();
@@ -395,6 +407,31 @@ fn parse_cmd(
     }
     msg.push('\n');
     Err(usage_error(msg))
+}
+
+/// A line of a command list, as argh lays it out: the name from column
+/// 2, the description from column 20 (every name here is shorter),
+/// wrapped at 80 columns.
+fn describe(out: &mut String, name: &str, text: &str) {
+    let mut line = String::from("  ");
+    line.push_str(name);
+    let mut words = text.split(' ').peekable();
+    while let Some(word) = words.next() {
+        let n = line.chars().count();
+        line.extend(std::iter::repeat(' ').take(20usize.saturating_sub(n)));
+        line.push_str(word);
+        while let Some(&w) = words.peek() {
+            if line.chars().count() + w.chars().count() + 1 > 80 {
+                break;
+            }
+            words.next();
+            line.push(' ');
+            line.push_str(w);
+        }
+        out.push('\n');
+        out.push_str(&line);
+        line.clear();
+    }
 }
 
 /// Parse the modern command line `args` (after the program's name, which
@@ -461,24 +498,6 @@ masqmail: a small mail transfer agent for routers and machines that are only som
 Options:
 "#,
     r#"
-Commands:
-  daemon            Run the daemon in the foreground (for procd and systemd; -bd
-                    detaches).
-  flush             Deliver queued mail now, ignoring retry backoff: for ROUTE,
-                    or for every online route. Asks the running daemon; without
-                    one, runs the queue itself.
-  status            Show the running daemon's state.
-  queue             List the queue (like mailq), or remove messages from it.
-  config            Check or show the configuration.
-  setup             Write a working configuration for a common setup.
-  testmail          Queue a test message to ADDRESS (default: root, i.e. where
-                    root's mail goes) and say how to follow it.
-  passwd            Make the password hash of an SMTP AUTH account: reads the
-                    password from stdin (asks twice on a terminal), prints the
-                    $6$ hash and a `config user` section to paste into the
-                    config.
-  version           Print the version and the compiled-in features.
-
 Notes:
   Invoked as sendmail, mailq, runq, rmail, newaliases, mailrm, smtpd or
 in.smtpd, masqmail acts as that command. sendmail-style flags work with
@@ -550,10 +569,7 @@ List the queue (like mailq), or remove messages from it.
 Options:
   --json            print the queue as JSON (for scripts and LuCI)
 "#,
-    r#"
-Commands:
-  rm                Remove messages from the queue.
-"#,
+    r#""#,
 );
 
 const QUEUE_RM_HELP: Help = (
@@ -576,13 +592,7 @@ Check or show the configuration.
 
 Options:
 "#,
-    r#"
-Commands:
-  check             Report every error in the config file, with file:line and a
-                    hint.
-  show              Print the effective configuration, defaults included,
-                    secrets masked.
-"#,
+    r#""#,
 );
 
 const CONFIG_CHECK_HELP: Help = (
