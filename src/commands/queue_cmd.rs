@@ -77,16 +77,14 @@ fn report_corrupt(spool: &Spool, dir: Dir, name: &str, why: &str, problems: &mut
         Dir::Incoming => "incoming",
         Dir::Outgoing => "outgoing",
     };
-    let why = match spool.set_aside(Some(dir), name) {
+    let mut why = format!("corrupt ({why})");
+    match spool.set_aside(Some(dir), name) {
         Ok(_) => {
-            error!("{name}: {dir_name}/{name} is corrupt ({why}); moved to corrupt/");
-            format!("corrupt ({why}); moved to corrupt/")
+            why.push_str("; moved to corrupt/");
+            error!("{name}: {dir_name}/{name} is {why}");
         }
-        Err(e) => {
-            error!("{name}: {dir_name}/{name} is corrupt ({why}); cannot move it aside: {e}");
-            format!("corrupt ({why})")
-        }
-    };
+        Err(e) => error!("{name}: {dir_name}/{name} is {why}; cannot move it aside: {e}"),
+    }
     problems.push(Problem {
         name: name.to_string(),
         why,
