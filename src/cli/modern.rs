@@ -244,12 +244,12 @@ static TOP: Cmd = Cmd {
 
 /// What the command line held: the subcommand names, the switches set,
 /// the option values in order, the positionals of the last command.
-#[derive(Default)]
 struct Found {
     /// Each subcommand's place in its parent's `subs`.
     path: Vec<usize>,
     switches: u32,
-    values: [Vec<String>; 16],
+    /// By slot.
+    values: Vec<Vec<String>>,
     pos: Vec<String>,
 }
 
@@ -437,22 +437,27 @@ fn describe(out: &mut String, name: &str, text: &str) {
 /// Parse the modern command line `args` (after the program's name, which
 /// is `name`).
 pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
-    let mut f = Found::default();
+    let mut f = Found {
+        path: Vec::new(),
+        switches: 0,
+        values: std::iter::repeat_with(Vec::new).take(16).collect(),
+        pos: Vec::new(),
+    };
     parse_cmd(&TOP, &mut vec![name], args, &mut f)?;
-    let mut pos = std::mem::take(&mut f.pos).into_iter();
-    let mut pos0 = pos.next();
+    let mut pos = std::mem::take(&mut f.pos);
+    let mut nth = |i: usize| pos.get_mut(i).map(std::mem::take);
     // By their place in TOP.subs.
     let cmd = match f.path.first().copied().unwrap_or(0) {
         0 => Sub::Daemon(DaemonCmd {
             verbose: f.switch(VERBOSE),
         }),
-        1 => Sub::Flush(FlushCmd { route: pos0 }),
+        1 => Sub::Flush(FlushCmd { route: nth(0) }),
         2 => Sub::Status(StatusCmd {}),
         3 => Sub::Queue(QueueCmd {
             json: f.switch(JSON),
             sub: (f.path.len() > 1).then(|| {
                 QueueSub::Rm(QueueRm {
-                    ids: pos0.take().into_iter().chain(pos).collect(),
+                    ids: std::mem::take(&mut pos),
                 })
             }),
         }),
@@ -464,8 +469,8 @@ pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
             },
         }),
         5 => Sub::Setup(Box::new(SetupCmd {
-            preset: pos0.unwrap_or_default(),
-            server: pos.next(),
+            preset: nth(0).unwrap_or_default(),
+            server: nth(1),
             port: f.one(PORT).and_then(|p| p.parse().ok()),
             tls: f.one(TLS),
             user: f.one(USER),
@@ -481,8 +486,8 @@ pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
             force: f.switch(FORCE),
             print: f.switch(PRINT),
         })),
-        6 => Sub::Testmail(TestmailCmd { to: pos0 }),
-        7 => Sub::Passwd(PasswdCmd { user: pos0 }),
+        6 => Sub::Testmail(TestmailCmd { to: nth(0) }),
+        7 => Sub::Passwd(PasswdCmd { user: nth(0) }),
         _ => Sub::Version(VersionCmd {}),
     };
     Ok(Top { cmd })
