@@ -411,26 +411,29 @@ fn parse_cmd(
 
 /// A line of a command list, as argh lays it out: the name from column
 /// 2, the description from column 20 (every name here is shorter),
-/// wrapped at 80 columns.
+/// wrapped at 80 columns. (The texts are ASCII: bytes are columns.)
 fn describe(out: &mut String, name: &str, text: &str) {
-    let mut line = String::from("  ");
-    line.push_str(name);
-    let mut words = text.split(' ').peekable();
-    while let Some(word) = words.next() {
-        let n = line.chars().count();
-        line.extend(std::iter::repeat(' ').take(20usize.saturating_sub(n)));
-        line.push_str(word);
-        while let Some(&w) = words.peek() {
-            if line.chars().count() + w.chars().count() + 1 > 80 {
-                break;
-            }
-            words.next();
-            line.push(' ');
-            line.push_str(w);
+    const PAD: &str = "                    ";
+    out.push_str("\n  ");
+    out.push_str(name);
+    let mut col = 2 + name.len();
+    let mut first = true;
+    for word in text.split(' ') {
+        if !first && col + 1 + word.len() > 80 {
+            out.push('\n');
+            col = 0;
+            first = true;
         }
-        out.push('\n');
-        out.push_str(&line);
-        line.clear();
+        if first {
+            out.push_str(&PAD[col.min(20)..]);
+            col = 20;
+        } else {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+        first = false;
     }
 }
 
