@@ -88,7 +88,19 @@ pub fn drop_privileges(cfg: &Config) -> Result<(), Fail> {
 
 /// The spool, created if missing (after dropping privileges).
 pub fn open_spool(cfg: &Config) -> Result<Spool, Fail> {
-    drop_privileges(cfg)?;
+    spool_as_mail_user(cfg, false)
+}
+
+/// The spool, created if missing, after becoming the mail user (with
+/// root kept as the saved ID when `keep_root`: see
+/// [`crate::privs::become_mail_user_keep_root`]).
+fn spool_as_mail_user(cfg: &Config, keep_root: bool) -> Result<Spool, Fail> {
+    crate::privs::prepare_spool(cfg)?;
+    if keep_root {
+        crate::privs::become_mail_user_keep_root(cfg)?;
+    } else {
+        crate::privs::become_mail_user(cfg)?;
+    }
     let root = &cfg.main.spool_dir;
     Spool::open(root).map_err(|e| Fail::spool_io(&format!("spool {}", root.display()), &e))
 }

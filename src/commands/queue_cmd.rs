@@ -434,10 +434,7 @@ pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
 /// `route`: None for `-q`; Some(None) for `-qo` (the online routes);
 /// Some(Some(name)) for one route, which then counts as online.
 pub fn run_queue(cfg: &Config, route: Option<&str>) -> CmdResult {
-    crate::privs::prepare_spool(cfg)?;
-    crate::privs::become_mail_user_keep_root(cfg)?;
-    let spool = Spool::open(&cfg.main.spool_dir)
-        .map_err(|e| Fail::spool_io(&format!("spool {}", cfg.main.spool_dir.display()), &e))?;
+    let spool = super::spool_as_mail_user(cfg, true)?;
     let report = recover::recover(&spool).map_err(|e| Fail::spool_io("recovery", &e))?;
     for r in &report.removed {
         info!("recovery: removed {r} (left by a crash, never acknowledged)");
