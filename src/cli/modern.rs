@@ -717,7 +717,7 @@ mod tests {
     use super::*;
 
     fn err(args: &[&str]) -> (String, bool) {
-        let e = parse("masqmail", args).err().expect("an early exit");
+        let e = parse("masqmail", args).expect_err("an early exit");
         (e.output, e.help)
     }
 
