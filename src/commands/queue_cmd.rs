@@ -388,45 +388,45 @@ pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
         return Err(Fail::usage("no message IDs given"));
     }
     let spool = super::open_spool(cfg)?;
-    let mut worst: Option<Fail> = None;
+    let mut worst = Ok(());
     for arg in ids {
-        let Some(id) = MsgId::parse(arg) else {
-            worst = Some(Fail::usage(format!("'{arg}' is not a message ID")));
-            continue;
-        };
-        let _lock = match spool.lock_message(&id, false) {
-            Ok(Some(l)) => Some(l),
-            Ok(None) if spool.pool_path(&id).exists() => {
-                worst = Some(Fail::new(
-                    Exit::TempFail,
-                    format!("{id}: being delivered right now; try again"),
-                ));
-                continue;
-            }
-            Ok(None) => None,
-            Err(e) => {
-                worst = Some(Fail::spool_io(&format!("{id}: cannot lock"), &e));
-                continue;
-            }
-        };
-        match spool.remove(&id) {
-            Ok(true) => {
-                info!(
-                    "{id}: removed from the queue by uid {}",
-                    nix::unistd::getuid()
-                );
-                println!("{id}: removed");
-            }
-            Ok(false) => {
-                worst = Some(Fail::new(
-                    Exit::Unavailable,
-                    format!("{id}: not in the queue"),
-                ));
-            }
-            Err(e) => worst = Some(Fail::spool_io(&format!("{id}: cannot remove"), &e)),
+        if let Err(f) = remove_one(&spool, arg) {
+            worst = Err(f);
         }
     }
-    worst.map_or(Ok(()), Err)
+    worst
+}
+
+fn remove_one(spool: &Spool, arg: &str) -> CmdResult {
+    let Some(id) = MsgId::parse(arg) else {
+        return Err(Fail::usage(format!("'{arg}' is not a message ID")));
+    };
+    let _lock = match spool.lock_message(&id, false) {
+        Ok(Some(l)) => Some(l),
+        Ok(None) if spool.pool_path(&id).exists() => {
+            return Err(Fail::new(
+                Exit::TempFail,
+                format!("{id}: being delivered right now; try again"),
+            ));
+        }
+        Ok(None) => None,
+        Err(e) => return Err(Fail::spool_io(&format!("{id}: cannot lock"), &e)),
+    };
+    match spool.remove(&id) {
+        Ok(true) => {
+            info!(
+                "{id}: removed from the queue by uid {}",
+                nix::unistd::getuid()
+            );
+            println!("{id}: removed");
+            Ok(())
+        }
+        Ok(false) => Err(Fail::new(
+            Exit::Unavailable,
+            format!("{id}: not in the queue"),
+        )),
+        Err(e) => Err(Fail::spool_io(&format!("{id}: cannot remove"), &e)),
+    }
 }
 
 /// `-q` / `runq` / `-qo [ROUTE]`: recover the spool, scan what waits in
