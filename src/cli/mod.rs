@@ -100,12 +100,15 @@ pub fn parse(argv: &[String]) -> Result<Invocation, String> {
             !s && !a.starts_with("-C")
         });
         if let Some(first) = first {
-            if first == "--help" || first == "-h" || (!short && first == "help") {
-                return Ok(modern(base, &["--help"], None));
-            }
-            if !short && modern::is_subcommand(first) {
-                let mut strs: Vec<&str> = rest.iter().map(String::as_str).collect();
-                let config = take_config(&mut strs)?;
+            let help = first == "--help" || first == "-h" || (!short && first == "help");
+            if help || (!short && modern::is_subcommand(first)) {
+                let (strs, config) = if help {
+                    (vec!["--help"], None)
+                } else {
+                    let mut strs: Vec<&str> = rest.iter().map(String::as_str).collect();
+                    let config = take_config(&mut strs)?;
+                    (strs, config)
+                };
                 return Ok(modern(base, &strs, config));
             }
         }
