@@ -114,18 +114,7 @@ pub fn prepare_spool(cfg: &Config) -> Result<(), Fail> {
 
 /// Become the mail user (no-op when not root or in test mode).
 pub fn become_mail_user(cfg: &Config) -> Result<(), Fail> {
-    let Some(id) = identity(cfg)? else {
-        return Ok(());
-    };
-    unistd::setgroups(&id.groups)
-        .and_then(|()| unistd::setgid(id.gid))
-        .and_then(|()| unistd::setuid(id.uid))
-        .map_err(|e| {
-            Fail::new(
-                Exit::Software,
-                format!("cannot become user {}: {}", id.name, os_error(e)),
-            )
-        })
+    switch_to_mail_user(cfg, false)
 }
 
 /// For queue runs: act as the mail user, but keep root as the saved user
@@ -133,13 +122,23 @@ pub fn become_mail_user(cfg: &Config) -> Result<(), Fail> {
 /// mailbox given to its user, an MDA run as the user). No-op when not root
 /// or in test mode.
 pub fn become_mail_user_keep_root(cfg: &Config) -> Result<(), Fail> {
+    switch_to_mail_user(cfg, true)
+}
+
+/// Set all three user and group IDs to the mail user's; the saved ones
+/// to root's when `keep_root`. (As root, setresuid(u, u, u) is setuid(u).)
+fn switch_to_mail_user(cfg: &Config, keep_root: bool) -> Result<(), Fail> {
     let Some(id) = identity(cfg)? else {
         return Ok(());
     };
-    let root = Uid::from_raw(0);
+    let (saved_uid, saved_gid) = if keep_root {
+        (Uid::from_raw(0), Gid::from_raw(0))
+    } else {
+        (id.uid, id.gid)
+    };
     unistd::setgroups(&id.groups)
-        .and_then(|()| unistd::setresgid(id.gid, id.gid, Gid::from_raw(0)))
-        .and_then(|()| unistd::setresuid(id.uid, id.uid, root))
+        .and_then(|()| unistd::setresgid(id.gid, id.gid, saved_gid))
+        .and_then(|()| unistd::setresuid(id.uid, id.uid, saved_uid))
         .map_err(|e| {
             Fail::new(
                 Exit::Software,

@@ -6,16 +6,12 @@ pub mod sendmail;
 
 use std::path::PathBuf;
 
-use argh::FromArgs;
-
 use sendmail::{Mode, SendmailArgs};
 
 /// What to do, fully parsed.
 #[derive(Debug)]
 pub enum Invocation {
     Sendmail {
-        /// The name to prefix error lines with (`sendmail`, `mailq`, …).
-        name: String,
         args: SendmailArgs,
         /// Called as `rmail`.
         rmail: bool,
@@ -28,94 +24,97 @@ pub enum Invocation {
     Help { text: String, code: i32 },
 }
 
-/// The mode a multi-call name stands for.
-fn mode_for(name: &str) -> Option<(Mode, bool)> {
-    Some(match name {
-        "sendmail" | "masqmail" => (Mode::Submit, false),
-        "rmail" => (Mode::Submit, true),
-        "mailq" => (Mode::ListQueue, false),
-        "runq" => (Mode::RunQueue { route: None }, false),
-        "newaliases" => (Mode::NewAliases, false),
-        "mailrm" => (Mode::Remove, false),
-        "smtpd" | "in.smtpd" => (Mode::Smtp, false),
-        _ => return None,
-    })
+/// The multi-call names and the modes they stand for (`masqmail` is
+/// `sendmail` that also takes subcommands).
+const NAMES: [(&str, Mode); 9] = [
+    ("masqmail", Mode::Submit),
+    ("sendmail", Mode::Submit),
+    ("rmail", Mode::Submit),
+    ("mailq", Mode::ListQueue),
+    ("runq", Mode::RunQueue),
+    ("newaliases", Mode::NewAliases),
+    ("mailrm", Mode::Remove),
+    ("smtpd", Mode::Smtp),
+    ("in.smtpd", Mode::Smtp),
+];
+
+/// The name the program was called by (argv[0] without its directory).
+pub fn base_name(argv: &[String]) -> &str {
+    let argv0 = argv.first().map_or("masqmail", String::as_str);
+    argv0.rsplit('/').next().unwrap_or(argv0)
 }
 
 /// Take `-C FILE` / `-CFILE` out of a modern command line (it may stand
 /// anywhere).
-fn take_config(args: &mut Vec<String>) -> Result<Option<PathBuf>, String> {
+fn take_config(args: &mut Vec<&str>) -> Result<Option<PathBuf>, String> {
     let mut config = None;
     let mut i = 0;
-    while i < args.len() {
-        if args[i] == "-C" {
-            if i + 1 >= args.len() {
+    while let Some(&a) = args.get(i) {
+        let Some(f) = a.strip_prefix("-C") else {
+            i += 1;
+            continue;
+        };
+        args.remove(i);
+        config = Some(PathBuf::from(if f.is_empty() {
+            if i >= args.len() {
                 return Err("option -C needs a file".into());
             }
-            config = Some(PathBuf::from(args.remove(i + 1)));
-            args.remove(i);
-        } else if let Some(f) = args[i].strip_prefix("-C") {
-            config = Some(PathBuf::from(f));
-            args.remove(i);
+            args.remove(i)
         } else {
-            i += 1;
-        }
+            f
+        }));
     }
     Ok(config)
 }
 
-fn help(name: &str) -> Invocation {
-    match modern::Top::from_args(&[name], &["--help"]) {
+/// The modern parser's answer as an invocation.
+fn modern(base: &str, args: &[&str], config: Option<PathBuf>) -> Invocation {
+    match modern::parse(base, args) {
+        Ok(top) => Invocation::Modern {
+            config,
+            cmd: top.cmd,
+        },
         Err(e) => Invocation::Help {
             text: e.output,
-            code: 0,
-        },
-        Ok(_) => Invocation::Help {
-            text: String::new(),
-            code: 0,
+            code: if e.help { 0 } else { 64 },
         },
     }
 }
 
 /// Parse the whole command line. Errors are usage errors (exit 64).
-pub fn parse(argv: Vec<String>) -> Result<Invocation, String> {
-    let argv0 = argv.first().map(String::as_str).unwrap_or("masqmail");
-    let base = argv0.rsplit('/').next().unwrap_or(argv0).to_string();
-    let (mode, rmail) = mode_for(&base).unwrap_or((Mode::Submit, false));
-    let mut rest: Vec<String> = argv.into_iter().skip(1).collect();
+pub fn parse(argv: &[String]) -> Result<Invocation, String> {
+    let base = base_name(argv);
+    let known = NAMES.iter().position(|(n, _)| *n == base);
+    let mode = known.map_or(Mode::Submit, |k| NAMES[k].1);
+    let rest = argv.get(1..).unwrap_or_default();
 
     // The short names (sendmail, mailq, …) never take subcommands.
-    let short = mode_for(&base).is_some() && base != "masqmail";
-    if base != "rmail" {
-        let first = (0..rest.len())
-            .find(|&i| !rest[i].starts_with("-C") && (i == 0 || rest[i - 1] != "-C"))
-            .map(|i| rest[i].clone());
+    let short = known.is_some_and(|k| k > 0);
+    let rmail = known == Some(2);
+    if !rmail {
+        // The first word that is not -C FILE.
+        let mut skip = false;
+        let first = rest.iter().find(|a| {
+            let s = skip;
+            skip = *a == "-C";
+            !s && !a.starts_with("-C")
+        });
         if let Some(first) = first {
-            if first == "--help" || first == "-h" || (!short && first == "help") {
-                return Ok(help(&base));
-            }
-            if !short && modern::is_subcommand(&first) {
-                let config = take_config(&mut rest)?;
-                let strs: Vec<&str> = rest.iter().map(String::as_str).collect();
-                return match modern::Top::from_args(&[&base], &strs) {
-                    Ok(top) => Ok(Invocation::Modern {
-                        config,
-                        cmd: top.cmd,
-                    }),
-                    Err(e) => Ok(Invocation::Help {
-                        text: e.output,
-                        code: if e.status.is_ok() { 0 } else { 64 },
-                    }),
+            let help = first == "--help" || first == "-h" || (!short && first == "help");
+            if help || (!short && modern::is_subcommand(first)) {
+                let (strs, config) = if help {
+                    (vec!["--help"], None)
+                } else {
+                    let mut strs: Vec<&str> = rest.iter().map(String::as_str).collect();
+                    let config = take_config(&mut strs)?;
+                    (strs, config)
                 };
+                return Ok(modern(base, &strs, config));
             }
         }
     }
-    let args = sendmail::parse(&rest, mode)?;
-    Ok(Invocation::Sendmail {
-        name: base,
-        args,
-        rmail,
-    })
+    let args = sendmail::parse(rest, mode)?;
+    Ok(Invocation::Sendmail { args, rmail })
 }
 
 #[cfg(test)]
@@ -123,7 +122,7 @@ mod tests {
     use super::*;
 
     fn parse_v(v: &[&str]) -> Invocation {
-        parse(v.iter().map(|s| s.to_string()).collect()).unwrap()
+        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
     #[test]
@@ -131,7 +130,7 @@ mod tests {
         for (name, want) in [
             ("/usr/sbin/sendmail", Mode::Submit),
             ("mailq", Mode::ListQueue),
-            ("runq", Mode::RunQueue { route: None }),
+            ("runq", Mode::RunQueue),
             ("newaliases", Mode::NewAliases),
             ("mailrm", Mode::Remove),
             ("in.smtpd", Mode::Smtp),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// What the invocation asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Read a message from stdin and queue it (`-bm`, the default).
     Submit,
@@ -21,8 +21,8 @@ pub enum Mode {
     Version,
     /// `-bv ADDR…`.
     Verify,
-    /// `-q` (route None) or `-qo [ROUTE]` (route Some).
-    RunQueue { route: Option<Option<String>> },
+    /// `-q`, or `-qo [ROUTE]` (the route in [`SendmailArgs::route`]).
+    RunQueue,
     /// `-Mrm ID…`, `mailrm`.
     Remove,
 }
@@ -40,6 +40,8 @@ pub enum DeliveryMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendmailArgs {
     pub mode: Mode,
+    /// The route of `-qo ROUTE`.
+    pub route: Option<String>,
     pub config: Option<PathBuf>,
     pub extract: bool,
     pub ignore_dots: bool,
@@ -60,6 +62,7 @@ impl SendmailArgs {
     pub fn new(mode: Mode) -> SendmailArgs {
         SendmailArgs {
             mode,
+            route: None,
             config: None,
             extract: false,
             ignore_dots: false,
@@ -75,80 +78,84 @@ impl SendmailArgs {
     }
 }
 
-/// Flags that take a value (attached or as the next argument).
+/// Flags that take a value (attached or as the next argument); those
+/// after `d` take a value we ignore.
 const WITH_VALUE: &str = "fFrCdBNRVXLhOp";
-/// Flags that take a value we ignore.
-const IGNORED_WITH_VALUE: &str = "BNRVXLhOp";
 /// Single-letter flags without a value that mean nothing here.
 const IGNORED_PLAIN: &str = "mnUGx";
+/// The modes of `-bX`, in the order of [`MODES`].
+const MODE_LETTERS: &str = "mpsdiVv";
+const MODES: [Mode; 7] = [
+    Mode::Submit,
+    Mode::ListQueue,
+    Mode::Smtp,
+    Mode::Daemon,
+    Mode::NewAliases,
+    Mode::Version,
+    Mode::Verify,
+];
 
 /// Parse the arguments after argv[0]; `mode` is the default from the name.
 pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
     let mut a = SendmailArgs::new(mode);
-    let mut it = args.iter().peekable();
-    let mut options_done = false;
-    while let Some(arg) = it.next() {
-        if options_done || !arg.starts_with('-') || arg == "-" {
-            a.args.push(arg.clone());
-            continue;
-        }
-        if arg == "--" {
-            options_done = true;
-            continue;
-        }
-        let body = &arg[1..];
-        for (i, c) in body.char_indices() {
-            let rest = &body[i + c.len_utf8()..];
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        i += 1;
+        let body = match arg.strip_prefix('-') {
+            Some("-") => {
+                a.args.extend_from_slice(&args[i..]);
+                break;
+            }
+            Some(b) if !b.is_empty() => b,
+            _ => {
+                a.args.push(arg.clone());
+                continue;
+            }
+        };
+        for (at, c) in body.char_indices() {
+            let end = at + c.len_utf8();
+            let (flag, rest) = (&body[at..end], &body[end..]);
             match c {
                 't' => a.extract = true,
                 'i' => a.ignore_dots = true,
                 'v' => a.verbose = true,
-                c if IGNORED_PLAIN.contains(c) => a.ignored.push(format!("-{c}")),
+                c if IGNORED_PLAIN.contains(c) => a.ignored.push(["-", flag].concat()),
                 c if WITH_VALUE.contains(c) => {
                     let value = if rest.is_empty() {
-                        it.next()
-                            .cloned()
-                            .ok_or_else(|| format!("option -{c} needs a value"))?
+                        i += 1;
+                        args.get(i - 1)
+                            .ok_or_else(|| ["option -", flag, " needs a value"].concat())?
                     } else {
-                        rest.to_string()
+                        rest
                     };
                     match c {
-                        'f' | 'r' => a.from = Some(value),
-                        'F' => a.full_name = Some(value),
-                        'C' => a.config = Some(PathBuf::from(value)),
+                        'f' | 'r' => a.from = Some(value.into()),
+                        'F' => a.full_name = Some(value.into()),
+                        'C' => a.config = Some(value.into()),
                         'd' => {
                             // masqmail's -d LEVEL; sendmail's -dX.Y debug
                             // flags are accepted with their number.
                             let n = value.split(['.', ',', '-']).next().unwrap_or("");
-                            a.debug = Some(
-                                n.parse::<u8>()
-                                    .map_err(|_| format!("-d needs a level 0-9, not '{value}'"))?
-                                    .min(9),
-                            );
+                            let Ok(n) = n.parse::<u8>() else {
+                                return Err(["-d needs a level 0-9, not '", value, "'"].concat());
+                            };
+                            a.debug = Some(n.min(9));
                         }
-                        c if IGNORED_WITH_VALUE.contains(c) => {
-                            a.ignored.push(format!("-{c}{value}"))
-                        }
-                        _ => {}
+                        _ => a.ignored.push(["-", flag, value].concat()),
                     }
                     break;
                 }
                 'b' => {
-                    a.mode =
-                        match rest {
-                            "m" => Mode::Submit,
-                            "p" => Mode::ListQueue,
-                            "s" => Mode::Smtp,
-                            "d" => Mode::Daemon,
-                            "i" => Mode::NewAliases,
-                            "V" => Mode::Version,
-                            "v" => Mode::Verify,
-                            "" => return Err(
+                    let m =
+                        match MODE_LETTERS.find(rest) {
+                            Some(k) if rest.len() == 1 => MODES[k],
+                            _ if rest.is_empty() => return Err(
                                 "option -b needs a mode letter (-bm, -bp, -bs, -bd, -bi, -bv, -bV)"
                                     .into(),
                             ),
-                            _ => return Err(format!("unknown mode -b{rest}")),
+                            _ => return Err(["unknown mode -b", rest].concat()),
                         };
+                    a.mode = m;
                     break;
                 }
                 'o' => {
@@ -158,44 +165,46 @@ pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
                         "db" | "dd" => a.delivery = DeliveryMode::Background,
                         "di" => a.delivery = DeliveryMode::Interactive,
                         "" => return Err("option -o needs a letter (-oi, -odq, …)".into()),
-                        _ => a.ignored.push(format!("-o{rest}")),
+                        _ => a.ignored.push(["-o", rest].concat()),
                     }
                     break;
                 }
                 'q' => {
+                    a.route = None;
                     if let Some(r) = rest.strip_prefix('o') {
-                        let route = if !r.is_empty() {
-                            Some(r.to_string())
-                        } else {
-                            match it.peek() {
-                                Some(n) if !n.starts_with('-') => it.next().cloned(),
-                                _ => None,
-                            }
-                        };
-                        a.mode = Mode::RunQueue { route: Some(route) };
+                        if !r.is_empty() {
+                            a.route = Some(r.into());
+                        } else if let Some(n) = args.get(i).filter(|n| !n.starts_with('-')) {
+                            a.route = Some(n.clone());
+                            i += 1;
+                        }
+                        a.mode = Mode::RunQueue;
                     } else {
                         if !rest.is_empty() {
-                            a.queue_interval = Some(rest.to_string());
+                            a.queue_interval = Some(rest.into());
                         }
                         if a.mode != Mode::Daemon {
-                            a.mode = Mode::RunQueue { route: None };
+                            a.mode = Mode::RunQueue;
                         }
                     }
                     break;
                 }
                 'M' => {
                     let what = if rest.is_empty() {
-                        it.next().map(String::as_str).unwrap_or("")
+                        i += 1;
+                        args.get(i - 1).map_or("", String::as_str)
                     } else {
                         rest
                     };
                     if what != "rm" {
-                        return Err(format!("unknown option -M{what} (only -Mrm ID… is known)"));
+                        return Err(
+                            ["unknown option -M", what, " (only -Mrm ID… is known)"].concat()
+                        );
                     }
                     a.mode = Mode::Remove;
                     break;
                 }
-                _ => return Err(format!("unknown option -{c}")),
+                _ => return Err(["unknown option -", flag].concat()),
             }
         }
     }
@@ -235,23 +244,13 @@ mod tests {
         assert_eq!(p(&["-bv", "a"]).unwrap().mode, Mode::Verify);
         assert_eq!(p(&["-Mrm", "ID1", "ID2"]).unwrap().args, ["ID1", "ID2"]);
         assert_eq!(p(&["-M", "rm", "ID1"]).unwrap().mode, Mode::Remove);
-        assert_eq!(p(&["-q"]).unwrap().mode, Mode::RunQueue { route: None });
-        assert_eq!(
-            p(&["-qo", "isp"]).unwrap().mode,
-            Mode::RunQueue {
-                route: Some(Some("isp".into()))
-            }
-        );
-        assert_eq!(
-            p(&["-qoisp"]).unwrap().mode,
-            Mode::RunQueue {
-                route: Some(Some("isp".into()))
-            }
-        );
-        assert_eq!(
-            p(&["-qo"]).unwrap().mode,
-            Mode::RunQueue { route: Some(None) }
-        );
+        let q = |args: &[&str]| p(args).map(|a| (a.mode, a.route)).unwrap();
+        assert_eq!(q(&["-q"]), (Mode::RunQueue, None));
+        assert_eq!(q(&["-qo", "isp"]), (Mode::RunQueue, Some("isp".into())));
+        assert_eq!(q(&["-qoisp"]), (Mode::RunQueue, Some("isp".into())));
+        assert_eq!(q(&["-qo"]), (Mode::RunQueue, None));
+        assert_eq!(q(&["-qo", "-v"]), (Mode::RunQueue, None));
+        assert_eq!(q(&["-qo", "isp", "-q"]), (Mode::RunQueue, None));
         let d = p(&["-bd", "-q15m"]).unwrap();
         assert_eq!(d.mode, Mode::Daemon);
         assert_eq!(d.queue_interval.as_deref(), Some("15m"));

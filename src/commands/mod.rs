@@ -13,6 +13,7 @@ mod submit;
 mod testmail;
 mod verify;
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -23,34 +24,35 @@ use crate::queue::Spool;
 
 /// Run the program; returns the exit code.
 pub fn main(argv: Vec<String>) -> i32 {
-    let argv0 = argv.first().cloned().unwrap_or_default();
-    let name = argv0.rsplit('/').next().unwrap_or("masqmail").to_string();
-    match cli::parse(argv) {
-        Err(msg) => finish(&name, Err(Fail::usage(msg))),
+    let mut name = cli::base_name(&argv);
+    let r = match cli::parse(&argv) {
+        Err(msg) => Err(Fail::usage(msg)),
         Ok(Invocation::Help { text, code }) => {
-            if code == 0 {
-                let _ = writeln!(std::io::stdout(), "{text}");
-            } else {
-                let _ = writeln!(std::io::stderr(), "{text}");
-            }
-            code
+            say(code != 0, &text);
+            return code;
         }
-        Ok(Invocation::Sendmail { name, args, rmail }) => {
-            let r = run_sendmail(&name, args, rmail);
-            finish(&name, r)
+        Ok(Invocation::Sendmail { args, rmail }) => run_sendmail(args, rmail),
+        Ok(Invocation::Modern { config, cmd }) => {
+            name = "masqmail";
+            run_modern(config, cmd)
         }
-        Ok(Invocation::Modern { config, cmd }) => finish("masqmail", run_modern(config, cmd)),
-    }
-}
-
-fn finish(name: &str, r: CmdResult) -> i32 {
+    };
     match r {
         Ok(()) => 0,
         Err(f) => {
-            let _ = writeln!(std::io::stderr(), "{name}: {}", f.msg);
+            say(true, &[name, ": ", &f.msg].concat());
             f.code as i32
         }
     }
+}
+
+/// Print a line to stdout, or to stderr when `err`.
+fn say(err: bool, line: &str) {
+    let _ = if err {
+        writeln!(std::io::stderr(), "{line}")
+    } else {
+        writeln!(std::io::stdout(), "{line}")
+    };
 }
 
 /// Load the config for a command; the short form of the errors (the full
@@ -58,18 +60,15 @@ fn finish(name: &str, r: CmdResult) -> i32 {
 pub fn load_config(path: Option<&Path>) -> Result<Config, Fail> {
     let path: PathBuf = path.map_or_else(config::default_path, Path::to_path_buf);
     config::load(&path).map_err(|errs| {
+        let mut msg = String::new();
+        if let Some(e) = errs.errors.first() {
+            let _ = write!(msg, "{e}");
+        }
         let n = errs.errors.len();
-        let first = errs
-            .errors
-            .first()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        let more = if n > 1 {
-            format!(" ({} more; run 'masqmail config check')", n - 1)
-        } else {
-            String::new()
-        };
-        Fail::new(Exit::Config, format!("{first}{more}"))
+        if n > 1 {
+            let _ = write!(msg, " ({} more; run 'masqmail config check')", n - 1);
+        }
+        Fail::new(Exit::Config, msg)
     })
 }
 
@@ -89,23 +88,31 @@ pub fn drop_privileges(cfg: &Config) -> Result<(), Fail> {
 
 /// The spool, created if missing (after dropping privileges).
 pub fn open_spool(cfg: &Config) -> Result<Spool, Fail> {
-    drop_privileges(cfg)?;
+    spool_as_mail_user(cfg, false)
+}
+
+/// The spool, created if missing, after becoming the mail user (with
+/// root kept as the saved ID when `keep_root`: see
+/// [`crate::privs::become_mail_user_keep_root`]).
+fn spool_as_mail_user(cfg: &Config, keep_root: bool) -> Result<Spool, Fail> {
+    crate::privs::prepare_spool(cfg)?;
+    if keep_root {
+        crate::privs::become_mail_user_keep_root(cfg)?;
+    } else {
+        crate::privs::become_mail_user(cfg)?;
+    }
     let root = &cfg.main.spool_dir;
     Spool::open(root).map_err(|e| Fail::spool_io(&format!("spool {}", root.display()), &e))
 }
 
-fn version_text() -> String {
-    let tls = if cfg!(feature = "tls") {
-        "+tls"
-    } else {
-        "-tls"
-    };
-    format!("masqmail {} ({tls})", env!("CARGO_PKG_VERSION"))
-}
+#[cfg(feature = "tls")]
+const VERSION: &str = concat!("masqmail ", env!("CARGO_PKG_VERSION"), " (+tls)");
+#[cfg(not(feature = "tls"))]
+const VERSION: &str = concat!("masqmail ", env!("CARGO_PKG_VERSION"), " (-tls)");
 
-fn run_sendmail(_name: &str, args: cli::sendmail::SendmailArgs, rmail: bool) -> CmdResult {
+fn run_sendmail(args: cli::sendmail::SendmailArgs, rmail: bool) -> CmdResult {
     if args.mode == Mode::Version {
-        println!("{}", version_text());
+        say(false, VERSION);
         return Ok(());
     }
     let cfg = load_config(args.config.as_deref())?;
@@ -119,10 +126,10 @@ fn run_sendmail(_name: &str, args: cli::sendmail::SendmailArgs, rmail: bool) -> 
         Mode::Remove => queue_cmd::remove(&cfg, &args.args),
         Mode::Verify => verify::addresses(&cfg, &args.args),
         Mode::NewAliases => verify::alias_file(&cfg),
-        Mode::RunQueue { route } => queue_cmd::run_queue(&cfg, route.clone()),
+        Mode::RunQueue => queue_cmd::run_queue(&cfg, args.route.as_deref()),
         Mode::Smtp => crate::receive::smtp::serve_stdio(&cfg),
         Mode::Daemon => {
-            let path = args.config.clone().unwrap_or_else(config::default_path);
+            let path = args.config.unwrap_or_else(config::default_path);
             crate::daemon::run(cfg, path, true)
         }
         Mode::Version => Ok(()),
@@ -131,15 +138,17 @@ fn run_sendmail(_name: &str, args: cli::sendmail::SendmailArgs, rmail: bool) -> 
 
 fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
     use modern::{ConfigSub, QueueSub, Sub};
-    match cmd {
+    let path = config.clone().unwrap_or_else(config::default_path);
+    let mut daemon = false;
+    match &cmd {
         Sub::Version(_) => {
-            println!("{}", version_text());
-            Ok(())
+            say(false, VERSION);
+            return Ok(());
         }
-        Sub::Passwd(p) => passwd::run(p.user.as_deref()),
+        Sub::Passwd(p) => return passwd::run(p.user.as_deref()),
+        Sub::Setup(a) => return crate::setup::run(config, a),
         Sub::Config(c) => {
-            let path = config.unwrap_or_else(config::default_path);
-            match config::load(&path) {
+            return match config::load(&path) {
                 Err(errs) => {
                     let mut err = std::io::stderr().lock();
                     for e in &errs.errors {
@@ -159,35 +168,20 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
                 }
             }
         }
-        Sub::Setup(a) => crate::setup::run(config, &a),
-        Sub::Testmail(t) => {
-            let cfg = load_config(config.as_deref())?;
-            setup_log(&cfg, false, None, false);
-            testmail::run(config.as_deref(), &cfg, t.to.as_deref())
-        }
-        Sub::Daemon(d) => {
-            let path = config.unwrap_or_else(config::default_path);
-            let cfg = load_config(Some(&path))?;
-            setup_log(&cfg, d.verbose, None, true);
-            crate::daemon::run(cfg, path, false)
-        }
-        Sub::Flush(f) => {
-            let cfg = load_config(config.as_deref())?;
-            setup_log(&cfg, false, None, false);
-            queue_cmd::flush(&cfg, f.route)
-        }
-        Sub::Status(_) => {
-            let cfg = load_config(config.as_deref())?;
-            setup_log(&cfg, false, None, false);
-            queue_cmd::status(&cfg)
-        }
-        Sub::Queue(q) => {
-            let cfg = load_config(config.as_deref())?;
-            setup_log(&cfg, false, None, false);
-            match q.sub {
-                Some(QueueSub::Rm(rm)) => queue_cmd::remove(&cfg, &rm.ids),
-                None => queue_cmd::list(&cfg, q.json),
-            }
-        }
+        Sub::Daemon(d) => daemon = d.verbose,
+        _ => {}
+    }
+    let cfg = load_config(Some(&path))?;
+    setup_log(&cfg, daemon, None, matches!(cmd, Sub::Daemon(_)));
+    match cmd {
+        Sub::Testmail(t) => testmail::run(config.as_deref(), &cfg, t.to.as_deref()),
+        Sub::Daemon(_) => crate::daemon::run(cfg, path, false),
+        Sub::Flush(f) => queue_cmd::flush(&cfg, f.route.as_deref()),
+        Sub::Status(_) => queue_cmd::status(&cfg),
+        Sub::Queue(q) => match q.sub {
+            Some(QueueSub::Rm(rm)) => queue_cmd::remove(&cfg, &rm.ids),
+            None => queue_cmd::list(&cfg, q.json),
+        },
+        _ => Ok(()),
     }
 }

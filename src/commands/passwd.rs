@@ -107,29 +107,23 @@ impl Drop for NoEcho {
     }
 }
 
+/// Read one password from stdin, after `prompt` on stderr if any.
 fn ask(prompt: &str) -> Result<Vec<u8>, Fail> {
-    let _ = write!(io::stderr(), "{prompt}");
-    let _ = io::stderr().flush();
-    let stdin = io::stdin();
-    let mut lock = stdin.lock();
-    password_from_line(read_line(&mut lock)?)
+    if !prompt.is_empty() {
+        let _ = io::stderr().write_all(prompt.as_bytes());
+    }
+    password_from_line(read_line(&mut io::stdin().lock())?)
 }
 
 fn read_password() -> Result<Vec<u8>, Fail> {
     // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(0) } == 1 {
-        let _echo = NoEcho::new();
-        let first = ask("New password: ")?;
-        let second = ask("Again: ")?;
-        if first != second {
-            return Err(Fail::new(Exit::DataErr, "the passwords do not match"));
-        }
-        Ok(first)
-    } else {
-        let stdin = io::stdin();
-        let mut lock = stdin.lock();
-        password_from_line(read_line(&mut lock)?)
+    let tty = unsafe { libc::isatty(0) } == 1;
+    let _echo = if tty { NoEcho::new() } else { None };
+    let first = ask(if tty { "New password: " } else { "" })?;
+    if tty && ask("Again: ")? != first {
+        return Err(Fail::new(Exit::DataErr, "the passwords do not match"));
     }
+    Ok(first)
 }
 
 /// The output: the hash line, then the UCI section.

@@ -77,16 +77,14 @@ fn report_corrupt(spool: &Spool, dir: Dir, name: &str, why: &str, problems: &mut
         Dir::Incoming => "incoming",
         Dir::Outgoing => "outgoing",
     };
-    let why = match spool.set_aside(Some(dir), name) {
+    let mut why = format!("corrupt ({why})");
+    match spool.set_aside(Some(dir), name) {
         Ok(_) => {
-            error!("{name}: {dir_name}/{name} is corrupt ({why}); moved to corrupt/");
-            format!("corrupt ({why}); moved to corrupt/")
+            why.push_str("; moved to corrupt/");
+            error!("{name}: {dir_name}/{name} is {why}");
         }
-        Err(e) => {
-            error!("{name}: {dir_name}/{name} is corrupt ({why}); cannot move it aside: {e}");
-            format!("corrupt ({why})")
-        }
-    };
+        Err(e) => error!("{name}: {dir_name}/{name} is {why}; cannot move it aside: {e}"),
+    }
     problems.push(Problem {
         name: name.to_string(),
         why,
@@ -194,8 +192,10 @@ fn route_rows(cfg: &Config) -> (Vec<RouteRow>, bool) {
         let rows: Vec<RouteRow> = reply
             .lines()
             .filter_map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                let [name, state, source, detail] = w[..] else {
+                let mut w = l.split_whitespace();
+                let (Some(name), Some(state), Some(source), Some(detail), None) =
+                    (w.next(), w.next(), w.next(), w.next(), w.next())
+                else {
                     return None;
                 };
                 let detail = (detail != "-").then_some(detail);
@@ -388,56 +388,53 @@ pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
         return Err(Fail::usage("no message IDs given"));
     }
     let spool = super::open_spool(cfg)?;
-    let mut worst: Option<Fail> = None;
+    let mut worst = Ok(());
     for arg in ids {
-        let Some(id) = MsgId::parse(arg) else {
-            worst = Some(Fail::usage(format!("'{arg}' is not a message ID")));
-            continue;
-        };
-        let _lock = match spool.lock_message(&id, false) {
-            Ok(Some(l)) => Some(l),
-            Ok(None) if spool.pool_path(&id).exists() => {
-                worst = Some(Fail::new(
-                    Exit::TempFail,
-                    format!("{id}: being delivered right now; try again"),
-                ));
-                continue;
-            }
-            Ok(None) => None,
-            Err(e) => {
-                worst = Some(Fail::spool_io(&format!("{id}: cannot lock"), &e));
-                continue;
-            }
-        };
-        match spool.remove(&id) {
-            Ok(true) => {
-                info!(
-                    "{id}: removed from the queue by uid {}",
-                    nix::unistd::getuid()
-                );
-                println!("{id}: removed");
-            }
-            Ok(false) => {
-                worst = Some(Fail::new(
-                    Exit::Unavailable,
-                    format!("{id}: not in the queue"),
-                ));
-            }
-            Err(e) => worst = Some(Fail::spool_io(&format!("{id}: cannot remove"), &e)),
+        if let Err(f) = remove_one(&spool, arg) {
+            worst = Err(f);
         }
     }
-    worst.map_or(Ok(()), Err)
+    worst
+}
+
+fn remove_one(spool: &Spool, arg: &str) -> CmdResult {
+    let Some(id) = MsgId::parse(arg) else {
+        return Err(Fail::usage(format!("'{arg}' is not a message ID")));
+    };
+    let _lock = match spool.lock_message(&id, false) {
+        Ok(Some(l)) => Some(l),
+        Ok(None) if spool.pool_path(&id).exists() => {
+            return Err(Fail::new(
+                Exit::TempFail,
+                format!("{id}: being delivered right now; try again"),
+            ));
+        }
+        Ok(None) => None,
+        Err(e) => return Err(Fail::spool_io(&format!("{id}: cannot lock"), &e)),
+    };
+    match spool.remove(&id) {
+        Ok(true) => {
+            info!(
+                "{id}: removed from the queue by uid {}",
+                nix::unistd::getuid()
+            );
+            println!("{id}: removed");
+            Ok(())
+        }
+        Ok(false) => Err(Fail::new(
+            Exit::Unavailable,
+            format!("{id}: not in the queue"),
+        )),
+        Err(e) => Err(Fail::spool_io(&format!("{id}: cannot remove"), &e)),
+    }
 }
 
 /// `-q` / `runq` / `-qo [ROUTE]`: recover the spool, scan what waits in
 /// `incoming/`, and deliver, ignoring retry backoff (a person asked).
 /// `route`: None for `-q`; Some(None) for `-qo` (the online routes);
 /// Some(Some(name)) for one route, which then counts as online.
-pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
-    crate::privs::prepare_spool(cfg)?;
-    crate::privs::become_mail_user_keep_root(cfg)?;
-    let spool = Spool::open(&cfg.main.spool_dir)
-        .map_err(|e| Fail::spool_io(&format!("spool {}", cfg.main.spool_dir.display()), &e))?;
+pub fn run_queue(cfg: &Config, route: Option<&str>) -> CmdResult {
+    let spool = super::spool_as_mail_user(cfg, true)?;
     let report = recover::recover(&spool).map_err(|e| Fail::spool_io("recovery", &e))?;
     for r in &report.removed {
         info!("recovery: removed {r} (left by a crash, never acknowledged)");
@@ -452,17 +449,13 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
     scanner
         .scan_all(&spool)
         .map_err(|e| Fail::spool_io("scanning", &e))?;
-    let only_route = match route {
-        Some(Some(name)) => {
-            if cfg.route(&name).is_none() {
-                return Err(Fail::usage(format!("no route named '{name}'")));
-            }
-            Some(name)
+    if let Some(name) = route {
+        if cfg.route(name).is_none() {
+            return Err(Fail::usage(format!("no route named '{name}'")));
         }
-        _ => None,
-    };
+    }
     let opts = RunOpts {
-        only_route,
+        only_route: route.map(str::to_string),
         force: true,
         online: crate::online::current(cfg).names(),
         only_ids: None,
@@ -487,19 +480,20 @@ pub fn run_queue(cfg: &Config, route: Option<Option<String>>) -> CmdResult {
 }
 
 /// `masqmail flush [ROUTE]`: ask the daemon; without one, run the queue.
-pub fn flush(cfg: &Config, route: Option<String>) -> CmdResult {
+pub fn flush(cfg: &Config, route: Option<&str>) -> CmdResult {
     let path = crate::daemon::control::socket_path(&cfg.main.spool_dir);
-    let line = match &route {
-        Some(r) => format!("flush {r}"),
-        None => "flush".to_string(),
-    };
+    let mut line = String::from("flush");
+    if let Some(r) = route {
+        line.push(' ');
+        line.push_str(r);
+    }
     match crate::daemon::control::request(&path, &line) {
         Ok(reply) if reply.starts_with("ok") => Ok(()),
         Ok(reply) => Err(Fail::new(
             Exit::Unavailable,
             format!("daemon: {}", reply.trim()),
         )),
-        Err(_) => run_queue(cfg, Some(route)),
+        Err(_) => run_queue(cfg, route),
     }
 }
 
