@@ -54,7 +54,6 @@ pub mod lanes;
 pub mod local;
 pub mod output;
 
-use std::collections::BTreeMap;
 use std::io;
 
 use log::{error, info, warn};
@@ -398,18 +397,30 @@ fn routes_for<'c>(
         .collect()
 }
 
-fn log_result(id: &MsgId, rcpt: &Target, route: &str, relay: &str, status: &str, text: &str) {
+/// Log one attempt's result: `ID => rcpt route=… relay=… status=… (text)`.
+fn log_result(
+    id: &MsgId,
+    rcpt: &Target,
+    route: &str,
+    relay: &str,
+    result: &Result<String, Failure>,
+) {
     let t = match rcpt {
         Target::Addr(a) => a.to_string(),
         Target::Pipe(c) => format!("|{c}"),
+    };
+    let (status, text) = match result {
+        Ok(reply) => ("sent", reply.as_str()),
+        Err(Failure::Temporary(t)) => ("deferred", t.as_str()),
+        Err(Failure::Permanent(t)) => ("bounced", t.as_str()),
     };
     info!("{id} => {t} route={route} relay={relay} status={status} ({text})");
 }
 
 /// Record one attempt's result on a recipient, and count it.
-fn record(r: &mut Rcpt, result: Result<(), Failure>, now: u64, report: &mut Report) {
+fn record(r: &mut Rcpt, result: Result<String, Failure>, now: u64, report: &mut Report) {
     match result {
-        Ok(()) => {
+        Ok(_) => {
             r.state = RcptState::Delivered;
             r.error.clear();
             report.delivered += 1;
@@ -491,12 +502,8 @@ fn process(
                 }
                 Target::Addr(_) => continue,
             };
-            let (status, text) = match &result {
-                Ok(()) => ("sent", "delivered".to_string()),
-                Err(Failure::Temporary(t)) => ("deferred", t.clone()),
-                Err(Failure::Permanent(t)) => ("bounced", t.clone()),
-            };
-            log_result(id, &hf.env.rcpts[i].target, "local", "local", status, &text);
+            let result = result.map(|()| "delivered".to_string());
+            log_result(id, &hf.env.rcpts[i].target, "local", "local", &result);
             // D1: delivered, recorded in memory only until D3.
             record(&mut hf.env.rcpts[i], result, now, report);
             changed = true;
@@ -504,8 +511,9 @@ fn process(
     }
 
     // Remote targets: assign each due recipient of this part its
-    // candidate routes; its lane is the first one.
-    let mut candidates: BTreeMap<usize, Vec<&Route>> = BTreeMap::new();
+    // candidate routes (ascending by recipient); its lane is the first
+    // one. A recipient whose list is empty is done for this run.
+    let mut candidates: Vec<(usize, Vec<&Route>)> = Vec::new();
     for (i, r) in hf.env.rcpts.iter().enumerate() {
         let Target::Addr(a) = &r.target else {
             continue;
@@ -518,39 +526,43 @@ fn process(
             None if part.finishes() => report.waiting += 1,
             None => {}
             Some(first) if part.takes(&Lane::Route(first.name.clone())) => {
-                candidates.insert(i, routes);
+                candidates.push((i, routes));
             }
             Some(_) => {}
         }
     }
     // Try routes in order; temporary failures fall through to the next.
     let mut attempt = 0;
-    while !candidates.is_empty() {
+    while candidates.iter().any(|c| !c.1.is_empty()) {
         attempt += 1;
-        // Group by (route, destination domain) for this round.
-        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-        for (&i, routes) in &candidates {
-            let Some(rt) = routes.first() else {
-                continue;
-            };
-            let Target::Addr(a) = &hf.env.rcpts[i].target else {
+        // Group by (route, destination domain) for this round, in that
+        // order; members are positions in `candidates`.
+        let mut groups: Vec<(&Route, String, Vec<usize>)> = Vec::new();
+        for (pos, (i, routes)) in candidates.iter().enumerate() {
+            let (Some(&rt), Target::Addr(a)) = (routes.first(), &hf.env.rcpts[*i].target) else {
                 continue;
             };
             let dest = if rt.mail_host.is_some() || rt.pipe.is_some() || rt.wrapper.is_some() {
-                String::new()
+                ""
             } else {
-                a.domain().to_string()
+                a.domain()
             };
-            groups.entry((rt.name.clone(), dest)).or_default().push(i);
-        }
-        let mut next: BTreeMap<usize, Vec<&Route>> = BTreeMap::new();
-        for ((route_name, _dest), idx) in groups {
-            let Some(rt) = cfg.route(&route_name) else {
-                continue;
-            };
-            let rcpts: Vec<Address> = idx
+            let key = (rt.name.as_str(), dest);
+            match groups
                 .iter()
-                .filter_map(|&i| match &hf.env.rcpts[i].target {
+                .position(|g| (g.0.name.as_str(), g.1.as_str()) >= key)
+            {
+                Some(g) if (groups[g].0.name.as_str(), groups[g].1.as_str()) == key => {
+                    groups[g].2.push(pos)
+                }
+                Some(g) => groups.insert(g, (rt, dest.to_string(), vec![pos])),
+                None => groups.push((rt, dest.to_string(), vec![pos])),
+            }
+        }
+        for (rt, _dest, members) in groups {
+            let rcpts: Vec<Address> = members
+                .iter()
+                .filter_map(|&pos| match &hf.env.rcpts[candidates[pos].0].target {
                     Target::Addr(a) => Some(a.clone()),
                     Target::Pipe(_) => None,
                 })
@@ -567,33 +579,29 @@ fn process(
                 Some(cmd) => pipe_route(rt, cmd, &out, &rcpts),
                 None => send.send(cfg, rt, &out, &rcpts),
             };
-            for (k, &i) in idx.iter().enumerate() {
-                let result = results.get(k).cloned().unwrap_or_else(|| {
+            let mut results = results.into_iter();
+            for pos in members {
+                let (i, routes) = &mut candidates[pos];
+                let r = &mut hf.env.rcpts[*i];
+                let result = results.next().unwrap_or_else(|| {
                     Err(Failure::Temporary("no result from the transport".into()))
                 });
-                let fallback = matches!(result, Err(Failure::Temporary(_))) && !rt.last_route;
-                let (status, text) = match &result {
-                    Ok(reply) => ("sent", reply.clone()),
-                    Err(Failure::Temporary(t)) => ("deferred", t.clone()),
-                    Err(Failure::Permanent(t)) => ("bounced", t.clone()),
-                };
-                log_result(id, &hf.env.rcpts[i].target, &rt.name, &relay, status, &text);
-                let rest: Vec<&Route> = candidates
-                    .get(&i)
-                    .map(|v| v[1..].to_vec())
-                    .unwrap_or_default();
-                if fallback && !rest.is_empty() {
-                    // Keep the error, try the next route in this run.
-                    hf.env.rcpts[i].error = text;
-                    next.insert(i, rest);
-                    continue;
+                log_result(id, &r.target, &rt.name, &relay, &result);
+                match result {
+                    Err(Failure::Temporary(t)) if !rt.last_route && routes.len() > 1 => {
+                        // Keep the error, try the next route in this run.
+                        r.error = t;
+                        routes.remove(0);
+                    }
+                    result => {
+                        // D1: delivered, recorded in memory only until D3.
+                        record(r, result, now, report);
+                        routes.clear();
+                        changed = true;
+                    }
                 }
-                // D1: delivered, recorded in memory only until D3.
-                record(&mut hf.env.rcpts[i], result.map(|_| ()), now, report);
-                changed = true;
             }
         }
-        candidates = next;
         if attempt > cfg.routes.len() + 1 {
             break;
         }
@@ -613,18 +621,15 @@ fn process(
             .filter(|r| r.state == RcptState::Pending)
         {
             r.state = RcptState::Failed;
-            r.error = if r.tries > 0 {
-                format!(
-                    "message expired after {} days in the queue; last error: {}",
-                    age / 86400,
-                    r.error
-                )
+            let (why, last) = if r.tries > 0 {
+                ("; last error: ", r.error.as_str())
             } else {
-                format!(
-                    "message expired after {} days in the queue: no route was online for it",
-                    age / 86400
-                )
+                (": no route was online for it", "")
             };
+            r.error = format!(
+                "message expired after {} days in the queue{why}{last}",
+                age / 86400
+            );
             report.bounced += 1;
             changed = true;
         }
