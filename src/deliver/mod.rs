@@ -474,26 +474,19 @@ fn process(
             if !due(r) {
                 continue;
             }
+            let msg = local::LocalMsg {
+                id,
+                sender: &hf.env.sender,
+                received: hf.env.received,
+                headers: &hf.headers,
+                pool: &pool,
+            };
             let result = match &r.target {
                 Target::Pipe(cmd) => {
-                    let msg = local::LocalMsg {
-                        id,
-                        sender: &hf.env.sender,
-                        received: hf.env.received,
-                        headers: &hf.headers,
-                        pool: &pool,
-                    };
                     let rcpt = r.orig.as_ref().map(|o| o.to_string()).unwrap_or_default();
                     local::run_command(cmd, &rcpt, &cfg.main.mail_user, &msg, None, output::PLAIN)
                 }
                 Target::Addr(a) if is_local(a) => {
-                    let msg = local::LocalMsg {
-                        id,
-                        sender: &hf.env.sender,
-                        received: hf.env.received,
-                        headers: &hf.headers,
-                        pool: &pool,
-                    };
                     // Mailboxes are given to their users and MDAs run as
                     // them: root again for this, when the run kept it.
                     crate::privs::with_root(|| {
@@ -685,51 +678,46 @@ fn notices(
     queued: &mut Vec<MsgId>,
 ) -> io::Result<bool> {
     let mut changed = false;
-    let failed: Vec<Rcpt> = hf
-        .env
-        .rcpts
-        .iter()
-        .filter(|r| r.state == RcptState::Failed)
-        .cloned()
-        .collect();
-    if !failed.is_empty() {
-        let refs: Vec<&Rcpt> = failed.iter().collect();
-        // D2: queued first, then recorded.
-        if let Some(nid) = bounce::queue_notice(cfg, spool, id, hf, &refs, bounce::Kind::Failure)? {
+    // The bounce first (D2: queued first, then recorded), then, when due,
+    // the delay warning.
+    for kind in [bounce::Kind::Failure, bounce::Kind::Delay] {
+        let failure = kind == bounce::Kind::Failure;
+        let due = failure
+            || cfg
+                .main
+                .delay_warning
+                .is_some_and(|after| !hf.env.warned && age > after.as_secs());
+        let rcpts: Vec<&Rcpt> = hf
+            .env
+            .rcpts
+            .iter()
+            .filter(|r| {
+                if failure {
+                    r.state == RcptState::Failed
+                } else {
+                    r.state == RcptState::Pending && r.tries > 0
+                }
+            })
+            .collect();
+        if !due || rcpts.is_empty() {
+            continue;
+        }
+        if let Some(nid) = bounce::queue_notice(cfg, spool, id, hf, &rcpts, kind)? {
             match scanner.scan(spool, &nid) {
                 Ok(_) => queued.push(nid),
                 Err(e) => warn!("{nid}: left for scanning: {e}"),
             }
         }
-        for r in hf
-            .env
-            .rcpts
-            .iter_mut()
-            .filter(|r| r.state == RcptState::Failed)
-        {
-            r.state = RcptState::Bounced;
-        }
-        changed = true;
-    }
-    if let Some(after) = cfg.main.delay_warning {
-        let deferred: Vec<&Rcpt> = hf
-            .env
-            .rcpts
-            .iter()
-            .filter(|r| r.state == RcptState::Pending && r.tries > 0)
-            .collect();
-        if !hf.env.warned && age > after.as_secs() && !deferred.is_empty() {
-            if let Some(nid) =
-                bounce::queue_notice(cfg, spool, id, hf, &deferred, bounce::Kind::Delay)?
-            {
-                match scanner.scan(spool, &nid) {
-                    Ok(_) => queued.push(nid),
-                    Err(e) => warn!("{nid}: left for scanning: {e}"),
+        if failure {
+            for r in hf.env.rcpts.iter_mut() {
+                if r.state == RcptState::Failed {
+                    r.state = RcptState::Bounced;
                 }
             }
+        } else {
             hf.env.warned = true;
-            changed = true;
         }
+        changed = true;
     }
     Ok(changed)
 }
