@@ -107,6 +107,7 @@ fn put_target(b: &mut String, r: &Rcpt) {
 
 /// Queue a notice about `rcpts` of message `id`. Returns the notice's ID,
 /// or None when none is sent (a double bounce that failed again).
+#[inline(never)]
 pub fn queue_notice(
     cfg: &Config,
     spool: &Spool,

@@ -133,14 +133,21 @@ impl<'a> Scanner<'a> {
                 Ok(list) => {
                     for res in list {
                         let target = res.target();
-                        let orig = (target != Target::Addr(addr.clone())).then(|| addr.clone());
-                        if orig.is_some() {
+                        let same = matches!(&target, Target::Addr(t) if *t == addr);
+                        if !same {
                             info!("{id}: <{addr}> expanded to {target}");
                         }
-                        let mut n = r.clone();
-                        n.target = target;
-                        n.orig = orig;
-                        push(n, &mut out);
+                        push(
+                            Rcpt {
+                                state: r.state,
+                                target,
+                                orig: (!same).then(|| addr.clone()),
+                                tries: r.tries,
+                                next_try: r.next_try,
+                                error: r.error.clone(),
+                            },
+                            &mut out,
+                        );
                     }
                 }
                 Err(e) => {
