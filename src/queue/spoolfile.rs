@@ -239,16 +239,44 @@ impl HeaderFile {
     }
 }
 
+/// What the lines of a header file said, as they are read.
+#[derive(Default)]
+struct Parts {
+    sender: Option<Sender>,
+    /// FN, PR, ID, HE, TL.
+    texts: [Option<String>; 5],
+    received: Option<u64>,
+    body_size: Option<u64>,
+    warned: bool,
+    rcpts: Vec<Rcpt>,
+    headers: Vec<Header>,
+}
+
 /// Decode a header file; an error is its line number (0: none) and what.
 fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
+    // The lines fill `p`; on an error it is dropped here, once.
+    let mut p = Parts::default();
+    read_lines(data, &mut p)?;
+    let [full_name, protocol, ident, helo, tls] = p.texts;
+    Ok(HeaderFile {
+        env: Envelope {
+            sender: p.sender.ok_or((0, "missing sender (MF:)"))?,
+            full_name,
+            protocol: protocol.ok_or((0, "missing protocol (PR:)"))?,
+            ident: ident.unwrap_or_default(),
+            helo,
+            received: p.received.ok_or((0, "missing time (TR:)"))?,
+            body_size: p.body_size.ok_or((0, "missing size (DS:)"))?,
+            rcpts: p.rcpts,
+            warned: p.warned,
+            tls,
+        },
+        headers: p.headers,
+    })
+}
+
+fn read_lines(data: &[u8], p: &mut Parts) -> Result<(), (usize, &'static str)> {
     let mut lines = data.split(|&b| b == b'\n');
-    let mut sender = None;
-    let mut texts: [Option<String>; 5] = Default::default();
-    let mut received = None;
-    let mut body_size = None;
-    let mut warned = false;
-    let mut rcpts = Vec::new();
-    let mut headers: Vec<Header> = Vec::new();
     let mut ended = false;
     if lines.next() != Some(b"MQ:1") {
         return Err((0, "not a masqmail header file (no MQ:1 first line)"));
@@ -264,7 +292,7 @@ fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
             return err("data after the end marker");
         }
         if let Some(b' ' | b'\t') = line.first() {
-            match headers.last_mut() {
+            match p.headers.last_mut() {
                 Some(h) => h.push_continuation(line),
                 None => return err("continuation without a header"),
             }
@@ -276,7 +304,7 @@ fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
         let (tag, val) = (&line[..2], &line[3..]);
         if tag == b"HD" {
             match Header::from_line(val) {
-                Some(h) => headers.push(h),
+                Some(h) => p.headers.push(h),
                 None => return err("malformed header field"),
             }
             continue;
@@ -290,13 +318,13 @@ fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
             .iter()
             .position(|t| *t == tag)
         {
-            texts[k] = Some(clean(val));
+            p.texts[k] = Some(clean(val));
             continue;
         }
         match tag {
             b"MF" => {
                 let inner = val.strip_prefix('<').and_then(|v| v.strip_suffix('>'));
-                sender = Some(match inner {
+                p.sender = Some(match inner {
                     Some("") => Sender::Null,
                     Some(a) => match Address::parse(a, None) {
                         Ok(a) => Sender::Addr(a),
@@ -306,16 +334,16 @@ fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
                 });
             }
             b"TR" => match val.parse::<u64>() {
-                Ok(v) => received = Some(v),
+                Ok(v) => p.received = Some(v),
                 Err(_) => return err("bad time"),
             },
             b"DS" => match val.parse::<u64>() {
-                Ok(v) => body_size = Some(v),
+                Ok(v) => p.body_size = Some(v),
                 Err(_) => return err("bad size"),
             },
-            b"WA" => warned = val == "1",
+            b"WA" => p.warned = val == "1",
             b"RT" => match decode_rcpt(val) {
-                Some(r) => rcpts.push(r),
+                Some(r) => p.rcpts.push(r),
                 None => return err("bad recipient"),
             },
             b"EN" => ended = true,
@@ -325,22 +353,7 @@ fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
     if !ended {
         return Err((0, "truncated: no end marker"));
     }
-    let [full_name, protocol, ident, helo, tls] = texts;
-    Ok(HeaderFile {
-        env: Envelope {
-            sender: sender.ok_or((0, "missing sender (MF:)"))?,
-            full_name,
-            protocol: protocol.ok_or((0, "missing protocol (PR:)"))?,
-            ident: ident.unwrap_or_default(),
-            helo,
-            received: received.ok_or((0, "missing time (TR:)"))?,
-            body_size: body_size.ok_or((0, "missing size (DS:)"))?,
-            rcpts,
-            warned,
-            tls,
-        },
-        headers,
-    })
+    Ok(())
 }
 
 /// FNV-1a, 64 bits: a hash against torn and stale writes (not against
