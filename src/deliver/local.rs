@@ -165,12 +165,20 @@ pub fn run_command(
         &[("SENDER", &sender), ("RECIPIENT", rcpt)],
         run_as,
         MDA_TIMEOUT,
-        &mut |w| {
-            let mut bw = io::BufWriter::new(w);
-            output::write_message(&mut bw, Some(&first), msg.headers, msg.pool, fmt)?;
-            bw.flush()
-        },
+        &mut |w| write_buffered(w, &first, msg, fmt),
     )
+}
+
+/// Write the message (after `first`) to `w` through a buffer.
+fn write_buffered(
+    w: &mut dyn Write,
+    first: &str,
+    msg: &LocalMsg<'_>,
+    fmt: Format,
+) -> io::Result<()> {
+    let mut bw = io::BufWriter::with_capacity(32 * 1024, w);
+    output::write_message(&mut bw, Some(first), msg.headers, msg.pool, fmt)?;
+    bw.flush()
 }
 
 /// A dot lock: `PATH.lock`, made with O_EXCL, removed on drop.
@@ -281,13 +289,7 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
         .map_err(|e| temp("seek mailbox", &e))?;
     let mut first = output::from_line(msg.sender, msg.received);
     first.push_str(&return_path(msg.sender));
-    let written = (|| -> io::Result<()> {
-        let mut bw = io::BufWriter::with_capacity(32 * 1024, &mut f);
-        output::write_message(&mut bw, Some(&first), msg.headers, msg.pool, output::MBOX)?;
-        bw.flush()?;
-        drop(bw);
-        f.sync_data()
-    })();
+    let written = write_buffered(&mut f, &first, msg, output::MBOX).and_then(|()| f.sync_data());
     if let Err(e) = written {
         // Leave the mailbox as it was: no half message for the reader.
         let _ = f.set_len(start);
@@ -344,17 +346,7 @@ fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(
                 Some(Gid::from_raw(user.gid)),
             );
         }
-        {
-            let mut bw = io::BufWriter::with_capacity(32 * 1024, &mut f);
-            output::write_message(
-                &mut bw,
-                Some(&return_path(msg.sender)),
-                msg.headers,
-                msg.pool,
-                output::PLAIN,
-            )?;
-            bw.flush()?;
-        }
+        write_buffered(&mut f, &return_path(msg.sender), msg, output::PLAIN)?;
         f.sync_all()?;
         fs::rename(&tmp, root.join("new").join(&name))?;
         crate::queue::sync_dir(&root.join("new"))
