@@ -182,19 +182,17 @@ pub(super) fn run(
         };
         let mut text = String::new();
         let _ = rd.read_to_string(&mut text);
-        match (failed, decode(&text)) {
-            (None, Some(r)) => report.merge(r),
-            (failed, r) => {
-                let why = failed.unwrap_or_else(|| "sent no report".to_string());
-                error!(
-                    "queue run: the process for {lane} ({pid}) {why}; \
-                     what it did not record is delivered by the next run"
-                );
-                if let Some(r) = r {
-                    report.merge(r);
-                }
-                report.failed_lanes += 1;
-            }
+        let r = decode(&text);
+        if failed.is_some() || r.is_none() {
+            let why = failed.as_deref().unwrap_or("sent no report");
+            error!(
+                "queue run: the process for {lane} ({pid}) {why}; \
+                 what it did not record is delivered by the next run"
+            );
+            report.failed_lanes += 1;
+        }
+        if let Some(r) = r {
+            report.merge(r);
         }
     }
 }
@@ -250,13 +248,15 @@ fn encode(r: &Report) -> String {
 
 fn decode(text: &str) -> Option<Report> {
     let line = text.strip_suffix('\n')?;
-    let n: Vec<u64> = line
-        .split(' ')
-        .map(|w| w.parse().ok())
-        .collect::<Option<_>>()?;
-    let [delivered, deferred, bounced, waiting, done, next, failed] = n[..] else {
+    let mut words = line.split(' ');
+    let mut n = [0u64; 7];
+    for v in &mut n {
+        *v = words.next()?.parse().ok()?;
+    }
+    if words.next().is_some() {
         return None;
-    };
+    }
+    let [delivered, deferred, bounced, waiting, done, next, failed] = n;
     let us = |v: u64| usize::try_from(v).ok();
     Some(Report {
         delivered: us(delivered)?,
