@@ -438,19 +438,21 @@ fn parse_mailbox(elem: &str, default_domain: Option<&str>) -> Result<Option<Mail
 }
 
 /// Does `s` match the shell-style glob `pat` (`*`, `?`), ASCII case
-/// ignored? Used by route criteria and address maps.
+/// ignored? Used by route criteria and address maps. Compared byte by
+/// byte: `s` is an address or a local part, which are ASCII (a byte of a
+/// non-ASCII pattern character matches no ASCII byte, as the character
+/// matched none).
 pub fn glob_match(pat: &str, s: &str) -> bool {
-    let p: Vec<char> = pat.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let t: Vec<char> = s.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let (p, t) = (pat.as_bytes(), s.as_bytes());
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
+    while let Some(&b) = t.get(ti) {
         match p.get(pi) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == t[ti] => {
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&b) => {
                 pi += 1;
                 ti += 1;
             }
@@ -464,7 +466,7 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

@@ -216,10 +216,12 @@ enum Part<'a> {
 }
 
 impl Part<'_> {
-    fn takes(&self, lane: &Lane) -> bool {
+    /// Does this part deliver for the local lane (None) or route `name`?
+    fn takes(&self, route: Option<&str>) -> bool {
         match self {
             Part::All => true,
-            Part::Lane(l) => *l == lane,
+            Part::Lane(Lane::Local) => route.is_none(),
+            Part::Lane(Lane::Route(n)) => Some(n.as_str()) == route,
             Part::Finish => false,
         }
     }
@@ -468,7 +470,7 @@ fn process(
     let due = |r: &Rcpt| r.state == RcptState::Pending && (opts.force || r.next_try <= now);
 
     // Local targets, unless this run is for one route only.
-    if opts.only_route.is_none() && part.takes(&Lane::Local) {
+    if opts.only_route.is_none() && part.takes(None) {
         for i in 0..hf.env.rcpts.len() {
             let r = &hf.env.rcpts[i];
             if !due(r) {
@@ -518,7 +520,7 @@ fn process(
         match routes.first() {
             None if part.finishes() => report.waiting += 1,
             None => {}
-            Some(first) if part.takes(&Lane::Route(first.name.clone())) => {
+            Some(first) if part.takes(Some(&first.name)) => {
                 candidates.push((i, routes));
             }
             Some(_) => {}

@@ -196,9 +196,6 @@ impl<'a> Scanner<'a> {
         let HeaderFile { mut env, headers } = hf;
         env.rcpts = self.expand(id, env.rcpts);
         let headers = headers::fix(headers, &env, id, &self.cfg.main.host_name);
-        let nrcpt = env.rcpts.len();
-        let sender = env.sender.to_string();
-        let size = env.body_size;
         if crate::daemon::hint::active() {
             // Before the ready bit: the supervisor reads it with the event.
             crate::daemon::hint::send(id, &self.wants(&env, &headers));
@@ -211,10 +208,17 @@ impl<'a> Scanner<'a> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        spool.write_header(Dir::Outgoing, id, &HeaderFile { env, headers })?;
+        let hf = HeaderFile { env, headers };
+        spool.write_header(Dir::Outgoing, id, &hf)?;
         // S5 reached: the message is safe in outgoing/.
         remove_incoming(spool, id)?;
-        info!("{id}: from=<{sender}> size={size} nrcpt={nrcpt} queued");
+        let e = &hf.env;
+        info!(
+            "{id}: from=<{}> size={} nrcpt={} queued",
+            e.sender,
+            e.body_size,
+            e.rcpts.len()
+        );
         Ok(Outcome::Scanned)
     }
 
