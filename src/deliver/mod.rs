@@ -248,18 +248,19 @@ pub fn run(
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
-    let ids: Vec<MsgId> = match &opts.only_ids {
-        Some(ids) => ids.clone(),
-        None => spool
-            .list(Dir::Outgoing)?
-            .into_iter()
-            .filter_map(|e| match e {
-                Entry::Ready(id) => Some(id),
-                _ => None,
-            })
-            .collect(),
+    let mut listed = Vec::new();
+    let ids: &[MsgId] = match &opts.only_ids {
+        Some(ids) => ids,
+        None => {
+            for e in spool.list(Dir::Outgoing)? {
+                if let Entry::Ready(id) = e {
+                    listed.push(id);
+                }
+            }
+            &listed
+        }
     };
-    pass(cfg, spool, &scanner, opts, &ids, true, send, &mut report)?;
+    pass(cfg, spool, &scanner, opts, ids, true, send, &mut report)?;
     // The notices this run queued go out in this run too (a person who
     // runs `runq` expects the bounce to leave with it). A notice about a
     // notice is possible once (the double bounce to postmaster); the
@@ -351,6 +352,21 @@ fn walk(
     send: &mut dyn Transport,
     report: &mut Report,
 ) -> io::Result<()> {
+    // Take `id` under its lock (`wait`: waiting for it) and do its part;
+    // false: another process holds it.
+    let mut take = |id: &MsgId, wait: bool| -> io::Result<bool> {
+        let Some(lock) = spool.lock_message(id, wait)? else {
+            return Ok(false);
+        };
+        // Re-checked under the lock: another run (or lane) may have
+        // finished it since. `process` reads the header file only now,
+        // so it sees every result recorded before.
+        if spool.has_ready(Dir::Outgoing, id) {
+            process(cfg, spool, scanner, id, opts, part, send, report)?;
+        }
+        drop(lock);
+        Ok(true)
+    };
     let mut busy = Vec::new();
     for id in ids {
         // Not (or no longer) waiting for delivery: done by another run,
@@ -358,28 +374,13 @@ fn walk(
         if !spool.has_ready(Dir::Outgoing, id) {
             continue;
         }
-        match spool.lock_message(id, false)? {
-            Some(lock) => {
-                // Re-checked under the lock: another run (or lane) may
-                // have finished it since. `process` reads the header file
-                // only now, so it sees every result recorded before.
-                if spool.has_ready(Dir::Outgoing, id) {
-                    process(cfg, spool, scanner, id, opts, part, send, report)?;
-                }
-                drop(lock);
-            }
-            None if wait_busy && spool.pool_path(id).exists() => busy.push(*id),
-            None => {}
+        if !take(id, false)? && wait_busy && spool.pool_path(id).exists() {
+            busy.push(*id);
         }
     }
     // Second pass: messages another process held; wait for them.
     for id in busy {
-        if let Some(lock) = spool.lock_message(&id, true)? {
-            if spool.has_ready(Dir::Outgoing, &id) {
-                process(cfg, spool, scanner, &id, opts, part, send, report)?;
-            }
-            drop(lock);
-        }
+        take(&id, true)?;
     }
     Ok(())
 }
