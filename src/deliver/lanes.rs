@@ -98,18 +98,18 @@ pub(super) fn plan(
             }
         }
     }
-    by_lane
-        .into_iter()
-        .enumerate()
-        .filter(|(_, ids)| !ids.is_empty())
-        .map(|(k, ids)| {
-            let lane = match k.checked_sub(1).and_then(|i| cfg.routes.get(i)) {
-                Some(rt) => Lane::Route(rt.name.clone()),
-                None => Lane::Local,
-            };
-            (lane, ids)
-        })
-        .collect()
+    let mut plan = Vec::new();
+    for (k, ids) in by_lane.into_iter().enumerate() {
+        if ids.is_empty() {
+            continue;
+        }
+        let lane = match k.checked_sub(1).and_then(|i| cfg.routes.get(i)) {
+            Some(rt) => Lane::Route(rt.name.clone()),
+            None => Lane::Local,
+        };
+        plan.push((lane, ids));
+    }
+    plan
 }
 
 /// A run for one route (`-qo ROUTE`) does no local delivery.

@@ -556,13 +556,12 @@ fn process(
             }
         }
         for (rt, _dest, members) in groups {
-            let rcpts: Vec<Address> = members
-                .iter()
-                .filter_map(|&pos| match &hf.env.rcpts[candidates[pos].0].target {
-                    Target::Addr(a) => Some(a.clone()),
-                    Target::Pipe(_) => None,
-                })
-                .collect();
+            let mut rcpts: Vec<Address> = Vec::with_capacity(members.len());
+            for &pos in &members {
+                if let Target::Addr(a) = &hf.env.rcpts[candidates[pos].0].target {
+                    rcpts.push(a.clone());
+                }
+            }
             let out = Outgoing {
                 id,
                 sender: route::rewrite_sender(rt, &hf.env.sender, &is_local),

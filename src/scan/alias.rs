@@ -300,15 +300,13 @@ impl Aliases {
         let mut out = Vec::new();
         let mut path = Vec::new();
         self.expand(name, host, is_local, users, &mut path, &mut out)?;
-        let mut seen = Vec::new();
-        out.retain(|r| {
-            let keep = !seen.contains(r);
-            if keep {
-                seen.push(r.clone());
+        let mut uniq: Vec<Resolved> = Vec::with_capacity(out.len());
+        for r in out {
+            if !uniq.contains(&r) {
+                uniq.push(r);
             }
-            keep
-        });
-        Ok(out)
+        }
+        Ok(uniq)
     }
 
     fn expand(
