@@ -282,7 +282,8 @@ impl Spool {
             Some(d) => (self.dir(d).join(name), d.name()),
             None => (self.pool_dir().join(name), "pool"),
         };
-        let to = self.corrupt_dir().join(format!("{prefix}-{name}"));
+        let corrupt = self.corrupt_dir();
+        let to = corrupt.join(format!("{prefix}-{name}"));
         fs::rename(&from, &to)?;
         if let (Some(d), Some(id)) = (d, MsgId::parse(name)) {
             let other = match d {
@@ -292,11 +293,11 @@ impl Spool {
             if !self.header_path(other, &id).exists() {
                 let pool = self.pool_path(&id);
                 if pool.exists() {
-                    fs::rename(&pool, self.corrupt_dir().join(format!("pool-{name}")))?;
+                    fs::rename(&pool, corrupt.join(format!("pool-{name}")))?;
                 }
             }
         }
-        sync_dir(&self.corrupt_dir())?;
+        sync_dir(&corrupt)?;
         Ok(to)
     }
 

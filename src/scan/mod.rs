@@ -202,12 +202,7 @@ impl<'a> Scanner<'a> {
         }
         // S4: a stale outgoing/ID of a dead scanner (not ready, or not
         // whole) goes first.
-        let out_path = spool.header_path(Dir::Outgoing, id);
-        match fs::remove_file(&out_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        remove_if_there(&spool.header_path(Dir::Outgoing, id))?;
         let hf = HeaderFile { env, headers };
         spool.write_header(Dir::Outgoing, id, &hf)?;
         // S5 reached: the message is safe in outgoing/.
@@ -268,7 +263,12 @@ impl<'a> Scanner<'a> {
 /// removal is lost in a crash, the spool is back in S5, which recovery
 /// settles the same way. One fsync less per message.
 fn remove_incoming(spool: &Spool, id: &MsgId) -> io::Result<()> {
-    match fs::remove_file(spool.header_path(Dir::Incoming, id)) {
+    remove_if_there(&spool.header_path(Dir::Incoming, id))
+}
+
+/// Remove a file; one that is not there is no error.
+fn remove_if_there(path: &std::path::Path) -> io::Result<()> {
+    match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
