@@ -50,9 +50,11 @@ impl fmt::Display for AddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AddrError::Empty => f.write_str("empty address"),
-            AddrError::TooLong => write!(f, "address longer than {MAX_ADDRESS} characters"),
-            AddrError::LocalTooLong => write!(f, "local part longer than {MAX_LOCAL} characters"),
-            AddrError::DomainTooLong => write!(f, "domain longer than {MAX_DOMAIN} characters"),
+            // MAX_ADDRESS, MAX_LOCAL and MAX_DOMAIN, written out: static
+            // texts need no formatting code (a test checks them).
+            AddrError::TooLong => f.write_str("address longer than 254 characters"),
+            AddrError::LocalTooLong => f.write_str("local part longer than 64 characters"),
+            AddrError::DomainTooLong => f.write_str("domain longer than 255 characters"),
             AddrError::Unterminated(what) => write!(f, "unterminated {what}"),
             AddrError::BadChar(c) if c.is_control() => {
                 write!(f, "control character {:#04x} in address", *c as u32)
@@ -438,19 +440,21 @@ fn parse_mailbox(elem: &str, default_domain: Option<&str>) -> Result<Option<Mail
 }
 
 /// Does `s` match the shell-style glob `pat` (`*`, `?`), ASCII case
-/// ignored? Used by route criteria and address maps.
+/// ignored? Used by route criteria and address maps. Compared byte by
+/// byte: `s` is an address or a local part, which are ASCII (a byte of a
+/// non-ASCII pattern character matches no ASCII byte, as the character
+/// matched none).
 pub fn glob_match(pat: &str, s: &str) -> bool {
-    let p: Vec<char> = pat.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let t: Vec<char> = s.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let (p, t) = (pat.as_bytes(), s.as_bytes());
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
+    while let Some(&b) = t.get(ti) {
         match p.get(pi) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == t[ti] => {
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&b) => {
                 pi += 1;
                 ti += 1;
             }
@@ -464,12 +468,28 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn length_errors_name_the_limits() {
+        assert_eq!(
+            AddrError::TooLong.to_string(),
+            format!("address longer than {MAX_ADDRESS} characters")
+        );
+        assert_eq!(
+            AddrError::LocalTooLong.to_string(),
+            format!("local part longer than {MAX_LOCAL} characters")
+        );
+        assert_eq!(
+            AddrError::DomainTooLong.to_string(),
+            format!("domain longer than {MAX_DOMAIN} characters")
+        );
+    }
 
     #[test]
     fn parses_valid_addresses() {

@@ -11,6 +11,7 @@
 //!   a bounce) is never sent back: it goes to `postmaster` once, marked as
 //!   a double bounce; if that fails too, it is logged and dropped.
 
+use std::fmt::Write as _;
 use std::io;
 
 use log::{error, info};
@@ -35,21 +36,25 @@ pub enum Kind {
 }
 
 /// The status code (RFC 3463) found in an error text, or a fitting default.
-fn status_of(error: &str, kind: Kind) -> String {
+fn status_of(error: &str, kind: Kind) -> &str {
     for w in error.split_whitespace() {
-        let parts: Vec<&str> = w.split('.').collect();
-        if parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..]
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        let mut parts = w.split('.');
+        let class_ok = matches!(parts.next(), Some("2" | "4" | "5"));
+        let rest: [Option<&str>; 3] = [parts.next(), parts.next(), parts.next()];
+        if class_ok
+            && rest[2].is_none()
+            && rest[..2].iter().all(|p| {
+                p.is_some_and(|p| {
+                    !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
+                })
+            })
         {
-            return w.to_string();
+            return w;
         }
     }
     match kind {
-        Kind::Failure => "5.0.0".into(),
-        Kind::Delay => "4.0.0".into(),
+        Kind::Failure => "5.0.0",
+        Kind::Delay => "4.0.0",
     }
 }
 
@@ -58,12 +63,12 @@ fn is_smtp_reply(error: &str) -> bool {
     b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit)
 }
 
-/// The Diagnostic-Code field's value (RFC 3464 §2.3.6): `smtp; REPLY`
-/// with the remote server's reply exactly as it came (without the
-/// `(in reply to COMMAND)` the queue's error text adds), or
+/// The Diagnostic-Code field's value (RFC 3464 §2.3.6), as its type and
+/// text: `smtp; REPLY` with the remote server's reply exactly as it came
+/// (without the `(in reply to COMMAND)` the queue's error text adds), or
 /// `X-masqmail; TEXT` for a failure found here (a lost connection, a
 /// refused connect, a TLS or DNS problem, an MDA's exit code).
-fn diagnostic_code(error: &str) -> Option<String> {
+fn diagnostic_code(error: &str) -> Option<(&'static str, &str)> {
     if error.is_empty() {
         return None;
     }
@@ -73,14 +78,36 @@ fn diagnostic_code(error: &str) -> Option<String> {
             .and_then(|e| e.rsplit_once(" (in reply to "))
             .map(|(reply, _)| reply)
         {
-            return Some(format!("smtp; {reply}"));
+            return Some(("smtp", reply));
         }
     }
-    Some(format!("X-masqmail; {error}"))
+    Some(("X-masqmail", error))
+}
+
+/// The start of a MIME part of the notice.
+fn part(b: &mut String, boundary: &str, desc: &str, ctype: &str) {
+    let _ = write!(
+        b,
+        "\n--{boundary}\nContent-Description: {desc}\nContent-Type: {ctype}\n\n"
+    );
+}
+
+/// A recipient as the notice names it: the address, or `|command`.
+fn put_target(b: &mut String, r: &Rcpt) {
+    match &r.target {
+        crate::queue::Target::Addr(a) => {
+            let _ = write!(b, "{a}");
+        }
+        crate::queue::Target::Pipe(c) => {
+            b.push('|');
+            b.push_str(c);
+        }
+    }
 }
 
 /// Queue a notice about `rcpts` of message `id`. Returns the notice's ID,
 /// or None when none is sent (a double bounce that failed again).
+#[inline(never)]
 pub fn queue_notice(
     cfg: &Config,
     spool: &Spool,
@@ -124,65 +151,83 @@ pub fn queue_notice(
             &format!("multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\""),
         ),
     ];
-    let mut body = String::new();
-    body.push_str(&format!(
-        "This is a MIME-encapsulated message.\n\n--{boundary}\n"
-    ));
-    body.push_str(
-        "Content-Description: Notification\nContent-Type: text/plain; charset=us-ascii\n\n",
+    let mut body = String::from("This is a MIME-encapsulated message.\n");
+    part(
+        &mut body,
+        &boundary,
+        "Notification",
+        "text/plain; charset=us-ascii",
     );
-    match kind {
-        Kind::Failure => body.push_str(&format!(
-            "This is the mail system at host {host}.\n\n\
-             Your message could not be delivered to one or more recipients.\n\
-             It is attached below.\n\n"
-        )),
-        Kind::Delay => body.push_str(&format!(
-            "This is the mail system at host {host}.\n\n\
-             Your message could not be delivered yet. It is still queued and\n\
-             delivery will be retried; you do not need to send it again.\n\n"
-        )),
-    }
+    let _ = write!(
+        body,
+        "This is the mail system at host {host}.\n\n{}",
+        match kind {
+            Kind::Failure => {
+                "Your message could not be delivered to one or more recipients.\n\
+                 It is attached below.\n\n"
+            }
+            Kind::Delay => {
+                "Your message could not be delivered yet. It is still queued and\n\
+                 delivery will be retried; you do not need to send it again.\n\n"
+            }
+        }
+    );
     for r in rcpts {
-        let error = crate::queue::spoolfile::clean(&r.error);
-        body.push_str(&format!(
-            "<{}>: {error}\n",
-            r.orig
-                .as_ref()
-                .map_or_else(|| target_addr(r), |o| o.to_string())
-        ));
+        body.push('<');
+        match &r.orig {
+            Some(o) => {
+                let _ = write!(body, "{o}");
+            }
+            None => put_target(&mut body, r),
+        }
+        let _ = writeln!(body, ">: {}", crate::queue::spoolfile::clean(&r.error));
     }
-    body.push_str(&format!("\n--{boundary}\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n"));
-    body.push_str(&format!(
-        "Reporting-MTA: dns; {host}\nX-Masqmail-Queue-ID: {id}\nArrival-Date: {}\n",
+    part(
+        &mut body,
+        &boundary,
+        "Delivery report",
+        "message/delivery-status",
+    );
+    let _ = writeln!(
+        body,
+        "Reporting-MTA: dns; {host}\nX-Masqmail-Queue-ID: {id}\nArrival-Date: {}",
         time::rfc5322(&time::local(hf.env.received))
-    ));
+    );
+    let action = match kind {
+        Kind::Failure => "failed",
+        Kind::Delay => "delayed",
+    };
     for r in rcpts {
         body.push('\n');
         if let Some(o) = &r.orig {
-            body.push_str(&format!("Original-Recipient: rfc822; {o}\n"));
+            let _ = writeln!(body, "Original-Recipient: rfc822; {o}");
         }
-        let action = match kind {
-            Kind::Failure => "failed",
-            Kind::Delay => "delayed",
-        };
         let error = crate::queue::spoolfile::clean(&r.error);
-        body.push_str(&format!(
-            "Final-Recipient: rfc822; {}\nAction: {action}\nStatus: {}\n",
-            target_addr(r),
+        body.push_str("Final-Recipient: rfc822; ");
+        put_target(&mut body, r);
+        let _ = writeln!(
+            body,
+            "\nAction: {action}\nStatus: {}",
             status_of(&error, kind)
-        ));
-        if let Some(d) = diagnostic_code(&error) {
-            body.push_str(&format!("Diagnostic-Code: {d}\n"));
+        );
+        if let Some((kind, text)) = diagnostic_code(&error) {
+            let _ = writeln!(body, "Diagnostic-Code: {kind}; {text}");
         }
-        body.push_str(&format!("Last-Attempt-Date: {date}\n"));
+        let _ = writeln!(body, "Last-Attempt-Date: {date}");
     }
-    body.push_str(&format!("\n--{boundary}\nContent-Description: Undelivered Message Headers\nContent-Type: text/rfc822-headers\n\n"));
+    part(
+        &mut body,
+        &boundary,
+        "Undelivered Message Headers",
+        "text/rfc822-headers",
+    );
     let mut bytes = body.into_bytes();
     for h in &hf.headers {
         bytes.extend_from_slice(h.raw());
     }
-    bytes.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+    bytes.extend_from_slice(b"\n--");
+    bytes.extend_from_slice(boundary.as_bytes());
+    bytes.extend_from_slice(b"--\n");
 
     let mut incoming = Incoming::create(spool)?;
     incoming.write_body(&bytes)?;
@@ -210,13 +255,6 @@ pub fn queue_notice(
     Ok(Some(nid))
 }
 
-fn target_addr(r: &Rcpt) -> String {
-    match &r.target {
-        crate::queue::Target::Addr(a) => a.to_string(),
-        crate::queue::Target::Pipe(c) => format!("|{c}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,21 +274,21 @@ mod tests {
     #[test]
     fn diagnostic_codes() {
         assert_eq!(
-            diagnostic_code("550 5.1.1 <x@y>: no such user (in reply to RCPT TO)").as_deref(),
-            Some("smtp; 550 5.1.1 <x@y>: no such user")
+            diagnostic_code("550 5.1.1 <x@y>: no such user (in reply to RCPT TO)"),
+            Some(("smtp", "550 5.1.1 <x@y>: no such user"))
         );
         assert_eq!(
-            diagnostic_code("554 5.7.1 (spam) rejected (in reply to end of DATA)").as_deref(),
-            Some("smtp; 554 5.7.1 (spam) rejected")
+            diagnostic_code("554 5.7.1 (spam) rejected (in reply to end of DATA)"),
+            Some(("smtp", "554 5.7.1 (spam) rejected"))
         );
         // made up here, not by a server
         assert_eq!(
-            diagnostic_code("451 4.4.2 connection lost (at end of DATA)").as_deref(),
-            Some("X-masqmail; 451 4.4.2 connection lost (at end of DATA)")
+            diagnostic_code("451 4.4.2 connection lost (at end of DATA)"),
+            Some(("X-masqmail", "451 4.4.2 connection lost (at end of DATA)"))
         );
         assert_eq!(
-            diagnostic_code("/usr/bin/procmail exited 67").as_deref(),
-            Some("X-masqmail; /usr/bin/procmail exited 67")
+            diagnostic_code("/usr/bin/procmail exited 67"),
+            Some(("X-masqmail", "/usr/bin/procmail exited 67"))
         );
         assert_eq!(diagnostic_code(""), None);
     }

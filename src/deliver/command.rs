@@ -93,6 +93,12 @@ pub fn substitute(words: &[String], vars: &[(&str, &str)]) -> Vec<String> {
 }
 
 /// Who a command runs as.
+/// A temporary failure `WHAT PROG: ERROR`.
+#[inline(never)]
+fn prog_fail(what: &str, prog: &str, e: &dyn std::fmt::Display) -> Failure {
+    Failure::Temporary(format!("{what}{prog}: {e}"))
+}
+
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
@@ -104,24 +110,19 @@ pub struct RunAs {
 /// (EX_TEMPFAIL) and death by a signal are temporary, other codes of
 /// sysexits permanent, anything else temporary.
 fn classify(argv0: &str, status: Status, stderr: &str) -> Result<(), Failure> {
-    let detail = if stderr.trim().is_empty() {
-        String::new()
-    } else {
-        format!(": {}", stderr.trim())
+    let detail = stderr.trim();
+    let sep = if detail.is_empty() { "" } else { ": " };
+    let (how, n, extra) = match status {
+        Status::Exited(0) => return Ok(()),
+        Status::Exited(75) => ("exited", 75, " (try again)"),
+        Status::Exited(c) => ("exited", c, ""),
+        Status::Signaled(sig) => ("killed by signal", sig, ""),
     };
-    match status {
-        Status::Exited(0) => Ok(()),
-        Status::Exited(75) => Err(Failure::Temporary(format!(
-            "{argv0} exited 75 (try again){detail}"
-        ))),
-        Status::Exited(c @ 64..=78) => {
-            Err(Failure::Permanent(format!("{argv0} exited {c}{detail}")))
-        }
-        Status::Exited(c) => Err(Failure::Temporary(format!("{argv0} exited {c}{detail}"))),
-        Status::Signaled(sig) => Err(Failure::Temporary(format!(
-            "{argv0} killed by signal {sig}{detail}"
-        ))),
-    }
+    let text = format!("{argv0} {how} {n}{extra}{sep}{detail}");
+    Err(match status {
+        Status::Exited(64..=74 | 76..=78) => Failure::Permanent(text),
+        _ => Failure::Temporary(text),
+    })
 }
 
 /// Run `argv` with the message written to its stdin by `feed`, all
@@ -157,7 +158,7 @@ pub fn run(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| Failure::Temporary(format!("cannot run {prog}: {e}")))?;
+        .map_err(|e| prog_fail("cannot run ", prog, &e))?;
     let deadline = Instant::now() + timeout;
     let mut stderr = Drain::new(child.stderr.take(), 2048);
     // Dropping the Feed closes the command's stdin.
@@ -174,7 +175,7 @@ pub fn run(
                 timeout.as_secs()
             )));
         }
-        Err(e) => return Err(Failure::Temporary(format!("waiting for {prog}: {e}"))),
+        Err(e) => return Err(prog_fail("waiting for ", prog, &e)),
     };
     let stderr = String::from_utf8_lossy(&stderr.data).replace(['\n', '\r', '\t'], " ");
     classify(prog, status, &stderr)?;
@@ -182,9 +183,7 @@ pub fn run(
     // pipe after success is its choice (e.g. a filter that drops mail);
     // any other write error is ours.
     match fed {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(Failure::Temporary(format!("writing to {prog}: {e}")))
-        }
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(prog_fail("writing to ", prog, &e)),
         _ => Ok(()),
     }
 }

@@ -98,18 +98,18 @@ pub(super) fn plan(
             }
         }
     }
-    by_lane
-        .into_iter()
-        .enumerate()
-        .filter(|(_, ids)| !ids.is_empty())
-        .map(|(k, ids)| {
-            let lane = match k.checked_sub(1).and_then(|i| cfg.routes.get(i)) {
-                Some(rt) => Lane::Route(rt.name.clone()),
-                None => Lane::Local,
-            };
-            (lane, ids)
-        })
-        .collect()
+    let mut plan = Vec::new();
+    for (k, ids) in by_lane.into_iter().enumerate() {
+        if ids.is_empty() {
+            continue;
+        }
+        let lane = match k.checked_sub(1).and_then(|i| cfg.routes.get(i)) {
+            Some(rt) => Lane::Route(rt.name.clone()),
+            None => Lane::Local,
+        };
+        plan.push((lane, ids));
+    }
+    plan
 }
 
 /// A run for one route (`-qo ROUTE`) does no local delivery.
@@ -182,19 +182,17 @@ pub(super) fn run(
         };
         let mut text = String::new();
         let _ = rd.read_to_string(&mut text);
-        match (failed, decode(&text)) {
-            (None, Some(r)) => report.merge(r),
-            (failed, r) => {
-                let why = failed.unwrap_or_else(|| "sent no report".to_string());
-                error!(
-                    "queue run: the process for {lane} ({pid}) {why}; \
-                     what it did not record is delivered by the next run"
-                );
-                if let Some(r) = r {
-                    report.merge(r);
-                }
-                report.failed_lanes += 1;
-            }
+        let r = decode(&text);
+        if failed.is_some() || r.is_none() {
+            let why = failed.as_deref().unwrap_or("sent no report");
+            error!(
+                "queue run: the process for {lane} ({pid}) {why}; \
+                 what it did not record is delivered by the next run"
+            );
+            report.failed_lanes += 1;
+        }
+        if let Some(r) = r {
+            report.merge(r);
         }
     }
 }
@@ -250,13 +248,15 @@ fn encode(r: &Report) -> String {
 
 fn decode(text: &str) -> Option<Report> {
     let line = text.strip_suffix('\n')?;
-    let n: Vec<u64> = line
-        .split(' ')
-        .map(|w| w.parse().ok())
-        .collect::<Option<_>>()?;
-    let [delivered, deferred, bounced, waiting, done, next, failed] = n[..] else {
+    let mut words = line.split(' ');
+    let mut n = [0u64; 7];
+    for v in &mut n {
+        *v = words.next()?.parse().ok()?;
+    }
+    if words.next().is_some() {
         return None;
-    };
+    }
+    let [delivered, deferred, bounced, waiting, done, next, failed] = n;
     let us = |v: u64| usize::try_from(v).ok();
     Some(Report {
         delivered: us(delivered)?,

@@ -53,17 +53,27 @@ pub struct LocalMsg<'a> {
     pub pool: &'a Path,
 }
 
-fn temp(what: &str, e: &io::Error) -> Failure {
-    Failure::Temporary(format!("{what}: {e}"))
+/// A temporary failure `WHAT PATH: ERROR` (`WHAT: ERROR` without a
+/// path); with `full`, a full disk says so: `…: disk full (ERROR)`.
+#[inline(never)]
+fn io_fail(what: &str, path: Option<&Path>, e: &io::Error, full: bool) -> Failure {
+    let full = full && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+    let (sp, p) = match path {
+        Some(p) => (" ", p.display()),
+        None => ("", Path::new("").display()),
+    };
+    let (open, close) = if full { ("disk full (", ")") } else { ("", "") };
+    Failure::Temporary(format!("{what}{sp}{p}: {open}{e}{close}"))
 }
 
-fn io_failure(what: &str, e: &io::Error) -> Failure {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-            Failure::Temporary(format!("{what}: disk full ({e})"))
-        }
-        _ => temp(what, e),
-    }
+fn temp(what: &str, e: &io::Error) -> Failure {
+    io_fail(what, None, e, false)
+}
+
+/// A temporary failure about a mailbox: `PRE PATH POST TAIL`.
+#[inline(never)]
+fn mailbox_fail(pre: &str, path: &Path, post: &str, tail: &str) -> Failure {
+    Failure::Temporary(format!("{pre}{} {post}{tail}", path.display()))
 }
 
 fn return_path(sender: &Sender) -> String {
@@ -134,35 +144,41 @@ pub fn run_command(
 ) -> Result<(), Failure> {
     let words = command::split(line).map_err(Failure::Permanent)?;
     let sender = msg.sender.to_string();
-    let id = msg.id.to_string();
+    let id = msg.id.as_str();
     let argv = command::substitute(
         &words,
         &[
             ("rcpt", rcpt),
             ("user", user),
             ("sender", &sender),
-            ("id", &id),
+            ("id", id),
         ],
     );
     let from = fmt
         .from_line
         .then(|| output::from_line(msg.sender, msg.received));
     let rp = return_path(msg.sender);
-    let first = match &from {
-        Some(f) => format!("{f}{rp}"),
-        None => rp,
-    };
+    let mut first = from.unwrap_or_default();
+    first.push_str(&rp);
     command::run(
         &argv,
         &[("SENDER", &sender), ("RECIPIENT", rcpt)],
         run_as,
         MDA_TIMEOUT,
-        &mut |w| {
-            let mut bw = io::BufWriter::new(w);
-            output::write_message(&mut bw, Some(&first), msg.headers, msg.pool, fmt)?;
-            bw.flush()
-        },
+        &mut |w| write_buffered(w, &first, msg, fmt),
     )
+}
+
+/// Write the message (after `first`) to `w` through a buffer.
+fn write_buffered(
+    w: &mut dyn Write,
+    first: &str,
+    msg: &LocalMsg<'_>,
+    fmt: Format,
+) -> io::Result<()> {
+    let mut bw = io::BufWriter::with_capacity(32 * 1024, w);
+    output::write_message(&mut bw, Some(first), msg.headers, msg.pool, fmt)?;
+    bw.flush()
 }
 
 /// A dot lock: `PATH.lock`, made with O_EXCL, removed on drop.
@@ -197,13 +213,10 @@ impl DotLock {
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                     return Ok(DotLock(PathBuf::new()));
                 }
-                Err(e) => return Err(temp(&format!("lock {}", path.display()), &e)),
+                Err(e) => return Err(io_fail("lock", Some(&path), &e, false)),
             }
             if Instant::now() >= deadline {
-                return Err(Failure::Temporary(format!(
-                    "mailbox {} is locked",
-                    mbox.display()
-                )));
+                return Err(mailbox_fail("mailbox ", mbox, "is locked", ""));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -236,12 +249,9 @@ fn fcntl_lock(f: &File, mbox: &Path, deadline: Instant) -> Result<(), Failure> {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Some(libc::EACCES) | Some(libc::EAGAIN) => {
-                return Err(Failure::Temporary(format!(
-                    "mailbox {} is locked",
-                    mbox.display()
-                )));
+                return Err(mailbox_fail("mailbox ", mbox, "is locked", ""));
             }
-            _ => return Err(temp(&format!("lock {}", mbox.display()), &e)),
+            _ => return Err(io_fail("lock", Some(mbox), &e, false)),
         }
     }
 }
@@ -257,13 +267,10 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(|e| io_failure(&format!("open {}", path.display()), &e))?;
+        .map_err(|e| io_fail("open", Some(&path), &e, true))?;
     let meta = f.metadata().map_err(|e| temp("stat mailbox", &e))?;
     if !meta.is_file() {
-        return Err(Failure::Temporary(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+        return Err(mailbox_fail("", &path, "is not a regular file", ""));
     }
     if nix::unistd::geteuid().is_root() && !cfg.main.run_as_user && meta.uid() != user.uid {
         if meta.len() == 0 {
@@ -273,34 +280,21 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
                 Some(Gid::from_raw(user.gid)),
             );
         } else {
-            return Err(Failure::Temporary(format!(
-                "{} does not belong to {}",
-                path.display(),
-                user.name
-            )));
+            return Err(mailbox_fail("", &path, "does not belong to ", &user.name));
         }
     }
     fcntl_lock(&f, &path, deadline)?;
     let start = f
         .seek(SeekFrom::End(0))
         .map_err(|e| temp("seek mailbox", &e))?;
-    let first = format!(
-        "{}{}",
-        output::from_line(msg.sender, msg.received),
-        return_path(msg.sender)
-    );
-    let written = (|| -> io::Result<()> {
-        let mut bw = io::BufWriter::with_capacity(32 * 1024, &mut f);
-        output::write_message(&mut bw, Some(&first), msg.headers, msg.pool, output::MBOX)?;
-        bw.flush()?;
-        drop(bw);
-        f.sync_data()
-    })();
+    let mut first = output::from_line(msg.sender, msg.received);
+    first.push_str(&return_path(msg.sender));
+    let written = write_buffered(&mut f, &first, msg, output::MBOX).and_then(|()| f.sync_data());
     if let Err(e) = written {
         // Leave the mailbox as it was: no half message for the reader.
         let _ = f.set_len(start);
         let _ = f.sync_data();
-        return Err(io_failure(&format!("write {}", path.display()), &e));
+        return Err(io_fail("write", Some(&path), &e, true));
     }
     Ok(())
 }
@@ -315,7 +309,7 @@ fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&d)
-                .map_err(|e| io_failure(&format!("mkdir {}", d.display()), &e))?;
+                .map_err(|e| io_fail("mkdir", Some(&d), &e, true))?;
             if owned {
                 let _ = nix::unistd::chown(
                     &d,
@@ -352,24 +346,14 @@ fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(
                 Some(Gid::from_raw(user.gid)),
             );
         }
-        {
-            let mut bw = io::BufWriter::with_capacity(32 * 1024, &mut f);
-            output::write_message(
-                &mut bw,
-                Some(&return_path(msg.sender)),
-                msg.headers,
-                msg.pool,
-                output::PLAIN,
-            )?;
-            bw.flush()?;
-        }
+        write_buffered(&mut f, &return_path(msg.sender), msg, output::PLAIN)?;
         f.sync_all()?;
         fs::rename(&tmp, root.join("new").join(&name))?;
         crate::queue::sync_dir(&root.join("new"))
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(io_failure(&format!("maildir {}", root.display()), &e));
+        return Err(io_fail("maildir", Some(&root), &e, true));
     }
     Ok(())
 }

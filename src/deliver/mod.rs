@@ -54,7 +54,6 @@ pub mod lanes;
 pub mod local;
 pub mod output;
 
-use std::collections::BTreeMap;
 use std::io;
 
 use log::{error, info, warn};
@@ -217,10 +216,12 @@ enum Part<'a> {
 }
 
 impl Part<'_> {
-    fn takes(&self, lane: &Lane) -> bool {
+    /// Does this part deliver for the local lane (None) or route `name`?
+    fn takes(&self, route: Option<&str>) -> bool {
         match self {
             Part::All => true,
-            Part::Lane(l) => *l == lane,
+            Part::Lane(Lane::Local) => route.is_none(),
+            Part::Lane(Lane::Route(n)) => Some(n.as_str()) == route,
             Part::Finish => false,
         }
     }
@@ -247,18 +248,19 @@ pub fn run(
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
-    let ids: Vec<MsgId> = match &opts.only_ids {
-        Some(ids) => ids.clone(),
-        None => spool
-            .list(Dir::Outgoing)?
-            .into_iter()
-            .filter_map(|e| match e {
-                Entry::Ready(id) => Some(id),
-                _ => None,
-            })
-            .collect(),
+    let mut listed = Vec::new();
+    let ids: &[MsgId] = match &opts.only_ids {
+        Some(ids) => ids,
+        None => {
+            for e in spool.list(Dir::Outgoing)? {
+                if let Entry::Ready(id) = e {
+                    listed.push(id);
+                }
+            }
+            &listed
+        }
     };
-    pass(cfg, spool, &scanner, opts, &ids, true, send, &mut report)?;
+    pass(cfg, spool, &scanner, opts, ids, true, send, &mut report)?;
     // The notices this run queued go out in this run too (a person who
     // runs `runq` expects the bounce to leave with it). A notice about a
     // notice is possible once (the double bounce to postmaster); the
@@ -350,6 +352,21 @@ fn walk(
     send: &mut dyn Transport,
     report: &mut Report,
 ) -> io::Result<()> {
+    // Take `id` under its lock (`wait`: waiting for it) and do its part;
+    // false: another process holds it.
+    let mut take = |id: &MsgId, wait: bool| -> io::Result<bool> {
+        let Some(lock) = spool.lock_message(id, wait)? else {
+            return Ok(false);
+        };
+        // Re-checked under the lock: another run (or lane) may have
+        // finished it since. `process` reads the header file only now,
+        // so it sees every result recorded before.
+        if spool.has_ready(Dir::Outgoing, id) {
+            process(cfg, spool, scanner, id, opts, part, send, report)?;
+        }
+        drop(lock);
+        Ok(true)
+    };
     let mut busy = Vec::new();
     for id in ids {
         // Not (or no longer) waiting for delivery: done by another run,
@@ -357,28 +374,13 @@ fn walk(
         if !spool.has_ready(Dir::Outgoing, id) {
             continue;
         }
-        match spool.lock_message(id, false)? {
-            Some(lock) => {
-                // Re-checked under the lock: another run (or lane) may
-                // have finished it since. `process` reads the header file
-                // only now, so it sees every result recorded before.
-                if spool.has_ready(Dir::Outgoing, id) {
-                    process(cfg, spool, scanner, id, opts, part, send, report)?;
-                }
-                drop(lock);
-            }
-            None if wait_busy && spool.pool_path(id).exists() => busy.push(*id),
-            None => {}
+        if !take(id, false)? && wait_busy && spool.pool_path(id).exists() {
+            busy.push(*id);
         }
     }
     // Second pass: messages another process held; wait for them.
     for id in busy {
-        if let Some(lock) = spool.lock_message(&id, true)? {
-            if spool.has_ready(Dir::Outgoing, &id) {
-                process(cfg, spool, scanner, &id, opts, part, send, report)?;
-            }
-            drop(lock);
-        }
+        take(&id, true)?;
     }
     Ok(())
 }
@@ -398,18 +400,30 @@ fn routes_for<'c>(
         .collect()
 }
 
-fn log_result(id: &MsgId, rcpt: &Target, route: &str, relay: &str, status: &str, text: &str) {
+/// Log one attempt's result: `ID => rcpt route=… relay=… status=… (text)`.
+fn log_result(
+    id: &MsgId,
+    rcpt: &Target,
+    route: &str,
+    relay: &str,
+    result: &Result<String, Failure>,
+) {
     let t = match rcpt {
         Target::Addr(a) => a.to_string(),
         Target::Pipe(c) => format!("|{c}"),
+    };
+    let (status, text) = match result {
+        Ok(reply) => ("sent", reply.as_str()),
+        Err(Failure::Temporary(t)) => ("deferred", t.as_str()),
+        Err(Failure::Permanent(t)) => ("bounced", t.as_str()),
     };
     info!("{id} => {t} route={route} relay={relay} status={status} ({text})");
 }
 
 /// Record one attempt's result on a recipient, and count it.
-fn record(r: &mut Rcpt, result: Result<(), Failure>, now: u64, report: &mut Report) {
+fn record(r: &mut Rcpt, result: Result<String, Failure>, now: u64, report: &mut Report) {
     match result {
-        Ok(()) => {
+        Ok(_) => {
             r.state = RcptState::Delivered;
             r.error.clear();
             report.delivered += 1;
@@ -457,32 +471,25 @@ fn process(
     let due = |r: &Rcpt| r.state == RcptState::Pending && (opts.force || r.next_try <= now);
 
     // Local targets, unless this run is for one route only.
-    if opts.only_route.is_none() && part.takes(&Lane::Local) {
+    if opts.only_route.is_none() && part.takes(None) {
         for i in 0..hf.env.rcpts.len() {
             let r = &hf.env.rcpts[i];
             if !due(r) {
                 continue;
             }
+            let msg = local::LocalMsg {
+                id,
+                sender: &hf.env.sender,
+                received: hf.env.received,
+                headers: &hf.headers,
+                pool: &pool,
+            };
             let result = match &r.target {
                 Target::Pipe(cmd) => {
-                    let msg = local::LocalMsg {
-                        id,
-                        sender: &hf.env.sender,
-                        received: hf.env.received,
-                        headers: &hf.headers,
-                        pool: &pool,
-                    };
                     let rcpt = r.orig.as_ref().map(|o| o.to_string()).unwrap_or_default();
                     local::run_command(cmd, &rcpt, &cfg.main.mail_user, &msg, None, output::PLAIN)
                 }
                 Target::Addr(a) if is_local(a) => {
-                    let msg = local::LocalMsg {
-                        id,
-                        sender: &hf.env.sender,
-                        received: hf.env.received,
-                        headers: &hf.headers,
-                        pool: &pool,
-                    };
                     // Mailboxes are given to their users and MDAs run as
                     // them: root again for this, when the run kept it.
                     crate::privs::with_root(|| {
@@ -491,12 +498,8 @@ fn process(
                 }
                 Target::Addr(_) => continue,
             };
-            let (status, text) = match &result {
-                Ok(()) => ("sent", "delivered".to_string()),
-                Err(Failure::Temporary(t)) => ("deferred", t.clone()),
-                Err(Failure::Permanent(t)) => ("bounced", t.clone()),
-            };
-            log_result(id, &hf.env.rcpts[i].target, "local", "local", status, &text);
+            let result = result.map(|()| "delivered".to_string());
+            log_result(id, &hf.env.rcpts[i].target, "local", "local", &result);
             // D1: delivered, recorded in memory only until D3.
             record(&mut hf.env.rcpts[i], result, now, report);
             changed = true;
@@ -504,8 +507,9 @@ fn process(
     }
 
     // Remote targets: assign each due recipient of this part its
-    // candidate routes; its lane is the first one.
-    let mut candidates: BTreeMap<usize, Vec<&Route>> = BTreeMap::new();
+    // candidate routes (ascending by recipient); its lane is the first
+    // one. A recipient whose list is empty is done for this run.
+    let mut candidates: Vec<(usize, Vec<&Route>)> = Vec::new();
     for (i, r) in hf.env.rcpts.iter().enumerate() {
         let Target::Addr(a) = &r.target else {
             continue;
@@ -517,44 +521,47 @@ fn process(
         match routes.first() {
             None if part.finishes() => report.waiting += 1,
             None => {}
-            Some(first) if part.takes(&Lane::Route(first.name.clone())) => {
-                candidates.insert(i, routes);
+            Some(first) if part.takes(Some(&first.name)) => {
+                candidates.push((i, routes));
             }
             Some(_) => {}
         }
     }
     // Try routes in order; temporary failures fall through to the next.
     let mut attempt = 0;
-    while !candidates.is_empty() {
+    while candidates.iter().any(|c| !c.1.is_empty()) {
         attempt += 1;
-        // Group by (route, destination domain) for this round.
-        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-        for (&i, routes) in &candidates {
-            let Some(rt) = routes.first() else {
-                continue;
-            };
-            let Target::Addr(a) = &hf.env.rcpts[i].target else {
+        // Group by (route, destination domain) for this round, in that
+        // order; members are positions in `candidates`.
+        let mut groups: Vec<(&Route, String, Vec<usize>)> = Vec::new();
+        for (pos, (i, routes)) in candidates.iter().enumerate() {
+            let (Some(&rt), Target::Addr(a)) = (routes.first(), &hf.env.rcpts[*i].target) else {
                 continue;
             };
             let dest = if rt.mail_host.is_some() || rt.pipe.is_some() || rt.wrapper.is_some() {
-                String::new()
+                ""
             } else {
-                a.domain().to_string()
+                a.domain()
             };
-            groups.entry((rt.name.clone(), dest)).or_default().push(i);
-        }
-        let mut next: BTreeMap<usize, Vec<&Route>> = BTreeMap::new();
-        for ((route_name, _dest), idx) in groups {
-            let Some(rt) = cfg.route(&route_name) else {
-                continue;
-            };
-            let rcpts: Vec<Address> = idx
+            let key = (rt.name.as_str(), dest);
+            match groups
                 .iter()
-                .filter_map(|&i| match &hf.env.rcpts[i].target {
-                    Target::Addr(a) => Some(a.clone()),
-                    Target::Pipe(_) => None,
-                })
-                .collect();
+                .position(|g| (g.0.name.as_str(), g.1.as_str()) >= key)
+            {
+                Some(g) if (groups[g].0.name.as_str(), groups[g].1.as_str()) == key => {
+                    groups[g].2.push(pos)
+                }
+                Some(g) => groups.insert(g, (rt, dest.to_string(), vec![pos])),
+                None => groups.push((rt, dest.to_string(), vec![pos])),
+            }
+        }
+        for (rt, _dest, members) in groups {
+            let mut rcpts: Vec<Address> = Vec::with_capacity(members.len());
+            for &pos in &members {
+                if let Target::Addr(a) = &hf.env.rcpts[candidates[pos].0].target {
+                    rcpts.push(a.clone());
+                }
+            }
             let out = Outgoing {
                 id,
                 sender: route::rewrite_sender(rt, &hf.env.sender, &is_local),
@@ -567,33 +574,29 @@ fn process(
                 Some(cmd) => pipe_route(rt, cmd, &out, &rcpts),
                 None => send.send(cfg, rt, &out, &rcpts),
             };
-            for (k, &i) in idx.iter().enumerate() {
-                let result = results.get(k).cloned().unwrap_or_else(|| {
+            let mut results = results.into_iter();
+            for pos in members {
+                let (i, routes) = &mut candidates[pos];
+                let r = &mut hf.env.rcpts[*i];
+                let result = results.next().unwrap_or_else(|| {
                     Err(Failure::Temporary("no result from the transport".into()))
                 });
-                let fallback = matches!(result, Err(Failure::Temporary(_))) && !rt.last_route;
-                let (status, text) = match &result {
-                    Ok(reply) => ("sent", reply.clone()),
-                    Err(Failure::Temporary(t)) => ("deferred", t.clone()),
-                    Err(Failure::Permanent(t)) => ("bounced", t.clone()),
-                };
-                log_result(id, &hf.env.rcpts[i].target, &rt.name, &relay, status, &text);
-                let rest: Vec<&Route> = candidates
-                    .get(&i)
-                    .map(|v| v[1..].to_vec())
-                    .unwrap_or_default();
-                if fallback && !rest.is_empty() {
-                    // Keep the error, try the next route in this run.
-                    hf.env.rcpts[i].error = text;
-                    next.insert(i, rest);
-                    continue;
+                log_result(id, &r.target, &rt.name, &relay, &result);
+                match result {
+                    Err(Failure::Temporary(t)) if !rt.last_route && routes.len() > 1 => {
+                        // Keep the error, try the next route in this run.
+                        r.error = t;
+                        routes.remove(0);
+                    }
+                    result => {
+                        // D1: delivered, recorded in memory only until D3.
+                        record(r, result, now, report);
+                        routes.clear();
+                        changed = true;
+                    }
                 }
-                // D1: delivered, recorded in memory only until D3.
-                record(&mut hf.env.rcpts[i], result.map(|_| ()), now, report);
-                changed = true;
             }
         }
-        candidates = next;
         if attempt > cfg.routes.len() + 1 {
             break;
         }
@@ -613,18 +616,15 @@ fn process(
             .filter(|r| r.state == RcptState::Pending)
         {
             r.state = RcptState::Failed;
-            r.error = if r.tries > 0 {
-                format!(
-                    "message expired after {} days in the queue; last error: {}",
-                    age / 86400,
-                    r.error
-                )
+            let (why, last) = if r.tries > 0 {
+                ("; last error: ", r.error.as_str())
             } else {
-                format!(
-                    "message expired after {} days in the queue: no route was online for it",
-                    age / 86400
-                )
+                (": no route was online for it", "")
             };
+            r.error = format!(
+                "message expired after {} days in the queue{why}{last}",
+                age / 86400
+            );
             report.bounced += 1;
             changed = true;
         }
@@ -680,51 +680,46 @@ fn notices(
     queued: &mut Vec<MsgId>,
 ) -> io::Result<bool> {
     let mut changed = false;
-    let failed: Vec<Rcpt> = hf
-        .env
-        .rcpts
-        .iter()
-        .filter(|r| r.state == RcptState::Failed)
-        .cloned()
-        .collect();
-    if !failed.is_empty() {
-        let refs: Vec<&Rcpt> = failed.iter().collect();
-        // D2: queued first, then recorded.
-        if let Some(nid) = bounce::queue_notice(cfg, spool, id, hf, &refs, bounce::Kind::Failure)? {
+    // The bounce first (D2: queued first, then recorded), then, when due,
+    // the delay warning.
+    for kind in [bounce::Kind::Failure, bounce::Kind::Delay] {
+        let failure = kind == bounce::Kind::Failure;
+        let due = failure
+            || cfg
+                .main
+                .delay_warning
+                .is_some_and(|after| !hf.env.warned && age > after.as_secs());
+        let rcpts: Vec<&Rcpt> = hf
+            .env
+            .rcpts
+            .iter()
+            .filter(|r| {
+                if failure {
+                    r.state == RcptState::Failed
+                } else {
+                    r.state == RcptState::Pending && r.tries > 0
+                }
+            })
+            .collect();
+        if !due || rcpts.is_empty() {
+            continue;
+        }
+        if let Some(nid) = bounce::queue_notice(cfg, spool, id, hf, &rcpts, kind)? {
             match scanner.scan(spool, &nid) {
                 Ok(_) => queued.push(nid),
                 Err(e) => warn!("{nid}: left for scanning: {e}"),
             }
         }
-        for r in hf
-            .env
-            .rcpts
-            .iter_mut()
-            .filter(|r| r.state == RcptState::Failed)
-        {
-            r.state = RcptState::Bounced;
-        }
-        changed = true;
-    }
-    if let Some(after) = cfg.main.delay_warning {
-        let deferred: Vec<&Rcpt> = hf
-            .env
-            .rcpts
-            .iter()
-            .filter(|r| r.state == RcptState::Pending && r.tries > 0)
-            .collect();
-        if !hf.env.warned && age > after.as_secs() && !deferred.is_empty() {
-            if let Some(nid) =
-                bounce::queue_notice(cfg, spool, id, hf, &deferred, bounce::Kind::Delay)?
-            {
-                match scanner.scan(spool, &nid) {
-                    Ok(_) => queued.push(nid),
-                    Err(e) => warn!("{nid}: left for scanning: {e}"),
+        if failure {
+            for r in hf.env.rcpts.iter_mut() {
+                if r.state == RcptState::Failed {
+                    r.state = RcptState::Bounced;
                 }
             }
+        } else {
             hf.env.warned = true;
-            changed = true;
         }
+        changed = true;
     }
     Ok(changed)
 }

@@ -38,18 +38,16 @@ pub const PLAIN: Format = Format {
 
 /// The `From ` line of an mbox: `From SENDER Wed Nov 25 20:47:39 2026`.
 pub fn from_line(sender: &Sender, received: u64) -> String {
-    let s = match sender {
-        Sender::Null => "MAILER-DAEMON".to_string(),
-        Sender::Addr(a) => a.to_string(),
+    let s: &dyn std::fmt::Display = match sender {
+        Sender::Null => &"MAILER-DAEMON",
+        Sender::Addr(a) => a,
     };
     let tm = time::local(received);
+    // ctime layout: the weekday of the RFC 5322 date ("Wed, 25 Nov …"),
+    // then the syslog stamp ("Nov 25 20:47:39", day padded), the year.
     let date = time::rfc5322(&tm);
-    // ctime layout from the RFC 5322 parts: "Wed, 25 Nov 2026 20:47:39 +0000".
-    let p: Vec<&str> = date.split([' ', ',']).filter(|x| !x.is_empty()).collect();
-    match p.as_slice() {
-        [wd, day, mon, year, hms, _] => format!("From {s} {wd} {mon} {day:>2} {hms} {year}\n"),
-        _ => format!("From {s} {date}\n"),
-    }
+    let wd = date.get(..3).unwrap_or_default();
+    format!("From {s} {wd} {} {}\n", time::syslog_stamp(&tm), tm.year)
 }
 
 fn needs_from_quote(line: &[u8]) -> bool {
@@ -139,6 +137,33 @@ mod tests {
             out,
             b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\n>From me\n>>From you\nFromage\n.\n\n"
         );
+    }
+
+    /// The layout as it was first made: from the parts of the RFC 5322
+    /// date.
+    fn from_line_by_parts(sender: &Sender, received: u64) -> String {
+        let s = match sender {
+            Sender::Null => "MAILER-DAEMON".to_string(),
+            Sender::Addr(a) => a.to_string(),
+        };
+        let date = time::rfc5322(&time::local(received));
+        let p: Vec<&str> = date.split([' ', ',']).filter(|x| !x.is_empty()).collect();
+        match p.as_slice() {
+            [wd, day, mon, year, hms, _] => format!("From {s} {wd} {mon} {day:>2} {hms} {year}\n"),
+            _ => format!("From {s} {date}\n"),
+        }
+    }
+
+    #[test]
+    fn from_line_as_by_parts() {
+        let a = Sender::Addr(crate::addr::Address::parse("a@b.test", None).unwrap());
+        for t in [0, 200_000, 1_764_103_659, 1_767_225_599, 4_102_444_800] {
+            assert_eq!(from_line(&a, t), from_line_by_parts(&a, t));
+            assert_eq!(
+                from_line(&Sender::Null, t),
+                from_line_by_parts(&Sender::Null, t)
+            );
+        }
     }
 
     #[test]

@@ -163,7 +163,9 @@ impl Spool {
                 None => out.push(Entry::Foreign(name.into_owned())),
             }
         }
-        out.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
+        // Keys are equal only for `ID` and its `ID.new`, which no reader
+        // takes in a given order: an unstable sort (less code) does.
+        out.sort_unstable_by(|a, b| entry_key(a).cmp(entry_key(b)));
         Ok(out)
     }
 
@@ -282,7 +284,8 @@ impl Spool {
             Some(d) => (self.dir(d).join(name), d.name()),
             None => (self.pool_dir().join(name), "pool"),
         };
-        let to = self.corrupt_dir().join(format!("{prefix}-{name}"));
+        let corrupt = self.corrupt_dir();
+        let to = corrupt.join(format!("{prefix}-{name}"));
         fs::rename(&from, &to)?;
         if let (Some(d), Some(id)) = (d, MsgId::parse(name)) {
             let other = match d {
@@ -292,11 +295,11 @@ impl Spool {
             if !self.header_path(other, &id).exists() {
                 let pool = self.pool_path(&id);
                 if pool.exists() {
-                    fs::rename(&pool, self.corrupt_dir().join(format!("pool-{name}")))?;
+                    fs::rename(&pool, corrupt.join(format!("pool-{name}")))?;
                 }
             }
         }
-        sync_dir(&self.corrupt_dir())?;
+        sync_dir(&corrupt)?;
         Ok(to)
     }
 
@@ -309,7 +312,8 @@ impl Spool {
                     .collect()
             })
             .unwrap_or_default();
-        v.sort();
+        // File names are unique: an unstable sort (less code) is the same.
+        v.sort_unstable();
         v
     }
 

@@ -27,6 +27,8 @@ use std::io;
 
 use super::{is_ready, try_lock, Dir, Entry, MsgId, Seal, Spool};
 
+const NOT_MSG: &str = "not a message file";
+
 #[derive(Debug, Default)]
 pub struct Report {
     /// Files removed as leftovers of a crash.
@@ -57,15 +59,38 @@ fn lock_if_free(path: &std::path::Path) -> Option<nix::fcntl::Flock<File>> {
     File::open(path).ok().and_then(try_lock)
 }
 
-fn remove_if_exists(path: &std::path::Path, report: &mut Report, what: String) -> io::Result<()> {
-    match fs::remove_file(path) {
+/// Remove `DIR/ID` (`DIR/ID.new` with `new`) of the spool when it is
+/// there and report it by that name.
+fn remove_if_exists(
+    spool: &Spool,
+    dir: &str,
+    id: &MsgId,
+    new: bool,
+    report: &mut Report,
+) -> io::Result<()> {
+    let name = format!("{dir}/{id}{}", if new { ".new" } else { "" });
+    match fs::remove_file(spool.root.join(&name)) {
         Ok(()) => {
-            report.removed.push(what);
+            report.removed.push(name);
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Move `name` of `d` (None: pool/) aside to corrupt/ and report it.
+fn aside(
+    spool: &Spool,
+    d: Option<Dir>,
+    name: &str,
+    why: &str,
+    report: &mut Report,
+) -> io::Result<()> {
+    spool.set_aside(d, name)?;
+    let dir = d.map_or("pool", Dir::name);
+    report.set_aside.push((format!("{dir}/{name}"), why.into()));
+    Ok(())
 }
 
 /// Does the header file of `id` in `d` read and decode, whole? None: it
@@ -85,16 +110,10 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         match entry {
             Entry::Temp(id) => {
                 let name = format!("{id}.new");
-                spool.set_aside(Some(Dir::Incoming), &name)?;
-                report
-                    .set_aside
-                    .push((format!("incoming/{name}"), "not a message file".into()));
+                aside(spool, Some(Dir::Incoming), &name, NOT_MSG, &mut report)?;
             }
             Entry::Foreign(name) => {
-                spool.set_aside(Some(Dir::Incoming), &name)?;
-                report
-                    .set_aside
-                    .push((format!("incoming/{name}"), "not a message file".into()));
+                aside(spool, Some(Dir::Incoming), &name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(id) => {
                 // S1/S2 of queue-in: the writer holds pool/ID's lock. It
@@ -106,8 +125,8 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                 if holder_gone(&spool.pool_path(&id))
                     && fs::metadata(&hp).is_ok_and(|m| !is_ready(&m))
                 {
-                    remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
-                    remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
+                    remove_if_exists(spool, "incoming", &id, false, &mut report)?;
+                    remove_if_exists(spool, "pool", &id, false, &mut report)?;
                 }
             }
             Entry::Ready(id) => {
@@ -120,18 +139,17 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     match whole(spool, Dir::Outgoing, &id)? {
                         // (Gone since: delivered, or set aside.)
                         Some(true) | None => {
-                            remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
+                            remove_if_exists(spool, "incoming", &id, false, &mut report)?;
                             continue;
                         }
                         // With the scanner's lock held across the removal,
                         // as below.
                         Some(false) => match lock_if_free(&hp) {
                             Some(_lock) => {
-                                let op = spool.header_path(Dir::Outgoing, &id);
                                 report
                                     .incomplete
                                     .push((format!("outgoing/{id}"), "not whole".into()));
-                                remove_if_exists(&op, &mut report, format!("outgoing/{id}"))?;
+                                remove_if_exists(spool, "outgoing", &id, false, &mut report)?;
                             }
                             // A scanner at work on it removes it itself.
                             None => continue,
@@ -144,8 +162,8 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     // bit. Its writer (the lock of pool/ID) must be gone.
                     Some(Seal::Broken(why)) if holder_gone(&spool.pool_path(&id)) => {
                         report.incomplete.push((format!("incoming/{id}"), why));
-                        remove_if_exists(&hp, &mut report, format!("incoming/{id}"))?;
-                        remove_if_exists(&spool.pool_path(&id), &mut report, format!("pool/{id}"))?;
+                        remove_if_exists(spool, "incoming", &id, false, &mut report)?;
+                        remove_if_exists(spool, "pool", &id, false, &mut report)?;
                     }
                     None => {}
                     Some(_) => report.to_scan.push(id),
@@ -157,10 +175,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
     for entry in spool.list(Dir::Outgoing)? {
         match entry {
             Entry::Foreign(name) => {
-                spool.set_aside(Some(Dir::Outgoing), &name)?;
-                report
-                    .set_aside
-                    .push((format!("outgoing/{name}"), "not a message file".into()));
+                aside(spool, Some(Dir::Outgoing), &name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(id) => {
                 let incoming = spool.header_path(Dir::Incoming, &id);
@@ -173,19 +188,20 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     {
                         continue;
                     }
-                    spool.set_aside(Some(Dir::Outgoing), id.as_str())?;
-                    report.set_aside.push((
-                        format!("outgoing/{id}"),
-                        "incomplete and without its incoming file".into(),
-                    ));
+                    aside(
+                        spool,
+                        Some(Dir::Outgoing),
+                        id.as_str(),
+                        "incomplete and without its incoming file",
+                        &mut report,
+                    )?;
                 } else if let Some(_lock) = lock_if_free(&incoming) {
                     // A scanner's lock, held across the look and the
                     // removal: a scanner that locks after us finds no
                     // stale file, and one that locked first makes us skip
                     // (it could be writing a new outgoing/ID right now).
                     if !spool.has_ready(Dir::Outgoing, &id) {
-                        let hp = spool.header_path(Dir::Outgoing, &id);
-                        remove_if_exists(&hp, &mut report, format!("outgoing/{id}"))?;
+                        remove_if_exists(spool, "outgoing", &id, false, &mut report)?;
                         if !report.to_scan.contains(&id) {
                             report.to_scan.push(id);
                         }
@@ -198,8 +214,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                 // is still in place. The delivery lock is held while the
                 // file goes, so a run that starts now cannot lose its own.
                 if let Some(_lock) = lock_if_free(&spool.pool_path(&id)) {
-                    let tmp = spool.dir(Dir::Outgoing).join(format!("{id}.new"));
-                    remove_if_exists(&tmp, &mut report, format!("outgoing/{id}.new"))?;
+                    remove_if_exists(spool, "outgoing", &id, true, &mut report)?;
                 }
             }
         }
@@ -208,10 +223,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
     for entry in spool.list_pool()? {
         match entry {
             Err(name) => {
-                spool.set_aside(None, &name)?;
-                report
-                    .set_aside
-                    .push((format!("pool/{name}"), "not a message file".into()));
+                aside(spool, None, &name, NOT_MSG, &mut report)?;
             }
             Ok(id) => {
                 let has_header = |s: &Spool| {
@@ -233,7 +245,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                 let pool = spool.pool_path(&id);
                 if let Some(_lock) = lock_if_free(&pool) {
                     if !has_header(spool) {
-                        remove_if_exists(&pool, &mut report, format!("pool/{id}"))?;
+                        remove_if_exists(spool, "pool", &id, false, &mut report)?;
                     }
                 }
             }
@@ -245,6 +257,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         }
         super::sync_dir(&spool.pool_dir())?;
     }
-    report.to_scan.sort();
+    // IDs are unique here: an unstable sort (less code) gives the same.
+    report.to_scan.sort_unstable();
     Ok(report)
 }

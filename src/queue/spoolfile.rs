@@ -145,48 +145,78 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// Append `TAG:` + `val` cleaned + `\n`.
+fn put(out: &mut String, tag: &str, val: &str) {
+    out.push_str(tag);
+    push_clean(out, val);
+    out.push('\n');
+}
+
+fn push_clean(out: &mut String, s: &str) {
+    out.extend(s.chars().map(|c| if c.is_control() { ' ' } else { c }));
+}
+
+fn push_disp(out: &mut String, d: &dyn fmt::Display) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{d}");
+}
+
 impl HeaderFile {
     pub fn encode(&self) -> Vec<u8> {
         let e = &self.env;
         let mut out = String::with_capacity(256);
         out.push_str("MQ:");
         out.push_str(FORMAT_VERSION);
+        out.push_str("\nMF:<");
+        push_disp(&mut out, &e.sender);
+        out.push_str(">\n");
+        let texts: [(&str, Option<&str>); 5] = [
+            ("FN:", e.full_name.as_deref()),
+            ("PR:", Some(&e.protocol)),
+            ("ID:", Some(&e.ident)),
+            ("HE:", e.helo.as_deref()),
+            ("TL:", e.tls.as_deref()),
+        ];
+        for (tag, v) in texts {
+            if let Some(v) = v {
+                put(&mut out, tag, v);
+            }
+        }
+        out.push_str("TR:");
+        push_disp(&mut out, &e.received);
+        out.push_str("\nDS:");
+        push_disp(&mut out, &e.body_size);
         out.push('\n');
-        out.push_str(&format!("MF:<{}>\n", e.sender));
-        if let Some(n) = &e.full_name {
-            out.push_str(&format!("FN:{}\n", clean(n)));
-        }
-        out.push_str(&format!("PR:{}\n", clean(&e.protocol)));
-        out.push_str(&format!("ID:{}\n", clean(&e.ident)));
-        if let Some(h) = &e.helo {
-            out.push_str(&format!("HE:{}\n", clean(h)));
-        }
-        if let Some(t) = &e.tls {
-            out.push_str(&format!("TL:{}\n", clean(t)));
-        }
-        out.push_str(&format!("TR:{}\nDS:{}\n", e.received, e.body_size));
         if e.warned {
             out.push_str("WA:1\n");
         }
         for r in &e.rcpts {
-            let orig = r
-                .orig
-                .as_ref()
-                .map(|a| format!("<{a}>"))
-                .unwrap_or_default();
-            let target = match &r.target {
-                Target::Addr(a) => format!("<{a}>"),
-                Target::Pipe(c) => format!("|{}", clean(c)),
-            };
-            out.push_str(&format!(
-                "RT:{}\t{}\t{}\t{}\t{}\t{}\n",
-                r.state.tag(),
-                target,
-                orig,
-                r.tries,
-                r.next_try,
-                clean(&r.error)
-            ));
+            out.push_str("RT:");
+            out.push(r.state.tag());
+            out.push('\t');
+            match &r.target {
+                Target::Addr(a) => {
+                    out.push('<');
+                    push_disp(&mut out, a);
+                    out.push('>');
+                }
+                Target::Pipe(c) => {
+                    out.push('|');
+                    push_clean(&mut out, c);
+                }
+            }
+            out.push('\t');
+            if let Some(a) = &r.orig {
+                out.push('<');
+                push_disp(&mut out, a);
+                out.push('>');
+            }
+            out.push('\t');
+            push_disp(&mut out, &r.tries);
+            out.push('\t');
+            push_disp(&mut out, &r.next_try);
+            out.push('\t');
+            put(&mut out, "", &r.error);
         }
         let mut bytes = out.into_bytes();
         for h in &self.headers {
@@ -198,99 +228,132 @@ impl HeaderFile {
     }
 
     pub fn decode(data: &[u8]) -> Result<HeaderFile, String> {
-        let mut lines = data.split(|&b| b == b'\n').enumerate().peekable();
-        let mut sender = None;
-        let mut full_name = None;
-        let mut protocol = None;
-        let mut ident = None;
-        let mut helo = None;
-        let mut received = None;
-        let mut body_size = None;
-        let mut warned = false;
-        let mut tls = None;
-        let mut rcpts = Vec::new();
-        let mut headers: Vec<Header> = Vec::new();
-        let mut ended = false;
-        match lines.next() {
-            Some((_, l)) if l == format!("MQ:{FORMAT_VERSION}").as_bytes() => {}
-            _ => return Err("not a masqmail header file (no MQ:1 first line)".into()),
-        }
-        while let Some((n, line)) = lines.next() {
-            let lineno = n + 1;
-            if ended {
-                if line.is_empty() && lines.peek().is_none() {
-                    break;
-                }
-                return Err(format!("line {lineno}: data after the end marker"));
+        // Every error but one names its line; the message is built once.
+        decode(data).map_err(|(line, what)| {
+            if line == 0 {
+                what.to_string()
+            } else {
+                format!("line {line}: {what}")
             }
-            if let Some(b' ' | b'\t') = line.first() {
-                match headers.last_mut() {
-                    Some(h) => h.push_continuation(line),
-                    None => return Err(format!("line {lineno}: continuation without a header")),
-                }
-                continue;
-            }
-            if line.len() < 3 || line[2] != b':' {
-                return Err(format!("line {lineno}: no tag"));
-            }
-            let (tag, val) = (&line[..2], &line[3..]);
-            if tag == b"HD" {
-                let h = Header::from_line(val)
-                    .ok_or_else(|| format!("line {lineno}: malformed header field"))?;
-                headers.push(h);
-                continue;
-            }
-            let val = std::str::from_utf8(val)
-                .map_err(|_| format!("line {lineno}: envelope line is not UTF-8"))?;
-            let bad = |what: &str| format!("line {lineno}: bad {what}");
-            match tag {
-                b"MF" => {
-                    let inner = val
-                        .strip_prefix('<')
-                        .and_then(|v| v.strip_suffix('>'))
-                        .ok_or_else(|| bad("sender"))?;
-                    sender = Some(if inner.is_empty() {
-                        Sender::Null
-                    } else {
-                        Sender::Addr(Address::parse(inner, None).map_err(|_| bad("sender"))?)
-                    });
-                }
-                // Text values are read the way encode writes them (no
-                // control characters), so a file read and written again
-                // says the same.
-                b"FN" => full_name = Some(clean(val)),
-                b"PR" => protocol = Some(clean(val)),
-                b"ID" => ident = Some(clean(val)),
-                b"HE" => helo = Some(clean(val)),
-                b"TL" => tls = Some(clean(val)),
-                b"TR" => received = Some(val.parse::<u64>().map_err(|_| bad("time"))?),
-                b"DS" => body_size = Some(val.parse::<u64>().map_err(|_| bad("size"))?),
-                b"WA" => warned = val == "1",
-                b"RT" => rcpts.push(decode_rcpt(val).ok_or_else(|| bad("recipient"))?),
-                b"EN" => ended = true,
-                _ => return Err(format!("line {lineno}: unknown tag")),
-            }
-        }
-        if !ended {
-            return Err("truncated: no end marker".into());
-        }
-        let missing = |what: &str| format!("missing {what}");
-        Ok(HeaderFile {
-            env: Envelope {
-                sender: sender.ok_or_else(|| missing("sender (MF:)"))?,
-                full_name,
-                protocol: protocol.ok_or_else(|| missing("protocol (PR:)"))?,
-                ident: ident.unwrap_or_default(),
-                helo,
-                received: received.ok_or_else(|| missing("time (TR:)"))?,
-                body_size: body_size.ok_or_else(|| missing("size (DS:)"))?,
-                rcpts,
-                warned,
-                tls,
-            },
-            headers,
         })
     }
+}
+
+/// What the lines of a header file said, as they are read.
+#[derive(Default)]
+struct Parts {
+    sender: Option<Sender>,
+    /// FN, PR, ID, HE, TL.
+    texts: [Option<String>; 5],
+    received: Option<u64>,
+    body_size: Option<u64>,
+    warned: bool,
+    rcpts: Vec<Rcpt>,
+    headers: Vec<Header>,
+}
+
+/// Decode a header file; an error is its line number (0: none) and what.
+fn decode(data: &[u8]) -> Result<HeaderFile, (usize, &'static str)> {
+    // The lines fill `p`; on an error it is dropped here, once.
+    let mut p = Parts::default();
+    read_lines(data, &mut p)?;
+    let [full_name, protocol, ident, helo, tls] = p.texts;
+    Ok(HeaderFile {
+        env: Envelope {
+            sender: p.sender.ok_or((0, "missing sender (MF:)"))?,
+            full_name,
+            protocol: protocol.ok_or((0, "missing protocol (PR:)"))?,
+            ident: ident.unwrap_or_default(),
+            helo,
+            received: p.received.ok_or((0, "missing time (TR:)"))?,
+            body_size: p.body_size.ok_or((0, "missing size (DS:)"))?,
+            rcpts: p.rcpts,
+            warned: p.warned,
+            tls,
+        },
+        headers: p.headers,
+    })
+}
+
+fn read_lines(data: &[u8], p: &mut Parts) -> Result<(), (usize, &'static str)> {
+    let mut lines = data.split(|&b| b == b'\n');
+    let mut ended = false;
+    if lines.next() != Some(b"MQ:1") {
+        return Err((0, "not a masqmail header file (no MQ:1 first line)"));
+    }
+    let mut lineno = 1;
+    while let Some(line) = lines.next() {
+        lineno += 1;
+        let err = |what| Err((lineno, what));
+        if ended {
+            if line.is_empty() && lines.clone().next().is_none() {
+                break;
+            }
+            return err("data after the end marker");
+        }
+        if let Some(b' ' | b'\t') = line.first() {
+            match p.headers.last_mut() {
+                Some(h) => h.push_continuation(line),
+                None => return err("continuation without a header"),
+            }
+            continue;
+        }
+        if line.len() < 3 || line[2] != b':' {
+            return err("no tag");
+        }
+        let (tag, val) = (&line[..2], &line[3..]);
+        if tag == b"HD" {
+            match Header::from_line(val) {
+                Some(h) => p.headers.push(h),
+                None => return err("malformed header field"),
+            }
+            continue;
+        }
+        let Ok(val) = std::str::from_utf8(val) else {
+            return err("envelope line is not UTF-8");
+        };
+        // Text values are read the way encode writes them (no control
+        // characters), so a file read and written again says the same.
+        if let Some(k) = [b"FN", b"PR", b"ID", b"HE", b"TL"]
+            .iter()
+            .position(|t| *t == tag)
+        {
+            p.texts[k] = Some(clean(val));
+            continue;
+        }
+        match tag {
+            b"MF" => {
+                let inner = val.strip_prefix('<').and_then(|v| v.strip_suffix('>'));
+                p.sender = Some(match inner {
+                    Some("") => Sender::Null,
+                    Some(a) => match Address::parse(a, None) {
+                        Ok(a) => Sender::Addr(a),
+                        Err(_) => return err("bad sender"),
+                    },
+                    None => return err("bad sender"),
+                });
+            }
+            b"TR" => match val.parse::<u64>() {
+                Ok(v) => p.received = Some(v),
+                Err(_) => return err("bad time"),
+            },
+            b"DS" => match val.parse::<u64>() {
+                Ok(v) => p.body_size = Some(v),
+                Err(_) => return err("bad size"),
+            },
+            b"WA" => p.warned = val == "1",
+            b"RT" => match decode_rcpt(val) {
+                Some(r) => p.rcpts.push(r),
+                None => return err("bad recipient"),
+            },
+            b"EN" => ended = true,
+            _ => return err("unknown tag"),
+        }
+    }
+    if !ended {
+        return Err((0, "truncated: no end marker"));
+    }
+    Ok(())
 }
 
 /// FNV-1a, 64 bits: a hash against torn and stale writes (not against
@@ -425,6 +488,19 @@ mod tests {
         assert_eq!(back.headers, hf.headers);
         assert_eq!(back.env.rcpts[1].target, hf.env.rcpts[1].target);
         assert_eq!(HeaderFile::decode(&back.encode()).unwrap(), back);
+    }
+
+    /// The bytes of the format (doc/INTERNALS.md) are a contract.
+    #[test]
+    fn encoded_bytes() {
+        assert_eq!(
+            String::from_utf8(sample().encode()).unwrap(),
+            "MQ:1\nMF:<alice@h.test>\nFN:Alice Liddell \nPR:local\nID:uid 1000 (alice)\n\
+             TL:TLSv1.3 with cipher TLS_AES_128_GCM_SHA256\nTR:1764103659\nDS:42\nWA:1\n\
+             RT:P\t<a@x.org>\t\t0\t0\t\n\
+             RT:F\t|/usr/bin/procmail -d bob\t<bob@h.test>\t3\t99\t550 5.1.1 no such user\n\
+             HD:Subject: hello\n\tworld\nHD:To: a@x.org\nEN:\n"
+        );
     }
 
     #[test]

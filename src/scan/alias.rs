@@ -91,25 +91,23 @@ pub fn parse_target(s: &str, host: &str) -> Result<AliasTarget, String> {
 pub type AliasFile = (Vec<(String, Vec<AliasTarget>)>, Vec<AliasFileError>);
 
 /// Split the right-hand side of an alias line on commas outside quotes.
-fn split_targets(rhs: &str) -> Vec<String> {
+fn split_targets(rhs: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut cur = String::new();
+    let mut start = 0;
     let mut quoted = false;
-    for c in rhs.chars() {
+    for (i, c) in rhs.char_indices() {
         match c {
-            '"' => {
-                quoted = !quoted;
-                cur.push(c);
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(rhs.get(start..i).unwrap_or("").trim());
+                start = i + 1;
             }
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
+            _ => {}
         }
     }
-    out.push(cur);
-    out.into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    out.push(rhs.get(start..).unwrap_or("").trim());
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// Parse an `/etc/aliases`-format text: `name: target, target`, lines
@@ -150,7 +148,7 @@ pub fn parse_alias_text(text: &str, host: &str) -> AliasFile {
         }
         let mut targets = Vec::new();
         for t in split_targets(rhs) {
-            match parse_target(&t, host) {
+            match parse_target(t, host) {
                 Ok(t) => targets.push(t),
                 Err(msg) => errors.push(AliasFileError { line, msg }),
             }
@@ -302,15 +300,13 @@ impl Aliases {
         let mut out = Vec::new();
         let mut path = Vec::new();
         self.expand(name, host, is_local, users, &mut path, &mut out)?;
-        let mut seen = Vec::new();
-        out.retain(|r| {
-            let keep = !seen.contains(r);
-            if keep {
-                seen.push(r.clone());
+        let mut uniq: Vec<Resolved> = Vec::with_capacity(out.len());
+        for r in out {
+            if !uniq.contains(&r) {
+                uniq.push(r);
             }
-            keep
-        });
-        Ok(out)
+        }
+        Ok(uniq)
     }
 
     fn expand(

@@ -44,29 +44,41 @@ pub fn display_name(name: &str) -> String {
 
 /// The `Received:` field for this message (RFC 5321 §4.4).
 pub fn received(env: &Envelope, id: &MsgId, host_name: &str) -> Header {
-    let date = time::rfc5322(&time::local(env.received));
-    let from = match &env.helo {
-        Some(helo) => format!("from {} ({})\n\t", helo, env.ident),
-        None => format!("from {}\n\t", env.ident),
-    };
-    let for_clause = match env.rcpts.as_slice() {
-        [one] => format!("\n\tfor {}", one.target),
-        _ => String::new(),
-    };
-    let tls = env
-        .tls
-        .as_ref()
-        .map(|t| format!(" ({t})"))
-        .unwrap_or_default();
-    let value = format!(
-        "{from}by {host_name} with {}{tls} (masqmail {VERSION})\n\tid {id}{for_clause}; {date}",
-        if env.protocol.contains("smtp") {
-            env.protocol.to_ascii_uppercase()
-        } else {
-            env.protocol.clone()
+    use std::fmt::Write as _;
+    let mut v = String::with_capacity(160);
+    v.push_str("from ");
+    match &env.helo {
+        Some(helo) => {
+            v.push_str(helo);
+            v.push_str(" (");
+            v.push_str(&env.ident);
+            v.push(')');
         }
-    );
-    Header::new("Received", &value)
+        None => v.push_str(&env.ident),
+    }
+    v.push_str("\n\tby ");
+    v.push_str(host_name);
+    v.push_str(" with ");
+    let start = v.len();
+    v.push_str(&env.protocol);
+    if env.protocol.contains("smtp") {
+        v[start..].make_ascii_uppercase();
+    }
+    if let Some(t) = &env.tls {
+        v.push_str(" (");
+        v.push_str(t);
+        v.push(')');
+    }
+    v.push_str(" (masqmail ");
+    v.push_str(VERSION);
+    v.push_str(")\n\tid ");
+    v.push_str(id.as_str());
+    if let [one] = env.rcpts.as_slice() {
+        let _ = write!(v, "\n\tfor {}", one.target);
+    }
+    v.push_str("; ");
+    v.push_str(&time::rfc5322(&time::local(env.received)));
+    Header::new("Received", &v)
 }
 
 /// Fix the header section of a message with envelope `env` and ID `id`.
@@ -74,7 +86,12 @@ pub fn fix(headers: Vec<Header>, env: &Envelope, id: &MsgId, host_name: &str) ->
     let has = |name: &str| headers.iter().any(|h| h.is(name));
     let mut add = vec![received(env, id, host_name)];
     if !has("Message-ID") {
-        add.push(Header::new("Message-ID", &format!("<{id}@{host_name}>")));
+        let mut v = String::from("<");
+        v.push_str(id.as_str());
+        v.push('@');
+        v.push_str(host_name);
+        v.push('>');
+        add.push(Header::new("Message-ID", &v));
     }
     if !has("Date") {
         add.push(Header::new(

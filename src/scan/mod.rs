@@ -133,14 +133,21 @@ impl<'a> Scanner<'a> {
                 Ok(list) => {
                     for res in list {
                         let target = res.target();
-                        let orig = (target != Target::Addr(addr.clone())).then(|| addr.clone());
-                        if orig.is_some() {
+                        let same = matches!(&target, Target::Addr(t) if *t == addr);
+                        if !same {
                             info!("{id}: <{addr}> expanded to {target}");
                         }
-                        let mut n = r.clone();
-                        n.target = target;
-                        n.orig = orig;
-                        push(n, &mut out);
+                        push(
+                            Rcpt {
+                                state: r.state,
+                                target,
+                                orig: (!same).then(|| addr.clone()),
+                                tries: r.tries,
+                                next_try: r.next_try,
+                                error: r.error.clone(),
+                            },
+                            &mut out,
+                        );
                     }
                 }
                 Err(e) => {
@@ -189,25 +196,24 @@ impl<'a> Scanner<'a> {
         let HeaderFile { mut env, headers } = hf;
         env.rcpts = self.expand(id, env.rcpts);
         let headers = headers::fix(headers, &env, id, &self.cfg.main.host_name);
-        let nrcpt = env.rcpts.len();
-        let sender = env.sender.to_string();
-        let size = env.body_size;
         if crate::daemon::hint::active() {
             // Before the ready bit: the supervisor reads it with the event.
             crate::daemon::hint::send(id, &self.wants(&env, &headers));
         }
         // S4: a stale outgoing/ID of a dead scanner (not ready, or not
         // whole) goes first.
-        let out_path = spool.header_path(Dir::Outgoing, id);
-        match fs::remove_file(&out_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        spool.write_header(Dir::Outgoing, id, &HeaderFile { env, headers })?;
+        remove_if_there(&spool.header_path(Dir::Outgoing, id))?;
+        let hf = HeaderFile { env, headers };
+        spool.write_header(Dir::Outgoing, id, &hf)?;
         // S5 reached: the message is safe in outgoing/.
         remove_incoming(spool, id)?;
-        info!("{id}: from=<{sender}> size={size} nrcpt={nrcpt} queued");
+        let e = &hf.env;
+        info!(
+            "{id}: from=<{}> size={} nrcpt={} queued",
+            e.sender,
+            e.body_size,
+            e.rcpts.len()
+        );
         Ok(Outcome::Scanned)
     }
 
@@ -257,7 +263,12 @@ impl<'a> Scanner<'a> {
 /// removal is lost in a crash, the spool is back in S5, which recovery
 /// settles the same way. One fsync less per message.
 fn remove_incoming(spool: &Spool, id: &MsgId) -> io::Result<()> {
-    match fs::remove_file(spool.header_path(Dir::Incoming, id)) {
+    remove_if_there(&spool.header_path(Dir::Incoming, id))
+}
+
+/// Remove a file; one that is not there is no error.
+fn remove_if_there(path: &std::path::Path) -> io::Result<()> {
+    match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
