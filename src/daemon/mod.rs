@@ -139,6 +139,18 @@ struct Supervisor {
     hints: VecMap<crate::queue::MsgId, hint::Wants>,
 }
 
+/// Log a failed system call: `WHAT: strerror`.
+#[inline(never)]
+fn log_os(what: &str, e: Errno) {
+    error!("{what}: {}", os_error(e));
+}
+
+/// A failed system call as a command's failure.
+#[inline(never)]
+fn os_fail(code: Exit, what: &str, e: Errno) -> Fail {
+    Fail::new(code, format!("{what}: {}", os_error(e)))
+}
+
 /// Hints kept at most (a scanner that sent one and then failed to write
 /// the message leaves it behind; a forgotten hint only costs a run).
 const MAX_HINTS: usize = 4096;
@@ -169,8 +181,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     crate::privs::remember_mail_user(&cfg)?;
     // The spool's directories are made, and the spool recovered, by a
     // child that is the mail user; the supervisor waits for it.
-    let cfg_init = cfg.clone();
-    let code = run_child_sync(move || init_spool(&cfg_init))?;
+    let code = run_child_sync(|| init_spool(&cfg))?;
     if code != 0 {
         return Err(Fail::new(
             Exit::TempFail,
@@ -182,11 +193,11 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
 
     let mask = handled_signals();
     mask.thread_block()
-        .map_err(|e| Fail::new(Exit::Software, format!("sigprocmask: {}", os_error(e))))?;
+        .map_err(|e| os_fail(Exit::Software, "sigprocmask", e))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Fail::new(Exit::Software, format!("signalfd: {}", os_error(e))))?;
+        .map_err(|e| os_fail(Exit::Software, "signalfd", e))?;
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| Fail::new(Exit::Software, format!("inotify: {}", os_error(e))))?;
+        .map_err(|e| os_fail(Exit::Software, "inotify", e))?;
     let watch = |dir: &Path, flags: AddWatchFlags| {
         inotify.add_watch(dir, flags).map_err(|e| {
             Fail::new(
@@ -373,15 +384,10 @@ fn run_child_sync(f: impl FnOnce() -> i32) -> Result<i32, Fail> {
                 }
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    return Err(Fail::new(
-                        Exit::Software,
-                        format!("waitpid: {}", os_error(e)),
-                    ))
-                }
+                Err(e) => return Err(os_fail(Exit::Software, "waitpid", e)),
             }
         },
-        Err(e) => Err(Fail::new(Exit::TempFail, format!("fork: {}", os_error(e)))),
+        Err(e) => Err(os_fail(Exit::TempFail, "fork", e)),
     }
 }
 
@@ -406,7 +412,7 @@ fn daemonize(pid_file: &Path) -> CmdResult {
             }
         },
         Ok(ForkResult::Child) => {}
-        Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {}", os_error(e)))),
+        Err(e) => return Err(os_fail(Exit::TempFail, "fork", e)),
     }
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
@@ -521,7 +527,7 @@ impl Supervisor {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
-                        error!("poll: {}", os_error(e));
+                        log_os("poll", e);
                         return;
                     }
                 }
@@ -649,11 +655,10 @@ impl Supervisor {
         let (rd, wr) = match nix::unistd::pipe2(flags) {
             Ok(p) => p,
             Err(e) => {
-                error!("pipe: {}", os_error(e));
+                log_os("pipe", e);
                 return;
             }
         };
-        let cfg = self.cfg.clone();
         let opts = crate::deliver::RunOpts {
             only_route: req.route.clone(),
             force: req.force,
@@ -661,8 +666,8 @@ impl Supervisor {
             only_ids: req.ids.clone(),
         };
         let mut wr = Some(wr);
-        let pid = self.spawn(ChildKind::Run, move || {
-            let code = run_worker(&cfg, &opts);
+        let pid = self.spawn(ChildKind::Run, &mut |cfg| {
+            let code = run_worker(cfg, &opts);
             if let (Some(w), Ok(next)) = (wr.take(), code) {
                 let line = match next {
                     Some(n) => format!("next {n}\n"),
@@ -694,7 +699,7 @@ impl Supervisor {
                 Ok(None) => return,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("signalfd: {}", os_error(e));
+                    log_os("signalfd", e);
                     return;
                 }
             }
@@ -793,7 +798,7 @@ impl Supervisor {
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("waitpid: {}", os_error(e));
+                    log_os("waitpid", e);
                     return;
                 }
             }
@@ -830,7 +835,7 @@ impl Supervisor {
             Ok(ev) => ev,
             Err(Errno::EAGAIN) => return,
             Err(e) => {
-                error!("inotify: {}", os_error(e));
+                log_os("inotify", e);
                 return;
             }
         };
@@ -947,13 +952,12 @@ impl Supervisor {
     }
 
     fn start_scan(&mut self) {
-        let cfg = self.cfg.clone();
-        self.spawn(ChildKind::Scan, move || {
-            if let Err(f) = crate::privs::become_mail_user(&cfg) {
+        self.spawn(ChildKind::Scan, &mut |cfg| {
+            if let Err(f) = crate::privs::become_mail_user(cfg) {
                 error!("{f}");
                 return 1;
             }
-            scan_worker(&cfg)
+            scan_worker(cfg)
         });
     }
 
@@ -974,8 +978,9 @@ impl Supervisor {
     }
 
     /// Fork a worker. In the child: drop everything of the supervisor,
-    /// unblock signals, run `f`, exit with its code.
-    fn spawn(&mut self, kind: ChildKind, f: impl FnOnce() -> i32) -> Option<Pid> {
+    /// unblock signals, run `f` on the configuration (the child's copy of
+    /// the supervisor's), exit with its code.
+    fn spawn(&mut self, kind: ChildKind, f: &mut dyn FnMut(&Config) -> i32) -> Option<Pid> {
         // SAFETY: the supervisor is single-threaded.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
@@ -990,7 +995,7 @@ impl Supervisor {
                     }
                 }
                 let _ = handled_signals().thread_unblock();
-                let code = f();
+                let code = f(&self.cfg);
                 let _ = std::io::stdout().flush();
                 std::process::exit(code);
             }
@@ -999,7 +1004,7 @@ impl Supervisor {
                 Some(child)
             }
             Err(e) => {
-                error!("fork: {}", os_error(e));
+                log_os("fork", e);
                 None
             }
         }
@@ -1019,11 +1024,7 @@ impl Supervisor {
             }
         };
         let ip = peer.ip();
-        let total = self
-            .children
-            .values()
-            .filter(|k| matches!(k, ChildKind::Smtp(_)))
-            .count();
+        let total = self.smtp_workers();
         let from_ip = self
             .children
             .values()
@@ -1035,9 +1036,11 @@ impl Supervisor {
             refuse(stream, &self.cfg.main.host_name);
             return;
         }
-        let cfg = self.cfg.clone();
-        let pid = self.spawn(ChildKind::Smtp(ip), move || {
-            crate::receive::smtp::serve(&cfg, stream, peer, tls)
+        let mut stream = Some(stream);
+        let pid = self.spawn(ChildKind::Smtp(ip), &mut |cfg| {
+            stream
+                .take()
+                .map_or(1, |s| crate::receive::smtp::serve(cfg, s, peer, tls))
         });
         if let Some(pid) = pid {
             debug!("connection from {peer}: worker {pid}");
@@ -1083,7 +1086,11 @@ impl Supervisor {
                             "ok\n".to_string()
                         }
                         Ok(control::Request::Status) => self.status(),
-                        Ok(control::Request::Routes) => self.routes_reply(),
+                        Ok(control::Request::Routes) => {
+                            let mut s = String::new();
+                            self.route_lines(&mut s, false);
+                            s
+                        }
                         Err(e) => format!("error: {e}\n"),
                     };
                     conn.reply(&reply);
@@ -1093,20 +1100,41 @@ impl Supervisor {
     }
 
     fn status(&self) -> String {
-        let smtp = self
-            .children
-            .values()
-            .filter(|k| matches!(k, ChildKind::Smtp(_)))
-            .count();
-        let scanning = self.children.values().any(|k| *k == ChildKind::Scan);
-        let addrs: Vec<String> = self
-            .listeners
-            .iter()
-            .map(|l| format!("{}{}", l.addr, if l.tls { " (tls)" } else { "" }))
-            .collect();
-        let delivering = self.children.values().any(|k| *k == ChildKind::Run);
-        let mut routes = format!(
-            "online detection: {}{}\n",
+        use std::fmt::Write as _;
+        let yes = |k: ChildKind| {
+            if self.children.values().any(|c| *c == k) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
+        let mut s = format!(
+            "pid: {}\nversion: {}\nlistening: ",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION")
+        );
+        for (i, l) in self.listeners.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            let tls = if l.tls { " (tls)" } else { "" };
+            let _ = write!(s, "{sep}{}{tls}", l.addr);
+        }
+        let _ = write!(
+            s,
+            "\nconnections: {}\nscanning: {}\ndelivering: {}\nnext retry: ",
+            self.smtp_workers(),
+            yes(ChildKind::Scan),
+            yes(ChildKind::Run),
+        );
+        match self.next_retry {
+            Some(t) => {
+                let _ = write!(s, "in {}s", t.saturating_sub(crate::util::time::now()));
+            }
+            None => s.push_str("none"),
+        }
+        let _ = write!(
+            s,
+            "\nspool: {}\nonline detection: {}{}\n",
+            self.cfg.main.spool_dir.display(),
             self.cfg.main.online_detect.name(),
             if self.query.is_some() {
                 " (asking)"
@@ -1114,26 +1142,16 @@ impl Supervisor {
                 ""
             }
         );
-        for r in crate::online::route_states(&self.cfg, &self.online) {
-            match &r.why {
-                Some(why) => routes.push_str(&format!("route {}: online ({why})\n", r.name)),
-                None => routes.push_str(&format!("route {}: {}\n", r.name, r.state())),
-            }
-        }
-        let next = self
-            .next_retry
-            .map(|t| format!("in {}s", t.saturating_sub(crate::util::time::now())))
-            .unwrap_or_else(|| "none".into());
-        format!(
-            "pid: {}\nversion: {}\nlistening: {}\nconnections: {}\nscanning: {}\ndelivering: {}\nnext retry: {next}\nspool: {}\n{routes}\n",
-            std::process::id(),
-            env!("CARGO_PKG_VERSION"),
-            addrs.join(", "),
-            smtp,
-            if scanning { "yes" } else { "no" },
-            if delivering { "yes" } else { "no" },
-            self.cfg.main.spool_dir.display()
-        )
+        self.route_lines(&mut s, true);
+        s
+    }
+
+    /// SMTP workers running.
+    fn smtp_workers(&self) -> usize {
+        self.children
+            .values()
+            .filter(|k| matches!(k, ChildKind::Smtp(_)))
+            .count()
     }
 }
 
