@@ -200,161 +200,145 @@ pub enum Msg {
     Other,
 }
 
-/// Walk the attributes of `b`: (type, payload) for each.
-fn each_attr(mut b: &[u8], mut f: impl FnMut(u16, &[u8])) -> Result<(), Malformed> {
+/// `u32_at`, for offsets the caller has checked.
+fn u32_or0(b: &[u8], off: usize) -> u32 {
+    u32_at(b, off).unwrap_or(0)
+}
+
+/// The attributes of one header, by type: the payload of the last of each
+/// type below 16 (every type read here is).
+type Attrs<'a> = [Option<&'a [u8]>; 16];
+
+/// Walk the attributes of `b`, checking every length.
+#[inline(never)]
+fn attrs(mut b: &[u8]) -> Result<Attrs<'_>, Malformed> {
+    let mut a: Attrs<'_> = [None; 16];
     while !b.is_empty() {
-        let len = u16_at(b, 0).ok_or(Malformed("attribute header cut short"))? as usize;
-        let ty = u16_at(b, 2).ok_or(Malformed("attribute header cut short"))? & NLA_TYPE_MASK;
+        let len = u16_at(b, 0).unwrap_or(0) as usize;
         if len < 4 || len > b.len() {
             return Err(Malformed("attribute length out of bounds"));
         }
-        f(ty, &b[4..len]);
+        let ty = (u16_at(b, 2).unwrap_or(0) & NLA_TYPE_MASK) as usize;
+        if let Some(slot) = a.get_mut(ty) {
+            *slot = b.get(4..len);
+        }
         b = &b[align4(len).min(b.len())..];
     }
-    Ok(())
+    Ok(a)
+}
+
+/// A u32 attribute (None: absent or short).
+fn attr_u32(a: &Attrs<'_>, ty: u16) -> Option<u32> {
+    u32_at(a[ty as usize]?, 0)
+}
+
+/// An address attribute (zeros: absent).
+fn attr_addr(a: &Attrs<'_>, ty: u16) -> AddrBytes {
+    a[ty as usize].map_or([0; 16], addr_bytes)
 }
 
 /// Parse every message of one datagram.
 pub fn parse(mut buf: &[u8]) -> Result<Vec<Msg>, Malformed> {
     let mut out = Vec::new();
     while !buf.is_empty() {
-        let len = u32_at(buf, 0).ok_or(Malformed("message header cut short"))? as usize;
-        let ty = u16_at(buf, 4).ok_or(Malformed("message header cut short"))?;
-        let flags = u16_at(buf, 6).ok_or(Malformed("message header cut short"))?;
-        let seq = u32_at(buf, 8).ok_or(Malformed("message header cut short"))?;
+        let len = u32_or0(buf, 0) as usize;
         if len < HDR_LEN || len > buf.len() {
             return Err(Malformed("message length out of bounds"));
         }
-        out.push(parse_one(ty, flags, seq, &buf[HDR_LEN..len])?);
+        let (ty, flags) = (u16_at(buf, 4).unwrap_or(0), u16_at(buf, 6).unwrap_or(0));
+        out.push(parse_one(ty, flags, u32_or0(buf, 8), &buf[HDR_LEN..len])?);
         buf = &buf[align4(len).min(buf.len())..];
     }
     Ok(out)
 }
 
 fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> {
-    match ty {
-        NLMSG_DONE => Ok(Msg::Done { seq }),
-        NLMSG_OVERRUN => Ok(Msg::Overrun),
+    // The family header of each kind (ifinfomsg, ifaddrmsg, rtmsg).
+    let hdr = match ty {
+        NLMSG_DONE => return Ok(Msg::Done { seq }),
+        NLMSG_OVERRUN => return Ok(Msg::Overrun),
         NLMSG_ERROR => {
             let e = u32_at(p, 0).ok_or(Malformed("error message cut short"))? as i32;
-            Ok(Msg::Error {
+            return Ok(Msg::Error {
                 seq,
                 errno: e.saturating_neg(),
-            })
+            });
         }
-        RTM_NEWLINK | RTM_DELLINK => parse_link(ty == RTM_NEWLINK, p),
-        RTM_NEWADDR | RTM_DELADDR => parse_addr(ty == RTM_NEWADDR, p),
-        RTM_NEWROUTE | RTM_DELROUTE => {
-            parse_route(ty == RTM_NEWROUTE, flags & NLM_F_REPLACE != 0, p)
+        RTM_NEWLINK | RTM_DELLINK => IFINFOMSG_LEN,
+        RTM_NEWADDR | RTM_DELADDR => IFADDRMSG_LEN,
+        RTM_NEWROUTE | RTM_DELROUTE => RTMSG_LEN,
+        _ => return Ok(Msg::Other),
+    };
+    if p.len() < hdr {
+        return Err(Malformed("family header cut short"));
+    }
+    // NEW is even, DEL odd.
+    let new = ty & 1 == 0;
+    let family = p[0];
+    if ty <= RTM_DELLINK {
+        // Bridge port messages (AF_BRIDGE) share the group; a DELLINK of
+        // family AF_BRIDGE only means "left the bridge".
+        if family != AF_UNSPEC {
+            return Ok(Msg::Other);
         }
-        _ => Ok(Msg::Other),
-    }
-}
-
-fn parse_link(new: bool, p: &[u8]) -> Result<Msg, Malformed> {
-    if p.len() < IFINFOMSG_LEN {
-        return Err(Malformed("ifinfomsg cut short"));
-    }
-    // Bridge port messages (AF_BRIDGE) share the group; a DELLINK of
-    // family AF_BRIDGE only means "left the bridge".
-    if p[0] != AF_UNSPEC {
-        return Ok(Msg::Other);
-    }
-    let index = u32_at(p, 4).ok_or(Malformed("ifinfomsg cut short"))?;
-    let flags = u32_at(p, 8).ok_or(Malformed("ifinfomsg cut short"))?;
-    let mut name = None;
-    each_attr(&p[IFINFOMSG_LEN..], |ty, v| {
-        if ty == IFLA_IFNAME {
+        let a = attrs(&p[hdr..])?;
+        let name = a[IFLA_IFNAME as usize].map(|v| {
             let v = v.split(|&b| b == 0).next().unwrap_or(&[]);
-            name = Some(String::from_utf8_lossy(v).into_owned());
-        }
-    })?;
-    Ok(Msg::Link {
-        new,
-        index,
-        flags,
-        name,
-    })
-}
-
-fn parse_addr(new: bool, p: &[u8]) -> Result<Msg, Malformed> {
-    if p.len() < IFADDRMSG_LEN {
-        return Err(Malformed("ifaddrmsg cut short"));
+            String::from_utf8_lossy(v).into_owned()
+        });
+        return Ok(Msg::Link {
+            new,
+            index: u32_or0(p, 4),
+            flags: u32_or0(p, 8),
+            name,
+        });
     }
-    let (family, prefix, flags8, scope) = (p[0], p[1], p[2], p[3]);
-    let index = u32_at(p, 4).ok_or(Malformed("ifaddrmsg cut short"))?;
-    let (mut local, mut address, mut flags) = (None, None, flags8 as u32);
-    each_attr(&p[IFADDRMSG_LEN..], |ty, v| match ty {
-        IFA_LOCAL => local = Some(addr_bytes(v)),
-        IFA_ADDRESS => address = Some(addr_bytes(v)),
-        IFA_FLAGS => {
-            if let Some(f) = u32_at(v, 0) {
-                flags = f;
-            }
-        }
-        _ => {}
-    })?;
-    if family != AF_INET && family != AF_INET6 {
-        return Ok(Msg::Other);
-    }
-    Ok(Msg::Addr {
-        new,
-        family,
-        prefix,
-        scope,
-        flags,
-        index,
-        addr: local.or(address).unwrap_or([0; 16]),
-    })
-}
-
-fn parse_route(new: bool, replace: bool, p: &[u8]) -> Result<Msg, Malformed> {
-    if p.len() < RTMSG_LEN {
-        return Err(Malformed("rtmsg cut short"));
-    }
-    let (family, dst_len, tos, table8, rtype) = (p[0], p[1], p[3], p[4], p[7]);
-    let flags = u32_at(p, 8).ok_or(Malformed("rtmsg cut short"))?;
-    let (mut table, mut metric, mut oif, mut gateway) = (table8 as u32, 0, None, [0u8; 16]);
+    let a = attrs(&p[hdr..])?;
     let mut hops = Vec::new();
-    let mut bad = None;
-    each_attr(&p[RTMSG_LEN..], |ty, v| match ty {
-        RTA_TABLE => table = u32_at(v, 0).unwrap_or(table),
-        RTA_PRIORITY => metric = u32_at(v, 0).unwrap_or(0),
-        RTA_OIF => oif = u32_at(v, 0),
-        RTA_GATEWAY => gateway = addr_bytes(v),
-        RTA_MULTIPATH => {
-            if let Err(e) = parse_nexthops(v, &mut hops) {
-                bad = Some(e);
-            }
+    if ty >= RTM_NEWROUTE {
+        if let Some(v) = a[RTA_MULTIPATH as usize] {
+            parse_nexthops(v, &mut hops)?;
         }
-        _ => {}
-    })?;
-    if let Some(e) = bad {
-        return Err(e);
     }
     if family != AF_INET && family != AF_INET6 {
         return Ok(Msg::Other);
     }
-    if let Some(oif) = oif {
+    if ty <= RTM_DELADDR {
+        let addr = match a[IFA_LOCAL as usize] {
+            Some(_) => attr_addr(&a, IFA_LOCAL),
+            None => attr_addr(&a, IFA_ADDRESS),
+        };
+        return Ok(Msg::Addr {
+            new,
+            family,
+            prefix: p[1],
+            scope: p[3],
+            flags: attr_u32(&a, IFA_FLAGS).unwrap_or(p[2] as u32),
+            index: u32_or0(p, 4),
+            addr,
+        });
+    }
+    let flags32 = u32_or0(p, 8);
+    if let Some(oif) = attr_u32(&a, RTA_OIF) {
         hops.insert(
             0,
             Hop {
                 oif,
-                gateway,
-                flags,
+                gateway: attr_addr(&a, RTA_GATEWAY),
+                flags: flags32,
             },
         );
     }
     Ok(Msg::Route(RouteMsg {
         new,
-        replace,
+        replace: flags & NLM_F_REPLACE != 0,
         family,
-        dst_len,
-        tos,
-        table,
-        rtype,
-        flags,
-        metric,
+        dst_len: p[1],
+        tos: p[3],
+        table: attr_u32(&a, RTA_TABLE).unwrap_or(p[4] as u32),
+        rtype: p[7],
+        flags: flags32,
+        metric: attr_u32(&a, RTA_PRIORITY).unwrap_or(0),
         hops,
     }))
 }
@@ -362,22 +346,15 @@ fn parse_route(new: bool, replace: bool, p: &[u8]) -> Result<Msg, Malformed> {
 /// struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex; } + attributes.
 fn parse_nexthops(mut b: &[u8], hops: &mut Vec<Hop>) -> Result<(), Malformed> {
     while !b.is_empty() {
-        let len = u16_at(b, 0).ok_or(Malformed("rtnexthop cut short"))? as usize;
+        let len = u16_at(b, 0).unwrap_or(0) as usize;
         if len < RTNEXTHOP_LEN || len > b.len() {
             return Err(Malformed("rtnexthop length out of bounds"));
         }
-        let flags = b[2] as u32;
-        let oif = u32_at(b, 4).ok_or(Malformed("rtnexthop cut short"))?;
-        let mut gateway = [0u8; 16];
-        each_attr(&b[RTNEXTHOP_LEN..len], |ty, v| {
-            if ty == RTA_GATEWAY {
-                gateway = addr_bytes(v);
-            }
-        })?;
+        let a = attrs(&b[RTNEXTHOP_LEN..len])?;
         hops.push(Hop {
-            oif,
-            gateway,
-            flags,
+            oif: u32_or0(b, 4),
+            gateway: attr_addr(&a, RTA_GATEWAY),
+            flags: b[2] as u32,
         });
         b = &b[align4(len).min(b.len())..];
     }
