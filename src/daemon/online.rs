@@ -110,9 +110,7 @@ impl Supervisor {
     }
 
     fn file_online(&self) -> Online {
-        Online::from_names(&self.cfg, &online::read_file(&self.cfg), |_| {
-            online::Why::File
-        })
+        online::from_file(&self.cfg)
     }
 
     /// The routes the netlink table makes online, when it is whole.

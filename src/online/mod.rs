@@ -116,6 +116,11 @@ impl Online {
 
     /// Routes named by a file, a command or a masqdialer server.
     pub fn from_names(cfg: &Config, names: &[String], why: impl Fn(&str) -> Why) -> Online {
+        Online::from_names_dyn(cfg, names, &why)
+    }
+
+    #[inline(never)]
+    fn from_names_dyn(cfg: &Config, names: &[String], why: &dyn Fn(&str) -> Why) -> Online {
         for n in names.iter().filter(|n| cfg.route(n).is_none()) {
             debug!("online: '{}' is not a route", mserver::printable(n));
         }
@@ -195,7 +200,7 @@ pub fn parse_names(text: &str) -> Vec<String> {
 /// The online routes now, as far as a one-shot check can tell.
 pub fn current(cfg: &Config) -> Online {
     match cfg.main.online_detect {
-        OnlineDetect::File => Online::from_names(cfg, &read_file(cfg), |_| Why::File),
+        OnlineDetect::File => from_file(cfg),
         OnlineDetect::Netlink => match netlink::snapshot() {
             Ok(devs) => Online::from_devices(cfg, &devs),
             Err(e) => {
@@ -205,6 +210,11 @@ pub fn current(cfg: &Config) -> Online {
         },
         OnlineDetect::Mserver | OnlineDetect::Command => from_answer(cfg, &ask(cfg)),
     }
+}
+
+/// The routes listed in `online_file`, online.
+pub fn from_file(cfg: &Config) -> Online {
+    Online::from_names_dyn(cfg, &read_file(cfg), &|_| Why::File)
 }
 
 /// The routes in `online_file` (missing: none).
@@ -255,10 +265,16 @@ pub fn ask(cfg: &Config) -> Answer {
 /// Turn a query's answer into online routes (an error: none).
 pub fn from_answer(cfg: &Config, a: &Answer) -> Online {
     match a {
-        Ok(names) => match cfg.main.online_detect {
-            OnlineDetect::Mserver => Online::from_names(cfg, names, |n| Why::Mserver(n.into())),
-            _ => Online::from_names(cfg, names, |n| Why::Command(n.into())),
-        },
+        Ok(names) => {
+            let mserver = cfg.main.online_detect == OnlineDetect::Mserver;
+            Online::from_names_dyn(cfg, names, &|n| {
+                if mserver {
+                    Why::Mserver(n.into())
+                } else {
+                    Why::Command(n.into())
+                }
+            })
+        }
         Err(e) => {
             warn!("{e}; no route counts as online");
             Online::default()
