@@ -147,14 +147,16 @@ impl Supervisor {
                 info!("route {r} went offline (was: {why})");
             }
         }
-        let up: Vec<(String, String)> = self
+        let up: Vec<String> = self
             .online
             .iter()
             .filter(|(r, _)| old.get(r).is_none())
-            .map(|(r, why)| (r.clone(), why.to_string()))
+            .map(|(r, why)| {
+                info!("route {r} came online ({why})");
+                r.clone()
+            })
             .collect();
-        for (r, why) in up {
-            info!("route {r} came online ({why})");
+        for r in up {
             self.request_run(RunRequest {
                 force: true,
                 route: Some(r),

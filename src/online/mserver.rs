@@ -69,16 +69,13 @@ pub fn parse_stat(line: &str) -> Result<Stat, String> {
     if line.starts_with("DOWN") {
         return Ok(Stat::Down);
     }
-    let Some(rest) = line.strip_prefix("UP ") else {
+    let up = line
+        .strip_prefix("UP ")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .and_then(|(name, n)| Some((name, n.trim().parse::<i64>().ok()?)));
+    let Some((name, n)) = up else {
         return Err(format!("unexpected reply to STAT: '{}'", printable(line)));
     };
-    let Some((name, n)) = rest.rsplit_once(':') else {
-        return Err(format!("unexpected reply to STAT: '{}'", printable(line)));
-    };
-    let n: i64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("unexpected reply to STAT: '{}'", printable(line)))?;
     let name = name.trim().to_string();
     if name.is_empty() {
         return Err("the server named no connection".into());
@@ -178,26 +175,31 @@ fn read_line(
             return Err("the server sent a line longer than 256 bytes".into());
         }
         let left = lim.total.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(format!("no answer within {} ms", ms(lim.total)));
-        }
-        s.set_read_timeout(Some(left.min(lim.io)))
-            .map_err(|e| e.to_string())?;
-        let mut chunk = [0u8; 128];
-        match s.read(&mut chunk) {
-            Ok(0) => return Err("the server closed the connection".into()),
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!("no answer within {} ms", ms(lim.io)))
+        // The limit that ran out.
+        let mut waited = lim.total;
+        if !left.is_zero() {
+            s.set_read_timeout(Some(left.min(lim.io)))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 128];
+            match s.read(&mut chunk) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => {
+                    pending.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    waited = lim.io
+                }
+                Err(e) => return Err(format!("reading: {e}")),
             }
-            Err(e) => return Err(format!("reading: {e}")),
         }
+        return Err(format!("no answer within {} ms", ms(waited)));
     }
 }
 
