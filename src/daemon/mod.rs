@@ -37,7 +37,7 @@ pub mod listen;
 mod online;
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -577,17 +577,18 @@ impl Supervisor {
     /// Infinite unless a retry is due on an online route (or a query
     /// child must be stopped).
     fn poll_timeout(&self) -> PollTimeout {
-        let retry = self.next_retry.map(|due| {
+        let mut ms = self.next_retry.map(|due| {
             due.saturating_sub(crate::util::time::now())
                 .saturating_mul(1000)
         });
-        let query = self.query_deadline().map(|d| {
+        if let Some(d) = self.query_deadline() {
             let left = d.saturating_duration_since(std::time::Instant::now());
-            u64::try_from(left.as_millis())
+            let q = u64::try_from(left.as_millis())
                 .unwrap_or(u64::MAX)
-                .saturating_add(1)
-        });
-        match retry.into_iter().chain(query).min() {
+                .saturating_add(1);
+            ms = Some(ms.map_or(q, |m| m.min(q)));
+        }
+        match ms {
             None => PollTimeout::NONE,
             Some(ms) => {
                 PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
@@ -758,21 +759,19 @@ impl Supervisor {
         // Keep the sockets whose address stays; bind the new ones.
         let mut keep: Vec<Listener> = Vec::new();
         let mut old: Vec<Listener> = std::mem::take(&mut self.listeners);
-        let wanted: Vec<(SocketAddr, bool)> = new
-            .main
-            .listen_addresses
-            .iter()
-            .map(|a| (*a, false))
-            .chain(new.main.smtps_addresses.iter().map(|a| (*a, true)))
-            .collect();
-        for (addr, tls) in wanted {
-            if let Some(i) = old.iter().position(|l| l.addr == addr && l.tls == tls) {
-                keep.push(old.swap_remove(i));
-                continue;
-            }
-            match listen::bind_tcp(addr) {
-                Ok(sock) => keep.push(Listener { addr, tls, sock }),
-                Err(e) => error!("reload: cannot listen on {addr}: {e}"),
+        for (addrs, tls) in [
+            (&new.main.listen_addresses, false),
+            (&new.main.smtps_addresses, true),
+        ] {
+            for &addr in addrs {
+                if let Some(i) = old.iter().position(|l| l.addr == addr && l.tls == tls) {
+                    keep.push(old.swap_remove(i));
+                    continue;
+                }
+                match listen::bind_tcp(addr) {
+                    Ok(sock) => keep.push(Listener { addr, tls, sock }),
+                    Err(e) => error!("reload: cannot listen on {addr}: {e}"),
+                }
             }
         }
         self.listeners = keep;
@@ -1024,12 +1023,13 @@ impl Supervisor {
             }
         };
         let ip = peer.ip();
-        let total = self.smtp_workers();
-        let from_ip = self
-            .children
-            .values()
-            .filter(|k| **k == ChildKind::Smtp(ip))
-            .count();
+        let (mut total, mut from_ip) = (0, 0);
+        for k in self.children.values() {
+            if let ChildKind::Smtp(a) = k {
+                total += 1;
+                from_ip += usize::from(*a == ip);
+            }
+        }
         let m = &self.cfg.main;
         if total >= m.max_connections as usize || from_ip >= m.max_connections_per_ip as usize {
             info!("refused connection from {peer}: {total} open, {from_ip} from this address");
