@@ -365,13 +365,11 @@ fn parse_nexthops(mut b: &[u8], hops: &mut Vec<Hop>) -> Result<(), Malformed> {
 /// (AF_UNSPEC: every family).
 fn dump_request(ty: u16, body: usize, seq: u32) -> Vec<u8> {
     let len = HDR_LEN + body;
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&ty.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.resize(len, 0);
+    let mut m = vec![0u8; len];
+    m[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&ty.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
     m
 }
 
@@ -381,7 +379,7 @@ struct LinkInfo {
     flags: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AddrKey {
     index: u32,
     family: u8,
@@ -412,12 +410,13 @@ struct RouteInfo {
     flags: u32,
 }
 
-/// See [`Table::signature`].
+/// See [`Table::signature`]: the online devices, and one record per link
+/// (index, up and running flags) and per global address (its key),
+/// sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Signature {
     devices: Vec<String>,
-    links: Vec<(u32, u32)>,
-    addrs: Vec<AddrKey>,
+    items: Vec<[u8; 24]>,
 }
 
 /// What applying a message asks for.
@@ -611,36 +610,44 @@ impl Table {
     /// running, and the global addresses. Address lifetime refreshes and
     /// router advertisements renewing a route leave it unchanged.
     pub fn signature(&self) -> Signature {
-        let mut links = Vec::new();
+        let mut items = Vec::new();
         for (i, l) in &self.links {
-            insert_sorted(&mut links, (*i, l.flags & (IFF_UP | IFF_RUNNING)));
+            let mut r = [0u8; 24];
+            r[1..5].copy_from_slice(&i.to_ne_bytes());
+            r[5..9].copy_from_slice(&(l.flags & (IFF_UP | IFF_RUNNING)).to_ne_bytes());
+            insert_sorted(&mut items, r);
         }
-        let mut addrs = Vec::new();
         for (k, a) in &self.addrs {
             if a.scope == RT_SCOPE_UNIVERSE {
-                insert_sorted(&mut addrs, *k);
+                let mut r = [1u8; 24];
+                r[1..5].copy_from_slice(&k.index.to_ne_bytes());
+                r[5] = k.family;
+                r[6..22].copy_from_slice(&k.addr);
+                r[22] = k.prefix;
+                insert_sorted(&mut items, r);
             }
         }
         Signature {
             devices: self.online_devices(),
-            links,
-            addrs,
+            items,
         }
     }
 
     /// One line per link for the debug log.
     pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
         let mut s = String::new();
         for (i, l) in &self.links {
             let routes = self.routes.iter().filter(|(k, _)| k.oif == *i).count();
             let addrs = self.addrs.iter().filter(|(k, _)| k.index == *i).count();
-            s.push_str(&format!(
+            let _ = write!(
+                s,
                 "{}:{}{}{} a{addrs} r{routes} ",
                 l.name,
                 i,
                 if l.flags & IFF_UP != 0 { "U" } else { "" },
                 if l.flags & IFF_RUNNING != 0 { "R" } else { "" },
-            ));
+            );
         }
         s
     }
