@@ -475,100 +475,86 @@ impl Supervisor {
             {
                 crate::util::memory::drop_text();
             }
+            let mut fds: Vec<PollFd<'_>> =
+                Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
+            fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
+            let ctl_at = self.control.as_ref().map(|c| {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let lis_at = fds.len();
+            if !self.stopping {
+                for l in &self.listeners {
+                    fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let conn_at = fds.len();
+            for c in &self.conns {
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+            }
+            let conn_end = fds.len();
+            let report_at = self.run_report.as_ref().map(|f| {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let netlink_at = self.netlink.as_ref().map(|m| {
+                fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let query_at = self.query.as_ref().map(|q| {
+                fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            match poll(&mut fds, self.poll_timeout()) {
+                Ok(0) => {
+                    drop(fds);
+                    self.on_query_timeout();
+                    if self
+                        .next_retry
+                        .is_some_and(|due| due <= crate::util::time::now())
+                    {
+                        // The retry deadline: a plain (not forced) run.
+                        self.next_retry = None;
+                        self.request_run(RunRequest::default());
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log_os("poll", e);
+                    return;
+                }
+            }
             // Index layout of the poll set: signals, inotify, control
-            // listener, SMTP listeners, control connections, run report.
-            let mut report_ready = false;
-            let (netlink_ready, query_ready);
-            let (sig_ready, ino_ready, ctl_ready, lis_ready, conn_ready) = {
-                let mut fds: Vec<PollFd<'_>> =
-                    Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
-                fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
-                fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
-                let ctl_at = self.control.as_ref().map(|c| {
-                    fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let lis_at = fds.len();
-                if !self.stopping {
-                    for l in &self.listeners {
-                        fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
-                    }
-                }
-                let conn_at = fds.len();
-                for c in &self.conns {
-                    fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
-                }
-                let conn_end = fds.len();
-                let report_at = self.run_report.as_ref().map(|f| {
-                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let netlink_at = self.netlink.as_ref().map(|m| {
-                    fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let query_at = self.query.as_ref().map(|q| {
-                    fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                match poll(&mut fds, self.poll_timeout()) {
-                    Ok(0) => {
-                        self.on_query_timeout();
-                        if self
-                            .next_retry
-                            .is_some_and(|due| due <= crate::util::time::now())
-                        {
-                            // The retry deadline: a plain (not forced) run.
-                            self.next_retry = None;
-                            self.request_run(RunRequest::default());
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        log_os("poll", e);
-                        return;
-                    }
-                }
-                let ready = |fd: &PollFd<'_>| fd.any().unwrap_or(false);
-                let lis: Vec<bool> = fds[lis_at..conn_at].iter().map(ready).collect();
-                let conns: Vec<bool> = fds[conn_at..conn_end].iter().map(ready).collect();
-                if report_at.is_some_and(|i| ready(&fds[i])) {
-                    report_ready = true;
-                }
-                netlink_ready = netlink_at.is_some_and(|i| ready(&fds[i]));
-                query_ready = query_at.is_some_and(|i| ready(&fds[i]));
-                (
-                    ready(&fds[0]),
-                    ready(&fds[1]),
-                    ctl_at.is_some_and(|i| ready(&fds[i])),
-                    lis,
-                    conns,
-                )
-            };
-            if sig_ready {
+            // listener, SMTP listeners, control connections, run report,
+            // netlink, query pipe.
+            let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
+            drop(fds);
+            let at = |i: Option<usize>| i.and_then(|i| ready.get(i)) == Some(&true);
+            if at(Some(0)) {
                 self.on_signals();
             }
-            if ino_ready {
+            if at(Some(1)) {
                 self.on_inotify();
             }
-            if ctl_ready {
+            if at(ctl_at) {
                 self.on_control_accept();
             }
-            for (i, r) in lis_ready.into_iter().enumerate() {
-                if r {
-                    self.on_accept(i);
+            for i in lis_at..conn_at {
+                if at(Some(i)) {
+                    self.on_accept(i - lis_at);
                 }
             }
-            self.on_control_conns(&conn_ready);
-            if report_ready {
+            self.on_control_conns(ready.get(conn_at..conn_end).unwrap_or(&[]));
+            if at(report_at) {
                 self.on_run_report();
             }
-            if netlink_ready {
+            if at(netlink_at) {
                 self.on_netlink();
             }
-            if query_ready {
+            if at(query_at) {
                 self.on_query_pipe();
             }
         }
