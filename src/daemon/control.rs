@@ -137,11 +137,21 @@ pub fn request(path: &Path, line: &str) -> io::Result<String> {
     let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(line.as_bytes())?;
-    s.write_all(b"\n")?;
-    let mut reply = String::new();
-    s.take(64 * 1024).read_to_string(&mut reply)?;
-    Ok(reply)
+    s.write_all([line.as_bytes(), b"\n"].concat().as_slice())?;
+    // At most 64 KiB of reply.
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while reply.len() < 64 * 1024 {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    reply.truncate(64 * 1024);
+    String::from_utf8(reply)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply not UTF-8"))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@
 //!   too long, bad RDATA length, …); the resolver reports it as a
 //!   temporary "malformed reply" failure.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const TYPE_A: u16 = 1;
@@ -224,7 +224,7 @@ impl fmt::Display for Name {
             }
             for &b in label {
                 if is_host_byte(b) {
-                    write!(f, "{}", b as char)?;
+                    f.write_char(b as char)?;
                 } else {
                     write!(f, "\\{b:03}")?;
                 }
@@ -275,13 +275,12 @@ pub struct Reply {
 /// Encode a query for `qname`/`qtype` class IN with `id` and RD set.
 pub fn encode_query(id: u16, qname: &Name, qtype: u16) -> Vec<u8> {
     let mut m = Vec::with_capacity(HEADER_LEN + qname.wire().len() + 4);
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&FLAG_RD.to_be_bytes());
-    m.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
-    m.extend_from_slice(&[0; 6]); // ANCOUNT, NSCOUNT, ARCOUNT
+    let ([i0, i1], [f0, f1]) = (id.to_be_bytes(), FLAG_RD.to_be_bytes());
+    // ID, flags, QDCOUNT 1, ANCOUNT, NSCOUNT, ARCOUNT 0.
+    m.extend_from_slice(&[i0, i1, f0, f1, 0, 1, 0, 0, 0, 0, 0, 0]);
     m.extend_from_slice(qname.wire());
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&CLASS_IN.to_be_bytes());
+    let ([t0, t1], [c0, c1]) = (qtype.to_be_bytes(), CLASS_IN.to_be_bytes());
+    m.extend_from_slice(&[t0, t1, c0, c1]);
     m
 }
 

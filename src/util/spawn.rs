@@ -318,11 +318,19 @@ impl Spawn {
         };
         // The error pipe closes at a successful exec; else it carries the
         // errno.
-        let mut err = Vec::new();
-        let _ = File::from(err_rd).read_to_end(&mut err);
-        if let Some(e) = err.first_chunk::<4>() {
+        let (mut err, mut got) = ([0u8; 4], 0);
+        let mut pipe = File::from(err_rd);
+        while got < err.len() {
+            match pipe.read(&mut err[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if got == err.len() {
             let _ = child.wait();
-            return Err(SpawnError(Errno::from_raw(i32::from_ne_bytes(*e))));
+            return Err(SpawnError(Errno::from_raw(i32::from_ne_bytes(err))));
         }
         Ok(child)
     }
