@@ -96,21 +96,15 @@ impl Conn {
 
     pub fn read(&mut self) -> ReadResult {
         let mut chunk = [0u8; 256];
-        loop {
+        let end = loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    // EOF: a request without a line end still counts.
-                    return if self.buf.is_empty() {
-                        ReadResult::Drop
-                    } else {
-                        ReadResult::Line(String::from_utf8_lossy(&self.buf).into_owned())
-                    };
-                }
+                // EOF: a request without a line end still counts.
+                Ok(0) if self.buf.is_empty() => return ReadResult::Drop,
+                Ok(0) => break self.buf.len(),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                        let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
-                        return ReadResult::Line(line);
+                        break i;
                     }
                     if self.buf.len() > MAX_REQUEST {
                         return ReadResult::Drop;
@@ -120,7 +114,9 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return ReadResult::Drop,
             }
-        }
+        };
+        let line = self.buf.get(..end).unwrap_or_default();
+        ReadResult::Line(String::from_utf8_lossy(line).into_owned())
     }
 
     /// Send the (small) reply; a client that does not read loses it.

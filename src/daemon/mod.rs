@@ -233,16 +233,20 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     if detach {
         daemonize(&cfg.main.pid_file)?;
     }
-    let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    let mut addrs = String::new();
+    for l in &listeners {
+        use std::fmt::Write as _;
+        let sep = if addrs.is_empty() { "" } else { " " };
+        let _ = write!(addrs, "{sep}{}", l.addr);
+    }
+    if addrs.is_empty() {
+        addrs.push_str("nothing");
+    }
     info!(
         "daemon started (masqmail {}), pid {}, listening on {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        if addrs.is_empty() {
-            "nothing".to_string()
-        } else {
-            addrs.join(" ")
-        }
+        addrs
     );
     let mut sup = Supervisor {
         cfg,
@@ -826,12 +830,7 @@ impl Supervisor {
         };
         let (mut scan, mut online) = (false, false);
         let mut arrived: Vec<crate::queue::MsgId> = Vec::new();
-        let online_name = self
-            .cfg
-            .main
-            .online_file
-            .file_name()
-            .map(|n| n.to_os_string());
+        let online_name = self.cfg.main.online_file.file_name();
         for ev in events {
             let id = ev
                 .name
@@ -849,7 +848,7 @@ impl Supervisor {
                         arrived.push(id);
                     }
                 }
-            } else if Some(ev.wd) == self.wd_online && ev.name == online_name {
+            } else if Some(ev.wd) == self.wd_online && ev.name.as_deref() == online_name {
                 online = true;
             }
         }
