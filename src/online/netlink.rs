@@ -444,51 +444,43 @@ fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
     }
 }
 
-/// Insert or replace the entry of `k`.
-fn upsert<K: PartialEq, V>(v: &mut Vec<(K, V)>, k: K, val: V) {
-    match v.iter_mut().find(|e| e.0 == k) {
-        Some(e) => e.1 = val,
-        None => v.push((k, val)),
-    }
-}
-
 impl Table {
     /// Apply one message.
     pub fn apply(&mut self, m: &Msg) -> Effect {
-        let mut e = Effect::default();
+        let mut e = Effect {
+            changed: true,
+            redump_routes: false,
+        };
         match m {
             Msg::Link {
                 new: true,
                 index,
                 flags,
                 name,
-            } => {
-                let old = self.link(*index).map(|l| l.flags);
-                let name = match (name, self.link(*index)) {
-                    (Some(n), _) => n.clone(),
-                    (None, Some(l)) => l.name.clone(),
-                    (None, None) => String::new(),
-                };
-                upsert(
-                    &mut self.links,
+            } => match self.links.iter_mut().find(|(i, _)| i == index) {
+                Some((_, l)) => {
+                    // Down (or up again): the kernel flushed IPv4 routes
+                    // on the way down without telling.
+                    e.redump_routes = (l.flags ^ flags) & (IFF_UP | IFF_RUNNING) != 0;
+                    l.flags = *flags;
+                    if let Some(n) = name {
+                        l.name.clone_from(n);
+                    }
+                }
+                None => self.links.push((
                     *index,
                     LinkInfo {
-                        name,
+                        name: name.clone().unwrap_or_default(),
                         flags: *flags,
                     },
-                );
-                e.changed = true;
-                // Down (or up again): the kernel flushed IPv4 routes on
-                // the way down without telling.
-                e.redump_routes = old.is_some_and(|o| (o ^ flags) & (IFF_UP | IFF_RUNNING) != 0);
-            }
+                )),
+            },
             Msg::Link {
                 new: false, index, ..
             } => {
                 self.links.retain(|(i, _)| i != index);
                 self.addrs.retain(|(k, _)| k.index != *index);
                 self.routes.retain(|(k, _)| k.oif != *index);
-                e.changed = true;
             }
             Msg::Addr {
                 new,
@@ -505,21 +497,22 @@ impl Table {
                     addr: *addr,
                     prefix: *prefix,
                 };
-                if *new {
-                    upsert(
-                        &mut self.addrs,
-                        key,
-                        AddrInfo {
-                            scope: *scope,
-                            flags: *flags,
-                        },
-                    );
-                } else {
-                    self.addrs.retain(|(k, _)| *k != key);
-                    // The last address gone: its routes went with it.
-                    e.redump_routes = true;
+                let info = AddrInfo {
+                    scope: *scope,
+                    flags: *flags,
+                };
+                let at = self.addrs.iter().position(|(k, _)| *k == key);
+                match (at, *new) {
+                    (Some(i), true) => self.addrs[i].1 = info,
+                    (None, true) => self.addrs.push((key, info)),
+                    (at, false) => {
+                        if let Some(i) = at {
+                            self.addrs.swap_remove(i);
+                        }
+                        // The last address gone: its routes went with it.
+                        e.redump_routes = true;
+                    }
                 }
-                e.changed = true;
             }
             Msg::Route(r) if r.dst_len == 0 => {
                 if r.new && r.replace {
@@ -536,22 +529,20 @@ impl Table {
                         oif: h.oif,
                         gateway: h.gateway,
                     };
-                    if r.new {
-                        upsert(
-                            &mut self.routes,
-                            key,
-                            RouteInfo {
-                                rtype: r.rtype,
-                                flags: r.flags | h.flags,
-                            },
-                        );
-                    } else {
-                        self.routes.retain(|(k, _)| *k != key);
+                    let info = RouteInfo {
+                        rtype: r.rtype,
+                        flags: r.flags | h.flags,
+                    };
+                    let at = self.routes.iter().position(|(k, _)| *k == key);
+                    match (at, r.new) {
+                        (Some(i), true) => self.routes[i].1 = info,
+                        (None, true) => self.routes.push((key, info)),
+                        (Some(i), false) => drop(self.routes.swap_remove(i)),
+                        (None, false) => {}
                     }
                 }
-                e.changed = true;
             }
-            _ => {}
+            _ => e.changed = false,
         }
         e
     }
