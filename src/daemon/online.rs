@@ -253,8 +253,8 @@ impl Supervisor {
             }
         };
         if done {
-            let line = String::from_utf8_lossy(&q.buf).into_owned();
-            self.finish_query(online::decode_answer(&line));
+            let answer = online::decode_answer(&String::from_utf8_lossy(&q.buf));
+            self.finish_query(answer);
         }
     }
 

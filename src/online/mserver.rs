@@ -164,12 +164,17 @@ fn read_line(
     lim: Limits,
 ) -> Result<String, String> {
     loop {
-        while pending.first().is_some_and(|b| b.is_ascii_whitespace()) {
-            pending.remove(0);
-        }
+        let lead = pending
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(pending.len());
+        pending.drain(..lead);
         if let Some(i) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=i).collect();
-            return Ok(String::from_utf8_lossy(&line).trim_end().to_string());
+            let line = String::from_utf8_lossy(&pending[..i])
+                .trim_end()
+                .to_string();
+            pending.drain(..=i);
+            return Ok(line);
         }
         if pending.len() > MAX_LINE {
             return Err("the server sent a line longer than 256 bytes".into());
