@@ -534,7 +534,10 @@ impl Supervisor {
             // Index layout of the poll set: signals, inotify, control
             // listener, SMTP listeners, control connections, run report,
             // netlink, query pipe.
-            let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
+            let mut ready = Vec::with_capacity(fds.len());
+            for fd in &fds {
+                ready.push(fd.any().unwrap_or(false));
+            }
             drop(fds);
             let at = |i: Option<usize>| i.and_then(|i| ready.get(i)) == Some(&true);
             if at(Some(0)) {

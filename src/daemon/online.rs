@@ -147,15 +147,13 @@ impl Supervisor {
                 info!("route {r} went offline (was: {why})");
             }
         }
-        let up: Vec<String> = self
-            .online
-            .iter()
-            .filter(|(r, _)| old.get(r).is_none())
-            .map(|(r, why)| {
+        let mut up = Vec::new();
+        for (r, why) in self.online.iter() {
+            if old.get(r).is_none() {
                 info!("route {r} came online ({why})");
-                r.clone()
-            })
-            .collect();
+                up.push(r.clone());
+            }
+        }
         for r in up {
             self.request_run(RunRequest {
                 force: true,

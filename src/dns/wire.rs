@@ -478,12 +478,12 @@ impl Reply {
                 None => break,
             }
         }
-        let data = self
-            .answers
-            .iter()
-            .filter(|rec| rec.rtype == qtype && rec.name == name)
-            .map(|rec| &rec.data)
-            .collect();
+        let mut data = Vec::new();
+        for rec in &self.answers {
+            if rec.rtype == qtype && rec.name == name {
+                data.push(&rec.data);
+            }
+        }
         Ok((name, data))
     }
 }

@@ -103,7 +103,11 @@ pub struct Online(Vec<(String, Why)>);
 
 impl Online {
     pub fn names(&self) -> Vec<String> {
-        self.0.iter().map(|(n, _)| n.clone()).collect()
+        let mut v = Vec::with_capacity(self.0.len());
+        for (n, _) in &self.0 {
+            v.push(n.clone());
+        }
+        v
     }
 
     pub fn get(&self, route: &str) -> Option<&Why> {
@@ -124,13 +128,13 @@ impl Online {
         for n in names.iter().filter(|n| cfg.route(n).is_none()) {
             debug!("online: '{}' is not a route", mserver::printable(n));
         }
-        Online(
-            cfg.routes
-                .iter()
-                .filter(|r| !r.permanent && names.contains(&r.name))
-                .map(|r| (r.name.clone(), why(&r.name)))
-                .collect(),
-        )
+        let mut m = Vec::new();
+        for r in &cfg.routes {
+            if !r.permanent && names.contains(&r.name) {
+                m.push((r.name.clone(), why(&r.name)));
+            }
+        }
+        Online(m)
     }
 
     /// Routes served by the interfaces that have a usable default route.
@@ -171,9 +175,9 @@ impl RouteState {
 
 /// Every route, in config order, with its state.
 pub fn route_states(cfg: &Config, online: &Online) -> Vec<RouteState> {
-    cfg.routes
-        .iter()
-        .map(|r| RouteState {
+    let mut v = Vec::with_capacity(cfg.routes.len());
+    for r in &cfg.routes {
+        v.push(RouteState {
             name: r.name.clone(),
             enabled: r.enabled,
             why: if !r.enabled {
@@ -183,18 +187,26 @@ pub fn route_states(cfg: &Config, online: &Online) -> Vec<RouteState> {
             } else {
                 online.get(&r.name).cloned()
             },
-        })
-        .collect()
+        });
+    }
+    v
 }
 
 /// Route names in a text (file content or command output): one per line
 /// or separated by white space; `#` starts a comment.
 pub fn parse_names(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(str::split_whitespace)
-        .map(str::to_string)
-        .collect()
+    let mut v = Vec::new();
+    for l in text.lines() {
+        words(l.split('#').next().unwrap_or(""), &mut v);
+    }
+    v
+}
+
+/// Push the words of `s`.
+fn words(s: &str, out: &mut Vec<String>) {
+    for w in s.split_whitespace() {
+        out.push(w.to_string());
+    }
 }
 
 /// The online routes now, as far as a one-shot check can tell.
@@ -295,7 +307,9 @@ pub fn decode_answer(line: &str) -> Answer {
     let line = line.trim_end_matches(['\n', '\r']);
     if let Some(names) = line.strip_prefix("ok") {
         if names.is_empty() || names.starts_with(' ') {
-            return Ok(names.split_whitespace().map(str::to_string).collect());
+            let mut v = Vec::new();
+            words(names, &mut v);
+            return Ok(v);
         }
     }
     match line.strip_prefix("error ") {

@@ -89,10 +89,11 @@ pub fn parse_stat(line: &str) -> Result<Stat, String> {
 
 /// At most 80 characters, control characters replaced: for log lines.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let mut out = String::new();
+    for c in s.chars().take(80) {
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
 }
 
 /// Ask the server at `hp`, its name looked up with the name servers of
@@ -111,10 +112,11 @@ fn look_up(hp: &HostPort, resolv_conf: &Path) -> Result<Vec<SocketAddr>, String>
         crate::dns::Resolver::from_resolv_conf(resolv_conf).ok()
     };
     let ips = crate::dns::byname(&hp.host, true, resolver.as_ref()).map_err(|e| e.to_string())?;
-    Ok(ips
-        .into_iter()
-        .map(|ip| SocketAddr::new(ip, hp.port))
-        .collect())
+    let mut v = Vec::with_capacity(ips.len());
+    for ip in ips {
+        v.push(SocketAddr::new(ip, hp.port));
+    }
+    Ok(v)
 }
 
 /// Ask the server at the first of `addrs` that answers, within `lim`.
