@@ -397,13 +397,14 @@ fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
             Kind::Malformed(wire::Error::BadRdata)
         });
     }
-    Ok(hosts
-        .into_iter()
-        .map(|(preference, _, exchange)| Mx {
+    let mut out = Vec::with_capacity(hosts.len());
+    for (preference, _, exchange) in hosts {
+        out.push(Mx {
             preference,
             exchange,
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 /// Why an exchange failed.
@@ -524,10 +525,11 @@ pub fn byname_in(
     }
     let mut ips: Vec<IpAddr> = Vec::with_capacity(all.len());
     for first in [true, false] {
-        ips.extend(
-            all.iter()
-                .filter(|ip| (ip.is_ipv4() == prefer_ipv4) == first),
-        );
+        for ip in &all {
+            if (ip.is_ipv4() == prefer_ipv4) == first {
+                ips.push(*ip);
+            }
+        }
     }
     Ok(ips)
 }
@@ -596,7 +598,9 @@ fn random_u16() -> u16 {
 fn random_u32s(n: usize) -> Vec<u32> {
     let mut b = vec![0u8; n * 4];
     random_fill(&mut b);
-    b.chunks_exact(4)
-        .map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default()))
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    for c in b.chunks_exact(4) {
+        out.push(u32::from_be_bytes(c.try_into().unwrap_or_default()));
+    }
+    out
 }

@@ -128,6 +128,15 @@ impl fmt::Display for NameError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Name(Vec<u8>);
 
+/// Append `label` to `out`, lower-cased.
+fn lower_into(out: &mut Vec<u8>, label: &[u8]) {
+    let at = out.len();
+    out.extend_from_slice(label);
+    if let Some(new) = out.get_mut(at..) {
+        new.make_ascii_lowercase();
+    }
+}
+
 fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
@@ -159,7 +168,7 @@ impl Name {
                 return Err(NameError::BadChar);
             }
             out.push(l.len() as u8);
-            out.extend(l.iter().map(u8::to_ascii_lowercase));
+            lower_into(&mut out, l);
         }
         out.push(0);
         if out.len() > MAX_NAME {
@@ -205,7 +214,9 @@ impl Name {
             if !s.is_empty() {
                 s.push('.');
             }
-            s.extend(label.iter().map(|&b| b as char));
+            for &b in label {
+                s.push(b as char);
+            }
         }
         Some(s)
     }
@@ -341,7 +352,7 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(Name, usize), Error> {
                     return Err(Error::NameTooLong);
                 }
                 out.push(len as u8);
-                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                lower_into(&mut out, label);
                 pos += 1 + len;
             }
             0xC0 => {
