@@ -534,7 +534,13 @@ impl Drop for Child {
 /// nothing became ready. An interrupted poll counts as ready: the caller
 /// looks, and polls again.
 fn poll_for(fds: &mut [PollFd], d: Duration) -> io::Result<bool> {
-    let ms = PollTimeout::try_from(d.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+    // secs * 1000 + the microseconds rounded up: as_micros().div_ceil(1000)
+    // without 128-bit division (its runtime routine costs 2 KB on MIPS).
+    let ms = d
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_micros().div_ceil(1000)));
+    let ms = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
     match poll(fds, ms) {
         Ok(n) => Ok(n > 0),
         Err(Errno::EINTR) => Ok(true),
