@@ -40,7 +40,7 @@
 //!   Bounded: one 32 KiB receive buffer, a table that holds what the
 //!   kernel reports (a router has a handful of links and routes).
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -844,36 +844,43 @@ impl Monitor {
     pub fn read(&mut self) -> Outcome {
         let mut out = Outcome::default();
         for _ in 0..MAX_RECV_PER_CALL {
-            let (n, from, truncated) = {
-                let mut iov = [IoSliceMut::new(&mut self.buf)];
-                match socket::recvmsg::<NetlinkAddr>(
+            // recvfrom with MSG_TRUNC: netlink then returns the whole
+            // length of a datagram that did not fit the buffer.
+            // SAFETY: sockaddr_nl is plain data, all zeros is valid.
+            let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let sa_len = std::mem::size_of::<libc::sockaddr_nl>();
+            let mut len = sa_len as libc::socklen_t;
+            // SAFETY: the buffer and the address are ours, valid for the
+            // lengths given.
+            let r = unsafe {
+                libc::recvfrom(
                     self.sock.as_raw_fd(),
-                    &mut iov,
-                    None,
-                    MsgFlags::empty(),
-                ) {
-                    Ok(r) => (
-                        r.bytes,
-                        r.address.map(|a| a.pid()),
-                        r.flags.contains(MsgFlags::MSG_TRUNC),
-                    ),
-                    Err(Errno::EAGAIN) => break,
-                    Err(Errno::EINTR) => continue,
-                    Err(Errno::ENOBUFS) => {
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_TRUNC,
+                    (&mut sa as *mut libc::sockaddr_nl).cast(),
+                    &mut len,
+                )
+            };
+            let Ok(n) = usize::try_from(r) else {
+                match Errno::last() {
+                    Errno::EAGAIN => break,
+                    Errno::EINTR => continue,
+                    Errno::ENOBUFS => {
                         out.changed = true;
                         self.overrun("the kernel dropped messages (socket buffer overrun)");
                         continue;
                     }
-                    Err(e) => {
+                    e => {
                         warn!("netlink: receive: {}", os_error(e));
                         break;
                     }
                 }
             };
-            if from != Some(0) {
+            if (len as usize) < sa_len || sa.nl_pid != 0 {
                 continue; // not from the kernel
             }
-            if truncated || n > self.buf.len() {
+            if n > self.buf.len() {
                 out.changed = true;
                 self.overrun("a message did not fit the buffer");
                 continue;
