@@ -576,9 +576,7 @@ impl Supervisor {
         });
         if let Some(d) = self.query_deadline() {
             let left = d.saturating_duration_since(std::time::Instant::now());
-            let q = u64::try_from(left.as_millis())
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
+            let q = crate::util::time::millis(left).saturating_add(1);
             ms = Some(ms.map_or(q, |m| m.min(q)));
         }
         match ms {

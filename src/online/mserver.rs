@@ -155,7 +155,7 @@ fn exchange(mut s: TcpStream, start: Instant, lim: Limits) -> Result<Stat, Strin
 }
 
 fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    crate::util::time::millis(d)
 }
 
 /// One line (leading white space skipped), within the deadlines.

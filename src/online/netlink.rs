@@ -939,7 +939,7 @@ impl Monitor {
             if left.is_zero() {
                 return false;
             }
-            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let ms = u16::try_from(crate::util::time::millis(left)).unwrap_or(u16::MAX);
             let mut fds = [nix::poll::PollFd::new(
                 self.sock.as_fd(),
                 nix::poll::PollFlags::POLLIN,

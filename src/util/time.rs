@@ -25,6 +25,14 @@ pub fn init() {
     unsafe { tzset() };
 }
 
+/// Whole milliseconds of `d`, saturating: `as_millis` without its
+/// 128-bit arithmetic.
+pub fn millis(d: std::time::Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
