@@ -86,13 +86,15 @@ impl Why {
 
 impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Why::Permanent => f.write_str("permanent"),
-            Why::File => f.write_str("listed in online_file"),
-            Why::Netlink(d) => write!(f, "default route via {d}"),
-            Why::Mserver(n) => write!(f, "mserver says {n}"),
-            Why::Command(n) => write!(f, "online_query said {n}"),
-        }
+        let (text, name) = match self {
+            Why::Permanent => ("permanent", ""),
+            Why::File => ("listed in online_file", ""),
+            Why::Netlink(d) => ("default route via ", d.as_str()),
+            Why::Mserver(n) => ("mserver says ", n.as_str()),
+            Why::Command(n) => ("online_query said ", n.as_str()),
+        };
+        f.write_str(text)?;
+        f.write_str(name)
     }
 }
 
