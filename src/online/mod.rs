@@ -323,8 +323,8 @@ pub fn decode_answer(line: &str) -> Answer {
 /// Run `online_query` and read the route names it prints. A query that
 /// fails (non-zero exit, as masqmail's) or hangs means no route is online.
 fn query(line: &str) -> Answer {
-    let argv = command::split(line).map_err(|e| format!("online_query: {e}"))?;
-    command::capture(&argv, QUERY_TIMEOUT)
+    command::split(line)
+        .and_then(|argv| command::capture(&argv, QUERY_TIMEOUT))
         .map(|out| parse_names(&out))
         .map_err(|e| format!("online_query: {e}"))
 }
