@@ -152,11 +152,24 @@ impl fmt::Display for Kind {
             Kind::NoSuchDomain => f.write_str("domain does not exist"),
             Kind::NullMx => f.write_str("domain accepts no mail (null MX)"),
             Kind::NoAddress => f.write_str("host has no address"),
-            Kind::BadName(e) => write!(f, "malformed domain name: {e}"),
+            Kind::BadName(e) => {
+                f.write_str("malformed domain name: ")?;
+                fmt::Display::fmt(e, f)
+            }
             Kind::Timeout => f.write_str("DNS lookup timed out"),
-            Kind::Server(rc) => write!(f, "DNS server failure ({})", wire::rcode_name(*rc)),
-            Kind::Malformed(e) => write!(f, "malformed DNS reply: {e}"),
-            Kind::Io(e) => write!(f, "DNS lookup failed: {e}"),
+            Kind::Server(rc) => {
+                f.write_str("DNS server failure (")?;
+                f.write_str(wire::rcode_name(*rc))?;
+                f.write_str(")")
+            }
+            Kind::Malformed(e) => {
+                f.write_str("malformed DNS reply: ")?;
+                fmt::Display::fmt(e, f)
+            }
+            Kind::Io(e) => {
+                f.write_str("DNS lookup failed: ")?;
+                fmt::Display::fmt(e, f)
+            }
         }
     }
 }
