@@ -96,21 +96,15 @@ impl Conn {
 
     pub fn read(&mut self) -> ReadResult {
         let mut chunk = [0u8; 256];
-        loop {
+        let end = loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    // EOF: a request without a line end still counts.
-                    return if self.buf.is_empty() {
-                        ReadResult::Drop
-                    } else {
-                        ReadResult::Line(String::from_utf8_lossy(&self.buf).into_owned())
-                    };
-                }
+                // EOF: a request without a line end still counts.
+                Ok(0) if self.buf.is_empty() => return ReadResult::Drop,
+                Ok(0) => break self.buf.len(),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                        let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
-                        return ReadResult::Line(line);
+                        break i;
                     }
                     if self.buf.len() > MAX_REQUEST {
                         return ReadResult::Drop;
@@ -120,7 +114,9 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return ReadResult::Drop,
             }
-        }
+        };
+        let line = self.buf.get(..end).unwrap_or_default();
+        ReadResult::Line(String::from_utf8_lossy(line).into_owned())
     }
 
     /// Send the (small) reply; a client that does not read loses it.
@@ -137,11 +133,21 @@ pub fn request(path: &Path, line: &str) -> io::Result<String> {
     let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(line.as_bytes())?;
-    s.write_all(b"\n")?;
-    let mut reply = String::new();
-    s.take(64 * 1024).read_to_string(&mut reply)?;
-    Ok(reply)
+    s.write_all([line.as_bytes(), b"\n"].concat().as_slice())?;
+    // At most 64 KiB of reply.
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while reply.len() < 64 * 1024 {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    reply.truncate(64 * 1024);
+    String::from_utf8(reply)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply not UTF-8"))
 }
 
 #[cfg(test)]

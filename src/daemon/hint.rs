@@ -77,16 +77,23 @@ pub fn decode(d: &[u8]) -> Option<(MsgId, Wants)> {
     let s = std::str::from_utf8(d).ok()?;
     let mut words = s.split(' ');
     let id = MsgId::parse(words.next()?)?;
-    let rest: Vec<&str> = words.collect();
-    if rest == ["*"] {
-        return Some((id, Wants::Now));
-    }
-    if rest.iter().any(|w| w.is_empty() || w.contains('*')) {
-        return None;
+    let (mut routes, mut now) = (Vec::new(), false);
+    for w in words {
+        if w == "*" && routes.is_empty() && !now {
+            now = true;
+        } else if now || w.is_empty() || w.contains('*') {
+            return None;
+        } else {
+            routes.push(w.to_string());
+        }
     }
     Some((
         id,
-        Wants::Routes(rest.into_iter().map(String::from).collect()),
+        if now {
+            Wants::Now
+        } else {
+            Wants::Routes(routes)
+        },
     ))
 }
 

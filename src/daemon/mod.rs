@@ -37,7 +37,7 @@ pub mod listen;
 mod online;
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -139,6 +139,18 @@ struct Supervisor {
     hints: VecMap<crate::queue::MsgId, hint::Wants>,
 }
 
+/// Log a failed system call: `WHAT: strerror`.
+#[inline(never)]
+fn log_os(what: &str, e: Errno) {
+    error!("{what}: {}", os_error(e));
+}
+
+/// A failed system call as a command's failure.
+#[inline(never)]
+fn os_fail(code: Exit, what: &str, e: Errno) -> Fail {
+    Fail::new(code, format!("{what}: {}", os_error(e)))
+}
+
 /// Hints kept at most (a scanner that sent one and then failed to write
 /// the message leaves it behind; a forgotten hint only costs a run).
 const MAX_HINTS: usize = 4096;
@@ -169,8 +181,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     crate::privs::remember_mail_user(&cfg)?;
     // The spool's directories are made, and the spool recovered, by a
     // child that is the mail user; the supervisor waits for it.
-    let cfg_init = cfg.clone();
-    let code = run_child_sync(move || init_spool(&cfg_init))?;
+    let code = run_child_sync(|| init_spool(&cfg))?;
     if code != 0 {
         return Err(Fail::new(
             Exit::TempFail,
@@ -182,11 +193,11 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
 
     let mask = handled_signals();
     mask.thread_block()
-        .map_err(|e| Fail::new(Exit::Software, format!("sigprocmask: {}", os_error(e))))?;
+        .map_err(|e| os_fail(Exit::Software, "sigprocmask", e))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Fail::new(Exit::Software, format!("signalfd: {}", os_error(e))))?;
+        .map_err(|e| os_fail(Exit::Software, "signalfd", e))?;
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| Fail::new(Exit::Software, format!("inotify: {}", os_error(e))))?;
+        .map_err(|e| os_fail(Exit::Software, "inotify", e))?;
     let watch = |dir: &Path, flags: AddWatchFlags| {
         inotify.add_watch(dir, flags).map_err(|e| {
             Fail::new(
@@ -222,16 +233,20 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     if detach {
         daemonize(&cfg.main.pid_file)?;
     }
-    let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    let mut addrs = String::new();
+    for l in &listeners {
+        use std::fmt::Write as _;
+        let sep = if addrs.is_empty() { "" } else { " " };
+        let _ = write!(addrs, "{sep}{}", l.addr);
+    }
+    if addrs.is_empty() {
+        addrs.push_str("nothing");
+    }
     info!(
         "daemon started (masqmail {}), pid {}, listening on {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        if addrs.is_empty() {
-            "nothing".to_string()
-        } else {
-            addrs.join(" ")
-        }
+        addrs
     );
     let mut sup = Supervisor {
         cfg,
@@ -373,15 +388,10 @@ fn run_child_sync(f: impl FnOnce() -> i32) -> Result<i32, Fail> {
                 }
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    return Err(Fail::new(
-                        Exit::Software,
-                        format!("waitpid: {}", os_error(e)),
-                    ))
-                }
+                Err(e) => return Err(os_fail(Exit::Software, "waitpid", e)),
             }
         },
-        Err(e) => Err(Fail::new(Exit::TempFail, format!("fork: {}", os_error(e)))),
+        Err(e) => Err(os_fail(Exit::TempFail, "fork", e)),
     }
 }
 
@@ -406,7 +416,7 @@ fn daemonize(pid_file: &Path) -> CmdResult {
             }
         },
         Ok(ForkResult::Child) => {}
-        Err(e) => return Err(Fail::new(Exit::TempFail, format!("fork: {}", os_error(e)))),
+        Err(e) => return Err(os_fail(Exit::TempFail, "fork", e)),
     }
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
@@ -469,100 +479,89 @@ impl Supervisor {
             {
                 crate::util::memory::drop_text();
             }
+            let mut fds: Vec<PollFd<'_>> =
+                Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
+            fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
+            let ctl_at = self.control.as_ref().map(|c| {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let lis_at = fds.len();
+            if !self.stopping {
+                for l in &self.listeners {
+                    fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let conn_at = fds.len();
+            for c in &self.conns {
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+            }
+            let conn_end = fds.len();
+            let report_at = self.run_report.as_ref().map(|f| {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let netlink_at = self.netlink.as_ref().map(|m| {
+                fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let query_at = self.query.as_ref().map(|q| {
+                fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            match poll(&mut fds, self.poll_timeout()) {
+                Ok(0) => {
+                    drop(fds);
+                    self.on_query_timeout();
+                    if self
+                        .next_retry
+                        .is_some_and(|due| due <= crate::util::time::now())
+                    {
+                        // The retry deadline: a plain (not forced) run.
+                        self.next_retry = None;
+                        self.request_run(RunRequest::default());
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log_os("poll", e);
+                    return;
+                }
+            }
             // Index layout of the poll set: signals, inotify, control
-            // listener, SMTP listeners, control connections, run report.
-            let mut report_ready = false;
-            let (netlink_ready, query_ready);
-            let (sig_ready, ino_ready, ctl_ready, lis_ready, conn_ready) = {
-                let mut fds: Vec<PollFd<'_>> =
-                    Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
-                fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
-                fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
-                let ctl_at = self.control.as_ref().map(|c| {
-                    fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let lis_at = fds.len();
-                if !self.stopping {
-                    for l in &self.listeners {
-                        fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
-                    }
-                }
-                let conn_at = fds.len();
-                for c in &self.conns {
-                    fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
-                }
-                let conn_end = fds.len();
-                let report_at = self.run_report.as_ref().map(|f| {
-                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let netlink_at = self.netlink.as_ref().map(|m| {
-                    fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let query_at = self.query.as_ref().map(|q| {
-                    fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                match poll(&mut fds, self.poll_timeout()) {
-                    Ok(0) => {
-                        self.on_query_timeout();
-                        if self
-                            .next_retry
-                            .is_some_and(|due| due <= crate::util::time::now())
-                        {
-                            // The retry deadline: a plain (not forced) run.
-                            self.next_retry = None;
-                            self.request_run(RunRequest::default());
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        error!("poll: {}", os_error(e));
-                        return;
-                    }
-                }
-                let ready = |fd: &PollFd<'_>| fd.any().unwrap_or(false);
-                let lis: Vec<bool> = fds[lis_at..conn_at].iter().map(ready).collect();
-                let conns: Vec<bool> = fds[conn_at..conn_end].iter().map(ready).collect();
-                if report_at.is_some_and(|i| ready(&fds[i])) {
-                    report_ready = true;
-                }
-                netlink_ready = netlink_at.is_some_and(|i| ready(&fds[i]));
-                query_ready = query_at.is_some_and(|i| ready(&fds[i]));
-                (
-                    ready(&fds[0]),
-                    ready(&fds[1]),
-                    ctl_at.is_some_and(|i| ready(&fds[i])),
-                    lis,
-                    conns,
-                )
-            };
-            if sig_ready {
+            // listener, SMTP listeners, control connections, run report,
+            // netlink, query pipe.
+            let mut ready = Vec::with_capacity(fds.len());
+            for fd in &fds {
+                ready.push(fd.any().unwrap_or(false));
+            }
+            drop(fds);
+            let at = |i: Option<usize>| i.and_then(|i| ready.get(i)) == Some(&true);
+            if at(Some(0)) {
                 self.on_signals();
             }
-            if ino_ready {
+            if at(Some(1)) {
                 self.on_inotify();
             }
-            if ctl_ready {
+            if at(ctl_at) {
                 self.on_control_accept();
             }
-            for (i, r) in lis_ready.into_iter().enumerate() {
-                if r {
-                    self.on_accept(i);
+            for i in lis_at..conn_at {
+                if at(Some(i)) {
+                    self.on_accept(i - lis_at);
                 }
             }
-            self.on_control_conns(&conn_ready);
-            if report_ready {
+            self.on_control_conns(ready.get(conn_at..conn_end).unwrap_or(&[]));
+            if at(report_at) {
                 self.on_run_report();
             }
-            if netlink_ready {
+            if at(netlink_at) {
                 self.on_netlink();
             }
-            if query_ready {
+            if at(query_at) {
                 self.on_query_pipe();
             }
         }
@@ -571,17 +570,16 @@ impl Supervisor {
     /// Infinite unless a retry is due on an online route (or a query
     /// child must be stopped).
     fn poll_timeout(&self) -> PollTimeout {
-        let retry = self.next_retry.map(|due| {
+        let mut ms = self.next_retry.map(|due| {
             due.saturating_sub(crate::util::time::now())
                 .saturating_mul(1000)
         });
-        let query = self.query_deadline().map(|d| {
+        if let Some(d) = self.query_deadline() {
             let left = d.saturating_duration_since(std::time::Instant::now());
-            u64::try_from(left.as_millis())
-                .unwrap_or(u64::MAX)
-                .saturating_add(1)
-        });
-        match retry.into_iter().chain(query).min() {
+            let q = crate::util::time::millis(left).saturating_add(1);
+            ms = Some(ms.map_or(q, |m| m.min(q)));
+        }
+        match ms {
             None => PollTimeout::NONE,
             Some(ms) => {
                 PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
@@ -649,11 +647,10 @@ impl Supervisor {
         let (rd, wr) = match nix::unistd::pipe2(flags) {
             Ok(p) => p,
             Err(e) => {
-                error!("pipe: {}", os_error(e));
+                log_os("pipe", e);
                 return;
             }
         };
-        let cfg = self.cfg.clone();
         let opts = crate::deliver::RunOpts {
             only_route: req.route.clone(),
             force: req.force,
@@ -661,8 +658,8 @@ impl Supervisor {
             only_ids: req.ids.clone(),
         };
         let mut wr = Some(wr);
-        let pid = self.spawn(ChildKind::Run, move || {
-            let code = run_worker(&cfg, &opts);
+        let pid = self.spawn(ChildKind::Run, &mut |cfg| {
+            let code = run_worker(cfg, &opts);
             if let (Some(w), Ok(next)) = (wr.take(), code) {
                 let line = match next {
                     Some(n) => format!("next {n}\n"),
@@ -694,7 +691,7 @@ impl Supervisor {
                 Ok(None) => return,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("signalfd: {}", os_error(e));
+                    log_os("signalfd", e);
                     return;
                 }
             }
@@ -753,21 +750,19 @@ impl Supervisor {
         // Keep the sockets whose address stays; bind the new ones.
         let mut keep: Vec<Listener> = Vec::new();
         let mut old: Vec<Listener> = std::mem::take(&mut self.listeners);
-        let wanted: Vec<(SocketAddr, bool)> = new
-            .main
-            .listen_addresses
-            .iter()
-            .map(|a| (*a, false))
-            .chain(new.main.smtps_addresses.iter().map(|a| (*a, true)))
-            .collect();
-        for (addr, tls) in wanted {
-            if let Some(i) = old.iter().position(|l| l.addr == addr && l.tls == tls) {
-                keep.push(old.swap_remove(i));
-                continue;
-            }
-            match listen::bind_tcp(addr) {
-                Ok(sock) => keep.push(Listener { addr, tls, sock }),
-                Err(e) => error!("reload: cannot listen on {addr}: {e}"),
+        for (addrs, tls) in [
+            (&new.main.listen_addresses, false),
+            (&new.main.smtps_addresses, true),
+        ] {
+            for &addr in addrs {
+                if let Some(i) = old.iter().position(|l| l.addr == addr && l.tls == tls) {
+                    keep.push(old.swap_remove(i));
+                    continue;
+                }
+                match listen::bind_tcp(addr) {
+                    Ok(sock) => keep.push(Listener { addr, tls, sock }),
+                    Err(e) => error!("reload: cannot listen on {addr}: {e}"),
+                }
             }
         }
         self.listeners = keep;
@@ -793,7 +788,7 @@ impl Supervisor {
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("waitpid: {}", os_error(e));
+                    log_os("waitpid", e);
                     return;
                 }
             }
@@ -830,18 +825,13 @@ impl Supervisor {
             Ok(ev) => ev,
             Err(Errno::EAGAIN) => return,
             Err(e) => {
-                error!("inotify: {}", os_error(e));
+                log_os("inotify", e);
                 return;
             }
         };
         let (mut scan, mut online) = (false, false);
         let mut arrived: Vec<crate::queue::MsgId> = Vec::new();
-        let online_name = self
-            .cfg
-            .main
-            .online_file
-            .file_name()
-            .map(|n| n.to_os_string());
+        let online_name = self.cfg.main.online_file.file_name();
         for ev in events {
             let id = ev
                 .name
@@ -859,7 +849,7 @@ impl Supervisor {
                         arrived.push(id);
                     }
                 }
-            } else if Some(ev.wd) == self.wd_online && ev.name == online_name {
+            } else if Some(ev.wd) == self.wd_online && ev.name.as_deref() == online_name {
                 online = true;
             }
         }
@@ -947,13 +937,12 @@ impl Supervisor {
     }
 
     fn start_scan(&mut self) {
-        let cfg = self.cfg.clone();
-        self.spawn(ChildKind::Scan, move || {
-            if let Err(f) = crate::privs::become_mail_user(&cfg) {
+        self.spawn(ChildKind::Scan, &mut |cfg| {
+            if let Err(f) = crate::privs::become_mail_user(cfg) {
                 error!("{f}");
                 return 1;
             }
-            scan_worker(&cfg)
+            scan_worker(cfg)
         });
     }
 
@@ -974,8 +963,9 @@ impl Supervisor {
     }
 
     /// Fork a worker. In the child: drop everything of the supervisor,
-    /// unblock signals, run `f`, exit with its code.
-    fn spawn(&mut self, kind: ChildKind, f: impl FnOnce() -> i32) -> Option<Pid> {
+    /// unblock signals, run `f` on the configuration (the child's copy of
+    /// the supervisor's), exit with its code.
+    fn spawn(&mut self, kind: ChildKind, f: &mut dyn FnMut(&Config) -> i32) -> Option<Pid> {
         // SAFETY: the supervisor is single-threaded.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
@@ -990,7 +980,7 @@ impl Supervisor {
                     }
                 }
                 let _ = handled_signals().thread_unblock();
-                let code = f();
+                let code = f(&self.cfg);
                 let _ = std::io::stdout().flush();
                 std::process::exit(code);
             }
@@ -999,7 +989,7 @@ impl Supervisor {
                 Some(child)
             }
             Err(e) => {
-                error!("fork: {}", os_error(e));
+                log_os("fork", e);
                 None
             }
         }
@@ -1019,25 +1009,24 @@ impl Supervisor {
             }
         };
         let ip = peer.ip();
-        let total = self
-            .children
-            .values()
-            .filter(|k| matches!(k, ChildKind::Smtp(_)))
-            .count();
-        let from_ip = self
-            .children
-            .values()
-            .filter(|k| **k == ChildKind::Smtp(ip))
-            .count();
+        let (mut total, mut from_ip) = (0, 0);
+        for k in self.children.values() {
+            if let ChildKind::Smtp(a) = k {
+                total += 1;
+                from_ip += usize::from(*a == ip);
+            }
+        }
         let m = &self.cfg.main;
         if total >= m.max_connections as usize || from_ip >= m.max_connections_per_ip as usize {
             info!("refused connection from {peer}: {total} open, {from_ip} from this address");
             refuse(stream, &self.cfg.main.host_name);
             return;
         }
-        let cfg = self.cfg.clone();
-        let pid = self.spawn(ChildKind::Smtp(ip), move || {
-            crate::receive::smtp::serve(&cfg, stream, peer, tls)
+        let mut stream = Some(stream);
+        let pid = self.spawn(ChildKind::Smtp(ip), &mut |cfg| {
+            stream
+                .take()
+                .map_or(1, |s| crate::receive::smtp::serve(cfg, s, peer, tls))
         });
         if let Some(pid) = pid {
             debug!("connection from {peer}: worker {pid}");
@@ -1083,7 +1072,11 @@ impl Supervisor {
                             "ok\n".to_string()
                         }
                         Ok(control::Request::Status) => self.status(),
-                        Ok(control::Request::Routes) => self.routes_reply(),
+                        Ok(control::Request::Routes) => {
+                            let mut s = String::new();
+                            self.route_lines(&mut s, false);
+                            s
+                        }
                         Err(e) => format!("error: {e}\n"),
                     };
                     conn.reply(&reply);
@@ -1093,20 +1086,41 @@ impl Supervisor {
     }
 
     fn status(&self) -> String {
-        let smtp = self
-            .children
-            .values()
-            .filter(|k| matches!(k, ChildKind::Smtp(_)))
-            .count();
-        let scanning = self.children.values().any(|k| *k == ChildKind::Scan);
-        let addrs: Vec<String> = self
-            .listeners
-            .iter()
-            .map(|l| format!("{}{}", l.addr, if l.tls { " (tls)" } else { "" }))
-            .collect();
-        let delivering = self.children.values().any(|k| *k == ChildKind::Run);
-        let mut routes = format!(
-            "online detection: {}{}\n",
+        use std::fmt::Write as _;
+        let yes = |k: ChildKind| {
+            if self.children.values().any(|c| *c == k) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
+        let mut s = format!(
+            "pid: {}\nversion: {}\nlistening: ",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION")
+        );
+        for (i, l) in self.listeners.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            let tls = if l.tls { " (tls)" } else { "" };
+            let _ = write!(s, "{sep}{}{tls}", l.addr);
+        }
+        let _ = write!(
+            s,
+            "\nconnections: {}\nscanning: {}\ndelivering: {}\nnext retry: ",
+            self.smtp_workers(),
+            yes(ChildKind::Scan),
+            yes(ChildKind::Run),
+        );
+        match self.next_retry {
+            Some(t) => {
+                let _ = write!(s, "in {}s", t.saturating_sub(crate::util::time::now()));
+            }
+            None => s.push_str("none"),
+        }
+        let _ = write!(
+            s,
+            "\nspool: {}\nonline detection: {}{}\n",
+            self.cfg.main.spool_dir.display(),
             self.cfg.main.online_detect.name(),
             if self.query.is_some() {
                 " (asking)"
@@ -1114,26 +1128,16 @@ impl Supervisor {
                 ""
             }
         );
-        for r in crate::online::route_states(&self.cfg, &self.online) {
-            match &r.why {
-                Some(why) => routes.push_str(&format!("route {}: online ({why})\n", r.name)),
-                None => routes.push_str(&format!("route {}: {}\n", r.name, r.state())),
-            }
-        }
-        let next = self
-            .next_retry
-            .map(|t| format!("in {}s", t.saturating_sub(crate::util::time::now())))
-            .unwrap_or_else(|| "none".into());
-        format!(
-            "pid: {}\nversion: {}\nlistening: {}\nconnections: {}\nscanning: {}\ndelivering: {}\nnext retry: {next}\nspool: {}\n{routes}\n",
-            std::process::id(),
-            env!("CARGO_PKG_VERSION"),
-            addrs.join(", "),
-            smtp,
-            if scanning { "yes" } else { "no" },
-            if delivering { "yes" } else { "no" },
-            self.cfg.main.spool_dir.display()
-        )
+        self.route_lines(&mut s, true);
+        s
+    }
+
+    /// SMTP workers running.
+    fn smtp_workers(&self) -> usize {
+        self.children
+            .values()
+            .filter(|k| matches!(k, ChildKind::Smtp(_)))
+            .count()
     }
 }
 

@@ -110,9 +110,7 @@ impl Supervisor {
     }
 
     fn file_online(&self) -> Online {
-        Online::from_names(&self.cfg, &online::read_file(&self.cfg), |_| {
-            online::Why::File
-        })
+        online::from_file(&self.cfg)
     }
 
     /// The routes the netlink table makes online, when it is whole.
@@ -149,14 +147,14 @@ impl Supervisor {
                 info!("route {r} went offline (was: {why})");
             }
         }
-        let up: Vec<(String, String)> = self
-            .online
-            .iter()
-            .filter(|(r, _)| old.get(r).is_none())
-            .map(|(r, why)| (r.clone(), why.to_string()))
-            .collect();
-        for (r, why) in up {
-            info!("route {r} came online ({why})");
+        let mut up = Vec::new();
+        for (r, why) in self.online.iter() {
+            if old.get(r).is_none() {
+                info!("route {r} came online ({why})");
+                up.push(r.clone());
+            }
+        }
+        for r in up {
             self.request_run(RunRequest {
                 force: true,
                 route: Some(r),
@@ -201,20 +199,19 @@ impl Supervisor {
         let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
             Ok(p) => p,
             Err(e) => {
-                error!("pipe: {}", os_error(e));
+                super::log_os("pipe", e);
                 return;
             }
         };
         let pipe = std::fs::File::from(rd);
         if let Err(e) = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
-            error!("pipe: {}", os_error(e));
+            super::log_os("pipe", e);
             return;
         }
-        let cfg = self.cfg.clone();
         let mut wr = Some(wr);
-        let pid = self.spawn(ChildKind::Query, move || {
-            let answer = match crate::privs::become_mail_user(&cfg) {
-                Ok(()) => online::ask(&cfg),
+        let pid = self.spawn(ChildKind::Query, &mut |cfg| {
+            let answer = match crate::privs::become_mail_user(cfg) {
+                Ok(()) => online::ask(cfg),
                 Err(f) => Err(f.msg),
             };
             if let Some(w) = wr.take() {
@@ -254,8 +251,8 @@ impl Supervisor {
             }
         };
         if done {
-            let line = String::from_utf8_lossy(&q.buf).into_owned();
-            self.finish_query(online::decode_answer(&line));
+            let answer = online::decode_answer(&String::from_utf8_lossy(&q.buf));
+            self.finish_query(answer);
         }
     }
 
@@ -322,18 +319,24 @@ impl Supervisor {
         self.check_online();
     }
 
-    /// `routes` on the control socket: one line per route,
-    /// `NAME STATE SOURCE DETAIL` (`-` for none), then an empty line.
-    pub(super) fn routes_reply(&self) -> String {
-        let mut s = String::new();
+    /// One line per route, then an empty line: for `status`
+    /// (`route NAME: online (WHY)`, `route NAME: STATE`), or for `routes`
+    /// on the control socket (`NAME STATE SOURCE DETAIL`, `-` for none).
+    pub(super) fn route_lines(&self, s: &mut String, status: bool) {
+        use std::fmt::Write as _;
         for r in online::route_states(&self.cfg, &self.online) {
-            let (source, detail) = match &r.why {
-                Some(w) => (w.source(), w.detail().unwrap_or("-")),
-                None => ("-", "-"),
+            let _ = match (&r.why, status) {
+                (Some(why), true) => writeln!(s, "route {}: online ({why})", r.name),
+                (None, true) => writeln!(s, "route {}: {}", r.name, r.state()),
+                (why, false) => {
+                    let (source, detail) = match why {
+                        Some(w) => (w.source(), w.detail().unwrap_or("-")),
+                        None => ("-", "-"),
+                    };
+                    writeln!(s, "{} {} {source} {detail}", r.name, r.state())
+                }
             };
-            s.push_str(&format!("{} {} {source} {detail}\n", r.name, r.state()));
         }
         s.push('\n');
-        s
     }
 }

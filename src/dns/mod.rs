@@ -152,11 +152,24 @@ impl fmt::Display for Kind {
             Kind::NoSuchDomain => f.write_str("domain does not exist"),
             Kind::NullMx => f.write_str("domain accepts no mail (null MX)"),
             Kind::NoAddress => f.write_str("host has no address"),
-            Kind::BadName(e) => write!(f, "malformed domain name: {e}"),
+            Kind::BadName(e) => {
+                f.write_str("malformed domain name: ")?;
+                fmt::Display::fmt(e, f)
+            }
             Kind::Timeout => f.write_str("DNS lookup timed out"),
-            Kind::Server(rc) => write!(f, "DNS server failure ({})", wire::rcode_name(*rc)),
-            Kind::Malformed(e) => write!(f, "malformed DNS reply: {e}"),
-            Kind::Io(e) => write!(f, "DNS lookup failed: {e}"),
+            Kind::Server(rc) => {
+                f.write_str("DNS server failure (")?;
+                f.write_str(wire::rcode_name(*rc))?;
+                f.write_str(")")
+            }
+            Kind::Malformed(e) => {
+                f.write_str("malformed DNS reply: ")?;
+                fmt::Display::fmt(e, f)
+            }
+            Kind::Io(e) => {
+                f.write_str("DNS lookup failed: ")?;
+                fmt::Display::fmt(e, f)
+            }
         }
     }
 }
@@ -397,13 +410,14 @@ fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
             Kind::Malformed(wire::Error::BadRdata)
         });
     }
-    Ok(hosts
-        .into_iter()
-        .map(|(preference, _, exchange)| Mx {
+    let mut out = Vec::with_capacity(hosts.len());
+    for (preference, _, exchange) in hosts {
+        out.push(Mx {
             preference,
             exchange,
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 /// Why an exchange failed.
@@ -524,10 +538,11 @@ pub fn byname_in(
     }
     let mut ips: Vec<IpAddr> = Vec::with_capacity(all.len());
     for first in [true, false] {
-        ips.extend(
-            all.iter()
-                .filter(|ip| (ip.is_ipv4() == prefer_ipv4) == first),
-        );
+        for ip in &all {
+            if (ip.is_ipv4() == prefer_ipv4) == first {
+                ips.push(*ip);
+            }
+        }
     }
     Ok(ips)
 }
@@ -596,7 +611,9 @@ fn random_u16() -> u16 {
 fn random_u32s(n: usize) -> Vec<u32> {
     let mut b = vec![0u8; n * 4];
     random_fill(&mut b);
-    b.chunks_exact(4)
-        .map(|c| u32::from_be_bytes(c.try_into().unwrap_or_default()))
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    for c in b.chunks_exact(4) {
+        out.push(u32::from_be_bytes(c.try_into().unwrap_or_default()));
+    }
+    out
 }

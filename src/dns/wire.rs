@@ -33,7 +33,7 @@
 //!   too long, bad RDATA length, …); the resolver reports it as a
 //!   temporary "malformed reply" failure.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const TYPE_A: u16 = 1;
@@ -128,6 +128,15 @@ impl fmt::Display for NameError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Name(Vec<u8>);
 
+/// Append `label` to `out`, lower-cased.
+fn lower_into(out: &mut Vec<u8>, label: &[u8]) {
+    let at = out.len();
+    out.extend_from_slice(label);
+    if let Some(new) = out.get_mut(at..) {
+        new.make_ascii_lowercase();
+    }
+}
+
 fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
@@ -159,7 +168,7 @@ impl Name {
                 return Err(NameError::BadChar);
             }
             out.push(l.len() as u8);
-            out.extend(l.iter().map(u8::to_ascii_lowercase));
+            lower_into(&mut out, l);
         }
         out.push(0);
         if out.len() > MAX_NAME {
@@ -205,7 +214,9 @@ impl Name {
             if !s.is_empty() {
                 s.push('.');
             }
-            s.extend(label.iter().map(|&b| b as char));
+            for &b in label {
+                s.push(b as char);
+            }
         }
         Some(s)
     }
@@ -224,7 +235,7 @@ impl fmt::Display for Name {
             }
             for &b in label {
                 if is_host_byte(b) {
-                    write!(f, "{}", b as char)?;
+                    f.write_char(b as char)?;
                 } else {
                     write!(f, "\\{b:03}")?;
                 }
@@ -275,13 +286,12 @@ pub struct Reply {
 /// Encode a query for `qname`/`qtype` class IN with `id` and RD set.
 pub fn encode_query(id: u16, qname: &Name, qtype: u16) -> Vec<u8> {
     let mut m = Vec::with_capacity(HEADER_LEN + qname.wire().len() + 4);
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&FLAG_RD.to_be_bytes());
-    m.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
-    m.extend_from_slice(&[0; 6]); // ANCOUNT, NSCOUNT, ARCOUNT
+    let ([i0, i1], [f0, f1]) = (id.to_be_bytes(), FLAG_RD.to_be_bytes());
+    // ID, flags, QDCOUNT 1, ANCOUNT, NSCOUNT, ARCOUNT 0.
+    m.extend_from_slice(&[i0, i1, f0, f1, 0, 1, 0, 0, 0, 0, 0, 0]);
     m.extend_from_slice(qname.wire());
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&CLASS_IN.to_be_bytes());
+    let ([t0, t1], [c0, c1]) = (qtype.to_be_bytes(), CLASS_IN.to_be_bytes());
+    m.extend_from_slice(&[t0, t1, c0, c1]);
     m
 }
 
@@ -342,7 +352,7 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(Name, usize), Error> {
                     return Err(Error::NameTooLong);
                 }
                 out.push(len as u8);
-                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                lower_into(&mut out, label);
                 pos += 1 + len;
             }
             0xC0 => {
@@ -479,12 +489,12 @@ impl Reply {
                 None => break,
             }
         }
-        let data = self
-            .answers
-            .iter()
-            .filter(|rec| rec.rtype == qtype && rec.name == name)
-            .map(|rec| &rec.data)
-            .collect();
+        let mut data = Vec::new();
+        for rec in &self.answers {
+            if rec.rtype == qtype && rec.name == name {
+                data.push(&rec.data);
+            }
+        }
         Ok((name, data))
     }
 }

@@ -86,13 +86,15 @@ impl Why {
 
 impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Why::Permanent => f.write_str("permanent"),
-            Why::File => f.write_str("listed in online_file"),
-            Why::Netlink(d) => write!(f, "default route via {d}"),
-            Why::Mserver(n) => write!(f, "mserver says {n}"),
-            Why::Command(n) => write!(f, "online_query said {n}"),
-        }
+        let (text, name) = match self {
+            Why::Permanent => ("permanent", ""),
+            Why::File => ("listed in online_file", ""),
+            Why::Netlink(d) => ("default route via ", d.as_str()),
+            Why::Mserver(n) => ("mserver says ", n.as_str()),
+            Why::Command(n) => ("online_query said ", n.as_str()),
+        };
+        f.write_str(text)?;
+        f.write_str(name)
     }
 }
 
@@ -103,7 +105,11 @@ pub struct Online(Vec<(String, Why)>);
 
 impl Online {
     pub fn names(&self) -> Vec<String> {
-        self.0.iter().map(|(n, _)| n.clone()).collect()
+        let mut v = Vec::with_capacity(self.0.len());
+        for (n, _) in &self.0 {
+            v.push(n.clone());
+        }
+        v
     }
 
     pub fn get(&self, route: &str) -> Option<&Why> {
@@ -116,16 +122,21 @@ impl Online {
 
     /// Routes named by a file, a command or a masqdialer server.
     pub fn from_names(cfg: &Config, names: &[String], why: impl Fn(&str) -> Why) -> Online {
+        Online::from_names_dyn(cfg, names, &why)
+    }
+
+    #[inline(never)]
+    fn from_names_dyn(cfg: &Config, names: &[String], why: &dyn Fn(&str) -> Why) -> Online {
         for n in names.iter().filter(|n| cfg.route(n).is_none()) {
             debug!("online: '{}' is not a route", mserver::printable(n));
         }
-        Online(
-            cfg.routes
-                .iter()
-                .filter(|r| !r.permanent && names.contains(&r.name))
-                .map(|r| (r.name.clone(), why(&r.name)))
-                .collect(),
-        )
+        let mut m = Vec::new();
+        for r in &cfg.routes {
+            if !r.permanent && names.contains(&r.name) {
+                m.push((r.name.clone(), why(&r.name)));
+            }
+        }
+        Online(m)
     }
 
     /// Routes served by the interfaces that have a usable default route.
@@ -166,9 +177,9 @@ impl RouteState {
 
 /// Every route, in config order, with its state.
 pub fn route_states(cfg: &Config, online: &Online) -> Vec<RouteState> {
-    cfg.routes
-        .iter()
-        .map(|r| RouteState {
+    let mut v = Vec::with_capacity(cfg.routes.len());
+    for r in &cfg.routes {
+        v.push(RouteState {
             name: r.name.clone(),
             enabled: r.enabled,
             why: if !r.enabled {
@@ -178,24 +189,32 @@ pub fn route_states(cfg: &Config, online: &Online) -> Vec<RouteState> {
             } else {
                 online.get(&r.name).cloned()
             },
-        })
-        .collect()
+        });
+    }
+    v
 }
 
 /// Route names in a text (file content or command output): one per line
 /// or separated by white space; `#` starts a comment.
 pub fn parse_names(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(str::split_whitespace)
-        .map(str::to_string)
-        .collect()
+    let mut v = Vec::new();
+    for l in text.lines() {
+        words(l.split('#').next().unwrap_or(""), &mut v);
+    }
+    v
+}
+
+/// Push the words of `s`.
+fn words(s: &str, out: &mut Vec<String>) {
+    for w in s.split_whitespace() {
+        out.push(w.to_string());
+    }
 }
 
 /// The online routes now, as far as a one-shot check can tell.
 pub fn current(cfg: &Config) -> Online {
     match cfg.main.online_detect {
-        OnlineDetect::File => Online::from_names(cfg, &read_file(cfg), |_| Why::File),
+        OnlineDetect::File => from_file(cfg),
         OnlineDetect::Netlink => match netlink::snapshot() {
             Ok(devs) => Online::from_devices(cfg, &devs),
             Err(e) => {
@@ -205,6 +224,11 @@ pub fn current(cfg: &Config) -> Online {
         },
         OnlineDetect::Mserver | OnlineDetect::Command => from_answer(cfg, &ask(cfg)),
     }
+}
+
+/// The routes listed in `online_file`, online.
+pub fn from_file(cfg: &Config) -> Online {
+    Online::from_names_dyn(cfg, &read_file(cfg), &|_| Why::File)
 }
 
 /// The routes in `online_file` (missing: none).
@@ -255,10 +279,16 @@ pub fn ask(cfg: &Config) -> Answer {
 /// Turn a query's answer into online routes (an error: none).
 pub fn from_answer(cfg: &Config, a: &Answer) -> Online {
     match a {
-        Ok(names) => match cfg.main.online_detect {
-            OnlineDetect::Mserver => Online::from_names(cfg, names, |n| Why::Mserver(n.into())),
-            _ => Online::from_names(cfg, names, |n| Why::Command(n.into())),
-        },
+        Ok(names) => {
+            let mserver = cfg.main.online_detect == OnlineDetect::Mserver;
+            Online::from_names_dyn(cfg, names, &|n| {
+                if mserver {
+                    Why::Mserver(n.into())
+                } else {
+                    Why::Command(n.into())
+                }
+            })
+        }
         Err(e) => {
             warn!("{e}; no route counts as online");
             Online::default()
@@ -279,7 +309,9 @@ pub fn decode_answer(line: &str) -> Answer {
     let line = line.trim_end_matches(['\n', '\r']);
     if let Some(names) = line.strip_prefix("ok") {
         if names.is_empty() || names.starts_with(' ') {
-            return Ok(names.split_whitespace().map(str::to_string).collect());
+            let mut v = Vec::new();
+            words(names, &mut v);
+            return Ok(v);
         }
     }
     match line.strip_prefix("error ") {
@@ -291,8 +323,8 @@ pub fn decode_answer(line: &str) -> Answer {
 /// Run `online_query` and read the route names it prints. A query that
 /// fails (non-zero exit, as masqmail's) or hangs means no route is online.
 fn query(line: &str) -> Answer {
-    let argv = command::split(line).map_err(|e| format!("online_query: {e}"))?;
-    command::capture(&argv, QUERY_TIMEOUT)
+    command::split(line)
+        .and_then(|argv| command::capture(&argv, QUERY_TIMEOUT))
         .map(|out| parse_names(&out))
         .map_err(|e| format!("online_query: {e}"))
 }

@@ -69,16 +69,13 @@ pub fn parse_stat(line: &str) -> Result<Stat, String> {
     if line.starts_with("DOWN") {
         return Ok(Stat::Down);
     }
-    let Some(rest) = line.strip_prefix("UP ") else {
+    let up = line
+        .strip_prefix("UP ")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .and_then(|(name, n)| Some((name, n.trim().parse::<i64>().ok()?)));
+    let Some((name, n)) = up else {
         return Err(format!("unexpected reply to STAT: '{}'", printable(line)));
     };
-    let Some((name, n)) = rest.rsplit_once(':') else {
-        return Err(format!("unexpected reply to STAT: '{}'", printable(line)));
-    };
-    let n: i64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("unexpected reply to STAT: '{}'", printable(line)))?;
     let name = name.trim().to_string();
     if name.is_empty() {
         return Err("the server named no connection".into());
@@ -92,10 +89,11 @@ pub fn parse_stat(line: &str) -> Result<Stat, String> {
 
 /// At most 80 characters, control characters replaced: for log lines.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let mut out = String::new();
+    for c in s.chars().take(80) {
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
 }
 
 /// Ask the server at `hp`, its name looked up with the name servers of
@@ -114,10 +112,11 @@ fn look_up(hp: &HostPort, resolv_conf: &Path) -> Result<Vec<SocketAddr>, String>
         crate::dns::Resolver::from_resolv_conf(resolv_conf).ok()
     };
     let ips = crate::dns::byname(&hp.host, true, resolver.as_ref()).map_err(|e| e.to_string())?;
-    Ok(ips
-        .into_iter()
-        .map(|ip| SocketAddr::new(ip, hp.port))
-        .collect())
+    let mut v = Vec::with_capacity(ips.len());
+    for ip in ips {
+        v.push(SocketAddr::new(ip, hp.port));
+    }
+    Ok(v)
 }
 
 /// Ask the server at the first of `addrs` that answers, within `lim`.
@@ -156,7 +155,7 @@ fn exchange(mut s: TcpStream, start: Instant, lim: Limits) -> Result<Stat, Strin
 }
 
 fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    crate::util::time::millis(d)
 }
 
 /// One line (leading white space skipped), within the deadlines.
@@ -167,37 +166,47 @@ fn read_line(
     lim: Limits,
 ) -> Result<String, String> {
     loop {
-        while pending.first().is_some_and(|b| b.is_ascii_whitespace()) {
-            pending.remove(0);
-        }
+        let lead = pending
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(pending.len());
+        pending.drain(..lead);
         if let Some(i) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=i).collect();
-            return Ok(String::from_utf8_lossy(&line).trim_end().to_string());
+            let line = String::from_utf8_lossy(&pending[..i])
+                .trim_end()
+                .to_string();
+            pending.drain(..=i);
+            return Ok(line);
         }
         if pending.len() > MAX_LINE {
             return Err("the server sent a line longer than 256 bytes".into());
         }
         let left = lim.total.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(format!("no answer within {} ms", ms(lim.total)));
-        }
-        s.set_read_timeout(Some(left.min(lim.io)))
-            .map_err(|e| e.to_string())?;
-        let mut chunk = [0u8; 128];
-        match s.read(&mut chunk) {
-            Ok(0) => return Err("the server closed the connection".into()),
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!("no answer within {} ms", ms(lim.io)))
+        // The limit that ran out.
+        let mut waited = lim.total;
+        if !left.is_zero() {
+            s.set_read_timeout(Some(left.min(lim.io)))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 128];
+            match s.read(&mut chunk) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => {
+                    pending.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    waited = lim.io
+                }
+                Err(e) => return Err(format!("reading: {e}")),
             }
-            Err(e) => return Err(format!("reading: {e}")),
         }
+        return Err(format!("no answer within {} ms", ms(waited)));
     }
 }
 

@@ -40,7 +40,7 @@
 //!   Bounded: one 32 KiB receive buffer, a table that holds what the
 //!   kernel reports (a router has a handful of links and routes).
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -200,161 +200,145 @@ pub enum Msg {
     Other,
 }
 
-/// Walk the attributes of `b`: (type, payload) for each.
-fn each_attr(mut b: &[u8], mut f: impl FnMut(u16, &[u8])) -> Result<(), Malformed> {
+/// `u32_at`, for offsets the caller has checked.
+fn u32_or0(b: &[u8], off: usize) -> u32 {
+    u32_at(b, off).unwrap_or(0)
+}
+
+/// The attributes of one header, by type: the payload of the last of each
+/// type below 16 (every type read here is).
+type Attrs<'a> = [Option<&'a [u8]>; 16];
+
+/// Walk the attributes of `b`, checking every length.
+#[inline(never)]
+fn attrs(mut b: &[u8]) -> Result<Attrs<'_>, Malformed> {
+    let mut a: Attrs<'_> = [None; 16];
     while !b.is_empty() {
-        let len = u16_at(b, 0).ok_or(Malformed("attribute header cut short"))? as usize;
-        let ty = u16_at(b, 2).ok_or(Malformed("attribute header cut short"))? & NLA_TYPE_MASK;
+        let len = u16_at(b, 0).unwrap_or(0) as usize;
         if len < 4 || len > b.len() {
             return Err(Malformed("attribute length out of bounds"));
         }
-        f(ty, &b[4..len]);
+        let ty = (u16_at(b, 2).unwrap_or(0) & NLA_TYPE_MASK) as usize;
+        if let Some(slot) = a.get_mut(ty) {
+            *slot = b.get(4..len);
+        }
         b = &b[align4(len).min(b.len())..];
     }
-    Ok(())
+    Ok(a)
+}
+
+/// A u32 attribute (None: absent or short).
+fn attr_u32(a: &Attrs<'_>, ty: u16) -> Option<u32> {
+    u32_at(a[ty as usize]?, 0)
+}
+
+/// An address attribute (zeros: absent).
+fn attr_addr(a: &Attrs<'_>, ty: u16) -> AddrBytes {
+    a[ty as usize].map_or([0; 16], addr_bytes)
 }
 
 /// Parse every message of one datagram.
 pub fn parse(mut buf: &[u8]) -> Result<Vec<Msg>, Malformed> {
     let mut out = Vec::new();
     while !buf.is_empty() {
-        let len = u32_at(buf, 0).ok_or(Malformed("message header cut short"))? as usize;
-        let ty = u16_at(buf, 4).ok_or(Malformed("message header cut short"))?;
-        let flags = u16_at(buf, 6).ok_or(Malformed("message header cut short"))?;
-        let seq = u32_at(buf, 8).ok_or(Malformed("message header cut short"))?;
+        let len = u32_or0(buf, 0) as usize;
         if len < HDR_LEN || len > buf.len() {
             return Err(Malformed("message length out of bounds"));
         }
-        out.push(parse_one(ty, flags, seq, &buf[HDR_LEN..len])?);
+        let (ty, flags) = (u16_at(buf, 4).unwrap_or(0), u16_at(buf, 6).unwrap_or(0));
+        out.push(parse_one(ty, flags, u32_or0(buf, 8), &buf[HDR_LEN..len])?);
         buf = &buf[align4(len).min(buf.len())..];
     }
     Ok(out)
 }
 
 fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> {
-    match ty {
-        NLMSG_DONE => Ok(Msg::Done { seq }),
-        NLMSG_OVERRUN => Ok(Msg::Overrun),
+    // The family header of each kind (ifinfomsg, ifaddrmsg, rtmsg).
+    let hdr = match ty {
+        NLMSG_DONE => return Ok(Msg::Done { seq }),
+        NLMSG_OVERRUN => return Ok(Msg::Overrun),
         NLMSG_ERROR => {
             let e = u32_at(p, 0).ok_or(Malformed("error message cut short"))? as i32;
-            Ok(Msg::Error {
+            return Ok(Msg::Error {
                 seq,
                 errno: e.saturating_neg(),
-            })
+            });
         }
-        RTM_NEWLINK | RTM_DELLINK => parse_link(ty == RTM_NEWLINK, p),
-        RTM_NEWADDR | RTM_DELADDR => parse_addr(ty == RTM_NEWADDR, p),
-        RTM_NEWROUTE | RTM_DELROUTE => {
-            parse_route(ty == RTM_NEWROUTE, flags & NLM_F_REPLACE != 0, p)
+        RTM_NEWLINK | RTM_DELLINK => IFINFOMSG_LEN,
+        RTM_NEWADDR | RTM_DELADDR => IFADDRMSG_LEN,
+        RTM_NEWROUTE | RTM_DELROUTE => RTMSG_LEN,
+        _ => return Ok(Msg::Other),
+    };
+    if p.len() < hdr {
+        return Err(Malformed("family header cut short"));
+    }
+    // NEW is even, DEL odd.
+    let new = ty & 1 == 0;
+    let family = p[0];
+    if ty <= RTM_DELLINK {
+        // Bridge port messages (AF_BRIDGE) share the group; a DELLINK of
+        // family AF_BRIDGE only means "left the bridge".
+        if family != AF_UNSPEC {
+            return Ok(Msg::Other);
         }
-        _ => Ok(Msg::Other),
-    }
-}
-
-fn parse_link(new: bool, p: &[u8]) -> Result<Msg, Malformed> {
-    if p.len() < IFINFOMSG_LEN {
-        return Err(Malformed("ifinfomsg cut short"));
-    }
-    // Bridge port messages (AF_BRIDGE) share the group; a DELLINK of
-    // family AF_BRIDGE only means "left the bridge".
-    if p[0] != AF_UNSPEC {
-        return Ok(Msg::Other);
-    }
-    let index = u32_at(p, 4).ok_or(Malformed("ifinfomsg cut short"))?;
-    let flags = u32_at(p, 8).ok_or(Malformed("ifinfomsg cut short"))?;
-    let mut name = None;
-    each_attr(&p[IFINFOMSG_LEN..], |ty, v| {
-        if ty == IFLA_IFNAME {
+        let a = attrs(&p[hdr..])?;
+        let name = a[IFLA_IFNAME as usize].map(|v| {
             let v = v.split(|&b| b == 0).next().unwrap_or(&[]);
-            name = Some(String::from_utf8_lossy(v).into_owned());
-        }
-    })?;
-    Ok(Msg::Link {
-        new,
-        index,
-        flags,
-        name,
-    })
-}
-
-fn parse_addr(new: bool, p: &[u8]) -> Result<Msg, Malformed> {
-    if p.len() < IFADDRMSG_LEN {
-        return Err(Malformed("ifaddrmsg cut short"));
+            String::from_utf8_lossy(v).into_owned()
+        });
+        return Ok(Msg::Link {
+            new,
+            index: u32_or0(p, 4),
+            flags: u32_or0(p, 8),
+            name,
+        });
     }
-    let (family, prefix, flags8, scope) = (p[0], p[1], p[2], p[3]);
-    let index = u32_at(p, 4).ok_or(Malformed("ifaddrmsg cut short"))?;
-    let (mut local, mut address, mut flags) = (None, None, flags8 as u32);
-    each_attr(&p[IFADDRMSG_LEN..], |ty, v| match ty {
-        IFA_LOCAL => local = Some(addr_bytes(v)),
-        IFA_ADDRESS => address = Some(addr_bytes(v)),
-        IFA_FLAGS => {
-            if let Some(f) = u32_at(v, 0) {
-                flags = f;
-            }
-        }
-        _ => {}
-    })?;
-    if family != AF_INET && family != AF_INET6 {
-        return Ok(Msg::Other);
-    }
-    Ok(Msg::Addr {
-        new,
-        family,
-        prefix,
-        scope,
-        flags,
-        index,
-        addr: local.or(address).unwrap_or([0; 16]),
-    })
-}
-
-fn parse_route(new: bool, replace: bool, p: &[u8]) -> Result<Msg, Malformed> {
-    if p.len() < RTMSG_LEN {
-        return Err(Malformed("rtmsg cut short"));
-    }
-    let (family, dst_len, tos, table8, rtype) = (p[0], p[1], p[3], p[4], p[7]);
-    let flags = u32_at(p, 8).ok_or(Malformed("rtmsg cut short"))?;
-    let (mut table, mut metric, mut oif, mut gateway) = (table8 as u32, 0, None, [0u8; 16]);
+    let a = attrs(&p[hdr..])?;
     let mut hops = Vec::new();
-    let mut bad = None;
-    each_attr(&p[RTMSG_LEN..], |ty, v| match ty {
-        RTA_TABLE => table = u32_at(v, 0).unwrap_or(table),
-        RTA_PRIORITY => metric = u32_at(v, 0).unwrap_or(0),
-        RTA_OIF => oif = u32_at(v, 0),
-        RTA_GATEWAY => gateway = addr_bytes(v),
-        RTA_MULTIPATH => {
-            if let Err(e) = parse_nexthops(v, &mut hops) {
-                bad = Some(e);
-            }
+    if ty >= RTM_NEWROUTE {
+        if let Some(v) = a[RTA_MULTIPATH as usize] {
+            parse_nexthops(v, &mut hops)?;
         }
-        _ => {}
-    })?;
-    if let Some(e) = bad {
-        return Err(e);
     }
     if family != AF_INET && family != AF_INET6 {
         return Ok(Msg::Other);
     }
-    if let Some(oif) = oif {
+    if ty <= RTM_DELADDR {
+        let addr = match a[IFA_LOCAL as usize] {
+            Some(_) => attr_addr(&a, IFA_LOCAL),
+            None => attr_addr(&a, IFA_ADDRESS),
+        };
+        return Ok(Msg::Addr {
+            new,
+            family,
+            prefix: p[1],
+            scope: p[3],
+            flags: attr_u32(&a, IFA_FLAGS).unwrap_or(p[2] as u32),
+            index: u32_or0(p, 4),
+            addr,
+        });
+    }
+    let flags32 = u32_or0(p, 8);
+    if let Some(oif) = attr_u32(&a, RTA_OIF) {
         hops.insert(
             0,
             Hop {
                 oif,
-                gateway,
-                flags,
+                gateway: attr_addr(&a, RTA_GATEWAY),
+                flags: flags32,
             },
         );
     }
     Ok(Msg::Route(RouteMsg {
         new,
-        replace,
+        replace: flags & NLM_F_REPLACE != 0,
         family,
-        dst_len,
-        tos,
-        table,
-        rtype,
-        flags,
-        metric,
+        dst_len: p[1],
+        tos: p[3],
+        table: attr_u32(&a, RTA_TABLE).unwrap_or(p[4] as u32),
+        rtype: p[7],
+        flags: flags32,
+        metric: attr_u32(&a, RTA_PRIORITY).unwrap_or(0),
         hops,
     }))
 }
@@ -362,22 +346,15 @@ fn parse_route(new: bool, replace: bool, p: &[u8]) -> Result<Msg, Malformed> {
 /// struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex; } + attributes.
 fn parse_nexthops(mut b: &[u8], hops: &mut Vec<Hop>) -> Result<(), Malformed> {
     while !b.is_empty() {
-        let len = u16_at(b, 0).ok_or(Malformed("rtnexthop cut short"))? as usize;
+        let len = u16_at(b, 0).unwrap_or(0) as usize;
         if len < RTNEXTHOP_LEN || len > b.len() {
             return Err(Malformed("rtnexthop length out of bounds"));
         }
-        let flags = b[2] as u32;
-        let oif = u32_at(b, 4).ok_or(Malformed("rtnexthop cut short"))?;
-        let mut gateway = [0u8; 16];
-        each_attr(&b[RTNEXTHOP_LEN..len], |ty, v| {
-            if ty == RTA_GATEWAY {
-                gateway = addr_bytes(v);
-            }
-        })?;
+        let a = attrs(&b[RTNEXTHOP_LEN..len])?;
         hops.push(Hop {
-            oif,
-            gateway,
-            flags,
+            oif: u32_or0(b, 4),
+            gateway: attr_addr(&a, RTA_GATEWAY),
+            flags: b[2] as u32,
         });
         b = &b[align4(len).min(b.len())..];
     }
@@ -388,13 +365,11 @@ fn parse_nexthops(mut b: &[u8], hops: &mut Vec<Hop>) -> Result<(), Malformed> {
 /// (AF_UNSPEC: every family).
 fn dump_request(ty: u16, body: usize, seq: u32) -> Vec<u8> {
     let len = HDR_LEN + body;
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&ty.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.resize(len, 0);
+    let mut m = vec![0u8; len];
+    m[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&ty.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
     m
 }
 
@@ -404,7 +379,7 @@ struct LinkInfo {
     flags: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AddrKey {
     index: u32,
     family: u8,
@@ -435,12 +410,13 @@ struct RouteInfo {
     flags: u32,
 }
 
-/// See [`Table::signature`].
+/// See [`Table::signature`]: the online devices, and one record per link
+/// (index, up and running flags) and per global address (its key),
+/// sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Signature {
     devices: Vec<String>,
-    links: Vec<(u32, u32)>,
-    addrs: Vec<AddrKey>,
+    items: Vec<[u8; 24]>,
 }
 
 /// What applying a message asks for.
@@ -468,51 +444,43 @@ fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
     }
 }
 
-/// Insert or replace the entry of `k`.
-fn upsert<K: PartialEq, V>(v: &mut Vec<(K, V)>, k: K, val: V) {
-    match v.iter_mut().find(|e| e.0 == k) {
-        Some(e) => e.1 = val,
-        None => v.push((k, val)),
-    }
-}
-
 impl Table {
     /// Apply one message.
     pub fn apply(&mut self, m: &Msg) -> Effect {
-        let mut e = Effect::default();
+        let mut e = Effect {
+            changed: true,
+            redump_routes: false,
+        };
         match m {
             Msg::Link {
                 new: true,
                 index,
                 flags,
                 name,
-            } => {
-                let old = self.link(*index).map(|l| l.flags);
-                let name = match (name, self.link(*index)) {
-                    (Some(n), _) => n.clone(),
-                    (None, Some(l)) => l.name.clone(),
-                    (None, None) => String::new(),
-                };
-                upsert(
-                    &mut self.links,
+            } => match self.links.iter_mut().find(|(i, _)| i == index) {
+                Some((_, l)) => {
+                    // Down (or up again): the kernel flushed IPv4 routes
+                    // on the way down without telling.
+                    e.redump_routes = (l.flags ^ flags) & (IFF_UP | IFF_RUNNING) != 0;
+                    l.flags = *flags;
+                    if let Some(n) = name {
+                        l.name.clone_from(n);
+                    }
+                }
+                None => self.links.push((
                     *index,
                     LinkInfo {
-                        name,
+                        name: name.clone().unwrap_or_default(),
                         flags: *flags,
                     },
-                );
-                e.changed = true;
-                // Down (or up again): the kernel flushed IPv4 routes on
-                // the way down without telling.
-                e.redump_routes = old.is_some_and(|o| (o ^ flags) & (IFF_UP | IFF_RUNNING) != 0);
-            }
+                )),
+            },
             Msg::Link {
                 new: false, index, ..
             } => {
                 self.links.retain(|(i, _)| i != index);
                 self.addrs.retain(|(k, _)| k.index != *index);
                 self.routes.retain(|(k, _)| k.oif != *index);
-                e.changed = true;
             }
             Msg::Addr {
                 new,
@@ -529,21 +497,22 @@ impl Table {
                     addr: *addr,
                     prefix: *prefix,
                 };
-                if *new {
-                    upsert(
-                        &mut self.addrs,
-                        key,
-                        AddrInfo {
-                            scope: *scope,
-                            flags: *flags,
-                        },
-                    );
-                } else {
-                    self.addrs.retain(|(k, _)| *k != key);
-                    // The last address gone: its routes went with it.
-                    e.redump_routes = true;
+                let info = AddrInfo {
+                    scope: *scope,
+                    flags: *flags,
+                };
+                let at = self.addrs.iter().position(|(k, _)| *k == key);
+                match (at, *new) {
+                    (Some(i), true) => self.addrs[i].1 = info,
+                    (None, true) => self.addrs.push((key, info)),
+                    (at, false) => {
+                        if let Some(i) = at {
+                            self.addrs.swap_remove(i);
+                        }
+                        // The last address gone: its routes went with it.
+                        e.redump_routes = true;
+                    }
                 }
-                e.changed = true;
             }
             Msg::Route(r) if r.dst_len == 0 => {
                 if r.new && r.replace {
@@ -560,22 +529,20 @@ impl Table {
                         oif: h.oif,
                         gateway: h.gateway,
                     };
-                    if r.new {
-                        upsert(
-                            &mut self.routes,
-                            key,
-                            RouteInfo {
-                                rtype: r.rtype,
-                                flags: r.flags | h.flags,
-                            },
-                        );
-                    } else {
-                        self.routes.retain(|(k, _)| *k != key);
+                    let info = RouteInfo {
+                        rtype: r.rtype,
+                        flags: r.flags | h.flags,
+                    };
+                    let at = self.routes.iter().position(|(k, _)| *k == key);
+                    match (at, r.new) {
+                        (Some(i), true) => self.routes[i].1 = info,
+                        (None, true) => self.routes.push((key, info)),
+                        (Some(i), false) => drop(self.routes.swap_remove(i)),
+                        (None, false) => {}
                     }
                 }
-                e.changed = true;
             }
-            _ => {}
+            _ => e.changed = false,
         }
         e
     }
@@ -634,36 +601,44 @@ impl Table {
     /// running, and the global addresses. Address lifetime refreshes and
     /// router advertisements renewing a route leave it unchanged.
     pub fn signature(&self) -> Signature {
-        let mut links = Vec::new();
+        let mut items = Vec::new();
         for (i, l) in &self.links {
-            insert_sorted(&mut links, (*i, l.flags & (IFF_UP | IFF_RUNNING)));
+            let mut r = [0u8; 24];
+            r[1..5].copy_from_slice(&i.to_ne_bytes());
+            r[5..9].copy_from_slice(&(l.flags & (IFF_UP | IFF_RUNNING)).to_ne_bytes());
+            insert_sorted(&mut items, r);
         }
-        let mut addrs = Vec::new();
         for (k, a) in &self.addrs {
             if a.scope == RT_SCOPE_UNIVERSE {
-                insert_sorted(&mut addrs, *k);
+                let mut r = [1u8; 24];
+                r[1..5].copy_from_slice(&k.index.to_ne_bytes());
+                r[5] = k.family;
+                r[6..22].copy_from_slice(&k.addr);
+                r[22] = k.prefix;
+                insert_sorted(&mut items, r);
             }
         }
         Signature {
             devices: self.online_devices(),
-            links,
-            addrs,
+            items,
         }
     }
 
     /// One line per link for the debug log.
     pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
         let mut s = String::new();
         for (i, l) in &self.links {
             let routes = self.routes.iter().filter(|(k, _)| k.oif == *i).count();
             let addrs = self.addrs.iter().filter(|(k, _)| k.index == *i).count();
-            s.push_str(&format!(
+            let _ = write!(
+                s,
                 "{}:{}{}{} a{addrs} r{routes} ",
                 l.name,
                 i,
                 if l.flags & IFF_UP != 0 { "U" } else { "" },
                 if l.flags & IFF_RUNNING != 0 { "R" } else { "" },
-            ));
+            );
         }
         s
     }
@@ -869,36 +844,43 @@ impl Monitor {
     pub fn read(&mut self) -> Outcome {
         let mut out = Outcome::default();
         for _ in 0..MAX_RECV_PER_CALL {
-            let (n, from, truncated) = {
-                let mut iov = [IoSliceMut::new(&mut self.buf)];
-                match socket::recvmsg::<NetlinkAddr>(
+            // recvfrom with MSG_TRUNC: netlink then returns the whole
+            // length of a datagram that did not fit the buffer.
+            // SAFETY: sockaddr_nl is plain data, all zeros is valid.
+            let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let sa_len = std::mem::size_of::<libc::sockaddr_nl>();
+            let mut len = sa_len as libc::socklen_t;
+            // SAFETY: the buffer and the address are ours, valid for the
+            // lengths given.
+            let r = unsafe {
+                libc::recvfrom(
                     self.sock.as_raw_fd(),
-                    &mut iov,
-                    None,
-                    MsgFlags::empty(),
-                ) {
-                    Ok(r) => (
-                        r.bytes,
-                        r.address.map(|a| a.pid()),
-                        r.flags.contains(MsgFlags::MSG_TRUNC),
-                    ),
-                    Err(Errno::EAGAIN) => break,
-                    Err(Errno::EINTR) => continue,
-                    Err(Errno::ENOBUFS) => {
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_TRUNC,
+                    (&mut sa as *mut libc::sockaddr_nl).cast(),
+                    &mut len,
+                )
+            };
+            let Ok(n) = usize::try_from(r) else {
+                match Errno::last() {
+                    Errno::EAGAIN => break,
+                    Errno::EINTR => continue,
+                    Errno::ENOBUFS => {
                         out.changed = true;
                         self.overrun("the kernel dropped messages (socket buffer overrun)");
                         continue;
                     }
-                    Err(e) => {
+                    e => {
                         warn!("netlink: receive: {}", os_error(e));
                         break;
                     }
                 }
             };
-            if from != Some(0) {
+            if (len as usize) < sa_len || sa.nl_pid != 0 {
                 continue; // not from the kernel
             }
-            if truncated || n > self.buf.len() {
+            if n > self.buf.len() {
                 out.changed = true;
                 self.overrun("a message did not fit the buffer");
                 continue;
@@ -957,7 +939,7 @@ impl Monitor {
             if left.is_zero() {
                 return false;
             }
-            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let ms = u16::try_from(crate::util::time::millis(left)).unwrap_or(u16::MAX);
             let mut fds = [nix::poll::PollFd::new(
                 self.sock.as_fd(),
                 nix::poll::PollFlags::POLLIN,

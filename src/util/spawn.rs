@@ -126,10 +126,10 @@ fn c_string(s: &[u8], nul: &mut bool) -> CString {
 
 /// The pointer array of execve(2): the strings, then NULL.
 fn pointers(v: &[CString]) -> Vec<*const c_char> {
-    v.iter()
-        .map(|c| c.as_ptr())
-        .chain(Some(ptr::null()))
-        .collect()
+    let mut p = Vec::with_capacity(v.len() + 1);
+    p.extend(v.iter().map(|c| c.as_ptr()));
+    p.push(ptr::null());
+    p
 }
 
 impl Spawn {
@@ -225,17 +225,19 @@ impl Spawn {
                 ours.as_deref().map(OsStrExt::as_bytes)
             }
         };
-        path.unwrap_or(DEFAULT_PATH.as_bytes())
+        let mut out = Vec::new();
+        for dir in path
+            .unwrap_or(DEFAULT_PATH.as_bytes())
             .split(|&c| c == b':')
-            .map(|dir| {
-                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-                let mut p = Vec::with_capacity(dir.len() + 1 + prog.len());
-                p.extend_from_slice(dir);
-                p.push(b'/');
-                p.extend_from_slice(prog);
-                CString::new(p).unwrap_or_default()
-            })
-            .collect()
+        {
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let mut p = Vec::with_capacity(dir.len() + 1 + prog.len());
+            p.extend_from_slice(dir);
+            p.push(b'/');
+            p.extend_from_slice(prog);
+            out.push(CString::new(p).unwrap_or_default());
+        }
+        out
     }
 
     /// Start the program. Returns once it runs (its exec succeeded), or
@@ -251,14 +253,14 @@ impl Spawn {
         let env = match &self.env {
             Some(e) => e,
             None => {
-                ours_env = std::env::vars_os()
-                    .filter_map(|(k, v)| {
-                        let mut kv = k.into_encoded_bytes();
-                        kv.push(b'=');
-                        kv.extend_from_slice(v.as_bytes());
-                        CString::new(kv).ok()
-                    })
-                    .collect();
+                let mut all = Vec::new();
+                for (k, v) in std::env::vars_os() {
+                    let mut kv = k.into_encoded_bytes();
+                    kv.push(b'=');
+                    kv.extend_from_slice(v.as_bytes());
+                    all.extend(CString::new(kv).ok());
+                }
+                ours_env = all;
                 &ours_env
             }
         };
@@ -270,7 +272,7 @@ impl Spawn {
         };
         let mut ours: [Option<File>; 3] = [None, None, None];
         // The child's ends, closed here once it is forked.
-        let mut theirs: Vec<OwnedFd> = Vec::new();
+        let mut theirs: [Option<OwnedFd>; 3] = [None, None, None];
         let mut child_fds: [c_int; 3] = [-1; 3];
         for (i, s) in self.stdio.iter().enumerate() {
             match s {
@@ -280,7 +282,7 @@ impl Spawn {
                     let (rd, wr) = pipe2(OFlag::O_CLOEXEC)?;
                     let (mine, child) = if i == 0 { (wr, rd) } else { (rd, wr) };
                     child_fds[i] = child.as_raw_fd();
-                    theirs.push(child);
+                    theirs[i] = Some(child);
                     ours[i] = Some(File::from(mine));
                 }
             }
@@ -318,11 +320,19 @@ impl Spawn {
         };
         // The error pipe closes at a successful exec; else it carries the
         // errno.
-        let mut err = Vec::new();
-        let _ = File::from(err_rd).read_to_end(&mut err);
-        if let Some(e) = err.first_chunk::<4>() {
+        let (mut err, mut got) = ([0u8; 4], 0);
+        let mut pipe = File::from(err_rd);
+        while got < err.len() {
+            match pipe.read(&mut err[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if got == err.len() {
             let _ = child.wait();
-            return Err(SpawnError(Errno::from_raw(i32::from_ne_bytes(*e))));
+            return Err(SpawnError(Errno::from_raw(i32::from_ne_bytes(err))));
         }
         Ok(child)
     }
@@ -524,7 +534,13 @@ impl Drop for Child {
 /// nothing became ready. An interrupted poll counts as ready: the caller
 /// looks, and polls again.
 fn poll_for(fds: &mut [PollFd], d: Duration) -> io::Result<bool> {
-    let ms = PollTimeout::try_from(d.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+    // secs * 1000 + the microseconds rounded up: as_micros().div_ceil(1000)
+    // without 128-bit division (its runtime routine costs 2 KB on MIPS).
+    let ms = d
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_micros().div_ceil(1000)));
+    let ms = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
     match poll(fds, ms) {
         Ok(n) => Ok(n > 0),
         Err(Errno::EINTR) => Ok(true),
