@@ -575,7 +575,7 @@ impl Supervisor {
                 .saturating_mul(1000)
         });
         if let Some(d) = self.query_deadline() {
-            let left = d.saturating_duration_since(std::time::Instant::now());
+            let left = crate::util::time::left(d);
             let q = crate::util::time::millis(left).saturating_add(1);
             ms = Some(ms.map_or(q, |m| m.min(q)));
         }

@@ -498,7 +498,7 @@ impl Child {
             if let Some(s) = self.try_wait()? {
                 return Ok(Some(s));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(deadline);
             if left.is_zero() {
                 return Ok(None);
             }
@@ -614,7 +614,7 @@ impl Drain {
         deadline: Instant,
     ) -> io::Result<()> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(deadline);
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
@@ -647,7 +647,7 @@ impl Drain {
             let Some(pipe) = self.fd() else {
                 return child.wait_until(deadline);
             };
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(deadline);
             if left.is_zero() {
                 return Ok(None);
             }
