@@ -575,7 +575,7 @@ impl Supervisor {
                 .saturating_mul(1000)
         });
         if let Some(d) = self.query_deadline() {
-            let left = d.saturating_duration_since(std::time::Instant::now());
+            let left = crate::util::time::left(d);
             let q = crate::util::time::millis(left).saturating_add(1);
             ms = Some(ms.map_or(q, |m| m.min(q)));
         }
@@ -859,15 +859,21 @@ impl Supervisor {
         if online {
             self.check_online();
         }
-        if !arrived.is_empty() {
-            // The hints of these messages were sent before their events.
-            self.read_hints();
-            arrived.retain(|id| self.wants_run(id));
+        if arrived.is_empty() {
+            return;
         }
-        if !arrived.is_empty() {
+        // The hints of these messages were sent before their events.
+        self.read_hints();
+        let mut ids = Vec::new();
+        for id in &arrived {
+            if self.wants_run(id) {
+                ids.push(*id);
+            }
+        }
+        if !ids.is_empty() {
             // New messages: a run for them only, not the whole queue.
             self.request_run(RunRequest {
-                ids: Some(arrived),
+                ids: Some(ids),
                 ..RunRequest::default()
             });
         }
@@ -950,8 +956,9 @@ impl Supervisor {
     /// ignoring backoff, for ROUTE or for everything online.
     fn flush(&mut self, route: Option<&str>) {
         info!(
-            "flush requested{}",
-            route.map(|r| format!(" for route {r}")).unwrap_or_default()
+            "flush requested{}{}",
+            if route.is_some() { " for route " } else { "" },
+            route.unwrap_or("")
         );
         self.check_online();
         self.request_scan();

@@ -496,7 +496,7 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], until: Instant) -> io::Result<()
 /// Time left until `until`, or a TimedOut error (a zero timeout would
 /// mean "block forever" to the socket calls).
 fn remaining(until: Instant) -> io::Result<Duration> {
-    let left = until.saturating_duration_since(Instant::now());
+    let left = crate::util::time::left(until);
     if left.is_zero() {
         Err(io::ErrorKind::TimedOut.into())
     } else {

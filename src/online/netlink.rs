@@ -935,7 +935,7 @@ impl Monitor {
     pub fn settle(&mut self, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         while !self.settled() {
-            let left = end.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(end);
             if left.is_zero() {
                 return false;
             }

@@ -24,7 +24,8 @@
 //!
 //! SECURITY
 //!   Nothing runs through a shell. Everything the child needs (argv,
-//!   envp, the paths a PATH search tries) is made before fork(2); between
+//!   envp, the paths a PATH search tries) is made before fork(2) (an
+//!   inherited environment is the C library's `environ`); between
 //!   fork and exec the child makes only async-signal-safe calls
 //!   (sigprocmask, signal, dup2, fcntl, chdir, setgroups, setgid, setuid,
 //!   execve, write, _exit) and allocates nothing: the test harness forks
@@ -61,6 +62,11 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::SigSet;
 use nix::unistd::{fork, pipe2, ForkResult};
+
+extern "C" {
+    /// The process's environment (POSIX), what execvp(3) passes on.
+    static environ: *const *const c_char;
+}
 
 /// The PATH of commands run with a cleared environment, and of a PATH
 /// search when the environment has none.
@@ -249,22 +255,9 @@ impl Spawn {
         // Everything the child uses, made now.
         let paths = self.candidates();
         let argv = pointers(&self.argv);
-        let ours_env;
-        let env = match &self.env {
-            Some(e) => e,
-            None => {
-                let mut all = Vec::new();
-                for (k, v) in std::env::vars_os() {
-                    let mut kv = k.into_encoded_bytes();
-                    kv.push(b'=');
-                    kv.extend_from_slice(v.as_bytes());
-                    all.extend(CString::new(kv).ok());
-                }
-                ours_env = all;
-                &ours_env
-            }
-        };
-        let envp = pointers(env);
+        // Without env calls, the child gets our environment as it is
+        // (the C library's array, read in the child before its exec).
+        let envp = self.env.as_deref().map(pointers);
         let null = if self.stdio.contains(&Stdio::Null) {
             Some(File::options().read(true).write(true).open("/dev/null")?)
         } else {
@@ -295,7 +288,7 @@ impl Spawn {
             user: self.user,
             paths: &paths,
             argv: &argv,
-            envp: &envp,
+            envp: envp.as_deref(),
             mask: mask.as_ref(),
         };
         // SAFETY: the child runs only `Exec::run` (async-signal-safe calls
@@ -345,7 +338,8 @@ struct Exec<'a> {
     user: Option<(u32, u32)>,
     paths: &'a [CString],
     argv: &'a [*const c_char],
-    envp: &'a [*const c_char],
+    /// None: our own environment.
+    envp: Option<&'a [*const c_char]>,
     mask: &'a libc::sigset_t,
 }
 
@@ -387,9 +381,13 @@ impl Exec<'_> {
         // execvp's rules (musl's): a path that is not there, or not a
         // directory, lets the next be tried; EACCES too, but it is what is
         // reported if nothing runs; any other error ends the search.
+        let envp = match self.envp {
+            Some(e) => e.as_ptr(),
+            None => environ,
+        };
         let mut err = libc::ENOENT;
         for p in self.paths {
-            libc::execve(p.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            libc::execve(p.as_ptr(), self.argv.as_ptr(), envp);
             match Errno::last_raw() {
                 libc::EACCES => err = libc::EACCES,
                 e @ (libc::ENOENT | libc::ENOTDIR) if err != libc::EACCES => err = e,
@@ -500,7 +498,7 @@ impl Child {
             if let Some(s) = self.try_wait()? {
                 return Ok(Some(s));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(deadline);
             if left.is_zero() {
                 return Ok(None);
             }
@@ -616,7 +614,7 @@ impl Drain {
         deadline: Instant,
     ) -> io::Result<()> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(deadline);
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
@@ -649,7 +647,7 @@ impl Drain {
             let Some(pipe) = self.fd() else {
                 return child.wait_until(deadline);
             };
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::util::time::left(deadline);
             if left.is_zero() {
                 return Ok(None);
             }
@@ -701,6 +699,12 @@ impl Write for Feed<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// Formatted into a String, then written whole: no formatting
+    /// adapter of its own for this type.
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> io::Result<()> {
+        self.write_all(std::fmt::format(args).as_bytes())
     }
 }
 

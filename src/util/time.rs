@@ -33,6 +33,13 @@ pub fn millis(d: std::time::Duration) -> u64 {
         .saturating_add(u64::from(d.subsec_millis()))
 }
 
+/// Time left until `deadline` (zero once it has passed); one copy of the
+/// clock arithmetic for every wait with a deadline.
+#[inline(never)]
+pub fn left(deadline: std::time::Instant) -> std::time::Duration {
+    deadline.saturating_duration_since(std::time::Instant::now())
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
