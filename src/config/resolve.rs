@@ -56,13 +56,9 @@ enum Val {
 fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
     Ok(match ty {
         Ty::Bool => Val::Bool(value::parse_bool(s)?),
-        Ty::Text => Val::Text(value::parse_text(s)?),
-        Ty::Word => Val::Text(value::parse_word(s)?),
-        Ty::Command => Val::Text(value::parse_command(s)?),
-        Ty::Domain => Val::Text(value::parse_domain(s)?),
-        Ty::Address => Val::Text(value::parse_address(s)?),
-        Ty::Device => Val::Text(value::parse_device(s)?),
-        Ty::Path => Val::Text(value::parse_path(s)?),
+        Ty::Text | Ty::Word | Ty::Command | Ty::Domain | Ty::Address | Ty::Device | Ty::Path => {
+            Val::Text(value::parse_str(ty, s)?)
+        }
         Ty::Size => match value::parse_size(s)? {
             0 => {
                 return Err(value::why(
