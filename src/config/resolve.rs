@@ -95,7 +95,7 @@ impl Errs<'_> {
         line: usize,
         section: Option<&str>,
         option: Option<&str>,
-        message: impl Into<String>,
+        message: String,
         hint: Option<String>,
     ) {
         self.list.push(ConfigError {
@@ -103,7 +103,7 @@ impl Errs<'_> {
             line,
             section: section.map(str::to_string),
             option: option.map(str::to_string),
-            message: message.into(),
+            message,
             hint,
         });
     }
@@ -509,7 +509,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
             o.line,
             Some(label),
             Some(os.name),
-            "takes a single value, but is given as a 'list'",
+            "takes a single value, but is given as a 'list'".into(),
             Some(format!("write: option {} '…'", os.name)),
         );
         return None;
@@ -529,7 +529,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
                         only.line,
                         Some(label),
                         Some(os.name),
-                        "empty value",
+                        "empty value".into(),
                         Some("give at least one value".into()),
                     );
                     return None;
@@ -545,7 +545,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
                 only.line,
                 Some(label),
                 Some(os.name),
-                "empty value",
+                "empty value".into(),
                 Some(hint),
             );
             return None;
@@ -889,7 +889,13 @@ fn cross_checks(s: &mut Slots, errs: &mut Errs, checks: &[Check], fails: &[bool]
     for (&(at, opt, msg, hint), &failed) in checks.iter().zip(fails) {
         if failed {
             let line = s.line(at);
-            errs.add(line, Some(&s.label), Some(opt), msg, Some(hint.into()));
+            errs.add(
+                line,
+                Some(&s.label),
+                Some(opt),
+                msg.into(),
+                Some(hint.into()),
+            );
         }
     }
 }
@@ -1046,7 +1052,7 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
             sec.line,
             Some(&s.label),
             None,
-            "a route needs a name",
+            "a route needs a name".into(),
             Some("name it, e.g. config route 'isp'; names use letters, digits and '_'".into()),
         );
     }
