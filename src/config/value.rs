@@ -207,10 +207,14 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad>
     if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
         return Ok(i);
     }
-    let mut hint = format!("one of: {}", names.join(", "));
+    let mut hint = String::new();
     if let Some(near) = nearest(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
-        hint = format!("did you mean '{near}'? {hint}");
+        hint.push_str("did you mean '");
+        hint.push_str(near);
+        hint.push_str("'? ");
     }
+    hint.push_str("one of: ");
+    hint.push_str(&names.join(", "));
     Err(bad_hint(s, " is not a valid choice", hint))
 }
 
