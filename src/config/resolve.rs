@@ -579,6 +579,12 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
     ok.then_some(out)
 }
 
+/// `WHAT 'NAME' is VERB twice (first at line N)`.
+#[inline(never)]
+fn twice(what: &str, name: &str, verb: &str, first: usize) -> String {
+    format!("{what} '{name}' is {verb} twice (first at line {first})")
+}
+
 /// How uci names a section: its name, or `@type[index]` if anonymous.
 fn label(sec: &Section, index: usize) -> String {
     match &sec.name {
@@ -616,7 +622,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     s.line,
                     Some(n),
                     None,
-                    format!("section name '{n}' is used twice (first at line {first})"),
+                    twice("section name", n, "used", *first),
                     Some("section names must be unique in the file".into()),
                 );
             } else {
@@ -739,10 +745,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 s.line,
                 Some(&s.label),
                 Some("name"),
-                format!(
-                    "alias '{}' is defined twice (first at line {first})",
-                    a.name
-                ),
+                twice("alias", &a.name, "defined", first),
                 Some("put all targets into one alias section as 'list to' lines".into()),
             );
         }
@@ -755,7 +758,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 s.line,
                 Some(&s.label),
                 Some("name"),
-                format!("user '{}' is defined twice (first at line {first})", u.name),
+                twice("user", &u.name, "defined", first),
                 None,
             );
         }
