@@ -40,7 +40,23 @@ pub fn quote(s: &str) -> String {
             break;
         }
         if c.is_control() {
-            out.extend(c.escape_default());
+            // As `char::escape_default` writes them: `\t`, `\r`, `\n`, else
+            // `\u{HEX}` (a control character is at most U+009F).
+            match c {
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\n' => out.push_str("\\n"),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    let n = u32::from(c) as usize;
+                    out.push_str("\\u{");
+                    if n >= 16 {
+                        out.push(char::from(HEX.get((n >> 4) & 15).copied().unwrap_or(b'0')));
+                    }
+                    out.push(char::from(HEX.get(n & 15).copied().unwrap_or(b'0')));
+                    out.push('}');
+                }
+            }
         } else {
             out.push(c);
         }
@@ -541,6 +557,17 @@ pub fn nearest<'a>(name: &str, candidates: &mut dyn Iterator<Item = &'a str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_controls_as_escape_default() {
+        for c in (0..0x100u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+        {
+            let want = format!("'a{}b'", c.escape_default());
+            assert_eq!(quote(&format!("a{c}b")), want, "{c:?}");
+        }
+    }
 
     #[test]
     fn bools() {
