@@ -40,14 +40,14 @@ fn sender_matches(pat: &str, s: &Sender) -> bool {
     }
 }
 
-/// allow/deny over a set of candidates: denied if any candidate matches a
-/// deny pattern; allowed if the allow list is empty or any candidate
-/// matches it.
-fn passes<T>(allow: &[String], deny: &[String], items: &[T], m: impl Fn(&str, &T) -> bool) -> bool {
-    if deny.iter().any(|p| items.iter().any(|i| m(p, i))) {
+/// allow/deny: denied if a deny pattern matches; allowed if the allow
+/// list is empty or a pattern in it matches. `m` says whether a pattern
+/// matches (any of the candidates, for a set of them).
+fn passes(allow: &[String], deny: &[String], m: &dyn Fn(&str) -> bool) -> bool {
+    if deny.iter().any(|p| m(p)) {
         return false;
     }
-    allow.is_empty() || allow.iter().any(|p| items.iter().any(|i| m(p, i)))
+    allow.is_empty() || allow.iter().any(|p| m(p))
 }
 
 /// The From: addresses of a header section.
@@ -63,22 +63,14 @@ pub fn from_addresses(headers: &[Header]) -> Vec<Address> {
 /// May `route` carry mail from `sender` (with these From: addresses) to
 /// `rcpt`?
 pub fn accepts(route: &Route, sender: &Sender, from_hdrs: &[Address], rcpt: &Address) -> bool {
-    passes(
-        &route.allowed_senders,
-        &route.denied_senders,
-        std::slice::from_ref(sender),
-        sender_matches,
-    ) && passes(
-        &route.allowed_recipients,
-        &route.denied_recipients,
-        std::slice::from_ref(rcpt),
-        |p, r: &Address| glob_match(p, &r.to_string()),
-    ) && passes(
-        &route.allowed_from_hdrs,
-        &route.denied_from_hdrs,
-        from_hdrs,
-        matches_sender_pat,
-    )
+    let rcpt = rcpt.to_string();
+    passes(&route.allowed_senders, &route.denied_senders, &|p| {
+        sender_matches(p, sender)
+    }) && passes(&route.allowed_recipients, &route.denied_recipients, &|p| {
+        glob_match(p, &rcpt)
+    }) && passes(&route.allowed_from_hdrs, &route.denied_from_hdrs, &|p| {
+        from_hdrs.iter().any(|a| matches_sender_pat(p, a))
+    })
 }
 
 /// Apply an address map to one local address; None when no rule matches.
@@ -132,10 +124,10 @@ fn rewrite_list(
     let mut changed = false;
     let mut out = Vec::with_capacity(list.len());
     for m in list {
-        let mut name = m.name.clone();
-        let mut a = m.addr.clone();
-        if is_local(&m.addr) {
-            if let Some((new_name, new_addr)) = map_address(maps, &m.addr) {
+        let mut name = m.name;
+        let mut a = m.addr;
+        if is_local(&a) {
+            if let Some((new_name, new_addr)) = map_address(maps, &a) {
                 // A display name already given by the writer wins.
                 if name.is_none() {
                     name = new_name;
@@ -143,7 +135,7 @@ fn rewrite_list(
                 a = new_addr;
                 changed = true;
             } else if let Some(d) = set_domain {
-                if let Ok(n) = Address::new(m.addr.local(), d) {
+                if let Ok(n) = Address::new(a.local(), d) {
                     a = n;
                     changed = true;
                 }

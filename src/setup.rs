@@ -563,24 +563,21 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
     })
 }
 
-/// A UCI value in single quotes (`'` written as `'\''`, as uci does).
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    out.push_str(&s.replace('\'', "'\\''"));
-    out.push('\'');
-    out
-}
-
-/// One `\toption NAME 'VALUE'` (or `list`) line.
+/// One `\toption NAME 'VALUE'` (or `list`) line; the value in single
+/// quotes, a `'` in it written as `'\''`, as uci does.
 fn put(t: &mut String, kind: &str, name: &str, value: &str) {
     t.push('\t');
     t.push_str(kind);
     t.push(' ');
     t.push_str(name);
-    t.push(' ');
-    t.push_str(&q(value));
-    t.push('\n');
+    t.push_str(" '");
+    for (i, part) in value.split('\'').enumerate() {
+        if i > 0 {
+            t.push_str("'\\''");
+        }
+        t.push_str(part);
+    }
+    t.push_str("'\n");
 }
 
 /// The file's text; `mask` hides the password (for `--print`).
@@ -931,12 +928,13 @@ mod tests {
 
     #[test]
     fn quoting_keeps_values_whole() {
-        assert_eq!(q("it's"), "'it'\\''s'");
         assert!(clean("x", "a\nb").is_err());
         assert!(clean("x", "").is_err());
         let mut t = String::new();
         put(&mut t, "list", "to", "\\root");
         assert_eq!(t, "\tlist to '\\root'\n");
+        put(&mut t, "option", "x", "it's");
+        assert!(t.ends_with("\toption x 'it'\\''s'\n"));
     }
 
     #[test]

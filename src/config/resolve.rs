@@ -56,13 +56,9 @@ enum Val {
 fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
     Ok(match ty {
         Ty::Bool => Val::Bool(value::parse_bool(s)?),
-        Ty::Text => Val::Text(value::parse_text(s)?),
-        Ty::Word => Val::Text(value::parse_word(s)?),
-        Ty::Command => Val::Text(value::parse_command(s)?),
-        Ty::Domain => Val::Text(value::parse_domain(s)?),
-        Ty::Address => Val::Text(value::parse_address(s)?),
-        Ty::Device => Val::Text(value::parse_device(s)?),
-        Ty::Path => Val::Text(value::parse_path(s)?),
+        Ty::Text | Ty::Word | Ty::Command | Ty::Domain | Ty::Address | Ty::Device | Ty::Path => {
+            Val::Text(value::parse_str(ty, s)?)
+        }
         Ty::Size => match value::parse_size(s)? {
             0 => {
                 return Err(value::why(
@@ -99,7 +95,7 @@ impl Errs<'_> {
         line: usize,
         section: Option<&str>,
         option: Option<&str>,
-        message: impl Into<String>,
+        message: String,
         hint: Option<String>,
     ) {
         self.list.push(ConfigError {
@@ -107,7 +103,7 @@ impl Errs<'_> {
             line,
             section: section.map(str::to_string),
             option: option.map(str::to_string),
-            message: message.into(),
+            message,
             hint,
         });
     }
@@ -513,7 +509,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
             o.line,
             Some(label),
             Some(os.name),
-            "takes a single value, but is given as a 'list'",
+            "takes a single value, but is given as a 'list'".into(),
             Some(format!("write: option {} '…'", os.name)),
         );
         return None;
@@ -533,7 +529,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
                         only.line,
                         Some(label),
                         Some(os.name),
-                        "empty value",
+                        "empty value".into(),
                         Some("give at least one value".into()),
                     );
                     return None;
@@ -549,7 +545,7 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
                 only.line,
                 Some(label),
                 Some(os.name),
-                "empty value",
+                "empty value".into(),
                 Some(hint),
             );
             return None;
@@ -581,6 +577,12 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
         }
     }
     ok.then_some(out)
+}
+
+/// `WHAT 'NAME' is VERB twice (first at line N)`.
+#[inline(never)]
+fn twice(what: &str, name: &str, verb: &str, first: usize) -> String {
+    format!("{what} '{name}' is {verb} twice (first at line {first})")
 }
 
 /// How uci names a section: its name, or `@type[index]` if anonymous.
@@ -620,7 +622,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     s.line,
                     Some(n),
                     None,
-                    format!("section name '{n}' is used twice (first at line {first})"),
+                    twice("section name", n, "used", *first),
                     Some("section names must be unique in the file".into()),
                 );
             } else {
@@ -743,10 +745,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 s.line,
                 Some(&s.label),
                 Some("name"),
-                format!(
-                    "alias '{}' is defined twice (first at line {first})",
-                    a.name
-                ),
+                twice("alias", &a.name, "defined", first),
                 Some("put all targets into one alias section as 'list to' lines".into()),
             );
         }
@@ -759,7 +758,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 s.line,
                 Some(&s.label),
                 Some("name"),
-                format!("user '{}' is defined twice (first at line {first})", u.name),
+                twice("user", &u.name, "defined", first),
                 None,
             );
         }
@@ -794,6 +793,114 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
 /// The variant at `i` of an enum's `ALL` (its `NAMES` order).
 fn pick<T: Copy>(all: &[T], i: usize, fallback: T) -> T {
     all.get(i).copied().unwrap_or(fallback)
+}
+
+/// A cross-check between options: the option whose line is blamed, the
+/// option the error names, the message and the hint.
+type Check = (&'static str, &'static str, &'static str, &'static str);
+
+/// The cross-checks of the main section, in the order of `build_main`'s
+/// `fails`.
+const MAIN_CHECKS: [Check; 6] = [
+    (
+        "tls_cert",
+        "tls_cert",
+        "a certificate without a key",
+        "set tls_key too",
+    ),
+    (
+        "tls_key",
+        "tls_key",
+        "a key without a certificate",
+        "set tls_cert too",
+    ),
+    (
+        "smtps_addresses",
+        "smtps_addresses",
+        "implicit TLS needs a certificate",
+        "set tls_cert and tls_key",
+    ),
+    (
+        "online_detect",
+        "online_query",
+        "online_detect 'command' needs online_query",
+        "set online_query to a command that prints the name of the online route",
+    ),
+    (
+        "local_delivery",
+        "mda",
+        "local_delivery 'mda' needs mda",
+        "set mda to the delivery command, e.g. '/usr/bin/procmail -d %{user}'",
+    ),
+    (
+        "max_connections_per_ip",
+        "max_connections_per_ip",
+        "larger than max_connections",
+        "make it at most max_connections",
+    ),
+];
+
+/// The cross-checks of a route, in the order of `build_route`'s `fails`.
+const ROUTE_CHECKS: [Check; 8] = [
+    (
+        "pipe",
+        "pipe",
+        "pipe and mail_host exclude each other",
+        "a route delivers either to a command (pipe) or by SMTP (mail_host)",
+    ),
+    (
+        "auth_login",
+        "auth_login",
+        "auth_login without auth_secret",
+        "set auth_secret to the password",
+    ),
+    (
+        "auth_secret",
+        "auth_secret",
+        "auth_secret without auth_login",
+        "set auth_login to the user name",
+    ),
+    ("auth_login", "auth_login", AUTH_PLAIN, AUTH_PLAIN_HINT),
+    ("auth_name", "auth_name", AUTH_PLAIN, AUTH_PLAIN_HINT),
+    (
+        "tls_fingerprint",
+        "tls_fingerprint",
+        "a pinned fingerprint with tls 'none'",
+        "set option tls 'starttls' or 'tls'",
+    ),
+    (
+        "set_h_from_domain",
+        "set_h_from_domain",
+        "set_h_from_domain and map_h_from_addresses both rewrite From:",
+        "use only one of them",
+    ),
+    (
+        "set_h_reply_to_domain",
+        "set_h_reply_to_domain",
+        "set_h_reply_to_domain and map_h_reply_to_addresses both rewrite Reply-To:",
+        "use only one of them",
+    ),
+];
+
+const AUTH_PLAIN: &str = "AUTH would send the password without TLS";
+const AUTH_PLAIN_HINT: &str =
+    "set option tls 'starttls' (or 'tls'), or option auth_allow_plaintext '1'";
+
+/// Report each check in `checks` whose entry in `fails` is true.
+#[inline(never)]
+fn cross_checks(s: &mut Slots, errs: &mut Errs, checks: &[Check], fails: &[bool]) {
+    for (&(at, opt, msg, hint), &failed) in checks.iter().zip(fails) {
+        if failed {
+            let line = s.line(at);
+            errs.add(
+                line,
+                Some(&s.label),
+                Some(opt),
+                msg.into(),
+                Some(hint.into()),
+            );
+        }
+    }
 }
 
 fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
@@ -866,67 +973,28 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         resolv_conf: s.path("resolv_conf"),
     };
 
-    let label = s.label.clone();
-    let mut err = |line: usize, opt: &str, msg: &str, hint: &str| {
-        errs.add(line, Some(&label), Some(opt), msg, Some(hint.to_string()));
-    };
-    match (s.set("tls_cert"), s.set("tls_key")) {
-        (true, false) => err(
-            s.line("tls_cert"),
-            "tls_cert",
-            "a certificate without a key",
-            "set tls_key too",
-        ),
-        (false, true) => err(
-            s.line("tls_key"),
-            "tls_key",
-            "a key without a certificate",
-            "set tls_cert too",
-        ),
-        _ => {}
-    }
-    if !m.smtps_addresses.is_empty() && !s.set("tls_cert") {
-        err(
-            s.line("smtps_addresses"),
-            "smtps_addresses",
-            "implicit TLS needs a certificate",
-            "set tls_cert and tls_key",
-        );
-    }
-    if m.online_detect == OnlineDetect::Command && !s.set("online_query") {
-        err(
-            s.line("online_detect"),
-            "online_query",
-            "online_detect 'command' needs online_query",
-            "set online_query to a command that prints the name of the online route",
-        );
-    }
-    if m.local_delivery == LocalDelivery::Mda && !s.set("mda") {
-        err(
-            s.line("local_delivery"),
-            "mda",
-            "local_delivery 'mda' needs mda",
-            "set mda to the delivery command, e.g. '/usr/bin/procmail -d %{user}'",
-        );
-    }
-    if m.max_connections_per_ip > m.max_connections {
-        err(
-            s.line("max_connections_per_ip"),
-            "max_connections_per_ip",
-            "larger than max_connections",
-            "make it at most max_connections",
-        );
-    }
+    let (cert, key) = (s.set("tls_cert"), s.set("tls_key"));
+    let fails = [
+        cert && !key,
+        key && !cert,
+        !m.smtps_addresses.is_empty() && !cert,
+        m.online_detect == OnlineDetect::Command && !s.set("online_query"),
+        m.local_delivery == LocalDelivery::Mda && !s.set("mda"),
+        m.max_connections_per_ip > m.max_connections,
+    ];
+    cross_checks(s, errs, &MAIN_CHECKS, &fails);
     if let Some(dup) = m
         .smtps_addresses
         .iter()
         .find(|a| m.listen_addresses.contains(a))
     {
-        err(
-            s.line("smtps_addresses"),
-            "smtps_addresses",
-            &format!("{dup} is also in listen_addresses"),
-            "an address can serve either plain SMTP or implicit TLS",
+        let line = s.line("smtps_addresses");
+        errs.add(
+            line,
+            Some(&s.label),
+            Some("smtps_addresses"),
+            format!("{dup} is also in listen_addresses"),
+            Some("an address can serve either plain SMTP or implicit TLS".into()),
         );
     }
     m
@@ -982,76 +1050,28 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
         tls_fingerprint: s.fingerprint("tls_fingerprint"),
     };
 
-    let label = s.label.clone();
-    let mut err = |line: usize, opt: Option<&str>, msg: &str, hint: &str| {
-        errs.add(line, Some(&label), opt, msg, Some(hint.to_string()));
-    };
     if sec.name.is_none() {
-        err(
+        errs.add(
             sec.line,
+            Some(&s.label),
             None,
-            "a route needs a name",
-            "name it, e.g. config route 'isp'; names use letters, digits and '_'",
-        );
-    }
-    if s.set("pipe") && s.set("mail_host") {
-        err(
-            s.line("pipe"),
-            Some("pipe"),
-            "pipe and mail_host exclude each other",
-            "a route delivers either to a command (pipe) or by SMTP (mail_host)",
+            "a route needs a name".into(),
+            Some("name it, e.g. config route 'isp'; names use letters, digits and '_'".into()),
         );
     }
     let (login, secret) = (s.set("auth_login"), s.set("auth_secret"));
-    if login && !secret {
-        err(
-            s.line("auth_login"),
-            Some("auth_login"),
-            "auth_login without auth_secret",
-            "set auth_secret to the password",
-        );
-    }
-    if secret && !login {
-        err(
-            s.line("auth_secret"),
-            Some("auth_secret"),
-            "auth_secret without auth_login",
-            "set auth_login to the user name",
-        );
-    }
-    if (login || s.set("auth_name")) && r.tls == TlsMode::None && !r.auth_allow_plaintext {
-        let opt = if login { "auth_login" } else { "auth_name" };
-        err(
-            s.line(opt),
-            Some(opt),
-            "AUTH would send the password without TLS",
-            "set option tls 'starttls' (or 'tls'), or option auth_allow_plaintext '1'",
-        );
-    }
-    if s.set("tls_fingerprint") && r.tls == TlsMode::None {
-        err(
-            s.line("tls_fingerprint"),
-            Some("tls_fingerprint"),
-            "a pinned fingerprint with tls 'none'",
-            "set option tls 'starttls' or 'tls'",
-        );
-    }
-    if s.set("map_h_from_addresses") && s.set("set_h_from_domain") {
-        err(
-            s.line("set_h_from_domain"),
-            Some("set_h_from_domain"),
-            "set_h_from_domain and map_h_from_addresses both rewrite From:",
-            "use only one of them",
-        );
-    }
-    if s.set("map_h_reply_to_addresses") && s.set("set_h_reply_to_domain") {
-        err(
-            s.line("set_h_reply_to_domain"),
-            Some("set_h_reply_to_domain"),
-            "set_h_reply_to_domain and map_h_reply_to_addresses both rewrite Reply-To:",
-            "use only one of them",
-        );
-    }
+    let plain = r.tls == TlsMode::None && !r.auth_allow_plaintext;
+    let fails = [
+        s.set("pipe") && s.set("mail_host"),
+        login && !secret,
+        secret && !login,
+        login && plain,
+        !login && plain && s.set("auth_name"),
+        s.set("tls_fingerprint") && r.tls == TlsMode::None,
+        s.set("map_h_from_addresses") && s.set("set_h_from_domain"),
+        s.set("map_h_reply_to_addresses") && s.set("set_h_reply_to_domain"),
+    ];
+    cross_checks(s, errs, &ROUTE_CHECKS, &fails);
     if sec.name.is_none() {
         None
     } else {

@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::schema::Ty;
 use super::{AddressMap, HostPort, IpNet};
 
 /// Why a value was refused.
@@ -39,7 +40,23 @@ pub fn quote(s: &str) -> String {
             break;
         }
         if c.is_control() {
-            out.extend(c.escape_default());
+            // As `char::escape_default` writes them: `\t`, `\r`, `\n`, else
+            // `\u{HEX}` (a control character is at most U+009F).
+            match c {
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\n' => out.push_str("\\n"),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    let n = u32::from(c) as usize;
+                    out.push_str("\\u{");
+                    if n >= 16 {
+                        out.push(char::from(HEX.get((n >> 4) & 15).copied().unwrap_or(b'0')));
+                    }
+                    out.push(char::from(HEX.get(n & 15).copied().unwrap_or(b'0')));
+                    out.push('}');
+                }
+            }
         } else {
             out.push(c);
         }
@@ -206,10 +223,14 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad>
     if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
         return Ok(i);
     }
-    let mut hint = format!("one of: {}", names.join(", "));
+    let mut hint = String::new();
     if let Some(near) = nearest(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
-        hint = format!("did you mean '{near}'? {hint}");
+        hint.push_str("did you mean '");
+        hint.push_str(near);
+        hint.push_str("'? ");
     }
+    hint.push_str("one of: ");
+    hint.push_str(&names.join(", "));
     Err(bad_hint(s, " is not a valid choice", hint))
 }
 
@@ -279,19 +300,6 @@ pub fn valid_domain(s: &str) -> bool {
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-}
-
-pub fn parse_domain(s: &str) -> Result<String, Bad> {
-    let t = trim(s);
-    if valid_domain(t) {
-        Ok(t.to_string())
-    } else {
-        Err(bad(
-            s,
-            " is not a valid host name",
-            "letters, digits, '-' and '_' in dot-separated labels, e.g. mail.example.org",
-        ))
-    }
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The
@@ -446,81 +454,61 @@ pub fn parse_log_level(s: &str) -> Result<u8, Bad> {
     }
 }
 
-/// A word: non-empty, no white space (user names, patterns, alias names).
-pub fn parse_word(s: &str) -> Result<String, Bad> {
-    let t = trim(s);
-    no_controls(t, false)?;
-    if t.is_empty() {
-        return Err(why("empty value", "give a value, or delete the line"));
+/// The kinds kept as text: `Text` as written, the others trimmed; no
+/// control characters (a tab allowed in `Text` and `Command`; a `Domain`
+/// has its own rule); not empty; then the kind's own rule:
+/// - `Word` (user names, patterns, alias names): no white space;
+/// - `Address`: a word `USER@DOMAIN`;
+/// - `Device`: a word that is a Linux interface name;
+/// - `Path`: absolute;
+/// - `Domain`: a valid host name.
+///
+/// One function for them all, so that the checks they share are made in
+/// one place.
+pub fn parse_str(ty: Ty, s: &str) -> Result<String, Bad> {
+    let t = if matches!(ty, Ty::Text) { s } else { trim(s) };
+    if !matches!(ty, Ty::Domain) {
+        no_controls(t, matches!(ty, Ty::Text | Ty::Command))?;
+        // An empty path is "not an absolute path", below.
+        if t.is_empty() && !matches!(ty, Ty::Path) {
+            return Err(if matches!(ty, Ty::Command) {
+                why("empty command", "give a command, or delete the line")
+            } else {
+                why("empty value", "give a value, or delete the line")
+            });
+        }
     }
-    if t.contains(char::is_whitespace) {
-        return Err(bad(
-            s,
+    let fail = match ty {
+        Ty::Word | Ty::Address | Ty::Device if t.contains(char::is_whitespace) => Some((
             " contains white space",
             "one value per line: use a 'list' line for each",
-        ));
-    }
-    Ok(t.to_string())
-}
-
-/// `local@domain`.
-pub fn parse_address(s: &str) -> Result<String, Bad> {
-    let w = parse_word(s)?;
-    match w.rsplit_once('@') {
-        Some((l, d)) if !l.is_empty() && valid_domain(d) => Ok(w),
-        _ => Err(bad(
-            s,
-            " is not an address",
-            "USER@DOMAIN, e.g. root@example.org",
         )),
-    }
-}
-
-/// A network interface name (`pppoe-wan`, `wwan0`, `eth0.2`).
-pub fn parse_device(s: &str) -> Result<String, Bad> {
-    let w = parse_word(s)?;
-    if w.len() > 15 || w.contains('/') || w.contains(':') || w == "." || w == ".." {
-        return Err(bad(
-            s,
-            " is not an interface name",
-            "a Linux device name of at most 15 characters, e.g. pppoe-wan",
-        ));
-    }
-    Ok(w)
-}
-
-/// Free text on one line (tabs allowed), not trimmed: passwords may have
-/// spaces at either end.
-pub fn parse_text(s: &str) -> Result<String, Bad> {
-    no_controls(s, true)?;
-    if s.is_empty() {
-        return Err(why("empty value", "give a value, or delete the line"));
-    }
-    Ok(s.to_string())
-}
-
-/// A shell command line.
-pub fn parse_command(s: &str) -> Result<String, Bad> {
-    let t = trim(s);
-    no_controls(t, true)?;
-    if t.is_empty() {
-        return Err(why("empty command", "give a command, or delete the line"));
-    }
-    Ok(t.to_string())
-}
-
-/// An absolute path.
-pub fn parse_path(s: &str) -> Result<String, Bad> {
-    let t = trim(s);
-    no_controls(t, false)?;
-    if !t.starts_with('/') {
-        return Err(bad(
-            s,
+        Ty::Address => match t.rsplit_once('@') {
+            Some((l, d)) if !l.is_empty() && valid_domain(d) => None,
+            _ => Some((" is not an address", "USER@DOMAIN, e.g. root@example.org")),
+        },
+        Ty::Device
+            if t.len() > 15 || t.contains('/') || t.contains(':') || t == "." || t == ".." =>
+        {
+            Some((
+                " is not an interface name",
+                "a Linux device name of at most 15 characters, e.g. pppoe-wan",
+            ))
+        }
+        Ty::Path if !t.starts_with('/') => Some((
             " is not an absolute path",
             "paths start with '/', e.g. /var/spool/masqmail",
-        ));
+        )),
+        Ty::Domain if !valid_domain(t) => Some((
+            " is not a valid host name",
+            "letters, digits, '-' and '_' in dot-separated labels, e.g. mail.example.org",
+        )),
+        _ => None,
+    };
+    match fail {
+        Some((what, hint)) => Err(bad(s, what, hint)),
+        None => Ok(t.to_string()),
     }
-    Ok(t.to_string())
 }
 
 /// Levenshtein distance, on bytes (names are ASCII).
@@ -569,6 +557,17 @@ pub fn nearest<'a>(name: &str, candidates: &mut dyn Iterator<Item = &'a str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_controls_as_escape_default() {
+        for c in (0..0x100u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+        {
+            let want = format!("'a{}b'", c.escape_default());
+            assert_eq!(quote(&format!("a{c}b")), want, "{c:?}");
+        }
+    }
 
     #[test]
     fn bools() {
@@ -817,26 +816,26 @@ mod tests {
 
     #[test]
     fn words_paths_and_friends() {
-        assert!(parse_word("a b").is_err());
-        assert!(parse_word("").is_err());
-        assert!(parse_word("a\u{7}").is_err());
+        assert!(parse_str(Ty::Word, "a b").is_err());
+        assert!(parse_str(Ty::Word, "").is_err());
+        assert!(parse_str(Ty::Word, "a\u{7}").is_err());
         assert_eq!(
-            parse_address("root@example.org"),
+            parse_str(Ty::Address, "root@example.org"),
             Ok("root@example.org".into())
         );
-        assert!(parse_address("root").is_err());
-        assert!(parse_address("@example.org").is_err());
-        assert_eq!(parse_device("pppoe-wan"), Ok("pppoe-wan".into()));
-        assert!(parse_device("averyveryverylongname").is_err());
-        assert_eq!(parse_text(" pass word "), Ok(" pass word ".into()));
-        assert!(parse_text("a\nb").is_err());
-        assert!(parse_path("var/spool").is_err());
-        assert!(parse_path("").is_err());
-        assert_eq!(parse_path("/var/spool"), Ok("/var/spool".into()));
-        assert!(parse_command("  ").is_err());
-        assert!(parse_domain("example.org").is_ok());
+        assert!(parse_str(Ty::Address, "root").is_err());
+        assert!(parse_str(Ty::Address, "@example.org").is_err());
+        assert_eq!(parse_str(Ty::Device, "pppoe-wan"), Ok("pppoe-wan".into()));
+        assert!(parse_str(Ty::Device, "averyveryverylongname").is_err());
+        assert_eq!(parse_str(Ty::Text, " pass word "), Ok(" pass word ".into()));
+        assert!(parse_str(Ty::Text, "a\nb").is_err());
+        assert!(parse_str(Ty::Path, "var/spool").is_err());
+        assert!(parse_str(Ty::Path, "").is_err());
+        assert_eq!(parse_str(Ty::Path, "/var/spool"), Ok("/var/spool".into()));
+        assert!(parse_str(Ty::Command, "  ").is_err());
+        assert!(parse_str(Ty::Domain, "example.org").is_ok());
         for s in ["", ".", "a..b", ".a", "a.", "a b", "a/b"] {
-            assert!(parse_domain(s).is_err(), "{s}");
+            assert!(parse_str(Ty::Domain, s).is_err(), "{s}");
         }
     }
 
