@@ -770,6 +770,48 @@ impl Smtp {
         out: &Outgoing<'_>,
         rcpts: &[Address],
     ) -> (String, Vec<Result<String, Failure>>) {
+        let n = rcpts.len();
+        let (relay, r) = self.attempt(cfg, route, out, rcpts);
+        let results = match r {
+            Ok(o) => map_outcome(n, o),
+            Err(f) => vec![Err(f); n],
+        };
+        (relay, results)
+    }
+
+    /// Run a new session (or the outcome of one that failed to open) for
+    /// the message; then keep it or end it. A session failure on `tcp`
+    /// ends it (another host is tried).
+    fn first(
+        &mut self,
+        key: &Key,
+        opened: Result<Session, Outcome>,
+        out: &Outgoing<'_>,
+        tcp: bool,
+    ) -> Outcome {
+        match opened {
+            Ok(mut s) => {
+                let d = s.drive(out, Vec::new());
+                if tcp && d.outcome.session_failure {
+                    s.quit();
+                } else {
+                    self.settle(key.clone(), s, d.reusable);
+                }
+                d.outcome
+            }
+            Err(o) => o,
+        }
+    }
+
+    /// The work of `deliver`: the relay, and the session's outcome or one
+    /// failure for every recipient.
+    fn attempt(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Result<Outcome, Failure>) {
         let domain = rcpts
             .first()
             .map(|a| a.domain().to_ascii_lowercase())
@@ -799,7 +841,7 @@ impl Smtp {
                 if !stale {
                     let relay = s.relay.clone();
                     self.settle(key, s, d.reusable);
-                    return (relay, map_outcome(rcpts.len(), d.outcome));
+                    return (relay, Ok(d.outcome));
                 }
                 debug!("{}: kept session gone; connecting again", s.relay);
             } else {
@@ -813,32 +855,19 @@ impl Smtp {
                 .mail_host
                 .as_ref()
                 .map_or_else(|| domain.clone(), |h| h.host.clone());
-            let failure = match spawn_wrapper(w) {
-                Ok(wire) => match Session::open(cfg, route, &host, relay.clone(), wire, mail) {
-                    Ok(mut s) => {
-                        let d = s.drive(out, Vec::new());
-                        self.settle(key, s, d.reusable);
-                        return (relay, map_outcome(rcpts.len(), d.outcome));
-                    }
-                    Err(o) => return (relay, map_outcome(rcpts.len(), o)),
-                },
-                Err(e) if route.connect_error_fail => Failure::Permanent(e),
-                Err(e) => Failure::Temporary(e),
+            return match spawn_wrapper(w) {
+                Ok(wire) => {
+                    let opened = Session::open(cfg, route, &host, relay.clone(), wire, mail);
+                    (relay, Ok(self.first(&key, opened, out, false)))
+                }
+                Err(e) if route.connect_error_fail => (relay, Err(Failure::Permanent(e))),
+                Err(e) => (relay, Err(Failure::Temporary(e))),
             };
-            return (relay, rcpts.iter().map(|_| Err(failure.clone())).collect());
         }
 
-        let hosts = {
-            let resolver = self.resolver(cfg);
-            match targets(route, &domain, resolver) {
-                Ok(h) => h,
-                Err(f) => {
-                    return (
-                        "none".into(),
-                        rcpts.iter().map(|_| Err(f.clone())).collect(),
-                    )
-                }
-            }
+        let hosts = match targets(route, &domain, self.resolver(cfg)) {
+            Ok(h) => h,
+            Err(f) => return ("none".into(), Err(f)),
         };
         let mut last_relay = String::from("none");
         let mut last_err = String::from("no host to deliver to");
@@ -846,14 +875,8 @@ impl Smtp {
         for t in &hosts {
             let ips = match addresses(route, &t.host, self.resolver(cfg)) {
                 Ok(a) => a,
-                Err(Failure::Permanent(e)) if hosts.len() == 1 => {
-                    return (
-                        t.host.clone(),
-                        rcpts
-                            .iter()
-                            .map(|_| Err(Failure::Permanent(e.clone())))
-                            .collect(),
-                    )
+                Err(f @ Failure::Permanent(_)) if hosts.len() == 1 => {
+                    return (t.host.clone(), Err(f))
                 }
                 Err(f) => {
                     last_err = f.text().to_string();
@@ -863,46 +886,28 @@ impl Smtp {
             for ip in ips {
                 let sa = SocketAddr::new(ip, t.port);
                 let relay = format!("{}[{ip}]:{}", t.host, t.port);
+                last_relay = relay.clone();
                 let stream = match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
                     Ok(s) => s,
                     Err(e) => {
-                        debug!("connect {relay}: {e}");
                         last_err = format!("connect to {relay}: {e}");
-                        last_relay = relay;
+                        debug!("{last_err}");
                         continue;
                     }
                 };
                 connected_once = true;
                 let _ = stream.set_nodelay(true);
-                last_relay = relay.clone();
-                let (outcome, session) = match Session::open(
-                    cfg,
-                    route,
-                    &t.host,
-                    relay,
-                    Wire::Tcp(stream, Cell::new(None)),
-                    mail.clone(),
-                ) {
-                    Ok(mut s) => {
-                        let d = s.drive(out, Vec::new());
-                        (d.outcome, Some((s, d.reusable)))
-                    }
-                    Err(o) => (o, None),
-                };
+                let wire = Wire::Tcp(stream, Cell::new(None));
+                let opened = Session::open(cfg, route, &t.host, relay, wire, mail.clone());
+                let outcome = self.first(&key, opened, out, true);
                 if outcome.session_failure {
                     // Another host may do better; keep the reason.
                     if let Some((_, Err(f))) = outcome.per_rcpt.first() {
                         last_err = f.to_string();
                     }
-                    if let Some((s, _)) = session {
-                        s.quit();
-                    }
                     continue;
                 }
-                if let Some((s, reusable)) = session {
-                    self.settle(key, s, reusable);
-                }
-                return (last_relay, map_outcome(rcpts.len(), outcome));
+                return (last_relay, Ok(outcome));
             }
         }
         let failure = if !connected_once && route.connect_error_fail {
@@ -910,10 +915,7 @@ impl Smtp {
         } else {
             Failure::Temporary(last_err)
         };
-        (
-            last_relay,
-            rcpts.iter().map(|_| Err(failure.clone())).collect(),
-        )
+        (last_relay, Err(failure))
     }
 
     /// QUIT every kept session.
