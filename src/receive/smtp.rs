@@ -93,6 +93,37 @@ impl Write for Stdio {
     }
 }
 
+/// The stream of a session: the daemon worker's socket or `-bs`'s stdin
+/// and stdout (one type, so that the session loop is built once).
+enum Stream {
+    Tcp(TcpStream),
+    Stdio(Stdio),
+}
+
+impl Read for Stream {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(b),
+            Stream::Stdio(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(b),
+            Stream::Stdio(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Stdio(s) => s.flush(),
+        }
+    }
+}
+
 /// The scanner of a session, loaded once per connection for the relay
 /// policy and for scanning what was accepted, and whether it has the
 /// aliases. When the alias file cannot be read, the policy knows users
@@ -363,7 +394,13 @@ pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bo
         input_fd: Some(stream.as_raw_fd()),
     };
     let mut unscanned = Vec::new();
-    let r = session(cfg, Conn::new(stream), &client, tls, &mut unscanned);
+    let r = session(
+        cfg,
+        Conn::new(Stream::Tcp(stream)),
+        &client,
+        tls,
+        &mut unscanned,
+    );
     if let Err(e) = r {
         debug!("connection from {}: {e}", client.ident);
     }
@@ -409,8 +446,14 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
         implicit_tls: false,
         input_fd: Some(0),
     };
-    session(cfg, Conn::new(Stdio), &client, tls, &mut unscanned)
-        .map_err(|e| Fail::new(Exit::IoErr, e))
+    session(
+        cfg,
+        Conn::new(Stream::Stdio(Stdio)),
+        &client,
+        tls,
+        &mut unscanned,
+    )
+    .map_err(|e| Fail::new(Exit::IoErr, e))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -430,7 +473,7 @@ pub fn server_tls(cfg: &Config) -> ServerTls {
     }
 }
 
-fn write_all<S: Read + Write>(conn: &mut Conn<S>, out: &mut Vec<u8>) -> Result<(), String> {
+fn write_all(conn: &mut Conn<Stream>, out: &mut Vec<u8>) -> Result<(), String> {
     if out.is_empty() {
         return Ok(());
     }
@@ -485,10 +528,10 @@ struct Client {
     input_fd: Option<RawFd>,
 }
 
-/// The session loop, generic over the stream.
-fn session<S: Read + Write>(
+/// The session loop.
+fn session(
     cfg: &Config,
-    conn: Conn<S>,
+    conn: Conn<Stream>,
     client: &Client,
     tls_cfg: ServerTls,
     unscanned: &mut Vec<MsgId>,
