@@ -739,7 +739,7 @@ impl Machine {
         self.step(input, out);
         if self.errors >= self.params.max_errors && self.state != State::Closed {
             self.close(421, "4.7.0", " Error: too many errors", out);
-            info!("smtp {}: too many errors, closing", self.peer.ip);
+            self.note(format_args!("too many errors, closing"));
         }
         if self.state != from {
             debug!(
@@ -749,6 +749,12 @@ impl Machine {
                 self.state.name()
             );
         }
+    }
+
+    /// An info line about this client.
+    #[inline(never)]
+    fn note(&self, what: std::fmt::Arguments<'_>) {
+        info!("smtp {}: {what}", self.peer.ip);
     }
 
     /// Write a reply; a 5xx counts as an error.
@@ -822,10 +828,7 @@ impl Machine {
                 }
             }
             (State::TlsHandshake, Input::TlsStarted(info)) => {
-                info!(
-                    "smtp {}: TLS {} {}",
-                    self.peer.ip, info.version, info.cipher
-                );
+                self.note(format_args!("TLS {} {}", info.version, info.cipher));
                 self.peer.tls = Some(info);
                 self.auth = None;
                 self.state = State::Greeted;
@@ -916,10 +919,7 @@ impl Machine {
                 self.say(&HTTP, out);
                 out.push(Event::Close);
                 self.state = State::Closed;
-                info!(
-                    "smtp {}: HTTP request on the SMTP port, closed",
-                    self.peer.ip
-                );
+                self.note(format_args!("HTTP request on the SMTP port, closed"));
                 return;
             }
             Command::StartTls => self.starttls(),
@@ -978,10 +978,10 @@ impl Machine {
                 self.state = State::Rcpt;
             }
             Verdict::Reject(r) => {
-                info!(
-                    "smtp {}: reject RCPT <{}> from <{}>: {} {}",
-                    self.peer.ip, path.addr, self.sender, r.code, r.text
-                );
+                self.note(format_args!(
+                    "reject RCPT <{}> from <{}>: {} {}",
+                    path.addr, self.sender, r.code, r.text
+                ));
                 self.reply(r, out);
             }
         }
@@ -1051,7 +1051,7 @@ impl Machine {
             }
             Some(AbortReason::BareLf) => BARE_LF_DATA,
         };
-        info!("smtp {}: message refused: {} {}", self.peer.ip, code, text);
+        self.note(format_args!("message refused: {} {}", code, text));
         self.say_text(code, status, text, out);
         self.state = State::Ready;
     }
@@ -1192,7 +1192,7 @@ impl Machine {
             .zip(std::str::from_utf8(pass).ok());
         match creds {
             Some((u, p)) if policy.authenticate(u, p) => {
-                info!("smtp {}: AUTH as {u}", self.peer.ip);
+                self.note(format_args!("AUTH as {u}"));
                 self.say(&AUTH_OK, out);
                 self.auth = Some(u.to_string());
             }
@@ -1203,7 +1203,7 @@ impl Machine {
     fn auth_failed(&mut self, user: &[u8], out: &mut Vec<Event>) {
         let user = String::from_utf8_lossy(user);
         let shown: String = user.chars().filter(|c| !c.is_control()).take(64).collect();
-        info!("smtp {}: AUTH failed for '{shown}'", self.peer.ip);
+        self.note(format_args!("AUTH failed for '{shown}'"));
         self.say(&AUTH_INVALID, out);
     }
 }
