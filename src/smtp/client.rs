@@ -524,6 +524,8 @@ pub struct Client {
     tx: Option<Tx>,
     /// A MAIL was accepted but its transaction not finished: RSET first.
     need_rset: bool,
+    /// The actions of the call in progress.
+    acts: Vec<Action>,
 }
 
 impl Client {
@@ -538,6 +540,7 @@ impl Client {
             auth: None,
             tx: Some(Tx::new(mail)),
             need_rset: false,
+            acts: Vec::new(),
         }
     }
 
@@ -657,19 +660,25 @@ impl Client {
 
     /// The session cannot go on: defer the message; QUIT politely, or
     /// close at once when the server is gone or misbehaving.
-    fn session_fail(&mut self, f: Failure, close: bool) -> Vec<Action> {
+    fn session_fail(&mut self, f: Failure, close: bool) {
         let session = !self.mail_started();
         let o = self.take_outcome(Some(&f), session);
         if close {
             self.goto(State::Closed);
-            vec![Action::Done(o), Action::Close]
+            {
+                self.act(Action::Done(o));
+                self.act(Action::Close)
+            }
         } else {
             self.goto(State::Quit);
-            vec![Action::Send(line("QUIT")), Action::Done(o)]
+            {
+                self.act(Action::Send(line("QUIT")));
+                self.act(Action::Done(o))
+            }
         }
     }
 
-    fn server_fail(&mut self, r: Reply) -> Vec<Action> {
+    fn server_fail(&mut self, r: Reply) {
         let f = Failure {
             kind: Kind::Temporary,
             stage: self.stage(),
@@ -679,7 +688,7 @@ impl Client {
         self.session_fail(f, false)
     }
 
-    fn local_fail(&mut self, enhanced: Enhanced, text: &str, close: bool) -> Vec<Action> {
+    fn local_fail(&mut self, enhanced: Enhanced, text: &str, close: bool) {
         let f = Failure {
             kind: Kind::Temporary,
             stage: self.stage(),
@@ -690,17 +699,26 @@ impl Client {
     }
 
     /// The server broke the protocol: defer and drop the connection.
-    fn violation(&mut self, text: &str) -> Vec<Action> {
+    fn violation(&mut self, text: &str) {
         self.local_fail((4, 5, 0), &format!("protocol error: {text}"), true)
     }
 
     /// Feed one reply from the server.
     pub fn on_reply(&mut self, r: Reply) -> Vec<Action> {
+        self.reply(r);
+        std::mem::take(&mut self.acts)
+    }
+
+    fn act(&mut self, a: Action) {
+        self.acts.push(a);
+    }
+
+    fn reply(&mut self, r: Reply) {
         if r.code == 421 && !matches!(self.state, State::Quit | State::Closed) {
             // RFC 5321 §3.8: the server is shutting the connection.
             if self.tx.is_none() {
                 self.goto(State::Closed);
-                return vec![Action::Close];
+                return self.act(Action::Close);
             }
             let f = Failure {
                 kind: Kind::Temporary,
@@ -723,7 +741,7 @@ impl Client {
                 Class::PermanentNegative => {
                     self.goto(State::Helo);
                     let name = clean_arg(&self.params.helo_name);
-                    vec![Action::Send(line(&format!("HELO {name}")))]
+                    self.act(Action::Send(line(&format!("HELO {name}"))))
                 }
                 _ => self.server_fail(r),
             },
@@ -745,7 +763,7 @@ impl Client {
             State::StartTls => {
                 if r.code == 220 {
                     self.goto(State::Handshake);
-                    vec![Action::StartTls]
+                    self.act(Action::StartTls)
                 } else if self.params.starttls == StartTls::Required {
                     self.server_fail(r)
                 } else {
@@ -774,7 +792,10 @@ impl Client {
                     self.data_result(&r, Stage::Message);
                     let o = self.take_outcome(None, false);
                     self.goto(State::Closed);
-                    vec![Action::Done(o), Action::Close]
+                    {
+                        self.act(Action::Done(o));
+                        self.act(Action::Close)
+                    }
                 }
             }
             State::DataEnd => {
@@ -788,32 +809,32 @@ impl Client {
             }
             State::Idle | State::Quit => {
                 self.goto(State::Closed);
-                vec![Action::Close]
+                self.act(Action::Close)
             }
-            State::Closed => Vec::new(),
+            State::Closed => {}
         }
     }
 
-    fn hello(&mut self) -> Vec<Action> {
+    fn hello(&mut self) {
         self.goto(State::Ehlo);
         let name = clean_arg(&self.params.helo_name);
-        vec![Action::Send(line(&format!("EHLO {name}")))]
+        self.act(Action::Send(line(&format!("EHLO {name}"))))
     }
 
     /// After a positive EHLO or HELO: STARTTLS, AUTH or the message.
-    fn after_hello(&mut self) -> Vec<Action> {
+    fn after_hello(&mut self) {
         if !self.tls
             && !self.starttls_tried
             && self.params.starttls != StartTls::Never
             && self.ext.starttls
         {
             self.goto(State::StartTls);
-            return vec![Action::Send(line("STARTTLS"))];
+            return self.act(Action::Send(line("STARTTLS")));
         }
         self.after_tls()
     }
 
-    fn after_tls(&mut self) -> Vec<Action> {
+    fn after_tls(&mut self) {
         if !self.tls && self.params.starttls == StartTls::Required {
             return self.local_fail(
                 (4, 7, 4),
@@ -865,20 +886,20 @@ impl Client {
                 ir.extend_from_slice(cred.secret.as_bytes());
                 let cmd = line(&format!("AUTH PLAIN {}", base64::encode(&ir)));
                 self.goto(State::Auth(mech, AuthStep::Result));
-                vec![Action::SendSecret(cmd)]
+                self.act(Action::SendSecret(cmd))
             }
             Mech::Login => {
                 self.goto(State::Auth(mech, AuthStep::LoginUser));
-                vec![Action::Send(line("AUTH LOGIN"))]
+                self.act(Action::Send(line("AUTH LOGIN")))
             }
             Mech::CramMd5 => {
                 self.goto(State::Auth(mech, AuthStep::CramChallenge));
-                vec![Action::Send(line("AUTH CRAM-MD5"))]
+                self.act(Action::Send(line("AUTH CRAM-MD5")))
             }
         }
     }
 
-    fn auth_reply(&mut self, mech: Mech, step: AuthStep, r: Reply) -> Vec<Action> {
+    fn auth_reply(&mut self, mech: Mech, step: AuthStep, r: Reply) {
         if r.is_positive() {
             self.auth = Some(mech);
             return self.start_tx();
@@ -905,22 +926,22 @@ impl Client {
             AuthStep::Result => return self.violation("unexpected 334 during AUTH"),
         };
         self.goto(State::Auth(mech, next));
-        vec![Action::SendSecret(line(&base64::encode(&response)))]
+        self.act(Action::SendSecret(line(&base64::encode(&response))))
     }
 
     /// Begin the current message: RSET when needed, the SIZE check, then
     /// the first group of MAIL/RCPT/DATA.
-    fn start_tx(&mut self) -> Vec<Action> {
+    fn start_tx(&mut self) {
         let Some(tx) = self.tx.as_ref() else {
             self.goto(State::Idle);
-            return Vec::new();
+            return;
         };
         if tx.mail.rcpts.is_empty() {
             return self.finish_tx();
         }
         if self.need_rset {
             self.goto(State::Rset);
-            return vec![Action::Send(line("RSET"))];
+            return self.act(Action::Send(line("RSET")));
         }
         let size = tx.mail.size;
         if let Some(max) = self.ext.size.filter(|&m| m > 0 && size > m) {
@@ -936,11 +957,11 @@ impl Client {
             };
             let o = self.take_outcome(Some(&f), false);
             self.goto(State::Idle);
-            return vec![Action::Done(o)];
+            return self.act(Action::Done(o));
         }
         self.goto(State::Transaction);
         let cmds = self.fill();
-        vec![Action::Send(cmds)]
+        self.act(Action::Send(cmds))
     }
 
     /// The next commands of the transaction, up to the window.
@@ -983,7 +1004,7 @@ impl Client {
     }
 
     /// A reply to MAIL, RCPT or DATA.
-    fn tx_reply(&mut self, r: Reply) -> Vec<Action> {
+    fn tx_reply(&mut self, r: Reply) {
         let window = self.window();
         let Some(tx) = self.tx.as_mut() else {
             return self.violation("reply outside a transaction");
@@ -1037,10 +1058,10 @@ impl Client {
                         // RFC 2920 §3.1: DATA accepted though no RCPT was:
                         // send an empty message, which goes nowhere.
                         self.goto(State::DiscardData);
-                        return vec![Action::Send(DATA_END.to_vec())];
+                        return self.act(Action::Send(DATA_END.to_vec()));
                     }
                     self.goto(State::Message);
-                    return vec![Action::SendMessage];
+                    return self.act(Action::SendMessage);
                 }
                 // Refused; a 2xx here is no 354 and confirms nothing.
                 let f = Failure {
@@ -1058,7 +1079,7 @@ impl Client {
         if tx.expect.len() <= window / 2 {
             let cmds = self.fill();
             if !cmds.is_empty() {
-                return vec![Action::Send(cmds)];
+                return self.act(Action::Send(cmds));
             }
         }
         match self.tx.as_ref() {
@@ -1068,7 +1089,7 @@ impl Client {
                 self.need_rset = !tx.mail_failed;
                 self.finish_tx()
             }
-            _ => Vec::new(),
+            _ => {}
         }
     }
 
@@ -1099,17 +1120,22 @@ impl Client {
         }
     }
 
-    fn finish_tx(&mut self) -> Vec<Action> {
+    fn finish_tx(&mut self) {
         let o = self.take_outcome(None, false);
         self.goto(State::Idle);
-        vec![Action::Done(o)]
+        self.act(Action::Done(o))
     }
 
     /// The TLS handshake after STARTTLS succeeded: forget what the server
     /// said in plaintext and say EHLO again (RFC 3207 §4.2).
     pub fn tls_started(&mut self) -> Vec<Action> {
+        self.tls_started_();
+        std::mem::take(&mut self.acts)
+    }
+
+    fn tls_started_(&mut self) {
         if self.state != State::Handshake {
-            return Vec::new();
+            return;
         }
         self.tls = true;
         self.ext = Extensions::default();
@@ -1126,6 +1152,11 @@ impl Client {
     /// Send another message on this connection; only when idle (after a
     /// `Done`). Otherwise the message is deferred at once.
     pub fn next_message(&mut self, mail: Mail) -> Vec<Action> {
+        self.next_message_(mail);
+        std::mem::take(&mut self.acts)
+    }
+
+    fn next_message_(&mut self, mail: Mail) {
         if self.state != State::Idle || self.tx.is_some() {
             let f = Failure {
                 kind: Kind::Temporary,
@@ -1134,12 +1165,12 @@ impl Client {
                 local: true,
             };
             let per_rcpt = (0..mail.rcpts.len()).map(|i| (i, Err(f.clone()))).collect();
-            return vec![Action::Done(Outcome {
+            return self.act(Action::Done(Outcome {
                 per_rcpt,
                 session_failure: true,
                 tls: self.tls,
                 auth: self.auth,
-            })];
+            }));
         }
         self.tx = Some(Tx::new(mail));
         self.start_tx()
@@ -1148,16 +1179,24 @@ impl Client {
     /// End the session: QUIT when idle. Anywhere else it is an abort: the
     /// current message is deferred and the connection closed.
     pub fn quit(&mut self) -> Vec<Action> {
+        self.quit_();
+        std::mem::take(&mut self.acts)
+    }
+
+    fn quit_(&mut self) {
         match self.state {
             State::Idle => {
                 self.goto(State::Quit);
-                vec![Action::Send(line("QUIT"))]
+                self.act(Action::Send(line("QUIT")))
             }
-            State::Quit => Vec::new(),
-            State::Closed => vec![Action::Close],
+            State::Quit => {}
+            State::Closed => self.act(Action::Close),
             _ => {
                 let o = self.abort("delivery stopped");
-                vec![Action::Done(o), Action::Close]
+                {
+                    self.act(Action::Done(o));
+                    self.act(Action::Close)
+                }
             }
         }
     }
