@@ -365,6 +365,11 @@ pub struct Extensions {
 
 impl Extensions {
     pub fn from_ehlo(r: &Reply) -> Extensions {
+        Extensions::from_reply(r, true)
+    }
+
+    /// From a positive reply to EHLO (`esmtp`) or HELO (the domain only).
+    fn from_reply(r: &Reply, esmtp: bool) -> Extensions {
         let mut e = Extensions {
             domain: r
                 .first_line()
@@ -372,10 +377,11 @@ impl Extensions {
                 .next()
                 .unwrap_or("")
                 .to_string(),
-            esmtp: true,
+            esmtp,
             ..Extensions::default()
         };
-        for line in r.lines.iter().skip(1) {
+        let lines = if esmtp { r.lines.get(1..) } else { None };
+        for line in lines.unwrap_or_default() {
             let mut words = line.split_whitespace();
             let first = words.next().unwrap_or("");
             // Old servers write `AUTH=LOGIN PLAIN` (before RFC 2554 was
@@ -384,15 +390,26 @@ impl Extensions {
                 Some((k, v)) if k.eq_ignore_ascii_case("AUTH") => (k, Some(v)),
                 _ => (first, None),
             };
-            match keyword.to_ascii_uppercase().as_str() {
-                "PIPELINING" => e.pipelining = true,
-                "SIZE" => {
+            const KEYWORDS: [&str; 6] = [
+                "PIPELINING",
+                "SIZE",
+                "8BITMIME",
+                "STARTTLS",
+                "ENHANCEDSTATUSCODES",
+                "AUTH",
+            ];
+            match KEYWORDS
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(keyword))
+            {
+                Some(0) => e.pipelining = true,
+                Some(1) => {
                     e.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0));
                 }
-                "8BITMIME" => e.eight_bit_mime = true,
-                "STARTTLS" => e.starttls = true,
-                "ENHANCEDSTATUSCODES" => e.enhanced_status_codes = true,
-                "AUTH" => {
+                Some(2) => e.eight_bit_mime = true,
+                Some(3) => e.starttls = true,
+                Some(4) => e.enhanced_status_codes = true,
+                Some(_) => {
                     e.auth_offered = true;
                     for m in inline.into_iter().chain(words).filter_map(Mech::from_name) {
                         if !e.auth.contains(&m) {
@@ -400,7 +417,7 @@ impl Extensions {
                         }
                     }
                 }
-                _ => {}
+                None => {}
             }
         }
         e
@@ -730,32 +747,20 @@ impl Client {
         }
         match self.state {
             State::Greeting => match r.code {
-                220 => self.hello(),
+                220 => self.hello(State::Ehlo, "EHLO "),
                 _ => self.server_fail(r),
             },
             State::Ehlo => match r.class() {
                 Class::Positive => {
-                    self.ext = Extensions::from_ehlo(&r);
+                    self.ext = Extensions::from_reply(&r, true);
                     self.after_hello()
                 }
-                Class::PermanentNegative => {
-                    self.goto(State::Helo);
-                    let name = clean_arg(&self.params.helo_name);
-                    self.act(Action::Send(line(&format!("HELO {name}"))))
-                }
+                Class::PermanentNegative => self.hello(State::Helo, "HELO "),
                 _ => self.server_fail(r),
             },
             State::Helo => match r.class() {
                 Class::Positive => {
-                    self.ext = Extensions {
-                        domain: r
-                            .first_line()
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                        ..Extensions::default()
-                    };
+                    self.ext = Extensions::from_reply(&r, false);
                     self.after_hello()
                 }
                 _ => self.server_fail(r),
@@ -815,10 +820,11 @@ impl Client {
         }
     }
 
-    fn hello(&mut self) {
-        self.goto(State::Ehlo);
+    /// EHLO (`state` Ehlo) or HELO (Helo) with our name.
+    fn hello(&mut self, state: State, verb: &str) {
+        self.goto(state);
         let name = clean_arg(&self.params.helo_name);
-        self.act(Action::Send(line(&format!("EHLO {name}"))))
+        self.act(Action::Send(line(&[verb, &name].concat())))
     }
 
     /// After a positive EHLO or HELO: STARTTLS, AUTH or the message.
@@ -1139,7 +1145,7 @@ impl Client {
         }
         self.tls = true;
         self.ext = Extensions::default();
-        self.hello()
+        self.hello(State::Ehlo, "EHLO ")
     }
 
     /// The message and [`DATA_END`] are written; wait for the final reply.
