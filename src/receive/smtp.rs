@@ -206,7 +206,7 @@ fn deny_all(cfg: &'static Config) -> RelayPolicy {
 
 /// A message being received.
 struct Sink<'a> {
-    tx: Transaction,
+    tx: Box<Transaction>,
     incoming: Option<Incoming<'a>>,
     headers: HeaderReader,
     in_body: bool,
@@ -222,7 +222,7 @@ fn io_commit_error(e: &io::Error) -> CommitError {
 }
 
 impl<'a> Sink<'a> {
-    fn new(spool: &'a Spool, tx: Transaction, cfg: &Config) -> Sink<'a> {
+    fn new(spool: &'a Spool, tx: Box<Transaction>, cfg: &Config) -> Sink<'a> {
         let limits = Limits {
             max_line: cfg.main.max_line_length,
             max_header_size: cfg.main.max_header_size,
@@ -602,7 +602,7 @@ fn session(
             for ev in events {
                 match ev {
                     Event::Reply(r) => out.extend_from_slice(r.as_bytes()),
-                    Event::MessageBegin(tx) => sink = Some(Sink::new(&spool, *tx, cfg)),
+                    Event::MessageBegin(tx) => sink = Some(Sink::new(&spool, tx, cfg)),
                     Event::DataLine(l) => {
                         if let Some(s) = sink.as_mut() {
                             s.line(&l);
