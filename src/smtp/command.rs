@@ -344,14 +344,14 @@ fn rcpt(args: &[u8]) -> Result<Command, Response> {
         });
     }
     if path.is_empty() {
-        return Err(bad_path(Role::Recipient, "empty recipient address"));
+        return Err(bad_path(Role::Recipient, &"empty recipient address"));
     }
     Ok(Command::Rcpt {
         to: ForwardPath::Path(parse_path(path, Role::Recipient)?),
     })
 }
 
-fn bad_path(role: Role, why: &str) -> Response {
+fn bad_path(role: Role, why: &dyn std::fmt::Display) -> Response {
     let (status, what) = match role {
         Role::Sender => ("5.1.7", "sender"),
         Role::Recipient => ("5.1.3", "recipient"),
@@ -381,12 +381,12 @@ fn split_path(s: &[u8], role: Role) -> Result<(&[u8], &[u8]), Response> {
         } else if b == b'>' && !quoted {
             let rest = inner.get(i + 1..).unwrap_or(b"");
             if !rest.is_empty() && !rest.starts_with(b" ") {
-                return Err(bad_path(role, "text after '>'"));
+                return Err(bad_path(role, &"text after '>'"));
             }
             return Ok((inner.get(..i).unwrap_or(b""), rest));
         }
     }
-    Err(bad_path(role, "missing '>'"))
+    Err(bad_path(role, &"missing '>'"))
 }
 
 /// Parse the inside of `<…>`: `[@a,@b:]local@domain` (RFC 5321 §4.1.2).
@@ -398,9 +398,10 @@ fn parse_path(path: &[u8], role: Role) -> Result<SmtpPath, Response> {
             "Non-ASCII addresses need SMTPUTF8, which is not offered",
         ));
     }
-    let s = std::str::from_utf8(path).map_err(|_| bad_path(role, "not text"))?;
-    let (route, mailbox) = source_route(s).map_err(|e| bad_path(role, &e.to_string()))?;
-    let addr = Address::parse(mailbox, None).map_err(|e| bad_path(role, &e.to_string()))?;
+    let s = std::str::from_utf8(path).map_err(|_| bad_path(role, &"not text"))?;
+    let (route, mailbox, addr) = source_route(s)
+        .and_then(|(route, mailbox)| Ok((route, mailbox, Address::parse(mailbox, None)?)))
+        .map_err(|e| bad_path(role, &e))?;
     Ok(SmtpPath {
         addr,
         route,
