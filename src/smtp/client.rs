@@ -92,7 +92,7 @@
 //!   see [`Params::for_route`].
 
 use std::collections::VecDeque;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::reply::{Class, Enhanced, Reply};
@@ -976,37 +976,37 @@ impl Client {
         let pipelined = window > 1;
         let size_param = self.ext.size.is_some();
         let body_param = self.ext.eight_bit_mime;
-        let mut out = Vec::new();
+        let mut out = String::new();
         let Some(tx) = self.tx.as_mut() else {
-            return out;
+            return Vec::new();
         };
         while tx.expect.len() < window && !tx.mail_failed {
             if !tx.mail_sent {
-                let mut cmd = format!("MAIL FROM:<{}>", tx.mail.sender);
+                let _ = write!(out, "MAIL FROM:<{}>", tx.mail.sender);
                 if size_param {
-                    cmd.push_str(&format!(" SIZE={}", tx.mail.size));
+                    let _ = write!(out, " SIZE={}", tx.mail.size);
                 }
                 if tx.mail.eight_bit && body_param {
-                    cmd.push_str(" BODY=8BITMIME");
+                    out.push_str(" BODY=8BITMIME");
                 }
-                out.extend(line(&cmd));
+                out.push_str("\r\n");
                 tx.expect.push_back(Expect::Mail);
                 tx.mail_sent = true;
             } else if let Some(rcpt) = tx.mail.rcpts.get(tx.next_rcpt) {
-                out.extend(line(&format!("RCPT TO:<{rcpt}>")));
+                let _ = write!(out, "RCPT TO:<{rcpt}>\r\n");
                 tx.expect.push_back(Expect::Rcpt(tx.next_rcpt));
                 tx.next_rcpt += 1;
             } else {
                 let rcpt_pending = tx.expect.iter().any(|e| matches!(e, Expect::Rcpt(_)));
                 if !tx.data_sent && (!tx.accepted.is_empty() || (pipelined && rcpt_pending)) {
-                    out.extend(line("DATA"));
+                    out.push_str("DATA\r\n");
                     tx.expect.push_back(Expect::Data);
                     tx.data_sent = true;
                 }
                 break;
             }
         }
-        out
+        out.into_bytes()
     }
 
     /// A reply to MAIL, RCPT or DATA.
