@@ -186,14 +186,20 @@ impl Piped {
     fn log_stderr(&mut self, all: bool) {
         self.stderr.read_ready();
         let text = &mut self.stderr.data;
-        while let Some(i) = text.iter().position(|&c| c == b'\n') {
-            let line = text[..i].strip_suffix(b"\r").unwrap_or(&text[..i]);
+        loop {
+            let (end, used) = match text.iter().position(|&c| c == b'\n') {
+                Some(i) => (i, i + 1),
+                None if !text.is_empty() && (all || text.len() >= 1024) => (text.len(), text.len()),
+                None => break,
+            };
+            let line = text.get(..end).unwrap_or_default();
+            let line = if used > end {
+                line.strip_suffix(b"\r").unwrap_or(line)
+            } else {
+                line
+            };
             debug!("wrapper {}: {}", self.name, String::from_utf8_lossy(line));
-            text.drain(..=i);
-        }
-        if !text.is_empty() && (all || text.len() >= 1024) {
-            debug!("wrapper {}: {}", self.name, String::from_utf8_lossy(text));
-            text.clear();
+            text.drain(..used);
         }
     }
 }
