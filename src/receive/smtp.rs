@@ -291,7 +291,8 @@ impl<'a> Sink<'a> {
         let Some(inc) = self.incoming else {
             return Err(CommitError::Io);
         };
-        let tx = self.tx;
+        let mut tx = self.tx;
+        let nrcpt = tx.recipients.len();
         let env = Envelope {
             sender: tx.sender.clone(),
             full_name: None,
@@ -300,7 +301,10 @@ impl<'a> Sink<'a> {
             helo: Some(tx.helo.clone()),
             received: crate::util::time::now(),
             body_size: 0,
-            rcpts: tx.recipients.iter().cloned().map(Rcpt::new).collect(),
+            rcpts: std::mem::take(&mut tx.recipients)
+                .into_iter()
+                .map(Rcpt::new)
+                .collect(),
             warned: false,
             tls: tx
                 .peer
@@ -312,13 +316,13 @@ impl<'a> Sink<'a> {
         match inc.commit(env, headers) {
             Ok(id) => {
                 info!(
-                    "{id}: received from=<{}> client={ident} helo={} protocol={}{} size={} nrcpt={}",
+                    "{id}: received from=<{}> client={ident} helo={} protocol={}{}{} size={} nrcpt={nrcpt}",
                     tx.sender,
                     tx.helo,
                     tx.protocol,
-                    tx.auth_user.as_ref().map(|u| format!(" auth={u}")).unwrap_or_default(),
+                    if tx.auth_user.is_some() { " auth=" } else { "" },
+                    tx.auth_user.as_deref().unwrap_or(""),
                     self.size,
-                    tx.recipients.len()
                 );
                 Ok(id)
             }
