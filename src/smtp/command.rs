@@ -184,6 +184,7 @@ const VERBS: [&str; 20] = [
 ];
 
 /// Parse one command line (without its line end).
+#[inline(never)]
 pub fn parse(line: &[u8]) -> Result<Command, Response> {
     let line = trim(line);
     let (verb, args) = match line.iter().position(|&b| b == b' ') {
