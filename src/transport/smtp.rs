@@ -662,54 +662,40 @@ impl Session {
         let _ = self.conn.close();
     }
 
-    /// End the session: QUIT when idle, wait a little for the reply, close.
+    /// End the session: QUIT when idle, wait a little for the reply (one
+    /// read), close.
     fn quit(mut self) {
-        let actions = self.client.quit();
-        let mut buf = [0u8; 1024];
-        let deadline = Instant::now() + QUIT_WAIT;
-        let mut pending = actions;
-        loop {
-            let mut close = false;
-            for a in std::mem::take(&mut pending) {
-                match a {
-                    Action::Send(b) => {
-                        self.conn.get_ref().set_timeout(QUIT_WAIT);
-                        if self
-                            .conn
-                            .write_all(&b)
-                            .and_then(|()| self.conn.flush())
-                            .is_err()
-                        {
-                            return;
-                        }
+        let mut close = false;
+        for a in self.client.quit() {
+            match a {
+                Action::Send(b) => {
+                    self.conn.get_ref().set_timeout(QUIT_WAIT);
+                    if self
+                        .conn
+                        .write_all(&b)
+                        .and_then(|()| self.conn.flush())
+                        .is_err()
+                    {
+                        return;
                     }
-                    Action::Close => close = true,
-                    _ => {}
                 }
+                Action::Close => close = true,
+                _ => {}
             }
-            if close || Instant::now() >= deadline {
-                self.close_conn();
-                return;
-            }
+        }
+        if !close {
             self.conn.get_ref().set_timeout(QUIT_WAIT);
+            let mut buf = [0u8; 1024];
             let n = match self.conn.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            match self.parser.feed(buf.get(..n).unwrap_or_default()) {
-                Ok(rs) => {
-                    for r in rs {
-                        pending.extend(self.client.on_reply(r));
-                    }
-                }
-                Err(_) => return,
-            }
-            if pending.is_empty() {
-                // 221 read: the client is closed and asks for nothing more
-                self.close_conn();
+            // The 221, or whatever came: the session ends either way.
+            if self.parser.feed(buf.get(..n).unwrap_or_default()).is_err() {
                 return;
             }
         }
+        self.close_conn();
     }
 }
 
