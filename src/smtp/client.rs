@@ -486,7 +486,7 @@ struct Tx {
 impl Tx {
     fn new(mail: Mail) -> Tx {
         Tx {
-            results: vec![None; mail.rcpts.len()],
+            results: mail.rcpts.iter().map(|_| None).collect(),
             mail,
             accepted: Vec::new(),
             mail_sent: false,
