@@ -219,13 +219,13 @@ impl Digest for Sha256 {
 
     fn update(&mut self, data: &[u8]) {
         let state = &mut self.state;
-        self.blocks.update(data, |b| compress256(state, b));
+        self.blocks.update(data, &mut |b| compress256(state, b));
     }
 
     fn finish(self) -> [u8; 32] {
         let mut state = self.state;
         self.blocks
-            .finish(LengthField::Be64, |b| compress256(&mut state, b));
+            .finish(LengthField::Be64, &mut |b| compress256(&mut state, b));
         let mut out = [0u8; 32];
         for (o, s) in out.chunks_exact_mut(4).zip(state) {
             o.copy_from_slice(&s.to_be_bytes());
@@ -256,13 +256,13 @@ impl Digest for Sha512 {
 
     fn update(&mut self, data: &[u8]) {
         let state = &mut self.state;
-        self.blocks.update(data, |b| compress512(state, b));
+        self.blocks.update(data, &mut |b| compress512(state, b));
     }
 
     fn finish(self) -> [u8; 64] {
         let mut state = self.state;
         self.blocks
-            .finish(LengthField::Be128, |b| compress512(&mut state, b));
+            .finish(LengthField::Be128, &mut |b| compress512(&mut state, b));
         let mut out = [0u8; 64];
         for (o, s) in out.chunks_exact_mut(8).zip(state) {
             o.copy_from_slice(&s.to_be_bytes());
