@@ -99,7 +99,7 @@ impl<const N: usize> Blocks<N> {
     }
 
     /// Append the padding: `0x80`, zeros, the message length in bits.
-    pub fn finish(mut self, field: LengthField, compress: &mut dyn FnMut(&[u8; N])) {
+    pub fn finish(&mut self, field: LengthField, compress: &mut dyn FnMut(&[u8; N])) {
         let bits = u128::from(self.total) * 8;
         let field_len = match field {
             LengthField::Le64 | LengthField::Be64 => 8,

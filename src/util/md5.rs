@@ -76,12 +76,12 @@ impl Digest for Md5 {
         self.blocks.update(data, &mut |b| compress(state, b));
     }
 
-    fn finish(self) -> [u8; 16] {
-        let mut state = self.state;
+    fn finish(mut self) -> [u8; 16] {
+        let state = &mut self.state;
         self.blocks
-            .finish(LengthField::Le64, &mut |b| compress(&mut state, b));
+            .finish(LengthField::Le64, &mut |b| compress(state, b));
         let mut out = [0u8; 16];
-        for (o, s) in out.chunks_exact_mut(4).zip(state) {
+        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
             o.copy_from_slice(&s.to_le_bytes());
         }
         out

@@ -222,12 +222,12 @@ impl Digest for Sha256 {
         self.blocks.update(data, &mut |b| compress256(state, b));
     }
 
-    fn finish(self) -> [u8; 32] {
-        let mut state = self.state;
+    fn finish(mut self) -> [u8; 32] {
+        let state = &mut self.state;
         self.blocks
-            .finish(LengthField::Be64, &mut |b| compress256(&mut state, b));
+            .finish(LengthField::Be64, &mut |b| compress256(state, b));
         let mut out = [0u8; 32];
-        for (o, s) in out.chunks_exact_mut(4).zip(state) {
+        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
             o.copy_from_slice(&s.to_be_bytes());
         }
         out
@@ -259,12 +259,12 @@ impl Digest for Sha512 {
         self.blocks.update(data, &mut |b| compress512(state, b));
     }
 
-    fn finish(self) -> [u8; 64] {
-        let mut state = self.state;
+    fn finish(mut self) -> [u8; 64] {
+        let state = &mut self.state;
         self.blocks
-            .finish(LengthField::Be128, &mut |b| compress512(&mut state, b));
+            .finish(LengthField::Be128, &mut |b| compress512(state, b));
         let mut out = [0u8; 64];
-        for (o, s) in out.chunks_exact_mut(8).zip(state) {
+        for (o, s) in out.chunks_exact_mut(8).zip(self.state) {
             o.copy_from_slice(&s.to_be_bytes());
         }
         out
