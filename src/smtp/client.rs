@@ -525,8 +525,13 @@ fn line(s: &str) -> Vec<u8> {
     v
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Append `b` in lower-case hex.
+fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &x in b {
+        out.push(DIGITS[usize::from(x >> 4)]);
+        out.push(DIGITS[usize::from(x & 15)]);
+    }
 }
 
 /// The SMTP client session.
@@ -926,8 +931,11 @@ impl Client {
                 // RFC 2195 §2: user name, space, hex HMAC-MD5 of the
                 // challenge keyed with the password.
                 let digest = hmac::hmac_md5(cred.secret.as_bytes(), &challenge);
-                let resp = format!("{} {}", cred.login, hex(&digest));
-                (AuthStep::Result, resp.into_bytes())
+                let mut resp = Vec::with_capacity(cred.login.len() + 33);
+                resp.extend_from_slice(cred.login.as_bytes());
+                resp.push(b' ');
+                push_hex(&mut resp, &digest);
+                (AuthStep::Result, resp)
             }
             AuthStep::Result => return self.violation("unexpected 334 during AUTH"),
         };
