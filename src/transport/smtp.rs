@@ -291,43 +291,37 @@ fn targets(
     domain: &str,
     resolver: Option<&Resolver>,
 ) -> Result<Vec<Target>, Failure> {
+    let (mut host, mut port) = (domain, if route.tls == TlsMode::Tls { 465 } else { 25 });
     if let Some(hp) = &route.mail_host {
-        return Ok(vec![Target {
-            host: hp.host.clone(),
-            port: hp.port,
-        }]);
-    }
-    let port = if route.tls == TlsMode::Tls { 465 } else { 25 };
-    if route.resolve_list.contains(&ResolveMethod::DnsMx) {
-        if let Some(r) = resolver {
-            match r.mx(domain) {
-                Ok(mx) => {
-                    return Ok(mx
-                        .into_iter()
-                        .map(|m| Target {
-                            host: m.exchange,
-                            port,
-                        })
-                        .collect())
-                }
-                Err(e) if !e.is_temporary() => {
-                    return Err(Failure::Permanent(format!("{domain}: {e}")))
-                }
-                Err(e) => {
-                    debug!("MX of {domain}: {e}");
-                    if !route
-                        .resolve_list
-                        .iter()
-                        .any(|m| *m != ResolveMethod::DnsMx)
-                    {
-                        return Err(Failure::Temporary(format!("MX lookup for {domain}: {e}")));
-                    }
+        (host, port) = (&hp.host, hp.port);
+    } else if let (true, Some(r)) = (route.resolve_list.contains(&ResolveMethod::DnsMx), resolver) {
+        match r.mx(domain) {
+            Ok(mx) => {
+                return Ok(mx
+                    .into_iter()
+                    .map(|m| Target {
+                        host: m.exchange,
+                        port,
+                    })
+                    .collect())
+            }
+            Err(e) if !e.is_temporary() => {
+                return Err(Failure::Permanent(format!("{domain}: {e}")))
+            }
+            Err(e) => {
+                debug!("MX of {domain}: {e}");
+                if !route
+                    .resolve_list
+                    .iter()
+                    .any(|m| *m != ResolveMethod::DnsMx)
+                {
+                    return Err(Failure::Temporary(format!("MX lookup for {domain}: {e}")));
                 }
             }
         }
     }
     Ok(vec![Target {
-        host: domain.to_string(),
+        host: host.to_string(),
         port,
     }])
 }
