@@ -81,8 +81,8 @@ impl Digest for Md5 {
         self.blocks
             .finish(LengthField::Le64, &mut |b| compress(state, b));
         let mut out = [0u8; 16];
-        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
-            o.copy_from_slice(&s.to_le_bytes());
+        for (i, s) in self.state.iter().enumerate() {
+            out[i * 4..][..4].copy_from_slice(&s.to_le_bytes());
         }
         out
     }

@@ -240,8 +240,8 @@ impl Digest for Sha256 {
         self.blocks
             .finish(LengthField::Be64, &mut |b| compress256(state, b));
         let mut out = [0u8; 32];
-        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
-            o.copy_from_slice(&s.to_be_bytes());
+        for (i, s) in self.state.iter().enumerate() {
+            out[i * 4..][..4].copy_from_slice(&s.to_be_bytes());
         }
         out
     }
@@ -268,8 +268,8 @@ impl Digest for Sha512 {
         self.blocks
             .finish(LengthField::Be128, &mut |b| compress512(state, b));
         let mut out = [0u8; 64];
-        for (o, s) in out.chunks_exact_mut(8).zip(self.state) {
-            o.copy_from_slice(&s.to_be_bytes());
+        for (i, s) in self.state.iter().enumerate() {
+            out[i * 8..][..8].copy_from_slice(&s.to_be_bytes());
         }
         out
     }
