@@ -85,17 +85,14 @@ impl<const N: usize> Blocks<N> {
             compress(&self.buf);
             self.used = 0;
         }
-        let mut chunks = data.chunks_exact(N);
-        for block in &mut chunks {
-            if let Ok(b) = <&[u8; N]>::try_from(block) {
-                compress(b);
-            }
+        while let Some((block, rest)) = data.split_first_chunk::<N>() {
+            compress(block);
+            data = rest;
         }
-        let rest = chunks.remainder();
-        if let Some(dst) = self.buf.get_mut(..rest.len()) {
-            dst.copy_from_slice(rest);
+        if let Some(dst) = self.buf.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
         }
-        self.used = rest.len();
+        self.used = data.len();
     }
 
     /// Append the padding: `0x80`, zeros, the message length in bits.
