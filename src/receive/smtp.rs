@@ -75,21 +75,63 @@ impl<S: Read + Write> Write for Conn<S> {
     }
 }
 
-/// stdin and stdout as one stream, for `-bs`.
+/// stdin and stdout as one stream, for `-bs`, read and written straight
+/// on descriptors 0 and 1: the session writes whole replies and nothing
+/// else uses stdout, so no buffer is needed (and none on input: what
+/// arrives is seen by `input_within` on descriptor 0).
 pub struct Stdio;
 
 impl Read for Stdio {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        io::stdin().read(b)
+        // A closed stdin reads as the end, as std's stdin does.
+        match nix::unistd::read(io::stdin(), b) {
+            Err(nix::errno::Errno::EBADF) => Ok(0),
+            r => Ok(r?),
+        }
     }
 }
 
 impl Write for Stdio {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        io::stdout().write(b)
+        // A closed stdout swallows the bytes, as std's stdout does.
+        match nix::unistd::write(io::stdout(), b) {
+            Err(nix::errno::Errno::EBADF) => Ok(b.len()),
+            r => Ok(r?),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        io::stdout().flush()
+        Ok(())
+    }
+}
+
+/// The stream of a session: the daemon worker's socket or `-bs`'s stdin
+/// and stdout (one type, so that the session loop is built once).
+enum Stream {
+    Tcp(TcpStream),
+    Stdio(Stdio),
+}
+
+impl Read for Stream {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(b),
+            Stream::Stdio(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(b),
+            Stream::Stdio(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Stdio(s) => s.flush(),
+        }
     }
 }
 
@@ -164,7 +206,7 @@ fn deny_all(cfg: &'static Config) -> RelayPolicy {
 
 /// A message being received.
 struct Sink<'a> {
-    tx: Transaction,
+    tx: Box<Transaction>,
     incoming: Option<Incoming<'a>>,
     headers: HeaderReader,
     in_body: bool,
@@ -180,7 +222,7 @@ fn io_commit_error(e: &io::Error) -> CommitError {
 }
 
 impl<'a> Sink<'a> {
-    fn new(spool: &'a Spool, tx: Transaction, cfg: &Config) -> Sink<'a> {
+    fn new(spool: &'a Spool, tx: Box<Transaction>, cfg: &Config) -> Sink<'a> {
         let limits = Limits {
             max_line: cfg.main.max_line_length,
             max_header_size: cfg.main.max_header_size,
@@ -249,7 +291,8 @@ impl<'a> Sink<'a> {
         let Some(inc) = self.incoming else {
             return Err(CommitError::Io);
         };
-        let tx = self.tx;
+        let mut tx = self.tx;
+        let nrcpt = tx.recipients.len();
         let env = Envelope {
             sender: tx.sender.clone(),
             full_name: None,
@@ -258,7 +301,10 @@ impl<'a> Sink<'a> {
             helo: Some(tx.helo.clone()),
             received: crate::util::time::now(),
             body_size: 0,
-            rcpts: tx.recipients.iter().cloned().map(Rcpt::new).collect(),
+            rcpts: std::mem::take(&mut tx.recipients)
+                .into_iter()
+                .map(Rcpt::new)
+                .collect(),
             warned: false,
             tls: tx
                 .peer
@@ -270,13 +316,13 @@ impl<'a> Sink<'a> {
         match inc.commit(env, headers) {
             Ok(id) => {
                 info!(
-                    "{id}: received from=<{}> client={ident} helo={} protocol={}{} size={} nrcpt={}",
+                    "{id}: received from=<{}> client={ident} helo={} protocol={}{}{} size={} nrcpt={nrcpt}",
                     tx.sender,
                     tx.helo,
                     tx.protocol,
-                    tx.auth_user.as_ref().map(|u| format!(" auth={u}")).unwrap_or_default(),
+                    if tx.auth_user.is_some() { " auth=" } else { "" },
+                    tx.auth_user.as_deref().unwrap_or(""),
                     self.size,
-                    tx.recipients.len()
                 );
                 Ok(id)
             }
@@ -363,7 +409,13 @@ pub fn serve(cfg: &Config, stream: TcpStream, peer: SocketAddr, implicit_tls: bo
         input_fd: Some(stream.as_raw_fd()),
     };
     let mut unscanned = Vec::new();
-    let r = session(cfg, Conn::new(stream), &client, tls, &mut unscanned);
+    let r = session(
+        cfg,
+        Conn::new(Stream::Tcp(stream)),
+        &client,
+        tls,
+        &mut unscanned,
+    );
     if let Err(e) = r {
         debug!("connection from {}: {e}", client.ident);
     }
@@ -409,8 +461,14 @@ pub fn serve_stdio(cfg: &Config) -> CmdResult {
         implicit_tls: false,
         input_fd: Some(0),
     };
-    session(cfg, Conn::new(Stdio), &client, tls, &mut unscanned)
-        .map_err(|e| Fail::new(Exit::IoErr, e))
+    session(
+        cfg,
+        Conn::new(Stream::Stdio(Stdio)),
+        &client,
+        tls,
+        &mut unscanned,
+    )
+    .map_err(|e| Fail::new(Exit::IoErr, e))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -430,7 +488,7 @@ pub fn server_tls(cfg: &Config) -> ServerTls {
     }
 }
 
-fn write_all<S: Read + Write>(conn: &mut Conn<S>, out: &mut Vec<u8>) -> Result<(), String> {
+fn write_all(conn: &mut Conn<Stream>, out: &mut Vec<u8>) -> Result<(), String> {
     if out.is_empty() {
         return Ok(());
     }
@@ -485,10 +543,10 @@ struct Client {
     input_fd: Option<RawFd>,
 }
 
-/// The session loop, generic over the stream.
-fn session<S: Read + Write>(
+/// The session loop.
+fn session(
     cfg: &Config,
-    conn: Conn<S>,
+    conn: Conn<Stream>,
     client: &Client,
     tls_cfg: ServerTls,
     unscanned: &mut Vec<MsgId>,
@@ -548,7 +606,7 @@ fn session<S: Read + Write>(
             for ev in events {
                 match ev {
                     Event::Reply(r) => out.extend_from_slice(r.as_bytes()),
-                    Event::MessageBegin(tx) => sink = Some(Sink::new(&spool, *tx, cfg)),
+                    Event::MessageBegin(tx) => sink = Some(Sink::new(&spool, tx, cfg)),
                     Event::DataLine(l) => {
                         if let Some(s) = sink.as_mut() {
                             s.line(&l);

@@ -92,7 +92,7 @@
 //!   see [`Params::for_route`].
 
 use std::collections::VecDeque;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::reply::{Class, Enhanced, Reply};
@@ -365,6 +365,11 @@ pub struct Extensions {
 
 impl Extensions {
     pub fn from_ehlo(r: &Reply) -> Extensions {
+        Extensions::from_reply(r, true)
+    }
+
+    /// From a positive reply to EHLO (`esmtp`) or HELO (the domain only).
+    fn from_reply(r: &Reply, esmtp: bool) -> Extensions {
         let mut e = Extensions {
             domain: r
                 .first_line()
@@ -372,10 +377,11 @@ impl Extensions {
                 .next()
                 .unwrap_or("")
                 .to_string(),
-            esmtp: true,
+            esmtp,
             ..Extensions::default()
         };
-        for line in r.lines.iter().skip(1) {
+        let lines = if esmtp { r.lines.get(1..) } else { None };
+        for line in lines.unwrap_or_default() {
             let mut words = line.split_whitespace();
             let first = words.next().unwrap_or("");
             // Old servers write `AUTH=LOGIN PLAIN` (before RFC 2554 was
@@ -384,15 +390,26 @@ impl Extensions {
                 Some((k, v)) if k.eq_ignore_ascii_case("AUTH") => (k, Some(v)),
                 _ => (first, None),
             };
-            match keyword.to_ascii_uppercase().as_str() {
-                "PIPELINING" => e.pipelining = true,
-                "SIZE" => {
+            const KEYWORDS: [&str; 6] = [
+                "PIPELINING",
+                "SIZE",
+                "8BITMIME",
+                "STARTTLS",
+                "ENHANCEDSTATUSCODES",
+                "AUTH",
+            ];
+            match KEYWORDS
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(keyword))
+            {
+                Some(0) => e.pipelining = true,
+                Some(1) => {
                     e.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0));
                 }
-                "8BITMIME" => e.eight_bit_mime = true,
-                "STARTTLS" => e.starttls = true,
-                "ENHANCEDSTATUSCODES" => e.enhanced_status_codes = true,
-                "AUTH" => {
+                Some(2) => e.eight_bit_mime = true,
+                Some(3) => e.starttls = true,
+                Some(4) => e.enhanced_status_codes = true,
+                Some(_) => {
                     e.auth_offered = true;
                     for m in inline.into_iter().chain(words).filter_map(Mech::from_name) {
                         if !e.auth.contains(&m) {
@@ -400,7 +417,7 @@ impl Extensions {
                         }
                     }
                 }
-                _ => {}
+                None => {}
             }
         }
         e
@@ -469,7 +486,7 @@ struct Tx {
 impl Tx {
     fn new(mail: Mail) -> Tx {
         Tx {
-            results: vec![None; mail.rcpts.len()],
+            results: mail.rcpts.iter().map(|_| None).collect(),
             mail,
             accepted: Vec::new(),
             mail_sent: false,
@@ -508,8 +525,13 @@ fn line(s: &str) -> Vec<u8> {
     v
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Append `b` in lower-case hex.
+fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &x in b {
+        out.push(DIGITS[usize::from(x >> 4)]);
+        out.push(DIGITS[usize::from(x & 15)]);
+    }
 }
 
 /// The SMTP client session.
@@ -524,6 +546,8 @@ pub struct Client {
     tx: Option<Tx>,
     /// A MAIL was accepted but its transaction not finished: RSET first.
     need_rset: bool,
+    /// The actions of the call in progress.
+    acts: Vec<Action>,
 }
 
 impl Client {
@@ -538,6 +562,7 @@ impl Client {
             auth: None,
             tx: Some(Tx::new(mail)),
             need_rset: false,
+            acts: Vec::new(),
         }
     }
 
@@ -657,19 +682,25 @@ impl Client {
 
     /// The session cannot go on: defer the message; QUIT politely, or
     /// close at once when the server is gone or misbehaving.
-    fn session_fail(&mut self, f: Failure, close: bool) -> Vec<Action> {
+    fn session_fail(&mut self, f: Failure, close: bool) {
         let session = !self.mail_started();
         let o = self.take_outcome(Some(&f), session);
         if close {
             self.goto(State::Closed);
-            vec![Action::Done(o), Action::Close]
+            {
+                self.act(Action::Done(o));
+                self.act(Action::Close)
+            }
         } else {
             self.goto(State::Quit);
-            vec![Action::Send(line("QUIT")), Action::Done(o)]
+            {
+                self.act(Action::Send(line("QUIT")));
+                self.act(Action::Done(o))
+            }
         }
     }
 
-    fn server_fail(&mut self, r: Reply) -> Vec<Action> {
+    fn server_fail(&mut self, r: Reply) {
         let f = Failure {
             kind: Kind::Temporary,
             stage: self.stage(),
@@ -679,7 +710,7 @@ impl Client {
         self.session_fail(f, false)
     }
 
-    fn local_fail(&mut self, enhanced: Enhanced, text: &str, close: bool) -> Vec<Action> {
+    fn local_fail(&mut self, enhanced: Enhanced, text: &str, close: bool) {
         let f = Failure {
             kind: Kind::Temporary,
             stage: self.stage(),
@@ -690,17 +721,26 @@ impl Client {
     }
 
     /// The server broke the protocol: defer and drop the connection.
-    fn violation(&mut self, text: &str) -> Vec<Action> {
+    fn violation(&mut self, text: &str) {
         self.local_fail((4, 5, 0), &format!("protocol error: {text}"), true)
     }
 
     /// Feed one reply from the server.
     pub fn on_reply(&mut self, r: Reply) -> Vec<Action> {
+        self.reply(r);
+        std::mem::take(&mut self.acts)
+    }
+
+    fn act(&mut self, a: Action) {
+        self.acts.push(a);
+    }
+
+    fn reply(&mut self, r: Reply) {
         if r.code == 421 && !matches!(self.state, State::Quit | State::Closed) {
             // RFC 5321 §3.8: the server is shutting the connection.
             if self.tx.is_none() {
                 self.goto(State::Closed);
-                return vec![Action::Close];
+                return self.act(Action::Close);
             }
             let f = Failure {
                 kind: Kind::Temporary,
@@ -712,32 +752,20 @@ impl Client {
         }
         match self.state {
             State::Greeting => match r.code {
-                220 => self.hello(),
+                220 => self.hello(State::Ehlo, "EHLO "),
                 _ => self.server_fail(r),
             },
             State::Ehlo => match r.class() {
                 Class::Positive => {
-                    self.ext = Extensions::from_ehlo(&r);
+                    self.ext = Extensions::from_reply(&r, true);
                     self.after_hello()
                 }
-                Class::PermanentNegative => {
-                    self.goto(State::Helo);
-                    let name = clean_arg(&self.params.helo_name);
-                    vec![Action::Send(line(&format!("HELO {name}")))]
-                }
+                Class::PermanentNegative => self.hello(State::Helo, "HELO "),
                 _ => self.server_fail(r),
             },
             State::Helo => match r.class() {
                 Class::Positive => {
-                    self.ext = Extensions {
-                        domain: r
-                            .first_line()
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                        ..Extensions::default()
-                    };
+                    self.ext = Extensions::from_reply(&r, false);
                     self.after_hello()
                 }
                 _ => self.server_fail(r),
@@ -745,7 +773,7 @@ impl Client {
             State::StartTls => {
                 if r.code == 220 {
                     self.goto(State::Handshake);
-                    vec![Action::StartTls]
+                    self.act(Action::StartTls)
                 } else if self.params.starttls == StartTls::Required {
                     self.server_fail(r)
                 } else {
@@ -774,7 +802,10 @@ impl Client {
                     self.data_result(&r, Stage::Message);
                     let o = self.take_outcome(None, false);
                     self.goto(State::Closed);
-                    vec![Action::Done(o), Action::Close]
+                    {
+                        self.act(Action::Done(o));
+                        self.act(Action::Close)
+                    }
                 }
             }
             State::DataEnd => {
@@ -788,32 +819,33 @@ impl Client {
             }
             State::Idle | State::Quit => {
                 self.goto(State::Closed);
-                vec![Action::Close]
+                self.act(Action::Close)
             }
-            State::Closed => Vec::new(),
+            State::Closed => {}
         }
     }
 
-    fn hello(&mut self) -> Vec<Action> {
-        self.goto(State::Ehlo);
+    /// EHLO (`state` Ehlo) or HELO (Helo) with our name.
+    fn hello(&mut self, state: State, verb: &str) {
+        self.goto(state);
         let name = clean_arg(&self.params.helo_name);
-        vec![Action::Send(line(&format!("EHLO {name}")))]
+        self.act(Action::Send(line(&[verb, &name].concat())))
     }
 
     /// After a positive EHLO or HELO: STARTTLS, AUTH or the message.
-    fn after_hello(&mut self) -> Vec<Action> {
+    fn after_hello(&mut self) {
         if !self.tls
             && !self.starttls_tried
             && self.params.starttls != StartTls::Never
             && self.ext.starttls
         {
             self.goto(State::StartTls);
-            return vec![Action::Send(line("STARTTLS"))];
+            return self.act(Action::Send(line("STARTTLS")));
         }
         self.after_tls()
     }
 
-    fn after_tls(&mut self) -> Vec<Action> {
+    fn after_tls(&mut self) {
         if !self.tls && self.params.starttls == StartTls::Required {
             return self.local_fail(
                 (4, 7, 4),
@@ -865,20 +897,20 @@ impl Client {
                 ir.extend_from_slice(cred.secret.as_bytes());
                 let cmd = line(&format!("AUTH PLAIN {}", base64::encode(&ir)));
                 self.goto(State::Auth(mech, AuthStep::Result));
-                vec![Action::SendSecret(cmd)]
+                self.act(Action::SendSecret(cmd))
             }
             Mech::Login => {
                 self.goto(State::Auth(mech, AuthStep::LoginUser));
-                vec![Action::Send(line("AUTH LOGIN"))]
+                self.act(Action::Send(line("AUTH LOGIN")))
             }
             Mech::CramMd5 => {
                 self.goto(State::Auth(mech, AuthStep::CramChallenge));
-                vec![Action::Send(line("AUTH CRAM-MD5"))]
+                self.act(Action::Send(line("AUTH CRAM-MD5")))
             }
         }
     }
 
-    fn auth_reply(&mut self, mech: Mech, step: AuthStep, r: Reply) -> Vec<Action> {
+    fn auth_reply(&mut self, mech: Mech, step: AuthStep, r: Reply) {
         if r.is_positive() {
             self.auth = Some(mech);
             return self.start_tx();
@@ -899,28 +931,31 @@ impl Client {
                 // RFC 2195 §2: user name, space, hex HMAC-MD5 of the
                 // challenge keyed with the password.
                 let digest = hmac::hmac_md5(cred.secret.as_bytes(), &challenge);
-                let resp = format!("{} {}", cred.login, hex(&digest));
-                (AuthStep::Result, resp.into_bytes())
+                let mut resp = Vec::with_capacity(cred.login.len() + 33);
+                resp.extend_from_slice(cred.login.as_bytes());
+                resp.push(b' ');
+                push_hex(&mut resp, &digest);
+                (AuthStep::Result, resp)
             }
             AuthStep::Result => return self.violation("unexpected 334 during AUTH"),
         };
         self.goto(State::Auth(mech, next));
-        vec![Action::SendSecret(line(&base64::encode(&response)))]
+        self.act(Action::SendSecret(line(&base64::encode(&response))))
     }
 
     /// Begin the current message: RSET when needed, the SIZE check, then
     /// the first group of MAIL/RCPT/DATA.
-    fn start_tx(&mut self) -> Vec<Action> {
+    fn start_tx(&mut self) {
         let Some(tx) = self.tx.as_ref() else {
             self.goto(State::Idle);
-            return Vec::new();
+            return;
         };
         if tx.mail.rcpts.is_empty() {
             return self.finish_tx();
         }
         if self.need_rset {
             self.goto(State::Rset);
-            return vec![Action::Send(line("RSET"))];
+            return self.act(Action::Send(line("RSET")));
         }
         let size = tx.mail.size;
         if let Some(max) = self.ext.size.filter(|&m| m > 0 && size > m) {
@@ -936,11 +971,11 @@ impl Client {
             };
             let o = self.take_outcome(Some(&f), false);
             self.goto(State::Idle);
-            return vec![Action::Done(o)];
+            return self.act(Action::Done(o));
         }
         self.goto(State::Transaction);
         let cmds = self.fill();
-        vec![Action::Send(cmds)]
+        self.act(Action::Send(cmds))
     }
 
     /// The next commands of the transaction, up to the window.
@@ -949,41 +984,41 @@ impl Client {
         let pipelined = window > 1;
         let size_param = self.ext.size.is_some();
         let body_param = self.ext.eight_bit_mime;
-        let mut out = Vec::new();
+        let mut out = String::new();
         let Some(tx) = self.tx.as_mut() else {
-            return out;
+            return Vec::new();
         };
         while tx.expect.len() < window && !tx.mail_failed {
             if !tx.mail_sent {
-                let mut cmd = format!("MAIL FROM:<{}>", tx.mail.sender);
+                let _ = write!(out, "MAIL FROM:<{}>", tx.mail.sender);
                 if size_param {
-                    cmd.push_str(&format!(" SIZE={}", tx.mail.size));
+                    let _ = write!(out, " SIZE={}", tx.mail.size);
                 }
                 if tx.mail.eight_bit && body_param {
-                    cmd.push_str(" BODY=8BITMIME");
+                    out.push_str(" BODY=8BITMIME");
                 }
-                out.extend(line(&cmd));
+                out.push_str("\r\n");
                 tx.expect.push_back(Expect::Mail);
                 tx.mail_sent = true;
             } else if let Some(rcpt) = tx.mail.rcpts.get(tx.next_rcpt) {
-                out.extend(line(&format!("RCPT TO:<{rcpt}>")));
+                let _ = write!(out, "RCPT TO:<{rcpt}>\r\n");
                 tx.expect.push_back(Expect::Rcpt(tx.next_rcpt));
                 tx.next_rcpt += 1;
             } else {
                 let rcpt_pending = tx.expect.iter().any(|e| matches!(e, Expect::Rcpt(_)));
                 if !tx.data_sent && (!tx.accepted.is_empty() || (pipelined && rcpt_pending)) {
-                    out.extend(line("DATA"));
+                    out.push_str("DATA\r\n");
                     tx.expect.push_back(Expect::Data);
                     tx.data_sent = true;
                 }
                 break;
             }
         }
-        out
+        out.into_bytes()
     }
 
     /// A reply to MAIL, RCPT or DATA.
-    fn tx_reply(&mut self, r: Reply) -> Vec<Action> {
+    fn tx_reply(&mut self, r: Reply) {
         let window = self.window();
         let Some(tx) = self.tx.as_mut() else {
             return self.violation("reply outside a transaction");
@@ -1037,10 +1072,10 @@ impl Client {
                         // RFC 2920 §3.1: DATA accepted though no RCPT was:
                         // send an empty message, which goes nowhere.
                         self.goto(State::DiscardData);
-                        return vec![Action::Send(DATA_END.to_vec())];
+                        return self.act(Action::Send(DATA_END.to_vec()));
                     }
                     self.goto(State::Message);
-                    return vec![Action::SendMessage];
+                    return self.act(Action::SendMessage);
                 }
                 // Refused; a 2xx here is no 354 and confirms nothing.
                 let f = Failure {
@@ -1058,7 +1093,7 @@ impl Client {
         if tx.expect.len() <= window / 2 {
             let cmds = self.fill();
             if !cmds.is_empty() {
-                return vec![Action::Send(cmds)];
+                return self.act(Action::Send(cmds));
             }
         }
         match self.tx.as_ref() {
@@ -1068,7 +1103,7 @@ impl Client {
                 self.need_rset = !tx.mail_failed;
                 self.finish_tx()
             }
-            _ => Vec::new(),
+            _ => {}
         }
     }
 
@@ -1099,21 +1134,26 @@ impl Client {
         }
     }
 
-    fn finish_tx(&mut self) -> Vec<Action> {
+    fn finish_tx(&mut self) {
         let o = self.take_outcome(None, false);
         self.goto(State::Idle);
-        vec![Action::Done(o)]
+        self.act(Action::Done(o))
     }
 
     /// The TLS handshake after STARTTLS succeeded: forget what the server
     /// said in plaintext and say EHLO again (RFC 3207 §4.2).
     pub fn tls_started(&mut self) -> Vec<Action> {
+        self.tls_started_();
+        std::mem::take(&mut self.acts)
+    }
+
+    fn tls_started_(&mut self) {
         if self.state != State::Handshake {
-            return Vec::new();
+            return;
         }
         self.tls = true;
         self.ext = Extensions::default();
-        self.hello()
+        self.hello(State::Ehlo, "EHLO ")
     }
 
     /// The message and [`DATA_END`] are written; wait for the final reply.
@@ -1126,6 +1166,11 @@ impl Client {
     /// Send another message on this connection; only when idle (after a
     /// `Done`). Otherwise the message is deferred at once.
     pub fn next_message(&mut self, mail: Mail) -> Vec<Action> {
+        self.next_message_(mail);
+        std::mem::take(&mut self.acts)
+    }
+
+    fn next_message_(&mut self, mail: Mail) {
         if self.state != State::Idle || self.tx.is_some() {
             let f = Failure {
                 kind: Kind::Temporary,
@@ -1134,12 +1179,12 @@ impl Client {
                 local: true,
             };
             let per_rcpt = (0..mail.rcpts.len()).map(|i| (i, Err(f.clone()))).collect();
-            return vec![Action::Done(Outcome {
+            return self.act(Action::Done(Outcome {
                 per_rcpt,
                 session_failure: true,
                 tls: self.tls,
                 auth: self.auth,
-            })];
+            }));
         }
         self.tx = Some(Tx::new(mail));
         self.start_tx()
@@ -1148,16 +1193,24 @@ impl Client {
     /// End the session: QUIT when idle. Anywhere else it is an abort: the
     /// current message is deferred and the connection closed.
     pub fn quit(&mut self) -> Vec<Action> {
+        self.quit_();
+        std::mem::take(&mut self.acts)
+    }
+
+    fn quit_(&mut self) {
         match self.state {
             State::Idle => {
                 self.goto(State::Quit);
-                vec![Action::Send(line("QUIT"))]
+                self.act(Action::Send(line("QUIT")))
             }
-            State::Quit => Vec::new(),
-            State::Closed => vec![Action::Close],
+            State::Quit => {}
+            State::Closed => self.act(Action::Close),
             _ => {
                 let o = self.abort("delivery stopped");
-                vec![Action::Done(o), Action::Close]
+                {
+                    self.act(Action::Done(o));
+                    self.act(Action::Close)
+                }
             }
         }
     }

@@ -176,7 +176,15 @@ fn syntax(text: &'static str) -> Response {
     Response::new(501, "5.5.4", text)
 }
 
+/// The verbs [`parse`] knows, in the order of its match; the last six
+/// are HTTP methods.
+const VERBS: [&str; 20] = [
+    "HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "QUIT", "STARTTLS", "NOOP", "HELP", "VRFY",
+    "EXPN", "AUTH", "BDAT", "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS",
+];
+
 /// Parse one command line (without its line end).
+#[inline(never)]
 pub fn parse(line: &[u8]) -> Result<Command, Response> {
     let line = trim(line);
     let (verb, args) = match line.iter().position(|&b| b == b' ') {
@@ -186,33 +194,49 @@ pub fn parse(line: &[u8]) -> Result<Command, Response> {
         ),
         None => (line, &b""[..]),
     };
-    let upper = verb.to_ascii_uppercase();
-    let no_args = |cmd: Command, usage: &'static str| {
-        if args.is_empty() {
-            Ok(cmd)
-        } else {
-            Err(syntax(usage))
-        }
+    let Some(i) = VERBS
+        .iter()
+        .position(|v| verb.eq_ignore_ascii_case(v.as_bytes()))
+    else {
+        return Err(Response::new(500, "5.5.2", "Command unrecognized"));
     };
-    match upper.as_slice() {
-        b"HELO" => helo_arg(args, "HELO").map(Command::Helo),
-        b"EHLO" => helo_arg(args, "EHLO").map(Command::Ehlo),
-        b"MAIL" => mail(args),
-        b"RCPT" => rcpt(args),
-        b"DATA" => no_args(Command::Data, "Syntax: DATA"),
-        b"RSET" => no_args(Command::Rset, "Syntax: RSET"),
-        b"QUIT" => no_args(Command::Quit, "Syntax: QUIT"),
-        b"STARTTLS" => no_args(Command::StartTls, "Syntax: STARTTLS"),
-        b"NOOP" => Ok(Command::Noop),
-        b"HELP" => Ok(Command::Help),
-        b"VRFY" if args.is_empty() => Err(syntax("Syntax: VRFY address")),
-        b"VRFY" => Ok(Command::Vrfy),
-        b"EXPN" => Ok(Command::Expn),
-        b"AUTH" => auth(args),
-        b"BDAT" => Ok(Command::Bdat),
-        b"GET" | b"POST" | b"HEAD" | b"PUT" | b"CONNECT" | b"OPTIONS" => Ok(Command::Http),
-        _ => Err(Response::new(500, "5.5.2", "Command unrecognized")),
-    }
+    Ok(match i {
+        0 | 1 => {
+            let name = helo_arg(args, i)?;
+            if i == 0 {
+                Command::Helo(name)
+            } else {
+                Command::Ehlo(name)
+            }
+        }
+        2 => return mail(args),
+        3 => return rcpt(args),
+        4..=7 => {
+            if !args.is_empty() {
+                const USAGE: [&str; 4] = [
+                    "Syntax: DATA",
+                    "Syntax: RSET",
+                    "Syntax: QUIT",
+                    "Syntax: STARTTLS",
+                ];
+                return Err(syntax(USAGE[i - 4]));
+            }
+            match i {
+                4 => Command::Data,
+                5 => Command::Rset,
+                6 => Command::Quit,
+                _ => Command::StartTls,
+            }
+        }
+        8 => Command::Noop,
+        9 => Command::Help,
+        10 if args.is_empty() => return Err(syntax("Syntax: VRFY address")),
+        10 => Command::Vrfy,
+        11 => Command::Expn,
+        12 => return auth(args),
+        13 => Command::Bdat,
+        _ => Command::Http,
+    })
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -225,15 +249,13 @@ fn trim(b: &[u8]) -> &[u8] {
 /// HELO/EHLO: one or more words of visible ASCII (RFC 5321 wants a domain
 /// or address literal; printers and cameras send all sorts of names, so
 /// any visible ASCII is kept — it only ever reaches the Received header).
-fn helo_arg(args: &[u8], verb: &str) -> Result<String, Response> {
+fn helo_arg(args: &[u8], verb: usize) -> Result<String, Response> {
     let ok = !args.is_empty()
         && args.len() <= MAX_HELO
         && args.iter().all(|&b| b == b' ' || b.is_ascii_graphic());
     if !ok {
-        return Err(Response::without_status(
-            501,
-            format!("Syntax: {verb} hostname"),
-        ));
+        let usage = ["Syntax: HELO hostname", "Syntax: EHLO hostname"];
+        return Err(Response::without_status(501, usage[verb & 1]));
     }
     Ok(String::from_utf8_lossy(args).into_owned())
 }
@@ -264,22 +286,27 @@ fn mail(args: &[u8]) -> Result<Command, Response> {
             Some(i) => (p.get(..i).unwrap_or(b""), p.get(i + 1..)),
             None => (p, None),
         };
-        let key = key.to_ascii_uppercase();
-        match (key.as_slice(), value) {
-            (b"SIZE", Some(v)) if size.is_none() => size = Some(size_value(v)?),
-            (b"BODY", Some(v)) if body.is_none() => {
-                body = Some(if v.eq_ignore_ascii_case(b"7BIT") {
-                    Body::SevenBit
-                } else if v.eq_ignore_ascii_case(b"8BITMIME") {
-                    Body::EightBitMime
-                } else {
-                    return Err(syntax("Bad BODY parameter (7BIT or 8BITMIME)"));
-                });
+        let is = |k: &[u8]| key.eq_ignore_ascii_case(k);
+        if is(b"SIZE") {
+            match value {
+                Some(v) if size.is_none() => size = Some(size_value(v)?),
+                _ => return Err(syntax("Bad SIZE parameter")),
             }
-            (b"SIZE", _) => return Err(syntax("Bad SIZE parameter")),
-            (b"BODY", _) => return Err(syntax("Bad BODY parameter")),
-            (b"SMTPUTF8", _) => return Err(Response::new(555, "5.5.4", "SMTPUTF8 is not offered")),
-            _ => return Err(unknown_param(&key)),
+        } else if is(b"BODY") {
+            body = Some(match value {
+                Some(v) if body.is_none() && v.eq_ignore_ascii_case(b"7BIT") => Body::SevenBit,
+                Some(v) if body.is_none() && v.eq_ignore_ascii_case(b"8BITMIME") => {
+                    Body::EightBitMime
+                }
+                Some(_) if body.is_none() => {
+                    return Err(syntax("Bad BODY parameter (7BIT or 8BITMIME)"))
+                }
+                _ => return Err(syntax("Bad BODY parameter")),
+            });
+        } else if is(b"SMTPUTF8") {
+            return Err(Response::new(555, "5.5.4", "SMTPUTF8 is not offered"));
+        } else {
+            return Err(unknown_param(key));
         }
     }
     Ok(Command::Mail { from, size, body })
@@ -295,8 +322,13 @@ fn size_value(v: &[u8]) -> Result<u64, Response> {
     }))
 }
 
+/// `key` is shown upper-cased.
 fn unknown_param(key: &[u8]) -> Response {
-    let key: String = String::from_utf8_lossy(key).chars().take(32).collect();
+    let key: String = String::from_utf8_lossy(key)
+        .chars()
+        .take(32)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
     Response::new(555, "5.5.4", format!("Unsupported parameter {key}"))
 }
 
@@ -305,7 +337,7 @@ fn rcpt(args: &[u8]) -> Result<Command, Response> {
     let (path, params) = split_path(rest, Role::Recipient)?;
     if let Some(p) = params.split(|&b| b == b' ').find(|p| !p.is_empty()) {
         let key = p.split(|&b| b == b'=').next().unwrap_or(b"");
-        return Err(unknown_param(&key.to_ascii_uppercase()));
+        return Err(unknown_param(key));
     }
     if path.eq_ignore_ascii_case(b"postmaster") {
         return Ok(Command::Rcpt {
@@ -313,14 +345,14 @@ fn rcpt(args: &[u8]) -> Result<Command, Response> {
         });
     }
     if path.is_empty() {
-        return Err(bad_path(Role::Recipient, "empty recipient address"));
+        return Err(bad_path(Role::Recipient, &"empty recipient address"));
     }
     Ok(Command::Rcpt {
         to: ForwardPath::Path(parse_path(path, Role::Recipient)?),
     })
 }
 
-fn bad_path(role: Role, why: &str) -> Response {
+fn bad_path(role: Role, why: &dyn std::fmt::Display) -> Response {
     let (status, what) = match role {
         Role::Sender => ("5.1.7", "sender"),
         Role::Recipient => ("5.1.3", "recipient"),
@@ -350,12 +382,12 @@ fn split_path(s: &[u8], role: Role) -> Result<(&[u8], &[u8]), Response> {
         } else if b == b'>' && !quoted {
             let rest = inner.get(i + 1..).unwrap_or(b"");
             if !rest.is_empty() && !rest.starts_with(b" ") {
-                return Err(bad_path(role, "text after '>'"));
+                return Err(bad_path(role, &"text after '>'"));
             }
             return Ok((inner.get(..i).unwrap_or(b""), rest));
         }
     }
-    Err(bad_path(role, "missing '>'"))
+    Err(bad_path(role, &"missing '>'"))
 }
 
 /// Parse the inside of `<…>`: `[@a,@b:]local@domain` (RFC 5321 §4.1.2).
@@ -367,9 +399,10 @@ fn parse_path(path: &[u8], role: Role) -> Result<SmtpPath, Response> {
             "Non-ASCII addresses need SMTPUTF8, which is not offered",
         ));
     }
-    let s = std::str::from_utf8(path).map_err(|_| bad_path(role, "not text"))?;
-    let (route, mailbox) = source_route(s).map_err(|e| bad_path(role, &e.to_string()))?;
-    let addr = Address::parse(mailbox, None).map_err(|e| bad_path(role, &e.to_string()))?;
+    let s = std::str::from_utf8(path).map_err(|_| bad_path(role, &"not text"))?;
+    let (route, mailbox, addr) = source_route(s)
+        .and_then(|(route, mailbox)| Ok((route, mailbox, Address::parse(mailbox, None)?)))
+        .map_err(|e| bad_path(role, &e))?;
     Ok(SmtpPath {
         addr,
         route,
@@ -422,15 +455,18 @@ fn auth(args: &[u8]) -> Result<Command, Response> {
     if words.next().is_some() {
         return Err(syntax("Syntax: AUTH mechanism [initial-response]"));
     }
-    let mechanism = match mech.to_ascii_uppercase().as_slice() {
-        b"PLAIN" => Mechanism::Plain,
-        b"LOGIN" => Mechanism::Login,
-        other => Mechanism::Other(
-            String::from_utf8_lossy(other)
+    let mechanism = if mech.eq_ignore_ascii_case(b"PLAIN") {
+        Mechanism::Plain
+    } else if mech.eq_ignore_ascii_case(b"LOGIN") {
+        Mechanism::Login
+    } else {
+        Mechanism::Other(
+            String::from_utf8_lossy(mech)
                 .chars()
                 .take(32)
+                .map(|c| c.to_ascii_uppercase())
                 .collect::<String>(),
-        ),
+        )
     };
     let initial = match initial {
         None => None,

@@ -118,7 +118,7 @@ use crate::addr::{Address, Sender};
 use crate::config::{BareLf, Config};
 use crate::util::base64;
 
-use super::command::{self, Body, Command, ForwardPath, Mechanism, ReversePath, SmtpPath};
+use super::command::{self, Body, Command, ForwardPath, Mechanism, SmtpPath};
 use super::policy::{Policy, RcptInfo, SessionInfo, Verdict};
 
 /// Longest command line accepted, CRLF included (RFC 5321 §4.5.3.1.4 asks
@@ -158,21 +158,7 @@ impl Response {
     /// text (which may echo client input) become `?`, and the text is cut
     /// to keep the line under RFC 5321's 512 octets.
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(self.text.len() + 16);
-        let _ = write!(s, "{}", self.code);
-        if let Some(st) = self.status {
-            let _ = write!(s, " {st}");
-        }
-        s.push(' ');
-        for c in self.text.chars().take(400) {
-            s.push(if c.is_ascii() && !c.is_ascii_control() {
-                c
-            } else {
-                '?'
-            });
-        }
-        s.push_str("\r\n");
-        s
+        render(self.code, self.status.unwrap_or(""), &self.text)
     }
 }
 
@@ -300,23 +286,8 @@ pub enum Event {
     Close,
 }
 
-/// The argument of HELO/EHLO, kept for the session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Helo {
-    name: String,
-    /// EHLO (extended SMTP) rather than HELO.
-    esmtp: bool,
-}
-
-/// MAIL FROM, accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct MailFrom {
-    sender: Sender,
-    body: Option<Body>,
-}
-
 /// The message being received.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Sink {
     /// The previous line (or the DATA command) ended with CRLF: a `.` line
     /// may end the data.
@@ -325,81 +296,55 @@ struct Sink {
     aborted: Option<AbortReason>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AuthStep {
     /// PLAIN without initial response: waiting for it.
     Plain,
     /// LOGIN: waiting for the user name.
     LoginUser,
-    /// LOGIN: waiting for the password.
-    LoginPass { user: String },
+    /// LOGIN: waiting for the password (the user name is in
+    /// `Machine::login_user`).
+    LoginPass,
 }
 
-/// The session's protocol state; each variant owns its data.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The session's protocol state. The data of a state lives in [`Machine`]
+/// (valid while the state says so), so a transition never moves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Greeting sent (or TLS just started): HELO/EHLO expected.
     Greeted,
-    /// HELO/EHLO done, no transaction.
-    Ready {
-        helo: Helo,
-    },
-    /// MAIL accepted.
-    Mail {
-        helo: Helo,
-        mail: MailFrom,
-    },
+    /// HELO/EHLO done (`helo`), no transaction.
+    Ready,
+    /// MAIL accepted (`sender`, `body`), no recipient yet.
+    Mail,
     /// MAIL and at least one RCPT accepted (`rcpts` is never empty).
-    Rcpt {
-        helo: Helo,
-        mail: MailFrom,
-        rcpts: Vec<Address>,
-    },
-    /// Between 354 and the end of data.
-    Data {
-        helo: Helo,
-        sink: Sink,
-    },
+    Rcpt,
+    /// Between 354 and the end of data (`sink`).
+    Data,
     /// DataEnd emitted; waiting for `data_committed`.
-    Commit {
-        helo: Helo,
-    },
-    /// In an AUTH exchange (334 sent).
-    Auth {
-        helo: Helo,
-        step: AuthStep,
-    },
+    Commit,
+    /// In an AUTH exchange (334 sent; `step`).
+    Auth,
     /// STARTTLS accepted; waiting for `tls_started`.
     TlsHandshake,
     Closed,
 }
 
-impl State {
-    fn name(&self) -> &'static str {
-        match self {
-            State::Greeted => "greeted",
-            State::Ready { .. } => "ready",
-            State::Mail { .. } => "mail",
-            State::Rcpt { .. } => "rcpt",
-            State::Data { .. } => "data",
-            State::Commit { .. } => "commit",
-            State::Auth { .. } => "auth",
-            State::TlsHandshake => "tls-handshake",
-            State::Closed => "closed",
-        }
-    }
+const STATE_NAMES: [&str; 9] = [
+    "greeted",
+    "ready",
+    "mail",
+    "rcpt",
+    "data",
+    "commit",
+    "auth",
+    "tls-handshake",
+    "closed",
+];
 
-    /// The HELO of this state, if any (the transaction, if any, is dropped).
-    fn into_helo(self) -> Option<Helo> {
-        match self {
-            State::Ready { helo }
-            | State::Mail { helo, .. }
-            | State::Rcpt { helo, .. }
-            | State::Data { helo, .. }
-            | State::Commit { helo }
-            | State::Auth { helo, .. } => Some(helo),
-            State::Greeted | State::TlsHandshake | State::Closed => None,
-        }
+impl State {
+    fn name(self) -> &'static str {
+        STATE_NAMES[self as usize]
     }
 }
 
@@ -523,23 +468,113 @@ impl LineReader {
     }
 }
 
-/// Facts about the connection that outlive protocol states.
+/// A reply of fixed text: code, enhanced status (`""`: none), text.
+type Rep = (u16, &'static str, &'static str);
+
+const OK_200: Rep = (250, "2.0.0", "Ok");
+const LINE_TOO_LONG: Rep = (500, "5.5.2", "Line too long");
+const BARE_LF_CMD: Rep = (500, "5.5.2", "Bare LF received: lines must end with CRLF");
+const SEND_HELO: Rep = (503, "5.5.1", "Send HELO/EHLO first");
+const NESTED_MAIL: Rep = (503, "5.5.1", "Nested MAIL command");
+const NEED_MAIL: Rep = (503, "5.5.1", "Need MAIL command");
+const NO_VALID_RCPT: Rep = (554, "5.5.1", "No valid recipients");
+const NEED_MAIL_RCPT: Rep = (503, "5.5.1", "Need MAIL and RCPT commands");
+const VRFY: Rep = (
+    252,
+    "2.5.0",
+    "Cannot VRFY user, but will accept message and attempt delivery",
+);
+const EXPN: Rep = (502, "5.5.1", "EXPN not available");
+const HELP: Rep = (
+    214,
+    "2.0.0",
+    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
+);
+const BDAT: Rep = (502, "5.5.1", "BDAT not supported (no CHUNKING)");
+const HTTP: Rep = (221, "2.7.0", "This is an SMTP server, closing");
+const TOO_BIG: Rep = (
+    552,
+    "5.3.4",
+    "Message size exceeds fixed maximum message size",
+);
+const TOO_MANY_RCPTS: Rep = (452, "4.5.3", "Too many recipients");
+const NO_POSTMASTER: Rep = (550, "5.1.1", "No postmaster here");
+const BARE_LF_DATA: Rep = (
+    550,
+    "5.6.0",
+    "Message refused: bare LF line ending, CRLF required (RFC 5321 2.3.8)",
+);
+const WRITE_ERROR: Rep = (451, "4.3.0", "Error: queue file write error");
+const NO_SPACE: Rep = (452, "4.3.1", "Insufficient system storage");
+const TLS_ACTIVE: Rep = (503, "5.5.1", "TLS already active");
+const NO_STARTTLS: Rep = (502, "5.5.1", "STARTTLS not available");
+const TLS_READY: Rep = (220, "2.0.0", "Ready to start TLS");
+const SEND_EHLO: Rep = (503, "5.5.1", "Send EHLO first");
+const IN_TRANSACTION: Rep = (503, "5.5.1", "MAIL transaction in progress");
+const ALREADY_AUTH: Rep = (503, "5.5.1", "Already authenticated");
+const NO_AUTH: Rep = (502, "5.5.1", "AUTH not available");
+const ENCRYPTION_REQUIRED: Rep = (
+    538,
+    "5.7.11",
+    "Encryption required for requested authentication mechanism",
+);
+const UNKNOWN_MECH: Rep = (504, "5.5.4", "Unrecognized authentication type");
+const AUTH_LINE_TOO_LONG: Rep = (500, "5.5.6", "Authentication Exchange line is too long");
+const AUTH_CANCELLED: Rep = (501, "5.0.0", "Authentication cancelled");
+const BAD_PLAIN: Rep = (501, "5.5.2", "Malformed AUTH PLAIN response");
+const AUTH_OK: Rep = (235, "2.7.0", "Authentication successful");
+const AUTH_INVALID: Rep = (535, "5.7.8", "Authentication credentials invalid");
+const CANNOT_DECODE: Rep = (501, "5.5.2", "Cannot decode AUTH response");
+const NOT_UTF8: Rep = (501, "5.5.2", "AUTH response is not UTF-8");
+/// `334` with base64 of `Username:` and `Password:` (RFC 4954 §4, LOGIN).
+const ASK_USER: &str = "334 VXNlcm5hbWU6\r\n";
+const ASK_PASS: &str = "334 UGFzc3dvcmQ6\r\n";
+
+/// The reply line(s) with CRLF; see [`Response::render`].
+fn render(code: u16, status: &str, text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 16);
+    let _ = write!(s, "{code} ");
+    if !status.is_empty() {
+        s.push_str(status);
+        s.push(' ');
+    }
+    for c in text.chars().take(400) {
+        s.push(if c.is_ascii() && !c.is_ascii_control() {
+            c
+        } else {
+            '?'
+        });
+    }
+    s.push_str("\r\n");
+    s
+}
+
+/// The protocol state and the facts about the connection; `advance` is
+/// the only place the state changes.
 #[derive(Debug)]
-struct Conn {
+struct Machine {
     params: ServerParams,
     peer: PeerInfo,
     /// The authenticated user (RFC 4954), forgotten by STARTTLS.
     auth: Option<String>,
     /// 5xx replies so far.
     errors: u32,
-}
-
-/// The protocol state and the connection; `advance` is the only place the
-/// state changes.
-#[derive(Debug)]
-struct Machine {
-    conn: Conn,
     state: State,
+    /// The HELO/EHLO argument (from Ready on).
+    helo: String,
+    /// EHLO (extended SMTP) rather than HELO.
+    esmtp: bool,
+    /// MAIL FROM (in Mail and Rcpt).
+    sender: Sender,
+    body: Option<Body>,
+    /// The accepted recipients (in Rcpt).
+    rcpts: Vec<Address>,
+    /// The message being received (in Data).
+    sink: Sink,
+    /// The AUTH exchange (in Auth).
+    step: AuthStep,
+    /// The LOGIN user name, while its password is awaited.
+    login_user: String,
 }
 
 /// One SMTP server session. See the module documentation for the
@@ -562,13 +597,19 @@ impl Session {
     pub fn new(params: ServerParams, peer: PeerInfo) -> Session {
         Session {
             machine: Machine {
-                conn: Conn {
-                    params,
-                    peer,
-                    auth: None,
-                    errors: 0,
-                },
+                params,
+                peer,
+                auth: None,
+                errors: 0,
                 state: State::Greeted,
+                helo: String::new(),
+                esmtp: false,
+                sender: Sender::Null,
+                body: None,
+                rcpts: Vec::new(),
+                sink: Sink::default(),
+                step: AuthStep::Plain,
+                login_user: String::new(),
             },
             reader: LineReader::default(),
         }
@@ -576,10 +617,9 @@ impl Session {
 
     /// The 220 greeting; call once, first.
     pub fn greeting(&mut self) -> Vec<Event> {
-        let host = &self.machine.conn.params.host_name;
-        vec![Event::Reply(
-            Response::without_status(220, format!("{host} ESMTP masqmail")).render(),
-        )]
+        let mut out = Vec::new();
+        self.machine.say_host(220, "", " ESMTP masqmail", &mut out);
+        out
     }
 
     /// Take bytes from the client; process every complete line.
@@ -604,7 +644,7 @@ impl Session {
         policy: &dyn Policy,
     ) -> Vec<Event> {
         let mut out = Vec::new();
-        if matches!(self.machine.state, State::Commit { .. }) {
+        if self.machine.state == State::Commit {
             self.machine.advance(Input::Committed(result), &mut out);
             self.run(policy, &mut out);
         }
@@ -615,7 +655,7 @@ impl Session {
     /// EHLO again.
     pub fn tls_started(&mut self, info: TlsInfo) -> Vec<Event> {
         let mut out = Vec::new();
-        if matches!(self.machine.state, State::TlsHandshake) {
+        if self.machine.state == State::TlsHandshake {
             self.reader.clear();
             self.machine.advance(Input::TlsStarted(info), &mut out);
         }
@@ -624,27 +664,26 @@ impl Session {
 
     /// The client was silent too long: 421 and Close.
     pub fn timeout(&mut self) -> Vec<Event> {
-        let mut out = Vec::new();
-        if !self.is_closed() {
-            self.machine.advance(Input::Timeout, &mut out);
-            self.reader.clear();
-        }
-        out
+        self.end(Input::Timeout)
     }
 
     /// The server is stopping (the daemon got SIGTERM): 421 and Close. A
     /// message being received is dropped, never acknowledged.
     pub fn shutdown(&mut self) -> Vec<Event> {
+        self.end(Input::Shutdown)
+    }
+
+    fn end(&mut self, input: Input<'_>) -> Vec<Event> {
         let mut out = Vec::new();
         if !self.is_closed() {
-            self.machine.advance(Input::Shutdown, &mut out);
+            self.machine.advance(input, &mut out);
             self.reader.clear();
         }
         out
     }
 
     pub fn is_closed(&self) -> bool {
-        matches!(self.machine.state, State::Closed)
+        self.machine.state == State::Closed
     }
 
     /// Bytes held between calls (for tests and the daemon's accounting).
@@ -660,7 +699,7 @@ impl Session {
     /// The most a session holds between calls, except input pipelined
     /// after a `DataEnd`.
     pub fn buffer_bound(&self) -> usize {
-        let p = &self.machine.conn.params;
+        let p = &self.machine.params;
         p.max_cmd_line.max(p.max_line.saturating_add(1))
     }
 
@@ -668,10 +707,10 @@ impl Session {
     /// for the caller.
     fn run(&mut self, policy: &dyn Policy, out: &mut Vec<Event>) {
         loop {
-            let p = &self.machine.conn.params;
+            let p = &self.machine.params;
             let limit = match self.machine.state {
-                State::Data { .. } => p.max_line,
-                State::Commit { .. } | State::TlsHandshake | State::Closed => break,
+                State::Data => p.max_line,
+                State::Commit | State::TlsHandshake | State::Closed => break,
                 _ => p.max_cmd_line.saturating_sub(2),
             };
             let Some(frame) = self.reader.next(limit) else {
@@ -696,35 +735,59 @@ impl Session {
 impl Machine {
     /// The one place the state changes.
     fn advance(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
-        let old = std::mem::replace(&mut self.state, State::Closed);
-        let from = old.name();
-        let mut next = self.conn.step(old, input, out);
-        let c = &self.conn;
-        if c.errors >= c.params.max_errors && !matches!(next, State::Closed) {
-            let host = &c.params.host_name;
-            let r = Response::new(421, "4.7.0", format!("{host} Error: too many errors"));
-            out.push(Event::Reply(r.render()));
-            out.push(Event::Close);
-            info!("smtp {}: too many errors, closing", c.peer.ip);
-            next = State::Closed;
+        let from = self.state;
+        self.step(input, out);
+        if self.errors >= self.params.max_errors && self.state != State::Closed {
+            self.close(421, "4.7.0", " Error: too many errors", out);
+            self.note(format_args!("too many errors, closing"));
         }
-        if next.name() != from {
-            debug!("smtp {}: {} -> {}", self.conn.peer.ip, from, next.name());
+        if self.state != from {
+            debug!(
+                "smtp {}: {} -> {}",
+                self.peer.ip,
+                from.name(),
+                self.state.name()
+            );
         }
-        self.state = next;
     }
-}
 
-impl Conn {
-    fn reply(&mut self, r: Response, out: &mut Vec<Event>) {
-        if r.code >= 500 {
+    /// An info line about this client.
+    #[inline(never)]
+    fn note(&self, what: std::fmt::Arguments<'_>) {
+        info!("smtp {}: {what}", self.peer.ip);
+    }
+
+    /// Write a reply; a 5xx counts as an error.
+    #[inline(never)]
+    fn say_text(&mut self, code: u16, status: &str, text: &str, out: &mut Vec<Event>) {
+        if code >= 500 {
             self.errors = self.errors.saturating_add(1);
         }
-        out.push(Event::Reply(r.render()));
+        out.push(Event::Reply(render(code, status, text)));
     }
 
-    fn ok(&mut self, status: &'static str, text: &'static str, out: &mut Vec<Event>) {
-        self.reply(Response::new(250, status, text), out);
+    #[inline(never)]
+    fn say(&mut self, r: &Rep, out: &mut Vec<Event>) {
+        self.say_text(r.0, r.1, r.2, out);
+    }
+
+    fn reply(&mut self, r: Response, out: &mut Vec<Event>) {
+        self.say_text(r.code, r.status.unwrap_or(""), &r.text, out);
+    }
+
+    /// A reply whose text is our host name and `rest`.
+    #[inline(never)]
+    fn say_host(&mut self, code: u16, status: &str, rest: &str, out: &mut Vec<Event>) {
+        let text = [self.params.host_name.as_str(), rest].concat();
+        self.say_text(code, status, &text, out);
+    }
+
+    /// A last reply, then Close.
+    #[inline(never)]
+    fn close(&mut self, code: u16, status: &str, rest: &str, out: &mut Vec<Event>) {
+        self.say_host(code, status, rest, out);
+        out.push(Event::Close);
+        self.state = State::Closed;
     }
 
     fn auth_offered(&self) -> bool {
@@ -735,8 +798,8 @@ impl Conn {
         self.params.starttls_available && self.peer.tls.is_none()
     }
 
-    fn protocol(&self, helo: &Helo) -> &'static str {
-        match (helo.esmtp, self.peer.tls.is_some(), self.auth.is_some()) {
+    fn protocol(&self) -> &'static str {
+        match (self.esmtp, self.peer.tls.is_some(), self.auth.is_some()) {
             (false, _, _) => "SMTP",
             (true, false, false) => "ESMTP",
             (true, true, false) => "ESMTPS",
@@ -745,264 +808,150 @@ impl Conn {
         }
     }
 
-    /// The transition table: the state after `input` in `state`.
-    fn step(&mut self, state: State, input: Input<'_>, out: &mut Vec<Event>) -> State {
-        match (state, input) {
-            (_, Input::Timeout) => {
-                let host = &self.params.host_name;
-                let r = Response::new(421, "4.4.2", format!("{host} Error: timeout exceeded"));
-                out.push(Event::Reply(r.render()));
-                out.push(Event::Close);
-                State::Closed
-            }
-            (_, Input::Shutdown) => {
-                let host = &self.params.host_name;
-                let r = Response::new(421, "4.3.2", format!("{host} Service shutting down"));
-                out.push(Event::Reply(r.render()));
-                out.push(Event::Close);
-                State::Closed
-            }
-            (State::Data { helo, sink }, Input::Line(line, _)) => {
-                self.data_line(helo, sink, line, out)
-            }
-            (State::Auth { helo, step }, Input::Line(line, policy)) => {
-                self.auth_line(helo, step, line, policy, out)
-            }
-            (State::Commit { helo }, Input::Committed(result)) => {
-                self.committed(result, out);
-                State::Ready { helo }
+    /// The transition table: what `input` does in the current state.
+    fn step(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
+        match (self.state, input) {
+            (_, Input::Timeout) => self.close(421, "4.4.2", " Error: timeout exceeded", out),
+            (_, Input::Shutdown) => self.close(421, "4.3.2", " Service shutting down", out),
+            (State::Data, Input::Line(line, _)) => self.data_line(line, out),
+            (State::Auth, Input::Line(line, policy)) => self.auth_line(line, policy, out),
+            (State::Commit, Input::Committed(result)) => {
+                self.state = State::Ready;
+                match result {
+                    Ok(id) => {
+                        let text = ["Ok: queued as ", id.as_str()].concat();
+                        self.say_text(250, "2.0.0", &text, out);
+                    }
+                    Err(CommitError::Io) => self.say(&WRITE_ERROR, out),
+                    Err(CommitError::NoSpace) => self.say(&NO_SPACE, out),
+                    Err(CommitError::Refused(r)) => self.reply(r, out),
+                }
             }
             (State::TlsHandshake, Input::TlsStarted(info)) => {
-                info!(
-                    "smtp {}: TLS {} {}",
-                    self.peer.ip, info.version, info.cipher
-                );
+                self.note(format_args!("TLS {} {}", info.version, info.cipher));
                 self.peer.tls = Some(info);
                 self.auth = None;
-                State::Greeted
+                self.state = State::Greeted;
             }
             (
-                s
-                @ (State::Greeted | State::Ready { .. } | State::Mail { .. } | State::Rcpt { .. }),
+                State::Greeted | State::Ready | State::Mail | State::Rcpt,
                 Input::Line(line, policy),
-            ) => self.command_line(s, line, policy, out),
+            ) => self.command_line(line, policy, out),
             // Calls out of order (the caller's mistake): nothing changes.
-            (s, _) => s,
+            _ => {}
         }
     }
 
-    fn command_line(
-        &mut self,
-        state: State,
-        line: Line<'_>,
-        policy: &dyn Policy,
-        out: &mut Vec<Event>,
-    ) -> State {
+    fn command_line(&mut self, line: Line<'_>, policy: &dyn Policy, out: &mut Vec<Event>) {
         if line.overlong {
-            self.reply(Response::new(500, "5.5.2", "Line too long"), out);
-            return state;
+            return self.say(&LINE_TOO_LONG, out);
         }
         if !line.crlf && self.params.bare_lf == BareLf::Reject {
-            let r = Response::new(500, "5.5.2", "Bare LF received: lines must end with CRLF");
-            self.reply(r, out);
-            return state;
+            return self.say(&BARE_LF_CMD, out);
         }
         match command::parse(line.text) {
-            Ok(cmd) => self.command(state, cmd, line.crlf, policy, out),
-            Err(r) => {
-                self.reply(r, out);
-                state
-            }
+            Ok(cmd) => self.command(cmd, line.crlf, policy, out),
+            Err(r) => self.reply(r, out),
         }
+    }
+
+    /// Start a new session state after HELO/EHLO or RSET: no transaction.
+    fn ready(&mut self) {
+        self.state = State::Ready;
+        self.rcpts = Vec::new();
+        self.sender = Sender::Null;
     }
 
     /// One command in Greeted, Ready, Mail or Rcpt: check, then proceed.
-    fn command(
-        &mut self,
-        state: State,
-        cmd: Command,
-        crlf: bool,
-        policy: &dyn Policy,
-        out: &mut Vec<Event>,
-    ) -> State {
-        let seq = |text: &'static str| Response::new(503, "5.5.1", text);
-        match cmd {
+    fn command(&mut self, cmd: Command, crlf: bool, policy: &dyn Policy, out: &mut Vec<Event>) {
+        let s = self.state;
+        let r: &Rep = match cmd {
             Command::Helo(name) => {
-                let host = self.params.host_name.clone();
-                self.reply(Response::without_status(250, host), out);
-                State::Ready {
-                    helo: Helo { name, esmtp: false },
-                }
+                self.say_host(250, "", "", out);
+                self.helo = name;
+                self.esmtp = false;
+                return self.ready();
             }
             Command::Ehlo(name) => {
                 out.push(Event::Reply(self.ehlo_reply()));
-                State::Ready {
-                    helo: Helo { name, esmtp: true },
-                }
+                self.helo = name;
+                self.esmtp = true;
+                return self.ready();
             }
-            Command::Mail { from, size, body } => match state {
-                State::Ready { helo } => self.mail(helo, from, size, body, out),
-                State::Greeted => {
-                    self.reply(seq("Send HELO/EHLO first"), out);
-                    state
+            Command::Mail { from, size, body } => match s {
+                State::Ready => {
+                    if size.is_some_and(|n| n > self.params.max_size) {
+                        &TOO_BIG
+                    } else {
+                        self.sender = from.sender();
+                        self.body = body;
+                        self.rcpts.clear();
+                        self.state = State::Mail;
+                        &(250, "2.1.0", "Ok")
+                    }
                 }
-                _ => {
-                    self.reply(seq("Nested MAIL command"), out);
-                    state
-                }
+                State::Greeted => &SEND_HELO,
+                _ => &NESTED_MAIL,
             },
-            Command::Rcpt { to } => match state {
-                State::Mail { helo, mail } => self.rcpt(helo, mail, Vec::new(), to, policy, out),
-                State::Rcpt { helo, mail, rcpts } => self.rcpt(helo, mail, rcpts, to, policy, out),
-                _ => {
-                    self.reply(seq("Need MAIL command"), out);
-                    state
-                }
+            Command::Rcpt { to } => match s {
+                State::Mail | State::Rcpt => return self.rcpt(to, policy, out),
+                _ => &NEED_MAIL,
             },
-            Command::Data => match state {
-                State::Rcpt { helo, mail, rcpts } => self.data(helo, mail, rcpts, crlf, out),
-                State::Mail { .. } => {
-                    self.reply(Response::new(554, "5.5.1", "No valid recipients"), out);
-                    state
-                }
-                _ => {
-                    self.reply(seq("Need MAIL and RCPT commands"), out);
-                    state
-                }
+            Command::Data => match s {
+                State::Rcpt => return self.data(crlf, out),
+                State::Mail => &NO_VALID_RCPT,
+                _ => &NEED_MAIL_RCPT,
             },
             Command::Rset => {
-                self.ok("2.0.0", "Ok", out);
-                match state.into_helo() {
-                    Some(helo) => State::Ready { helo },
-                    None => State::Greeted,
+                if s != State::Greeted {
+                    self.ready();
                 }
+                &OK_200
             }
-            Command::Noop => {
-                self.ok("2.0.0", "Ok", out);
-                state
-            }
-            Command::Quit => {
-                let host = &self.params.host_name;
-                let r = Response::new(221, "2.0.0", format!("{host} closing connection"));
-                self.reply(r, out);
-                out.push(Event::Close);
-                State::Closed
-            }
-            Command::Vrfy => {
-                // RFC 5321 §3.5.3: 252 when the server will not verify.
-                let r = Response::new(
-                    252,
-                    "2.5.0",
-                    "Cannot VRFY user, but will accept message and attempt delivery",
-                );
-                self.reply(r, out);
-                state
-            }
-            Command::Expn => {
-                self.reply(Response::new(502, "5.5.1", "EXPN not available"), out);
-                state
-            }
-            Command::Help => {
-                let r = Response::new(
-                    214,
-                    "2.0.0",
-                    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
-                );
-                self.reply(r, out);
-                state
-            }
-            Command::Bdat => {
-                let r = Response::new(502, "5.5.1", "BDAT not supported (no CHUNKING)");
-                self.reply(r, out);
-                state
-            }
+            Command::Noop => &OK_200,
+            Command::Quit => return self.close(221, "2.0.0", " closing connection", out),
+            // RFC 5321 §3.5.3: 252 when the server will not verify.
+            Command::Vrfy => &VRFY,
+            Command::Expn => &EXPN,
+            Command::Help => &HELP,
+            Command::Bdat => &BDAT,
             Command::Http => {
-                let r = Response::new(221, "2.7.0", "This is an SMTP server, closing");
-                self.reply(r, out);
+                self.say(&HTTP, out);
                 out.push(Event::Close);
-                info!(
-                    "smtp {}: HTTP request on the SMTP port, closed",
-                    self.peer.ip
-                );
-                State::Closed
+                self.state = State::Closed;
+                self.note(format_args!("HTTP request on the SMTP port, closed"));
+                return;
             }
-            Command::StartTls => self.starttls(state, out),
+            Command::StartTls => self.starttls(),
             Command::Auth { mechanism, initial } => {
-                self.auth(state, mechanism, initial, policy, out)
+                return self.auth(mechanism, initial, policy, out)
             }
+        };
+        self.say(r, out);
+        if self.state == State::TlsHandshake {
+            out.push(Event::StartTls);
         }
     }
 
     fn ehlo_reply(&self) -> String {
         let p = &self.params;
-        let mut lines = vec![
-            p.host_name.clone(),
-            "PIPELINING".to_string(),
-            format!("SIZE {}", p.max_size),
-        ];
+        let mut s = format!(
+            "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n",
+            p.host_name, p.max_size
+        );
         if self.starttls_offered() {
-            lines.push("STARTTLS".into());
+            s.push_str("250-STARTTLS\r\n");
         }
         if self.auth_offered() {
-            lines.push("AUTH PLAIN LOGIN".into());
+            s.push_str("250-AUTH PLAIN LOGIN\r\n");
         }
-        lines.push("ENHANCEDSTATUSCODES".into());
-        lines.push("8BITMIME".into());
-        let last = lines.len() - 1;
-        let mut s = String::new();
-        for (i, l) in lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            let _ = write!(s, "250{sep}{l}\r\n");
-        }
+        s.push_str("250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
         s
     }
 
-    fn mail(
-        &mut self,
-        helo: Helo,
-        from: ReversePath,
-        size: Option<u64>,
-        body: Option<Body>,
-        out: &mut Vec<Event>,
-    ) -> State {
-        if size.is_some_and(|n| n > self.params.max_size) {
-            let r = Response::new(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
-            self.reply(r, out);
-            return State::Ready { helo };
-        }
-        self.ok("2.1.0", "Ok", out);
-        State::Mail {
-            helo,
-            mail: MailFrom {
-                sender: from.sender(),
-                body,
-            },
-        }
-    }
-
-    fn rcpt(
-        &mut self,
-        helo: Helo,
-        mail: MailFrom,
-        mut rcpts: Vec<Address>,
-        to: ForwardPath,
-        policy: &dyn Policy,
-        out: &mut Vec<Event>,
-    ) -> State {
-        let back = |helo, mail, rcpts: Vec<Address>| {
-            if rcpts.is_empty() {
-                State::Mail { helo, mail }
-            } else {
-                State::Rcpt { helo, mail, rcpts }
-            }
-        };
-        if rcpts.len() >= self.params.max_recipients {
-            self.reply(Response::new(452, "4.5.3", "Too many recipients"), out);
-            return back(helo, mail, rcpts);
+    fn rcpt(&mut self, to: ForwardPath, policy: &dyn Policy, out: &mut Vec<Event>) {
+        if self.rcpts.len() >= self.params.max_recipients {
+            return self.say(&TOO_MANY_RCPTS, out);
         }
         let path = match to {
             ForwardPath::Path(p) => p,
@@ -1012,77 +961,58 @@ impl Conn {
                     route: Vec::new(),
                     quoted: false,
                 },
-                Err(_) => {
-                    let r = Response::new(550, "5.1.1", "No postmaster here");
-                    self.reply(r, out);
-                    return back(helo, mail, rcpts);
-                }
+                Err(_) => return self.say(&NO_POSTMASTER, out),
             },
         };
         let session = SessionInfo {
             ip: self.peer.ip,
-            helo: &helo.name,
-            sender: &mail.sender,
+            helo: &self.helo,
+            sender: &self.sender,
             auth_user: self.auth.as_deref(),
             tls: self.peer.tls.is_some(),
         };
         match policy.rcpt(&RcptInfo { path: &path }, &session) {
             Verdict::Accept => {
-                self.ok("2.1.5", "Ok", out);
-                rcpts.push(path.addr);
+                self.say(&(250, "2.1.5", "Ok"), out);
+                self.rcpts.push(path.addr);
+                self.state = State::Rcpt;
             }
             Verdict::Reject(r) => {
-                info!(
-                    "smtp {}: reject RCPT <{}> from <{}>: {} {}",
-                    self.peer.ip, path.addr, mail.sender, r.code, r.text
-                );
+                self.note(format_args!(
+                    "reject RCPT <{}> from <{}>: {} {}",
+                    path.addr, self.sender, r.code, r.text
+                ));
                 self.reply(r, out);
             }
         }
-        back(helo, mail, rcpts)
     }
 
-    fn data(
-        &mut self,
-        helo: Helo,
-        mail: MailFrom,
-        rcpts: Vec<Address>,
-        crlf: bool,
-        out: &mut Vec<Event>,
-    ) -> State {
+    fn data(&mut self, crlf: bool, out: &mut Vec<Event>) {
         let txn = Transaction {
-            sender: mail.sender,
-            recipients: rcpts,
-            body: mail.body,
-            helo: helo.name.clone(),
-            protocol: self.protocol(&helo),
+            sender: std::mem::replace(&mut self.sender, Sender::Null),
+            recipients: std::mem::take(&mut self.rcpts),
+            body: self.body,
+            helo: self.helo.clone(),
+            protocol: self.protocol(),
             auth_user: self.auth.clone(),
             peer: self.peer.clone(),
         };
         out.push(Event::MessageBegin(Box::new(txn)));
-        let r = Response::without_status(354, "End data with <CR><LF>.<CR><LF>");
-        self.reply(r, out);
-        State::Data {
-            helo,
-            sink: Sink {
-                prev_crlf: crlf,
-                size: 0,
-                aborted: None,
-            },
-        }
+        self.say_text(354, "", "End data with <CR><LF>.<CR><LF>", out);
+        self.sink = Sink {
+            prev_crlf: crlf,
+            size: 0,
+            aborted: None,
+        };
+        self.state = State::Data;
     }
 
     /// One line between 354 and the end of data (RFC 5321 §4.1.1.4,
     /// §4.5.2).
-    fn data_line(
-        &mut self,
-        helo: Helo,
-        mut sink: Sink,
-        line: Line<'_>,
-        out: &mut Vec<Event>,
-    ) -> State {
+    fn data_line(&mut self, line: Line<'_>, out: &mut Vec<Event>) {
+        let sink = &mut self.sink;
         if line.text == b"." && line.crlf && sink.prev_crlf && !line.overlong {
-            return self.data_end(helo, sink, out);
+            return self.data_end(out);
         }
         let mut abort = |sink: &mut Sink, why: AbortReason| {
             if sink.aborted.is_none() {
@@ -1091,244 +1021,166 @@ impl Conn {
             }
         };
         if line.overlong {
-            abort(&mut sink, AbortReason::LineTooLong);
+            abort(sink, AbortReason::LineTooLong);
         } else if !line.crlf && self.params.bare_lf == BareLf::Reject {
-            abort(&mut sink, AbortReason::BareLf);
+            abort(sink, AbortReason::BareLf);
         }
         let text = line.text.strip_prefix(b".").unwrap_or(line.text);
         sink.size = sink.size.saturating_add(text.len() as u64 + 1);
         if sink.size > self.params.max_size {
-            abort(&mut sink, AbortReason::TooBig);
+            abort(sink, AbortReason::TooBig);
         }
         if sink.aborted.is_none() {
             out.push(Event::DataLine(text.to_vec()));
         }
         sink.prev_crlf = line.crlf;
-        State::Data { helo, sink }
     }
 
-    fn data_end(&mut self, helo: Helo, sink: Sink, out: &mut Vec<Event>) -> State {
-        let r = match sink.aborted {
+    fn data_end(&mut self, out: &mut Vec<Event>) {
+        let long;
+        let (code, status, text) = match self.sink.aborted {
             None => {
                 out.push(Event::DataEnd);
-                return State::Commit { helo };
+                self.state = State::Commit;
+                return;
             }
-            Some(AbortReason::TooBig) => Response::new(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            ),
-            Some(AbortReason::LineTooLong) => Response::new(
-                500,
-                "5.5.2",
-                format!("Line too long (limit {} bytes)", self.params.max_line),
-            ),
-            Some(AbortReason::BareLf) => Response::new(
-                550,
-                "5.6.0",
-                "Message refused: bare LF line ending, CRLF required (RFC 5321 2.3.8)",
-            ),
+            Some(AbortReason::TooBig) => TOO_BIG,
+            Some(AbortReason::LineTooLong) => {
+                long = format!("Line too long (limit {} bytes)", self.params.max_line);
+                (500, "5.5.2", long.as_str())
+            }
+            Some(AbortReason::BareLf) => BARE_LF_DATA,
         };
-        info!(
-            "smtp {}: message refused: {} {}",
-            self.peer.ip, r.code, r.text
-        );
-        self.reply(r, out);
-        State::Ready { helo }
+        self.note(format_args!("message refused: {} {}", code, text));
+        self.say_text(code, status, text, out);
+        self.state = State::Ready;
     }
 
-    fn committed(&mut self, result: Result<String, CommitError>, out: &mut Vec<Event>) {
-        let r = match result {
-            Ok(id) => Response::new(250, "2.0.0", format!("Ok: queued as {id}")),
-            Err(CommitError::Io) => Response::new(451, "4.3.0", "Error: queue file write error"),
-            Err(CommitError::NoSpace) => Response::new(452, "4.3.1", "Insufficient system storage"),
-            Err(CommitError::Refused(r)) => r,
-        };
-        self.reply(r, out);
-    }
-
-    fn starttls(&mut self, state: State, out: &mut Vec<Event>) -> State {
-        let refuse = |code, status, text| Response::new(code, status, text);
-        let r = if self.peer.tls.is_some() {
-            refuse(503, "5.5.1", "TLS already active")
+    /// STARTTLS: its reply; the state is TlsHandshake when accepted.
+    fn starttls(&mut self) -> &'static Rep {
+        if self.peer.tls.is_some() {
+            &TLS_ACTIVE
         } else if !self.params.starttls_available {
-            refuse(502, "5.5.1", "STARTTLS not available")
+            &NO_STARTTLS
         } else {
-            match state {
-                State::Ready { .. } => {
-                    self.reply(Response::new(220, "2.0.0", "Ready to start TLS"), out);
-                    out.push(Event::StartTls);
-                    return State::TlsHandshake;
+            match self.state {
+                State::Ready => {
+                    self.state = State::TlsHandshake;
+                    &TLS_READY
                 }
-                State::Greeted => refuse(503, "5.5.1", "Send EHLO first"),
-                _ => refuse(503, "5.5.1", "MAIL transaction in progress"),
+                State::Greeted => &SEND_EHLO,
+                _ => &IN_TRANSACTION,
             }
-        };
-        self.reply(r, out);
-        state
+        }
     }
 
     fn auth(
         &mut self,
-        state: State,
         mechanism: Mechanism,
         initial: Option<String>,
         policy: &dyn Policy,
         out: &mut Vec<Event>,
-    ) -> State {
-        let helo = match state {
-            State::Ready { helo } if helo.esmtp => helo,
-            other => {
-                let text = match other {
-                    State::Mail { .. } | State::Rcpt { .. } => "MAIL transaction in progress",
-                    _ => "Send EHLO first",
-                };
-                self.reply(Response::new(503, "5.5.1", text), out);
-                return other;
+    ) {
+        let refusal = match self.state {
+            State::Ready if self.esmtp => {
+                if self.auth.is_some() {
+                    Some(&ALREADY_AUTH)
+                } else if !self.params.auth_available {
+                    Some(&NO_AUTH)
+                } else if !self.auth_offered() {
+                    // RFC 4954 §6: not without TLS (loopback excepted).
+                    Some(&ENCRYPTION_REQUIRED)
+                } else {
+                    None
+                }
             }
-        };
-        let refusal = if self.auth.is_some() {
-            Some(Response::new(503, "5.5.1", "Already authenticated"))
-        } else if !self.params.auth_available {
-            Some(Response::new(502, "5.5.1", "AUTH not available"))
-        } else if !self.auth_offered() {
-            // RFC 4954 §6: not without TLS (loopback excepted).
-            Some(Response::new(
-                538,
-                "5.7.11",
-                "Encryption required for requested authentication mechanism",
-            ))
-        } else {
-            None
+            State::Mail | State::Rcpt => Some(&IN_TRANSACTION),
+            _ => Some(&SEND_EHLO),
         };
         if let Some(r) = refusal {
-            self.reply(r, out);
-            return State::Ready { helo };
+            return self.say(r, out);
         }
-        match (mechanism, initial) {
-            (Mechanism::Plain, Some(resp)) => match decode(resp.as_bytes()) {
-                Ok(bytes) => self.auth_plain(helo, &bytes, policy, out),
-                Err(r) => {
-                    self.reply(r, out);
-                    State::Ready { helo }
-                }
+        let step = match mechanism {
+            Mechanism::Plain => AuthStep::Plain,
+            Mechanism::Login => AuthStep::LoginUser,
+            Mechanism::Other(_) => return self.say(&UNKNOWN_MECH, out),
+        };
+        match initial {
+            Some(resp) => match decode(resp.as_bytes()) {
+                Some(bytes) => self.auth_response(step, bytes, policy, out),
+                None => self.say(&CANNOT_DECODE, out),
             },
-            (Mechanism::Plain, None) => {
-                out.push(Event::Reply("334 \r\n".into()));
-                State::Auth {
-                    helo,
-                    step: AuthStep::Plain,
-                }
-            }
-            (Mechanism::Login, Some(resp)) => match decode(resp.as_bytes()).and_then(utf8) {
-                Ok(user) => {
-                    out.push(Event::Reply(format!(
-                        "334 {}\r\n",
-                        base64::encode(b"Password:")
-                    )));
-                    State::Auth {
-                        helo,
-                        step: AuthStep::LoginPass { user },
+            None => {
+                out.push(Event::Reply(
+                    if step == AuthStep::Plain {
+                        "334 \r\n"
+                    } else {
+                        ASK_USER
                     }
-                }
-                Err(r) => {
-                    self.reply(r, out);
-                    State::Ready { helo }
-                }
-            },
-            (Mechanism::Login, None) => {
-                out.push(Event::Reply(format!(
-                    "334 {}\r\n",
-                    base64::encode(b"Username:")
-                )));
-                State::Auth {
-                    helo,
-                    step: AuthStep::LoginUser,
-                }
-            }
-            (Mechanism::Other(_), _) => {
-                let r = Response::new(504, "5.5.4", "Unrecognized authentication type");
-                self.reply(r, out);
-                State::Ready { helo }
+                    .into(),
+                ));
+                self.step = step;
+                self.state = State::Auth;
             }
         }
     }
 
     /// A client response line in an AUTH exchange (RFC 4954 §4).
-    fn auth_line(
+    fn auth_line(&mut self, line: Line<'_>, policy: &dyn Policy, out: &mut Vec<Event>) {
+        self.state = State::Ready;
+        let bytes = if line.overlong {
+            Err(&AUTH_LINE_TOO_LONG)
+        } else if line.text == b"*" {
+            Err(&AUTH_CANCELLED)
+        } else {
+            decode(line.text).ok_or(&CANNOT_DECODE)
+        };
+        match bytes {
+            Ok(b) => self.auth_response(self.step, b, policy, out),
+            Err(r) => self.say(r, out),
+        }
+    }
+
+    /// The decoded response for `step`; the state is Ready unless the
+    /// exchange goes on.
+    fn auth_response(
         &mut self,
-        helo: Helo,
         step: AuthStep,
-        line: Line<'_>,
+        bytes: Vec<u8>,
         policy: &dyn Policy,
         out: &mut Vec<Event>,
-    ) -> State {
-        let decoded = if line.overlong {
-            Err(Response::new(
-                500,
-                "5.5.6",
-                "Authentication Exchange line is too long",
-            ))
-        } else if line.text == b"*" {
-            Err(Response::new(501, "5.0.0", "Authentication cancelled"))
-        } else {
-            decode(line.text)
-        };
-        let bytes = match decoded {
-            Ok(b) => b,
-            Err(r) => {
-                self.reply(r, out);
-                return State::Ready { helo };
-            }
-        };
+    ) {
         match step {
-            AuthStep::Plain => self.auth_plain(helo, &bytes, policy, out),
-            AuthStep::LoginUser => match utf8(bytes) {
+            AuthStep::Plain => self.auth_plain(&bytes, policy, out),
+            AuthStep::LoginUser => match String::from_utf8(bytes) {
                 Ok(user) => {
-                    out.push(Event::Reply(format!(
-                        "334 {}\r\n",
-                        base64::encode(b"Password:")
-                    )));
-                    State::Auth {
-                        helo,
-                        step: AuthStep::LoginPass { user },
-                    }
+                    out.push(Event::Reply(ASK_PASS.into()));
+                    self.login_user = user;
+                    self.step = AuthStep::LoginPass;
+                    self.state = State::Auth;
                 }
-                Err(r) => {
-                    self.reply(r, out);
-                    State::Ready { helo }
-                }
+                Err(_) => self.say(&NOT_UTF8, out),
             },
-            AuthStep::LoginPass { user } => {
+            AuthStep::LoginPass => {
+                let user = std::mem::take(&mut self.login_user);
                 self.auth_check(user.as_bytes(), &bytes, policy, out);
-                State::Ready { helo }
             }
         }
     }
 
     /// RFC 4616: `[authzid] NUL authcid NUL passwd`. An authzid other than
     /// the authcid is refused (no proxy authorization).
-    fn auth_plain(
-        &mut self,
-        helo: Helo,
-        bytes: &[u8],
-        policy: &dyn Policy,
-        out: &mut Vec<Event>,
-    ) -> State {
-        let parts: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
-        let [authz, user, pass] = parts.as_slice() else {
-            self.reply(
-                Response::new(501, "5.5.2", "Malformed AUTH PLAIN response"),
-                out,
-            );
-            return State::Ready { helo };
+    fn auth_plain(&mut self, bytes: &[u8], policy: &dyn Policy, out: &mut Vec<Event>) {
+        let mut parts = bytes.split(|&b| b == 0);
+        let (Some(authz), Some(user), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return self.say(&BAD_PLAIN, out);
         };
         if !authz.is_empty() && authz != user {
-            self.auth_failed(user, out);
-            return State::Ready { helo };
+            return self.auth_failed(user, out);
         }
         self.auth_check(user, pass, policy, out);
-        State::Ready { helo }
     }
 
     /// Ask the policy. User names and passwords are UTF-8 (RFC 4616 §2);
@@ -1340,11 +1192,8 @@ impl Conn {
             .zip(std::str::from_utf8(pass).ok());
         match creds {
             Some((u, p)) if policy.authenticate(u, p) => {
-                info!("smtp {}: AUTH as {u}", self.peer.ip);
-                self.reply(
-                    Response::new(235, "2.7.0", "Authentication successful"),
-                    out,
-                );
+                self.note(format_args!("AUTH as {u}"));
+                self.say(&AUTH_OK, out);
                 self.auth = Some(u.to_string());
             }
             _ => self.auth_failed(user, out),
@@ -1354,24 +1203,17 @@ impl Conn {
     fn auth_failed(&mut self, user: &[u8], out: &mut Vec<Event>) {
         let user = String::from_utf8_lossy(user);
         let shown: String = user.chars().filter(|c| !c.is_control()).take(64).collect();
-        info!("smtp {}: AUTH failed for '{shown}'", self.peer.ip);
-        let r = Response::new(535, "5.7.8", "Authentication credentials invalid");
-        self.reply(r, out);
+        self.note(format_args!("AUTH failed for '{shown}'"));
+        self.say(&AUTH_INVALID, out);
     }
 }
 
 /// Base64 of an AUTH response; `=` is the empty response (RFC 4954 §4).
-fn decode(text: &[u8]) -> Result<Vec<u8>, Response> {
-    let bad = || Response::new(501, "5.5.2", "Cannot decode AUTH response");
+fn decode(text: &[u8]) -> Option<Vec<u8>> {
     if text == b"=" {
-        return Ok(Vec::new());
+        return Some(Vec::new());
     }
-    let s = std::str::from_utf8(text).map_err(|_| bad())?;
-    base64::decode(s.trim()).ok_or_else(bad)
-}
-
-fn utf8(bytes: Vec<u8>) -> Result<String, Response> {
-    String::from_utf8(bytes).map_err(|_| Response::new(501, "5.5.2", "AUTH response is not UTF-8"))
+    base64::decode(std::str::from_utf8(text).ok()?.trim())
 }
 
 #[cfg(test)]

@@ -186,14 +186,20 @@ impl Piped {
     fn log_stderr(&mut self, all: bool) {
         self.stderr.read_ready();
         let text = &mut self.stderr.data;
-        while let Some(i) = text.iter().position(|&c| c == b'\n') {
-            let line = text[..i].strip_suffix(b"\r").unwrap_or(&text[..i]);
+        loop {
+            let (end, used) = match text.iter().position(|&c| c == b'\n') {
+                Some(i) => (i, i + 1),
+                None if !text.is_empty() && (all || text.len() >= 1024) => (text.len(), text.len()),
+                None => break,
+            };
+            let line = text.get(..end).unwrap_or_default();
+            let line = if used > end {
+                line.strip_suffix(b"\r").unwrap_or(line)
+            } else {
+                line
+            };
             debug!("wrapper {}: {}", self.name, String::from_utf8_lossy(line));
-            text.drain(..=i);
-        }
-        if !text.is_empty() && (all || text.len() >= 1024) {
-            debug!("wrapper {}: {}", self.name, String::from_utf8_lossy(text));
-            text.clear();
+            text.drain(..used);
         }
     }
 }
@@ -285,43 +291,37 @@ fn targets(
     domain: &str,
     resolver: Option<&Resolver>,
 ) -> Result<Vec<Target>, Failure> {
+    let (mut host, mut port) = (domain, if route.tls == TlsMode::Tls { 465 } else { 25 });
     if let Some(hp) = &route.mail_host {
-        return Ok(vec![Target {
-            host: hp.host.clone(),
-            port: hp.port,
-        }]);
-    }
-    let port = if route.tls == TlsMode::Tls { 465 } else { 25 };
-    if route.resolve_list.contains(&ResolveMethod::DnsMx) {
-        if let Some(r) = resolver {
-            match r.mx(domain) {
-                Ok(mx) => {
-                    return Ok(mx
-                        .into_iter()
-                        .map(|m| Target {
-                            host: m.exchange,
-                            port,
-                        })
-                        .collect())
-                }
-                Err(e) if !e.is_temporary() => {
-                    return Err(Failure::Permanent(format!("{domain}: {e}")))
-                }
-                Err(e) => {
-                    debug!("MX of {domain}: {e}");
-                    if !route
-                        .resolve_list
-                        .iter()
-                        .any(|m| *m != ResolveMethod::DnsMx)
-                    {
-                        return Err(Failure::Temporary(format!("MX lookup for {domain}: {e}")));
-                    }
+        (host, port) = (&hp.host, hp.port);
+    } else if let (true, Some(r)) = (route.resolve_list.contains(&ResolveMethod::DnsMx), resolver) {
+        match r.mx(domain) {
+            Ok(mx) => {
+                return Ok(mx
+                    .into_iter()
+                    .map(|m| Target {
+                        host: m.exchange,
+                        port,
+                    })
+                    .collect())
+            }
+            Err(e) if !e.is_temporary() => {
+                return Err(Failure::Permanent(format!("{domain}: {e}")))
+            }
+            Err(e) => {
+                debug!("MX of {domain}: {e}");
+                if !route
+                    .resolve_list
+                    .iter()
+                    .any(|m| *m != ResolveMethod::DnsMx)
+                {
+                    return Err(Failure::Temporary(format!("MX lookup for {domain}: {e}")));
                 }
             }
         }
     }
     Ok(vec![Target {
-        host: domain.to_string(),
+        host: host.to_string(),
         port,
     }])
 }
@@ -656,54 +656,40 @@ impl Session {
         let _ = self.conn.close();
     }
 
-    /// End the session: QUIT when idle, wait a little for the reply, close.
+    /// End the session: QUIT when idle, wait a little for the reply (one
+    /// read), close.
     fn quit(mut self) {
-        let actions = self.client.quit();
-        let mut buf = [0u8; 1024];
-        let deadline = Instant::now() + QUIT_WAIT;
-        let mut pending = actions;
-        loop {
-            let mut close = false;
-            for a in std::mem::take(&mut pending) {
-                match a {
-                    Action::Send(b) => {
-                        self.conn.get_ref().set_timeout(QUIT_WAIT);
-                        if self
-                            .conn
-                            .write_all(&b)
-                            .and_then(|()| self.conn.flush())
-                            .is_err()
-                        {
-                            return;
-                        }
+        let mut close = false;
+        for a in self.client.quit() {
+            match a {
+                Action::Send(b) => {
+                    self.conn.get_ref().set_timeout(QUIT_WAIT);
+                    if self
+                        .conn
+                        .write_all(&b)
+                        .and_then(|()| self.conn.flush())
+                        .is_err()
+                    {
+                        return;
                     }
-                    Action::Close => close = true,
-                    _ => {}
                 }
+                Action::Close => close = true,
+                _ => {}
             }
-            if close || Instant::now() >= deadline {
-                self.close_conn();
-                return;
-            }
+        }
+        if !close {
             self.conn.get_ref().set_timeout(QUIT_WAIT);
+            let mut buf = [0u8; 1024];
             let n = match self.conn.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            match self.parser.feed(buf.get(..n).unwrap_or_default()) {
-                Ok(rs) => {
-                    for r in rs {
-                        pending.extend(self.client.on_reply(r));
-                    }
-                }
-                Err(_) => return,
-            }
-            if pending.is_empty() {
-                // 221 read: the client is closed and asks for nothing more
-                self.close_conn();
+            // The 221, or whatever came: the session ends either way.
+            if self.parser.feed(buf.get(..n).unwrap_or_default()).is_err() {
                 return;
             }
         }
+        self.close_conn();
     }
 }
 
@@ -770,6 +756,48 @@ impl Smtp {
         out: &Outgoing<'_>,
         rcpts: &[Address],
     ) -> (String, Vec<Result<String, Failure>>) {
+        let n = rcpts.len();
+        let (relay, r) = self.attempt(cfg, route, out, rcpts);
+        let results = match r {
+            Ok(o) => map_outcome(n, o),
+            Err(f) => vec![Err(f); n],
+        };
+        (relay, results)
+    }
+
+    /// Run a new session (or the outcome of one that failed to open) for
+    /// the message; then keep it or end it. A session failure on `tcp`
+    /// ends it (another host is tried).
+    fn first(
+        &mut self,
+        key: &Key,
+        opened: Result<Session, Outcome>,
+        out: &Outgoing<'_>,
+        tcp: bool,
+    ) -> Outcome {
+        match opened {
+            Ok(mut s) => {
+                let d = s.drive(out, Vec::new());
+                if tcp && d.outcome.session_failure {
+                    s.quit();
+                } else {
+                    self.settle(key.clone(), s, d.reusable);
+                }
+                d.outcome
+            }
+            Err(o) => o,
+        }
+    }
+
+    /// The work of `deliver`: the relay, and the session's outcome or one
+    /// failure for every recipient.
+    fn attempt(
+        &mut self,
+        cfg: &Config,
+        route: &Route,
+        out: &Outgoing<'_>,
+        rcpts: &[Address],
+    ) -> (String, Result<Outcome, Failure>) {
         let domain = rcpts
             .first()
             .map(|a| a.domain().to_ascii_lowercase())
@@ -799,7 +827,7 @@ impl Smtp {
                 if !stale {
                     let relay = s.relay.clone();
                     self.settle(key, s, d.reusable);
-                    return (relay, map_outcome(rcpts.len(), d.outcome));
+                    return (relay, Ok(d.outcome));
                 }
                 debug!("{}: kept session gone; connecting again", s.relay);
             } else {
@@ -813,32 +841,19 @@ impl Smtp {
                 .mail_host
                 .as_ref()
                 .map_or_else(|| domain.clone(), |h| h.host.clone());
-            let failure = match spawn_wrapper(w) {
-                Ok(wire) => match Session::open(cfg, route, &host, relay.clone(), wire, mail) {
-                    Ok(mut s) => {
-                        let d = s.drive(out, Vec::new());
-                        self.settle(key, s, d.reusable);
-                        return (relay, map_outcome(rcpts.len(), d.outcome));
-                    }
-                    Err(o) => return (relay, map_outcome(rcpts.len(), o)),
-                },
-                Err(e) if route.connect_error_fail => Failure::Permanent(e),
-                Err(e) => Failure::Temporary(e),
+            return match spawn_wrapper(w) {
+                Ok(wire) => {
+                    let opened = Session::open(cfg, route, &host, relay.clone(), wire, mail);
+                    (relay, Ok(self.first(&key, opened, out, false)))
+                }
+                Err(e) if route.connect_error_fail => (relay, Err(Failure::Permanent(e))),
+                Err(e) => (relay, Err(Failure::Temporary(e))),
             };
-            return (relay, rcpts.iter().map(|_| Err(failure.clone())).collect());
         }
 
-        let hosts = {
-            let resolver = self.resolver(cfg);
-            match targets(route, &domain, resolver) {
-                Ok(h) => h,
-                Err(f) => {
-                    return (
-                        "none".into(),
-                        rcpts.iter().map(|_| Err(f.clone())).collect(),
-                    )
-                }
-            }
+        let hosts = match targets(route, &domain, self.resolver(cfg)) {
+            Ok(h) => h,
+            Err(f) => return ("none".into(), Err(f)),
         };
         let mut last_relay = String::from("none");
         let mut last_err = String::from("no host to deliver to");
@@ -846,14 +861,8 @@ impl Smtp {
         for t in &hosts {
             let ips = match addresses(route, &t.host, self.resolver(cfg)) {
                 Ok(a) => a,
-                Err(Failure::Permanent(e)) if hosts.len() == 1 => {
-                    return (
-                        t.host.clone(),
-                        rcpts
-                            .iter()
-                            .map(|_| Err(Failure::Permanent(e.clone())))
-                            .collect(),
-                    )
+                Err(f @ Failure::Permanent(_)) if hosts.len() == 1 => {
+                    return (t.host.clone(), Err(f))
                 }
                 Err(f) => {
                     last_err = f.text().to_string();
@@ -863,46 +872,28 @@ impl Smtp {
             for ip in ips {
                 let sa = SocketAddr::new(ip, t.port);
                 let relay = format!("{}[{ip}]:{}", t.host, t.port);
+                last_relay = relay.clone();
                 let stream = match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
                     Ok(s) => s,
                     Err(e) => {
-                        debug!("connect {relay}: {e}");
                         last_err = format!("connect to {relay}: {e}");
-                        last_relay = relay;
+                        debug!("{last_err}");
                         continue;
                     }
                 };
                 connected_once = true;
                 let _ = stream.set_nodelay(true);
-                last_relay = relay.clone();
-                let (outcome, session) = match Session::open(
-                    cfg,
-                    route,
-                    &t.host,
-                    relay,
-                    Wire::Tcp(stream, Cell::new(None)),
-                    mail.clone(),
-                ) {
-                    Ok(mut s) => {
-                        let d = s.drive(out, Vec::new());
-                        (d.outcome, Some((s, d.reusable)))
-                    }
-                    Err(o) => (o, None),
-                };
+                let wire = Wire::Tcp(stream, Cell::new(None));
+                let opened = Session::open(cfg, route, &t.host, relay, wire, mail.clone());
+                let outcome = self.first(&key, opened, out, true);
                 if outcome.session_failure {
                     // Another host may do better; keep the reason.
                     if let Some((_, Err(f))) = outcome.per_rcpt.first() {
                         last_err = f.to_string();
                     }
-                    if let Some((s, _)) = session {
-                        s.quit();
-                    }
                     continue;
                 }
-                if let Some((s, reusable)) = session {
-                    self.settle(key, s, reusable);
-                }
-                return (last_relay, map_outcome(rcpts.len(), outcome));
+                return (last_relay, Ok(outcome));
             }
         }
         let failure = if !connected_once && route.connect_error_fail {
@@ -910,10 +901,7 @@ impl Smtp {
         } else {
             Failure::Temporary(last_err)
         };
-        (
-            last_relay,
-            rcpts.iter().map(|_| Err(failure.clone())).collect(),
-        )
+        (last_relay, Err(failure))
     }
 
     /// QUIT every kept session.

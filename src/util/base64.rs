@@ -22,17 +22,6 @@ pub fn encode(data: &[u8]) -> String {
     out
 }
 
-fn value(c: u8) -> Option<u32> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    } as u32)
-}
-
 /// Decode strict base64 (padding required, no whitespace); None when the
 /// input is not base64.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
@@ -43,23 +32,16 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(b.len() / 4 * 3);
     let chunks = b.len() / 4;
     for (i, q) in b.chunks(4).enumerate() {
-        let last = i + 1 == chunks;
         let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
             return None;
         }
         let mut n = 0u32;
-        for &c in &q[..4 - pad] {
-            n = (n << 6) | value(c)?;
+        for &c in q.get(..4 - pad)? {
+            n = (n << 6) | ALPHABET.iter().position(|&a| a == c)? as u32;
         }
         n <<= 6 * pad as u32;
-        out.push((n >> 16) as u8);
-        if pad < 2 {
-            out.push((n >> 8) as u8);
-        }
-        if pad < 1 {
-            out.push(n as u8);
-        }
+        out.extend_from_slice(n.to_be_bytes().get(1..4 - pad)?);
     }
     Some(out)
 }

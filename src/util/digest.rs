@@ -66,8 +66,10 @@ impl<const N: usize> Blocks<N> {
         }
     }
 
-    /// Feed bytes; `compress` is called for every completed block.
-    pub fn update(&mut self, mut data: &[u8], mut compress: impl FnMut(&[u8; N])) {
+    /// Feed bytes; `compress` is called for every completed block. Not
+    /// inlined, and `dyn`: one copy per block size serves every hash.
+    #[inline(never)]
+    pub fn update(&mut self, mut data: &[u8], compress: &mut dyn FnMut(&[u8; N])) {
         self.total = self.total.wrapping_add(data.len() as u64);
         if self.used > 0 {
             let take = (N - self.used).min(data.len());
@@ -83,21 +85,18 @@ impl<const N: usize> Blocks<N> {
             compress(&self.buf);
             self.used = 0;
         }
-        let mut chunks = data.chunks_exact(N);
-        for block in &mut chunks {
-            if let Ok(b) = <&[u8; N]>::try_from(block) {
-                compress(b);
-            }
+        while let Some((block, rest)) = data.split_first_chunk::<N>() {
+            compress(block);
+            data = rest;
         }
-        let rest = chunks.remainder();
-        if let Some(dst) = self.buf.get_mut(..rest.len()) {
-            dst.copy_from_slice(rest);
+        if let Some(dst) = self.buf.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
         }
-        self.used = rest.len();
+        self.used = data.len();
     }
 
     /// Append the padding: `0x80`, zeros, the message length in bits.
-    pub fn finish(mut self, field: LengthField, mut compress: impl FnMut(&[u8; N])) {
+    pub fn finish(&mut self, field: LengthField, compress: &mut dyn FnMut(&[u8; N])) {
         let bits = u128::from(self.total) * 8;
         let field_len = match field {
             LengthField::Le64 | LengthField::Be64 => 8,
@@ -113,8 +112,8 @@ impl<const N: usize> Blocks<N> {
             LengthField::Be64 => tail[..8].copy_from_slice(&(bits as u64).to_be_bytes()),
             LengthField::Be128 => tail.copy_from_slice(&bits.to_be_bytes()),
         }
-        self.update(pad.get(..pad_len).unwrap_or(&[]), &mut compress);
-        self.update(tail.get(..field_len).unwrap_or(&[]), &mut compress);
+        self.update(pad.get(..pad_len).unwrap_or(&[]), compress);
+        self.update(tail.get(..field_len).unwrap_or(&[]), compress);
         debug_assert_eq!(self.used, 0);
     }
 }

@@ -73,16 +73,16 @@ impl Digest for Md5 {
 
     fn update(&mut self, data: &[u8]) {
         let state = &mut self.state;
-        self.blocks.update(data, |b| compress(state, b));
+        self.blocks.update(data, &mut |b| compress(state, b));
     }
 
-    fn finish(self) -> [u8; 16] {
-        let mut state = self.state;
+    fn finish(mut self) -> [u8; 16] {
+        let state = &mut self.state;
         self.blocks
-            .finish(LengthField::Le64, |b| compress(&mut state, b));
+            .finish(LengthField::Le64, &mut |b| compress(state, b));
         let mut out = [0u8; 16];
-        for (o, s) in out.chunks_exact_mut(4).zip(state) {
-            o.copy_from_slice(&s.to_le_bytes());
+        for (i, s) in self.state.iter().enumerate() {
+            out[i * 4..][..4].copy_from_slice(&s.to_le_bytes());
         }
         out
     }

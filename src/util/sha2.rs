@@ -109,6 +109,22 @@ const K512: [u64; 80] = [
     0x6c44198c4a475817,
 ];
 
+/// The initial hash values (FIPS 180-4 §5.3.3, §5.3.5), read from memory
+/// rather than built from immediates.
+static H256: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+static H512: [u64; 8] = [
+    0x6a09e667f3bcc908,
+    0xbb67ae8584caa73b,
+    0x3c6ef372fe94f82b,
+    0xa54ff53a5f1d36f1,
+    0x510e527fade682d1,
+    0x9b05688c2b3e6c1f,
+    0x1f83d9abfb41bd6b,
+    0x5be0cd19137e2179,
+];
+
 #[derive(Clone)]
 pub struct Sha256 {
     state: [u32; 8],
@@ -209,26 +225,23 @@ impl Digest for Sha256 {
 
     fn new() -> Sha256 {
         Sha256 {
-            state: [
-                0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-                0x5be0cd19,
-            ],
+            state: H256,
             blocks: Blocks::new(),
         }
     }
 
     fn update(&mut self, data: &[u8]) {
         let state = &mut self.state;
-        self.blocks.update(data, |b| compress256(state, b));
+        self.blocks.update(data, &mut |b| compress256(state, b));
     }
 
-    fn finish(self) -> [u8; 32] {
-        let mut state = self.state;
+    fn finish(mut self) -> [u8; 32] {
+        let state = &mut self.state;
         self.blocks
-            .finish(LengthField::Be64, |b| compress256(&mut state, b));
+            .finish(LengthField::Be64, &mut |b| compress256(state, b));
         let mut out = [0u8; 32];
-        for (o, s) in out.chunks_exact_mut(4).zip(state) {
-            o.copy_from_slice(&s.to_be_bytes());
+        for (i, s) in self.state.iter().enumerate() {
+            out[i * 4..][..4].copy_from_slice(&s.to_be_bytes());
         }
         out
     }
@@ -240,32 +253,23 @@ impl Digest for Sha512 {
 
     fn new() -> Sha512 {
         Sha512 {
-            state: [
-                0x6a09e667f3bcc908,
-                0xbb67ae8584caa73b,
-                0x3c6ef372fe94f82b,
-                0xa54ff53a5f1d36f1,
-                0x510e527fade682d1,
-                0x9b05688c2b3e6c1f,
-                0x1f83d9abfb41bd6b,
-                0x5be0cd19137e2179,
-            ],
+            state: H512,
             blocks: Blocks::new(),
         }
     }
 
     fn update(&mut self, data: &[u8]) {
         let state = &mut self.state;
-        self.blocks.update(data, |b| compress512(state, b));
+        self.blocks.update(data, &mut |b| compress512(state, b));
     }
 
-    fn finish(self) -> [u8; 64] {
-        let mut state = self.state;
+    fn finish(mut self) -> [u8; 64] {
+        let state = &mut self.state;
         self.blocks
-            .finish(LengthField::Be128, |b| compress512(&mut state, b));
+            .finish(LengthField::Be128, &mut |b| compress512(state, b));
         let mut out = [0u8; 64];
-        for (o, s) in out.chunks_exact_mut(8).zip(state) {
-            o.copy_from_slice(&s.to_be_bytes());
+        for (i, s) in self.state.iter().enumerate() {
+            out[i * 8..][..8].copy_from_slice(&s.to_be_bytes());
         }
         out
     }

@@ -108,9 +108,64 @@ fn b64_from_24bit(b2: u8, b1: u8, b0: u8, n: usize, out: &mut String) {
     }
 }
 
+/// SHA-256 or SHA-512, chosen at run time, so that the spec's steps are
+/// compiled once for both.
+#[derive(Clone)]
+enum Ctx {
+    S256(Sha256),
+    S512(Sha512),
+}
+
+/// A finished digest: 32 or 64 bytes.
+#[derive(Clone, Copy)]
+struct Out {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Out {
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl Ctx {
+    #[inline(never)]
+    fn new(alg: Alg) -> Ctx {
+        match alg {
+            Alg::Sha256 => Ctx::S256(Sha256::new()),
+            Alg::Sha512 => Ctx::S512(Sha512::new()),
+        }
+    }
+
+    #[inline(never)]
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Ctx::S256(h) => h.update(data),
+            Ctx::S512(h) => h.update(data),
+        }
+    }
+
+    #[inline(never)]
+    fn finish(self) -> Out {
+        let mut buf = [0u8; 64];
+        let len = match self {
+            Ctx::S256(h) => {
+                buf[..32].copy_from_slice(&h.finish());
+                32
+            }
+            Ctx::S512(h) => {
+                buf.copy_from_slice(&h.finish());
+                64
+            }
+        };
+        Out { buf, len }
+    }
+}
+
 /// Add `len` bytes made of repeated copies of `block` (the spec's steps 4
 /// and 16, 11 and 20 all have this shape).
-fn add_repeated<D: Digest>(ctx: &mut D, block: &[u8], len: usize) {
+fn add_repeated(ctx: &mut Ctx, block: &[u8], len: usize) {
     if block.is_empty() {
         return;
     }
@@ -123,22 +178,22 @@ fn add_repeated<D: Digest>(ctx: &mut D, block: &[u8], len: usize) {
 }
 
 /// The spec's steps 1–21: the raw digest after `rounds` rounds.
-fn digest<D: Digest>(password: &[u8], salt: &[u8], rounds: u32) -> D::Output {
+fn digest(alg: Alg, password: &[u8], salt: &[u8], rounds: u32) -> Out {
     // Steps 4–8: digest B = H(password salt password).
-    let mut b = D::new();
+    let mut b = Ctx::new(alg);
     b.update(password);
     b.update(salt);
     b.update(password);
     let b = b.finish();
     // Steps 1–3, 9–12: digest A.
-    let mut a = D::new();
+    let mut a = Ctx::new(alg);
     a.update(password);
     a.update(salt);
-    add_repeated(&mut a, b.as_ref(), password.len());
+    add_repeated(&mut a, b.bytes(), password.len());
     let mut n = password.len();
     while n > 0 {
         if n & 1 == 1 {
-            a.update(b.as_ref());
+            a.update(b.bytes());
         } else {
             a.update(password);
         }
@@ -146,42 +201,35 @@ fn digest<D: Digest>(password: &[u8], salt: &[u8], rounds: u32) -> D::Output {
     }
     let mut result = a.finish();
     // Steps 13–16: the byte sequence P.
-    let mut dp = D::new();
+    let mut dp = Ctx::new(alg);
     for _ in 0..password.len() {
         dp.update(password);
     }
     let dp = dp.finish();
     let mut p = Vec::with_capacity(password.len());
     while p.len() < password.len() {
-        let take = (password.len() - p.len()).min(dp.as_ref().len());
-        p.extend_from_slice(dp.as_ref().get(..take).unwrap_or(&[]));
+        let take = (password.len() - p.len()).min(dp.len);
+        p.extend_from_slice(dp.bytes().get(..take).unwrap_or(&[]));
     }
     // Steps 17–20: the byte sequence S.
-    let mut ds = D::new();
-    for _ in 0..16 + usize::from(byte(result.as_ref(), 0)) {
+    let mut ds = Ctx::new(alg);
+    for _ in 0..16 + usize::from(result.buf[0]) {
         ds.update(salt);
     }
     let ds = ds.finish();
-    let s = ds.as_ref().get(..salt.len()).unwrap_or(&[]).to_vec();
+    let s = ds.bytes().get(..salt.len()).unwrap_or(&[]);
     // Step 21: the rounds.
     for r in 0..rounds {
-        let mut c = D::new();
-        if r & 1 == 1 {
-            c.update(&p);
-        } else {
-            c.update(result.as_ref());
-        }
+        let mut c = Ctx::new(alg);
+        let odd = r & 1 == 1;
+        c.update(if odd { &p } else { result.bytes() });
         if r % 3 != 0 {
-            c.update(&s);
+            c.update(s);
         }
         if r % 7 != 0 {
             c.update(&p);
         }
-        if r & 1 == 1 {
-            c.update(result.as_ref());
-        } else {
-            c.update(&p);
-        }
+        c.update(if odd { result.bytes() } else { &p });
         result = c.finish();
     }
     result
@@ -211,22 +259,17 @@ pub fn hash(alg: Alg, password: &[u8], salt: &str, rounds: Option<u32>) -> Strin
     }
     out.push_str(salt);
     out.push('$');
-    match alg {
-        Alg::Sha256 => {
-            let d = digest::<Sha256>(password, salt.as_bytes(), n);
-            for [i, j, k] in PERM256 {
-                b64_from_24bit(byte(&d, i), byte(&d, j), byte(&d, k), 4, &mut out);
-            }
-            b64_from_24bit(0, byte(&d, 31), byte(&d, 30), 3, &mut out);
-        }
-        Alg::Sha512 => {
-            let d = digest::<Sha512>(password, salt.as_bytes(), n);
-            for [i, j, k] in PERM512 {
-                b64_from_24bit(byte(&d, i), byte(&d, j), byte(&d, k), 4, &mut out);
-            }
-            b64_from_24bit(0, 0, byte(&d, 63), 2, &mut out);
-        }
+    let d = digest(alg, password, salt.as_bytes(), n);
+    let d = d.bytes();
+    let (perm, tail): (&[[usize; 3]], _) = match alg {
+        Alg::Sha256 => (&PERM256, [32, 31, 30, 3]),
+        Alg::Sha512 => (&PERM512, [64, 64, 63, 2]),
+    };
+    for &[i, j, k] in perm {
+        b64_from_24bit(byte(d, i), byte(d, j), byte(d, k), 4, &mut out);
     }
+    let [i, j, k, n] = tail;
+    b64_from_24bit(byte(d, i), byte(d, j), byte(d, k), n, &mut out);
     out
 }
 
