@@ -47,8 +47,7 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
                 Entry::Ready(id) => id,
                 Entry::NotReady(_) | Entry::Temp(_) => continue,
                 Entry::Foreign(name) => {
-                    let why = "not a message file".to_string();
-                    report_corrupt(spool, dir, &name, &why, &mut problems);
+                    report_corrupt(spool, dir, &name, "not a message file", &mut problems);
                     continue;
                 }
             };
@@ -61,13 +60,14 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
                 // Gone meanwhile (delivered, removed): not a problem.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(Problem {
-                    name: id.to_string(),
+                    name: id.as_str().to_owned(),
                     why: format!("cannot read: {e}"),
                 }),
             }
         }
     }
-    out.sort_by_key(|l| (l.id, !l.scanned));
+    // Keys are unique: an ID is listed at most once per directory.
+    out.sort_unstable_by_key(|l| (l.id, !l.scanned));
     out.dedup_by_key(|l| l.id);
     Ok((out, problems))
 }
