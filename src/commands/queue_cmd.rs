@@ -95,13 +95,6 @@ fn pending(state: RcptState) -> bool {
     matches!(state, RcptState::Pending | RcptState::Failed)
 }
 
-fn target_text(t: &Target) -> String {
-    match t {
-        Target::Addr(a) => a.to_string(),
-        Target::Pipe(c) => format!("|{c}"),
-    }
-}
-
 fn body_len(l: &Listed) -> u64 {
     // Header fields, the empty line, the body.
     l.hf.headers.iter().map(|h| h.len() as u64).sum::<u64>() + 1 + l.hf.env.body_size
@@ -127,7 +120,7 @@ fn print_text(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> St
         }
         s.push('\n');
         for r in env.rcpts.iter().filter(|r| pending(r.state)) {
-            let _ = write!(s, "        {}", target_text(&r.target));
+            let _ = write!(s, "        {}", r.target.text());
             if let Some(o) = &r.orig {
                 let _ = write!(s, " ({o})");
             }
@@ -327,7 +320,7 @@ fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String], route
             let _ = write!(
                 s,
                 "{{\"address\":{},\"original\":{},\"state\":\"{state}\",\"tries\":{},\"next_try\":{},\"error\":{}}}",
-                json_str(&target_text(&r.target)),
+                json_str(&r.target.text()),
                 orig.as_deref().unwrap_or("null"),
                 r.tries,
                 r.next_try,

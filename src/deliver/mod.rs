@@ -408,10 +408,7 @@ fn log_result(
     relay: &str,
     result: &Result<String, Failure>,
 ) {
-    let t = match rcpt {
-        Target::Addr(a) => a.to_string(),
-        Target::Pipe(c) => format!("|{c}"),
-    };
+    let t = rcpt.text();
     let (status, text) = match result {
         Ok(reply) => ("sent", reply.as_str()),
         Err(Failure::Temporary(t)) => ("deferred", t.as_str()),
