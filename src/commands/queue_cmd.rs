@@ -273,16 +273,16 @@ fn routes_json(rows: &[RouteRow], unroutable: usize, daemon: bool) -> String {
         if i > 0 {
             s.push(',');
         }
-        let opt = |v: Option<String>| v.map_or_else(|| "null".to_string(), |v| json_str(&v));
+        let opt = |v: Option<&str>| v.map_or_else(|| "null".to_string(), json_str);
         let _ = write!(
             s,
             "{{\"name\":{},\"state\":\"{}\",\"online\":{},\"source\":{},\"detail\":{},\"why\":{},\"waiting\":{}}}",
             json_str(&r.name),
             r.state,
             r.state == "online",
-            opt(r.why.as_ref().map(|w| w.source().to_string())),
-            opt(r.why.as_ref().and_then(|w| w.detail().map(str::to_string))),
-            opt(r.why.as_ref().map(|w| w.to_string())),
+            opt(r.why.as_ref().map(|w| w.source())),
+            opt(r.why.as_ref().and_then(|w| w.detail())),
+            opt(r.why.as_ref().map(|w| w.to_string()).as_deref()),
             r.waiting
         );
     }
@@ -342,8 +342,12 @@ fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String], route
         );
     }
     s.push_str("],\"corrupt\":[");
-    let names: Vec<String> = corrupt.iter().map(|c| json_str(c)).collect();
-    s.push_str(&names.join(","));
+    for (i, c) in corrupt.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&json_str(c));
+    }
     s.push(']');
     s.push_str(routes);
     s.push_str("}\n");
