@@ -291,6 +291,7 @@ fn pass(
     report: &mut Report,
 ) -> io::Result<()> {
     let max = cfg.main.max_parallel_routes as usize;
+    let mut part = Part::All;
     if max > 1 {
         let plan = lanes::plan(cfg, spool, scanner, opts, ids);
         if plan.len() > 1 {
@@ -311,29 +312,12 @@ fn pass(
                 send.finish();
                 res
             })?;
-            return walk(
-                cfg,
-                spool,
-                scanner,
-                opts,
-                ids,
-                Part::Finish,
-                wait_busy,
-                send,
-                report,
-            );
+            // What the lanes left: one walk below, for a single copy of it.
+            part = Part::Finish;
         }
     }
     walk(
-        cfg,
-        spool,
-        scanner,
-        opts,
-        ids,
-        Part::All,
-        wait_busy,
-        send,
-        report,
+        cfg, spool, scanner, opts, ids, part, wait_busy, send, report,
     )
 }
 
