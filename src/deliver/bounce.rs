@@ -165,14 +165,15 @@ pub fn queue_notice(
         }
     );
     for r in rcpts {
-        body.push('<');
-        match &r.orig {
-            Some(o) => {
-                let _ = write!(body, "{o}");
-            }
-            None => put_target(&mut body, r),
-        }
-        let _ = writeln!(body, ">: {}", crate::queue::spoolfile::clean(&r.error));
+        let name = r
+            .orig
+            .as_ref()
+            .map_or_else(|| r.target.text(), |o| o.to_string());
+        let _ = writeln!(
+            body,
+            "<{name}>: {}",
+            crate::queue::spoolfile::clean(&r.error)
+        );
     }
     part(
         &mut body,
