@@ -525,15 +525,14 @@ fn process(
                 a.domain()
             };
             let key = (rt.name.as_str(), dest);
-            match groups
+            // The first group not before `key`: it, or where a new one goes.
+            let g = groups
                 .iter()
                 .position(|g| (g.0.name.as_str(), g.1.as_str()) >= key)
-            {
-                Some(g) if (groups[g].0.name.as_str(), groups[g].1.as_str()) == key => {
-                    groups[g].2.push(pos)
-                }
-                Some(g) => groups.insert(g, (rt, dest.to_string(), vec![pos])),
-                None => groups.push((rt, dest.to_string(), vec![pos])),
+                .unwrap_or(groups.len());
+            match groups.get_mut(g) {
+                Some(grp) if (grp.0.name.as_str(), grp.1.as_str()) == key => grp.2.push(pos),
+                _ => groups.insert(g, (rt, dest.to_string(), vec![pos])),
             }
         }
         for (rt, _dest, members) in groups {
