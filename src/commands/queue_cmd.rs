@@ -47,8 +47,7 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
                 Entry::Ready(id) => id,
                 Entry::NotReady(_) | Entry::Temp(_) => continue,
                 Entry::Foreign(name) => {
-                    let why = "not a message file".to_string();
-                    report_corrupt(spool, dir, &name, &why, &mut problems);
+                    report_corrupt(spool, dir, &name, "not a message file", &mut problems);
                     continue;
                 }
             };
@@ -61,13 +60,14 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
                 // Gone meanwhile (delivered, removed): not a problem.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(Problem {
-                    name: id.to_string(),
+                    name: id.as_str().to_owned(),
                     why: format!("cannot read: {e}"),
                 }),
             }
         }
     }
-    out.sort_by_key(|l| (l.id, !l.scanned));
+    // Keys are unique: an ID is listed at most once per directory.
+    out.sort_unstable_by_key(|l| (l.id, !l.scanned));
     out.dedup_by_key(|l| l.id);
     Ok((out, problems))
 }
@@ -95,13 +95,6 @@ fn pending(state: RcptState) -> bool {
     matches!(state, RcptState::Pending | RcptState::Failed)
 }
 
-fn target_text(t: &Target) -> String {
-    match t {
-        Target::Addr(a) => a.to_string(),
-        Target::Pipe(c) => format!("|{c}"),
-    }
-}
-
 fn body_len(l: &Listed) -> u64 {
     // Header fields, the empty line, the body.
     l.hf.headers.iter().map(|h| h.len() as u64).sum::<u64>() + 1 + l.hf.env.body_size
@@ -127,7 +120,7 @@ fn print_text(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> St
         }
         s.push('\n');
         for r in env.rcpts.iter().filter(|r| pending(r.state)) {
-            let _ = write!(s, "        {}", target_text(&r.target));
+            let _ = write!(s, "        {}", r.target.text());
             if let Some(o) = &r.orig {
                 let _ = write!(s, " ({o})");
             }
@@ -280,16 +273,16 @@ fn routes_json(rows: &[RouteRow], unroutable: usize, daemon: bool) -> String {
         if i > 0 {
             s.push(',');
         }
-        let opt = |v: Option<String>| v.map_or_else(|| "null".to_string(), |v| json_str(&v));
+        let opt = |v: Option<&str>| v.map_or_else(|| "null".to_string(), json_str);
         let _ = write!(
             s,
             "{{\"name\":{},\"state\":\"{}\",\"online\":{},\"source\":{},\"detail\":{},\"why\":{},\"waiting\":{}}}",
             json_str(&r.name),
             r.state,
             r.state == "online",
-            opt(r.why.as_ref().map(|w| w.source().to_string())),
-            opt(r.why.as_ref().and_then(|w| w.detail().map(str::to_string))),
-            opt(r.why.as_ref().map(|w| w.to_string())),
+            opt(r.why.as_ref().map(|w| w.source())),
+            opt(r.why.as_ref().and_then(|w| w.detail())),
+            opt(r.why.as_ref().map(|w| w.to_string()).as_deref()),
             r.waiting
         );
     }
@@ -327,7 +320,7 @@ fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String], route
             let _ = write!(
                 s,
                 "{{\"address\":{},\"original\":{},\"state\":\"{state}\",\"tries\":{},\"next_try\":{},\"error\":{}}}",
-                json_str(&target_text(&r.target)),
+                json_str(&r.target.text()),
                 orig.as_deref().unwrap_or("null"),
                 r.tries,
                 r.next_try,
@@ -349,8 +342,12 @@ fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String], route
         );
     }
     s.push_str("],\"corrupt\":[");
-    let names: Vec<String> = corrupt.iter().map(|c| json_str(c)).collect();
-    s.push_str(&names.join(","));
+    for (i, c) in corrupt.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&json_str(c));
+    }
     s.push(']');
     s.push_str(routes);
     s.push_str("}\n");

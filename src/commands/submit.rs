@@ -63,13 +63,15 @@ pub fn run(cfg: &Config, args: &SendmailArgs, rmail: bool) -> CmdResult {
     let spool = super::open_spool(cfg)?;
     let id = local::receive(&mut std::io::stdin().lock(), sub, cfg, &spool)?;
     // The message is on disk: from here on nothing may fail the command.
-    match Scanner::new(cfg) {
-        Ok(scanner) => {
-            if let Err(e) = scanner.scan(&spool, &id) {
-                warn!("{id}: left for the daemon to scan: {e}");
-            }
-        }
-        Err(e) => warn!("{id}: left for the daemon to scan: {e}"),
+    let scanned = match Scanner::new(cfg) {
+        Ok(scanner) => scanner
+            .scan(&spool, &id)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = scanned {
+        warn!("{id}: left for the daemon to scan: {e}");
     }
     Ok(())
 }

@@ -94,15 +94,7 @@ fn part(b: &mut String, boundary: &str, desc: &str, ctype: &str) {
 
 /// A recipient as the notice names it: the address, or `|command`.
 fn put_target(b: &mut String, r: &Rcpt) {
-    match &r.target {
-        crate::queue::Target::Addr(a) => {
-            let _ = write!(b, "{a}");
-        }
-        crate::queue::Target::Pipe(c) => {
-            b.push('|');
-            b.push_str(c);
-        }
-    }
+    b.push_str(&r.target.text());
 }
 
 /// Queue a notice about `rcpts` of message `id`. Returns the notice's ID,
@@ -173,14 +165,15 @@ pub fn queue_notice(
         }
     );
     for r in rcpts {
-        body.push('<');
-        match &r.orig {
-            Some(o) => {
-                let _ = write!(body, "{o}");
-            }
-            None => put_target(&mut body, r),
-        }
-        let _ = writeln!(body, ">: {}", crate::queue::spoolfile::clean(&r.error));
+        let name = r
+            .orig
+            .as_ref()
+            .map_or_else(|| r.target.text(), |o| o.to_string());
+        let _ = writeln!(
+            body,
+            "<{name}>: {}",
+            crate::queue::spoolfile::clean(&r.error)
+        );
     }
     part(
         &mut body,

@@ -291,6 +291,7 @@ fn pass(
     report: &mut Report,
 ) -> io::Result<()> {
     let max = cfg.main.max_parallel_routes as usize;
+    let mut part = Part::All;
     if max > 1 {
         let plan = lanes::plan(cfg, spool, scanner, opts, ids);
         if plan.len() > 1 {
@@ -311,29 +312,12 @@ fn pass(
                 send.finish();
                 res
             })?;
-            return walk(
-                cfg,
-                spool,
-                scanner,
-                opts,
-                ids,
-                Part::Finish,
-                wait_busy,
-                send,
-                report,
-            );
+            // What the lanes left: one walk below, for a single copy of it.
+            part = Part::Finish;
         }
     }
     walk(
-        cfg,
-        spool,
-        scanner,
-        opts,
-        ids,
-        Part::All,
-        wait_busy,
-        send,
-        report,
+        cfg, spool, scanner, opts, ids, part, wait_busy, send, report,
     )
 }
 
@@ -408,10 +392,7 @@ fn log_result(
     relay: &str,
     result: &Result<String, Failure>,
 ) {
-    let t = match rcpt {
-        Target::Addr(a) => a.to_string(),
-        Target::Pipe(c) => format!("|{c}"),
-    };
+    let t = rcpt.text();
     let (status, text) = match result {
         Ok(reply) => ("sent", reply.as_str()),
         Err(Failure::Temporary(t)) => ("deferred", t.as_str()),
@@ -544,15 +525,14 @@ fn process(
                 a.domain()
             };
             let key = (rt.name.as_str(), dest);
-            match groups
+            // The first group not before `key`: it, or where a new one goes.
+            let g = groups
                 .iter()
                 .position(|g| (g.0.name.as_str(), g.1.as_str()) >= key)
-            {
-                Some(g) if (groups[g].0.name.as_str(), groups[g].1.as_str()) == key => {
-                    groups[g].2.push(pos)
-                }
-                Some(g) => groups.insert(g, (rt, dest.to_string(), vec![pos])),
-                None => groups.push((rt, dest.to_string(), vec![pos])),
+                .unwrap_or(groups.len());
+            match groups.get_mut(g) {
+                Some(grp) if (grp.0.name.as_str(), grp.1.as_str()) == key => grp.2.push(pos),
+                _ => groups.insert(g, (rt, dest.to_string(), vec![pos])),
             }
         }
         for (rt, _dest, members) in groups {

@@ -81,6 +81,16 @@ pub enum Target {
     Pipe(String),
 }
 
+impl Target {
+    /// The address bare, or `|command`: as the log and the listing show it.
+    pub fn text(&self) -> String {
+        match self {
+            Target::Addr(a) => a.to_string(),
+            Target::Pipe(c) => format!("|{c}"),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -113,15 +113,19 @@ impl<'a> Scanner<'a> {
                 out.push(r);
             }
         };
+        // A recipient that fails here: kept, failed with `why`.
+        let fail = |mut r: Rcpt, why: String, out: &mut Vec<Rcpt>| {
+            r.state = RcptState::Failed;
+            r.error = why;
+            push(r, out);
+        };
         for r in rcpts {
             let addr = match (&r.state, &r.target) {
                 (RcptState::Pending, Target::Addr(a)) => a.clone(),
                 (RcptState::Pending, Target::Pipe(c)) => {
                     error!("{id}: command recipient |{c} in an incoming file refused");
-                    let mut r = r;
-                    r.state = RcptState::Failed;
-                    r.error = "550 5.7.1 command recipients come only from aliases".into();
-                    push(r, &mut out);
+                    let why = "550 5.7.1 command recipients come only from aliases".into();
+                    fail(r, why, &mut out);
                     continue;
                 }
                 _ => {
@@ -152,10 +156,7 @@ impl<'a> Scanner<'a> {
                 }
                 Err(e) => {
                     warn!("{id}: <{addr}>: {e}");
-                    let mut n = r.clone();
-                    n.state = RcptState::Failed;
-                    n.error = e.to_string();
-                    push(n, &mut out);
+                    fail(r, e.to_string(), &mut out);
                 }
             }
         }
