@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use log::{error, info, warn};
+use log::{error, info};
 
 use crate::config::{Config, OnlineDetect};
 use crate::daemon::control;
@@ -432,16 +432,9 @@ fn remove_one(spool: &Spool, arg: &str) -> CmdResult {
 /// Some(Some(name)) for one route, which then counts as online.
 pub fn run_queue(cfg: &Config, route: Option<&str>) -> CmdResult {
     let spool = super::spool_as_mail_user(cfg, true)?;
-    let report = recover::recover(&spool).map_err(|e| Fail::spool_io("recovery", &e))?;
-    for r in &report.removed {
-        info!("recovery: removed {r} (left by a crash, never acknowledged)");
-    }
-    for (name, why) in &report.set_aside {
-        warn!("recovery: moved {name} to corrupt/: {why}");
-    }
-    for (name, why) in &report.incomplete {
-        warn!("recovery: {name} was ready but not whole ({why}): cut short by a crash before its fsync");
-    }
+    recover::recover(&spool)
+        .map_err(|e| Fail::spool_io("recovery", &e))?
+        .log();
     let scanner = Scanner::new(cfg).map_err(|e| Fail::new(Exit::TempFail, e))?;
     scanner
         .scan_all(&spool)

@@ -302,17 +302,7 @@ fn init_spool(cfg: &Config) -> i32 {
         }
     };
     match recover::recover(&spool) {
-        Ok(r) => {
-            for f in &r.removed {
-                info!("recovery: removed {f} (left by a crash, never acknowledged)");
-            }
-            for (f, why) in &r.set_aside {
-                warn!("recovery: moved {f} to corrupt/: {why}");
-            }
-            for (f, why) in &r.incomplete {
-                warn!("recovery: {f} was ready but not whole ({why}): cut short by a crash before its fsync");
-            }
-        }
+        Ok(r) => r.log(),
         Err(e) => {
             error!("recovery: {e}");
             return 1;

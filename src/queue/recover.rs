@@ -42,6 +42,21 @@ pub struct Report {
     pub incomplete: Vec<(String, String)>,
 }
 
+impl Report {
+    /// Log what recovery did (`-q` and the daemon's start log the same lines).
+    pub fn log(&self) {
+        for f in &self.removed {
+            log::info!("recovery: removed {f} (left by a crash, never acknowledged)");
+        }
+        for (f, why) in &self.set_aside {
+            log::warn!("recovery: moved {f} to corrupt/: {why}");
+        }
+        for (f, why) in &self.incomplete {
+            log::warn!("recovery: {f} was ready but not whole ({why}): cut short by a crash before its fsync");
+        }
+    }
+}
+
 /// Can the lock of `path` be taken (its holder is gone)? A file that does
 /// not exist counts as free.
 fn holder_gone(path: &std::path::Path) -> bool {
