@@ -57,7 +57,7 @@ pub fn active() -> bool {
 }
 
 pub fn encode(id: &MsgId, wants: &Wants) -> Vec<u8> {
-    let mut s = id.to_string();
+    let mut s = id.as_str().to_owned();
     match wants {
         Wants::Now => s.push_str(" *"),
         Wants::Routes(rs) => {

@@ -623,7 +623,7 @@ fn session(
                         };
                         let reply = result.map(|id| {
                             unscanned.push(id);
-                            id.to_string()
+                            id.as_str().to_owned()
                         });
                         pending.extend(session.data_committed(reply, policy));
                     }
