@@ -139,24 +139,19 @@ impl Write for Stream {
 /// policy and for scanning what was accepted, and whether it has the
 /// aliases. When the alias file cannot be read, the policy knows users
 /// only and accepted messages are left for the daemon's scan run.
-fn session_scanner(cfg: &'static Config) -> Option<(&'static Scanner<'static>, bool)> {
+fn session_scanner(cfg: &Config) -> Option<(Scanner<'_>, bool)> {
     match Scanner::new(cfg) {
-        Ok(s) => Some((Box::leak(Box::new(s)), true)),
+        Ok(s) => Some((s, true)),
         Err(e) => {
             warn!("aliases unavailable ({e}); local recipients are checked against users only");
-            let mut stripped = cfg.clone();
-            stripped.main.alias_file = None;
-            let cfg2: &'static Config = Box::leak(Box::new(stripped));
-            Scanner::new(cfg2)
-                .ok()
-                .map(|s| (&*Box::leak(Box::new(s)), false))
+            Scanner::with_alias_file(cfg, None).ok().map(|s| (s, false))
         }
     }
 }
 
 /// The relay policy of the config: local domains and recipients through
 /// scanning's alias resolution, passwords through SHA-crypt.
-fn policy(cfg: &'static Config, scanner: Option<&'static Scanner<'static>>) -> RelayPolicy {
+fn policy<'a>(cfg: &'a Config, scanner: Option<&'a Scanner<'a>>) -> RelayPolicy<'a> {
     let Some(scanner) = scanner else {
         return deny_all(cfg);
     };
@@ -176,9 +171,9 @@ fn policy(cfg: &'static Config, scanner: Option<&'static Scanner<'static>>) -> R
 /// recipient that is no user may well be an alias, so "unknown" is only
 /// a temporary answer (`451 4.3.0`, the client tries again) and never the
 /// permanent `550 5.1.1`.
-struct WithoutAliases(RelayPolicy);
+struct WithoutAliases<'a>(RelayPolicy<'a>);
 
-impl Policy for WithoutAliases {
+impl Policy for WithoutAliases<'_> {
     fn rcpt(&self, rcpt: &RcptInfo, session: &SessionInfo) -> Verdict {
         match self.0.rcpt(rcpt, session) {
             Verdict::Reject(r) if r.status == Some("5.1.1") => Verdict::Reject(Response::new(
@@ -195,7 +190,7 @@ impl Policy for WithoutAliases {
     }
 }
 
-fn deny_all(cfg: &'static Config) -> RelayPolicy {
+fn deny_all(cfg: &Config) -> RelayPolicy<'_> {
     RelayPolicy {
         local_nets: cfg.main.local_nets.clone(),
         is_local_domain: Box::new(|_| false),
@@ -558,17 +553,17 @@ fn session(
         input_fd,
     } = *client;
     let ident = ident.as_str();
-    let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
     let spool = Spool::existing(&cfg.main.spool_dir);
-    let scanner = session_scanner(cfg);
-    let relay = policy(cfg, scanner.map(|(s, _)| s));
-    let policy: Box<dyn Policy> = match scanner {
+    let scanned = session_scanner(cfg);
+    let scanner = scanned.as_ref().map(|(s, _)| s);
+    let relay = policy(cfg, scanner);
+    let policy: Box<dyn Policy> = match scanned {
         Some((_, true)) => Box::new(relay),
         _ => Box::new(WithoutAliases(relay)),
     };
     let policy = &*policy;
     // Only a scanner with the aliases scans here; otherwise the daemon does.
-    let scanner = scanner.and_then(|(s, full)| full.then_some(s));
+    let scanner = scanned.as_ref().and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();
     let mut conn = Some(conn);
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]

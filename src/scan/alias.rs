@@ -243,7 +243,11 @@ impl Aliases {
     /// The config's `alias` sections, then the alias file (config first:
     /// the same name in both, the config wins). Errors of the file are
     /// returned for the caller to log; an unreadable file is an error.
-    pub fn load(cfg: &Config) -> Result<(Aliases, Vec<AliasFileError>), String> {
+    /// `file` is the alias file to read, normally the config's.
+    pub fn load(
+        cfg: &Config,
+        file: Option<&Path>,
+    ) -> Result<(Aliases, Vec<AliasFileError>), String> {
         let host = cfg.main.host_name.as_str();
         let mut entries = Vec::new();
         for a in &cfg.aliases {
@@ -255,7 +259,7 @@ impl Aliases {
             entries.push((a.name.clone(), targets));
         }
         let mut file_errors = Vec::new();
-        if let Some(path) = &cfg.main.alias_file {
+        if let Some(path) = file {
             let (more, errs) = read_alias_file(path, host)?;
             entries.extend(more);
             file_errors = errs;

@@ -28,6 +28,7 @@ pub mod headers;
 
 use std::fs::{self, File};
 use std::io;
+use std::path::Path;
 
 use log::{error, info, warn};
 
@@ -62,8 +63,14 @@ impl<'a> Scanner<'a> {
     /// then waits (the messages stay in `incoming/`) rather than expand
     /// wrongly. Bad lines of the file are logged and skipped.
     pub fn new(cfg: &'a Config) -> Result<Scanner<'a>, String> {
-        let (aliases, file_errors) = Aliases::load(cfg)?;
-        if let Some(path) = &cfg.main.alias_file {
+        Self::with_alias_file(cfg, cfg.main.alias_file.as_deref())
+    }
+
+    /// [`Scanner::new`] with this alias file instead of the config's
+    /// (`None`: the config's `alias` sections only).
+    pub fn with_alias_file(cfg: &'a Config, file: Option<&Path>) -> Result<Scanner<'a>, String> {
+        let (aliases, file_errors) = Aliases::load(cfg, file)?;
+        if let Some(path) = file {
             for e in file_errors {
                 warn!("{}: {e}", path.display());
             }

@@ -79,23 +79,23 @@ pub trait Policy {
 }
 
 /// A question about one address.
-pub type AddrTest = Box<dyn Fn(&Address) -> bool>;
+pub type AddrTest<'a> = Box<dyn Fn(&Address) -> bool + 'a>;
 /// A check of a user name and password.
-pub type PasswordCheck = Box<dyn Fn(&str, &str) -> bool>;
+pub type PasswordCheck<'a> = Box<dyn Fn(&str, &str) -> bool + 'a>;
 
 /// The relay rules of DESIGN §7 (see the module documentation).
-pub struct RelayPolicy {
+pub struct RelayPolicy<'a> {
     /// Clients in these networks may relay.
     pub local_nets: Vec<IpNet>,
     /// Mail for this address is delivered here (`local_hosts`, …).
-    pub is_local_domain: AddrTest,
+    pub is_local_domain: AddrTest<'a>,
     /// This local address is an alias or a user.
-    pub local_recipient_exists: AddrTest,
+    pub local_recipient_exists: AddrTest<'a>,
     /// AUTH: user name and password are valid.
-    pub verify_password: PasswordCheck,
+    pub verify_password: PasswordCheck<'a>,
 }
 
-impl fmt::Debug for RelayPolicy {
+impl fmt::Debug for RelayPolicy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RelayPolicy")
             .field("local_nets", &self.local_nets)
@@ -103,13 +103,13 @@ impl fmt::Debug for RelayPolicy {
     }
 }
 
-impl RelayPolicy {
+impl RelayPolicy<'_> {
     fn trusted(&self, session: &SessionInfo) -> bool {
         session.auth_user.is_some() || self.local_nets.iter().any(|n| n.contains(session.ip))
     }
 }
 
-impl Policy for RelayPolicy {
+impl Policy for RelayPolicy<'_> {
     fn rcpt(&self, rcpt: &RcptInfo, session: &SessionInfo) -> Verdict {
         let addr = &rcpt.path.addr;
         let trusted = self.trusted(session);
@@ -154,7 +154,7 @@ pub(crate) mod tests {
     /// The policy the server tests use: LAN 192.168.1.0/24 and ::1, local
     /// domains `here.test` and `mx.here.test` (the test host_name) with
     /// users `alice` and `bob`, AUTH user `carol` with password `secret`.
-    pub fn example() -> RelayPolicy {
+    pub fn example() -> RelayPolicy<'static> {
         RelayPolicy {
             local_nets: vec!["192.168.1.0/24".parse().unwrap(), "::1".parse().unwrap()],
             is_local_domain: Box::new(|a| ["here.test", "mx.here.test"].contains(&a.domain())),

@@ -1283,7 +1283,7 @@ mod tests {
     /// committed as Q1, Q2, … right after its DataEnd.
     struct Driver {
         s: Session,
-        policy: RelayPolicy,
+        policy: RelayPolicy<'static>,
         out: String,
         queued: u32,
     }
