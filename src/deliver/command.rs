@@ -11,7 +11,7 @@
 //!   supplementary groups). The environment is cleared but for PATH, HOME,
 //!   USER, LOGNAME, SENDER and RECIPIENT.
 
-use std::io::{self, Write};
+use std::io;
 use std::time::{Duration, Instant};
 
 use super::Failure;
@@ -135,7 +135,7 @@ pub fn run(
     env: &[(&str, &str)],
     run_as: Option<&RunAs>,
     timeout: Duration,
-    feed: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    feed: &mut dyn FnMut(&mut Feed<'_>) -> io::Result<()>,
 ) -> Result<(), Failure> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(Failure::Permanent("empty command".into()));
@@ -220,6 +220,7 @@ pub fn capture(argv: &[String], timeout: Duration) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn splits_like_sh() {

@@ -165,20 +165,34 @@ pub fn run_command(
         &[("SENDER", &sender), ("RECIPIENT", rcpt)],
         run_as,
         MDA_TIMEOUT,
-        &mut |w| write_buffered(w, &first, msg, fmt),
+        &mut |w| write_buffered(&mut |b| w.write(b), &first, msg, fmt),
     )
 }
 
-/// Write the message (after `first`) to `w` through a buffer.
+/// Write the message (after `first`) through a buffer to `w`, the
+/// `write` of a file or a command's stdin (one adapter for both, not a
+/// `dyn Write` each).
 fn write_buffered(
-    w: &mut dyn Write,
+    w: &mut dyn FnMut(&[u8]) -> io::Result<usize>,
     first: &str,
     msg: &LocalMsg<'_>,
     fmt: Format,
 ) -> io::Result<()> {
-    let mut bw = io::BufWriter::with_capacity(32 * 1024, w);
+    let mut bw = io::BufWriter::with_capacity(32 * 1024, Out(w));
     output::write_message(&mut bw, Some(first), msg.headers, msg.pool, fmt)?;
     bw.flush()
+}
+
+struct Out<'a>(&'a mut dyn FnMut(&[u8]) -> io::Result<usize>);
+
+impl Write for Out<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        (self.0)(b)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A dot lock: `PATH.lock`, made with O_EXCL, removed on drop.
@@ -289,7 +303,8 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
         .map_err(|e| temp("seek mailbox", &e))?;
     let mut first = output::from_line(msg.sender, msg.received);
     first.push_str(&return_path(msg.sender));
-    let written = write_buffered(&mut f, &first, msg, output::MBOX).and_then(|()| f.sync_data());
+    let written =
+        write_buffered(&mut |b| f.write(b), &first, msg, output::MBOX).and_then(|()| f.sync_data());
     if let Err(e) = written {
         // Leave the mailbox as it was: no half message for the reader.
         let _ = f.set_len(start);
@@ -346,7 +361,12 @@ fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(
                 Some(Gid::from_raw(user.gid)),
             );
         }
-        write_buffered(&mut f, &return_path(msg.sender), msg, output::PLAIN)?;
+        write_buffered(
+            &mut |b| f.write(b),
+            &return_path(msg.sender),
+            msg,
+            output::PLAIN,
+        )?;
         f.sync_all()?;
         fs::rename(&tmp, root.join("new").join(&name))?;
         crate::queue::sync_dir(&root.join("new"))
