@@ -274,7 +274,7 @@ impl Supervisor {
         let Some(q) = &self.query else {
             return;
         };
-        if Instant::now() < q.deadline {
+        if !crate::util::time::left(q.deadline).is_zero() {
             return;
         }
         warn!(

@@ -229,7 +229,7 @@ impl DotLock {
                 }
                 Err(e) => return Err(io_fail("lock", Some(&path), &e, false)),
             }
-            if Instant::now() >= deadline {
+            if crate::util::time::left(deadline).is_zero() {
                 return Err(mailbox_fail("mailbox ", mbox, "is locked", ""));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -259,7 +259,9 @@ fn fcntl_lock(f: &File, mbox: &Path, deadline: Instant) -> Result<(), Failure> {
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EAGAIN) if Instant::now() < deadline => {
+            Some(libc::EACCES) | Some(libc::EAGAIN)
+                if !crate::util::time::left(deadline).is_zero() =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Some(libc::EACCES) | Some(libc::EAGAIN) => {
