@@ -700,12 +700,6 @@ impl Write for Feed<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-
-    /// Formatted into a String, then written whole: no formatting
-    /// adapter of its own for this type.
-    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> io::Result<()> {
-        self.write_all(std::fmt::format(args).as_bytes())
-    }
 }
 
 #[cfg(test)]
