@@ -146,6 +146,12 @@ macro_rules! ro {
     };
 }
 
+/// Note a mismatch between this code and the table, as its error says it.
+#[inline(never)]
+fn bug(bugs: &mut Vec<String>, name: &str, what: &str) {
+    bugs.push(format!("internal error: option '{name}' {what}"));
+}
+
 /// One option of a section.
 #[derive(Default)]
 struct Slot {
@@ -170,10 +176,9 @@ struct Slots {
 
 impl Slots {
     /// A mismatch between this code and the table.
-    #[inline(never)]
     fn bug(&mut self, i: usize, what: &str) {
         let name = self.spec.options.get(i).map_or("?", |o| o.name);
-        self.bugs.push(format!("option '{name}' {what}"));
+        bug(&mut self.bugs, name, what);
     }
 
     /// The option's slot, by its index in the table (`mo!`, `ro!`).
@@ -498,10 +503,11 @@ fn check_section(
         for d in defaults {
             match parse_val(os.ty, d) {
                 Ok(v) => slot.vals.push(v),
-                Err(_) => slots.bugs.push(format!(
-                    "option '{}' has a default that does not parse",
-                    os.name
-                )),
+                Err(_) => bug(
+                    &mut slots.bugs,
+                    os.name,
+                    "has a default that does not parse",
+                ),
             }
         }
     }
@@ -792,15 +798,9 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         }
     }
 
-    for s in &all_slots {
-        for b in &s.bugs {
-            errs.add(
-                s.line,
-                Some(&s.label),
-                None,
-                format!("internal error: {b}"),
-                None,
-            );
+    for s in &mut all_slots {
+        for b in std::mem::take(&mut s.bugs) {
+            errs.add(s.line, Some(&s.label), None, b, None);
         }
     }
 
