@@ -269,18 +269,32 @@ impl Slots {
     }
 
     fn opt_text(&mut self, i: usize) -> Option<String> {
+        let mut out = None;
+        self.opt_text_to(i, &mut out);
+        out
+    }
+
+    /// [`Slots::opt_text`] into a field already in place (and None).
+    #[inline(never)]
+    fn opt_text_to(&mut self, i: usize, out: &mut Option<String>) {
         match self.opt(i) {
-            Some(Val::Text(t)) => Some(t.clone()),
+            Some(Val::Text(t)) => *out = Some(t.clone()),
             v => {
                 let found = v.is_some();
                 self.wrong(i, found);
-                None
             }
         }
     }
 
     fn texts(&mut self, i: usize) -> Vec<String> {
         let mut out = Vec::new();
+        self.texts_to(i, &mut out);
+        out
+    }
+
+    /// [`Slots::texts`] into a field already in place.
+    #[inline(never)]
+    fn texts_to(&mut self, i: usize, out: &mut Vec<String>) {
         let mut other = false;
         for v in self.vals(i) {
             match v {
@@ -289,15 +303,16 @@ impl Slots {
             }
         }
         self.wrong(i, other);
-        out
     }
 
-    fn path(&mut self, i: usize) -> PathBuf {
-        PathBuf::from(self.text(i))
+    /// A path, into a field already in place.
+    fn path(&mut self, i: usize, out: &mut PathBuf) {
+        *out = PathBuf::from(self.text(i));
     }
 
-    fn opt_path(&mut self, i: usize) -> Option<PathBuf> {
-        self.opt_text(i).map(PathBuf::from)
+    /// An optional path, into a field already in place (and None).
+    fn opt_path(&mut self, i: usize, out: &mut Option<PathBuf>) {
+        *out = self.opt_text(i).map(PathBuf::from);
     }
 
     fn num(&mut self, i: usize) -> u64 {
@@ -338,8 +353,9 @@ impl Slots {
         }
     }
 
-    fn sockets(&mut self, i: usize) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
+    /// The values of a list option of this kind, into a field already in
+    /// place (and empty).
+    fn sockets(&mut self, i: usize, out: &mut Vec<SocketAddr>) {
         let mut other = false;
         for v in self.vals(i) {
             match v {
@@ -348,11 +364,11 @@ impl Slots {
             }
         }
         self.wrong(i, other);
-        out
     }
 
-    fn nets(&mut self, i: usize) -> Vec<IpNet> {
-        let mut out = Vec::new();
+    /// The values of a list option of this kind, into a field already in
+    /// place (and empty).
+    fn nets(&mut self, i: usize, out: &mut Vec<IpNet>) {
         let mut other = false;
         for v in self.vals(i) {
             match v {
@@ -361,7 +377,6 @@ impl Slots {
             }
         }
         self.wrong(i, other);
-        out
     }
 
     fn host(&mut self, i: usize) -> Option<(String, Option<u16>)> {
@@ -375,8 +390,8 @@ impl Slots {
         }
     }
 
-    fn maps(&mut self, i: usize) -> Vec<AddressMap> {
-        let mut out = Vec::new();
+    /// The address maps of an option, into a field already in place.
+    fn maps(&mut self, i: usize, out: &mut Vec<AddressMap>) {
         let mut other = false;
         for v in self.vals(i) {
             match v {
@@ -385,7 +400,6 @@ impl Slots {
             }
         }
         self.wrong(i, other);
-        out
     }
 
     fn fingerprint(&mut self, i: usize) -> Option<[u8; 32]> {
@@ -954,19 +968,21 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
     } else {
         vec!["localhost".to_string(), host_name.clone()]
     };
-    let m = Main {
+    // Lists, texts and paths start empty and the accessors fill them in
+    // place below: smaller code than moving each value into the struct.
+    let mut m = Main {
         host_name,
         local_hosts,
-        local_addresses: s.texts(mo!("local_addresses")),
-        not_local_addresses: s.texts(mo!("not_local_addresses")),
-        listen_addresses: s.sockets(mo!("listen_addresses")),
-        smtps_addresses: s.sockets(mo!("smtps_addresses")),
-        local_nets: s.nets(mo!("local_nets")),
-        spool_dir: s.path(mo!("spool_dir")),
-        mail_dir: s.path(mo!("mail_dir")),
+        local_addresses: Vec::new(),
+        not_local_addresses: Vec::new(),
+        listen_addresses: Vec::new(),
+        smtps_addresses: Vec::new(),
+        local_nets: Vec::new(),
+        spool_dir: PathBuf::new(),
+        mail_dir: PathBuf::new(),
         run_as_user: s.bool(mo!("run_as_user")),
         mail_user: s.text(mo!("mail_user")),
-        alias_file: s.opt_path(mo!("alias_file")),
+        alias_file: None,
         alias_local_caseless: s.bool(mo!("alias_local_caseless")),
         max_size: s.num(mo!("max_size")),
         max_line_length: s.usize(mo!("max_line_length")),
@@ -987,8 +1003,8 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
             s.choice(mo!("online_detect")),
             OnlineDetect::Netlink,
         ),
-        online_file: s.path(mo!("online_file")),
-        online_query: s.opt_text(mo!("online_query")),
+        online_file: PathBuf::new(),
+        online_query: None,
         mserver_host: match s.host(mo!("mserver_host")) {
             Some((host, port)) => HostPort {
                 host,
@@ -1000,20 +1016,35 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
             },
         },
         log_level: u8::try_from(s.num(mo!("log_level"))).unwrap_or(9),
-        tls_cert: s.opt_path(mo!("tls_cert")),
-        tls_key: s.opt_path(mo!("tls_key")),
-        pid_file: s.path(mo!("pid_file")),
+        tls_cert: None,
+        tls_key: None,
+        pid_file: PathBuf::new(),
         local_delivery: pick(
             LocalDelivery::ALL,
             s.choice(mo!("local_delivery")),
             LocalDelivery::Mbox,
         ),
-        mda: s.opt_text(mo!("mda")),
+        mda: None,
         mda_fromline: s.bool(mo!("mda_fromline")),
         mda_fromhack: s.bool(mo!("mda_fromhack")),
         delay_warning: s.opt_dur(mo!("delay_warning")),
-        resolv_conf: s.path(mo!("resolv_conf")),
+        resolv_conf: PathBuf::new(),
     };
+    s.sockets(mo!("listen_addresses"), &mut m.listen_addresses);
+    s.sockets(mo!("smtps_addresses"), &mut m.smtps_addresses);
+    s.nets(mo!("local_nets"), &mut m.local_nets);
+    s.path(mo!("spool_dir"), &mut m.spool_dir);
+    s.path(mo!("mail_dir"), &mut m.mail_dir);
+    s.opt_path(mo!("alias_file"), &mut m.alias_file);
+    s.path(mo!("online_file"), &mut m.online_file);
+    s.opt_path(mo!("tls_cert"), &mut m.tls_cert);
+    s.opt_path(mo!("tls_key"), &mut m.tls_key);
+    s.path(mo!("pid_file"), &mut m.pid_file);
+    s.path(mo!("resolv_conf"), &mut m.resolv_conf);
+    s.texts_to(mo!("local_addresses"), &mut m.local_addresses);
+    s.texts_to(mo!("not_local_addresses"), &mut m.not_local_addresses);
+    s.opt_text_to(mo!("online_query"), &mut m.online_query);
+    s.opt_text_to(mo!("mda"), &mut m.mda);
 
     let (cert, key) = (s.set(mo!("tls_cert")), s.set(mo!("tls_key")));
     let fails = [
@@ -1045,17 +1076,19 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
 #[inline(never)]
 fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
     let tls = pick(TlsMode::ALL, s.choice(ro!("tls")), TlsMode::StartTls);
-    let r = Route {
+    // Lists, texts and paths start empty and the accessors fill them in
+    // place below: smaller code than moving each value into the struct.
+    let mut r = Route {
         name: sec.name.clone().unwrap_or_default(),
         enabled: s.bool(ro!("enabled")),
         permanent: s.bool(ro!("permanent")),
-        devices: s.texts(ro!("devices")),
-        allowed_senders: s.texts(ro!("allowed_senders")),
-        denied_senders: s.texts(ro!("denied_senders")),
-        allowed_recipients: s.texts(ro!("allowed_recipients")),
-        denied_recipients: s.texts(ro!("denied_recipients")),
-        allowed_from_hdrs: s.texts(ro!("allowed_from_hdrs")),
-        denied_from_hdrs: s.texts(ro!("denied_from_hdrs")),
+        devices: Vec::new(),
+        allowed_senders: Vec::new(),
+        denied_senders: Vec::new(),
+        allowed_recipients: Vec::new(),
+        denied_recipients: Vec::new(),
+        allowed_from_hdrs: Vec::new(),
+        denied_from_hdrs: Vec::new(),
         last_route: s.bool(ro!("last_route")),
         connect_error_fail: s.bool(ro!("connect_error_fail")),
         mail_host: s.host(ro!("mail_host")).map(|(host, port)| HostPort {
@@ -1068,30 +1101,58 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
             .filter_map(|i| ResolveMethod::ALL.get(i).copied())
             .collect(),
         prefer_ipv4: s.bool(ro!("prefer_ipv4")),
-        helo_name: s.opt_text(ro!("helo_name")),
+        helo_name: None,
         do_pipelining: s.bool(ro!("do_pipelining")),
         auth_name: s.opt_choice(ro!("auth_name"), AUTH_NAMES),
-        auth_login: s.opt_text(ro!("auth_login")),
+        auth_login: None,
         auth_secret: s.opt_text(ro!("auth_secret")).map(Secret),
         auth_allow_plaintext: s.bool(ro!("auth_allow_plaintext")),
-        wrapper: s.opt_text(ro!("wrapper")),
-        pipe: s.opt_text(ro!("pipe")),
+        wrapper: None,
+        pipe: None,
         pipe_fromline: s.bool(ro!("pipe_fromline")),
         pipe_fromhack: s.bool(ro!("pipe_fromhack")),
-        set_h_from_domain: s.opt_text(ro!("set_h_from_domain")),
-        set_h_reply_to_domain: s.opt_text(ro!("set_h_reply_to_domain")),
-        set_return_path_domain: s.opt_text(ro!("set_return_path_domain")),
-        map_h_from_addresses: s.maps(ro!("map_h_from_addresses")),
-        map_h_reply_to_addresses: s.maps(ro!("map_h_reply_to_addresses")),
-        map_h_mail_followup_to_addresses: s.maps(ro!("map_h_mail_followup_to_addresses")),
-        map_return_path_addresses: s.maps(ro!("map_return_path_addresses")),
+        set_h_from_domain: None,
+        set_h_reply_to_domain: None,
+        set_return_path_domain: None,
+        map_h_from_addresses: Vec::new(),
+        map_h_reply_to_addresses: Vec::new(),
+        map_h_mail_followup_to_addresses: Vec::new(),
+        map_return_path_addresses: Vec::new(),
         expand_h_sender_address: s.bool(ro!("expand_h_sender_address")),
         tls,
         tls_verify: s.bool(ro!("tls_verify")),
-        tls_ca_file: s.path(ro!("tls_ca_file")),
+        tls_ca_file: PathBuf::new(),
         tls_fingerprint: s.fingerprint(ro!("tls_fingerprint")),
     };
+    s.path(ro!("tls_ca_file"), &mut r.tls_ca_file);
+    s.opt_text_to(ro!("helo_name"), &mut r.helo_name);
+    s.opt_text_to(ro!("auth_login"), &mut r.auth_login);
+    s.opt_text_to(ro!("wrapper"), &mut r.wrapper);
+    s.opt_text_to(ro!("pipe"), &mut r.pipe);
+    s.opt_text_to(ro!("set_h_from_domain"), &mut r.set_h_from_domain);
+    s.opt_text_to(ro!("set_h_reply_to_domain"), &mut r.set_h_reply_to_domain);
+    s.opt_text_to(ro!("set_return_path_domain"), &mut r.set_return_path_domain);
 
+    s.texts_to(ro!("devices"), &mut r.devices);
+    s.texts_to(ro!("allowed_senders"), &mut r.allowed_senders);
+    s.texts_to(ro!("denied_senders"), &mut r.denied_senders);
+    s.texts_to(ro!("allowed_recipients"), &mut r.allowed_recipients);
+    s.texts_to(ro!("denied_recipients"), &mut r.denied_recipients);
+    s.texts_to(ro!("allowed_from_hdrs"), &mut r.allowed_from_hdrs);
+    s.texts_to(ro!("denied_from_hdrs"), &mut r.denied_from_hdrs);
+    s.maps(ro!("map_h_from_addresses"), &mut r.map_h_from_addresses);
+    s.maps(
+        ro!("map_h_reply_to_addresses"),
+        &mut r.map_h_reply_to_addresses,
+    );
+    s.maps(
+        ro!("map_h_mail_followup_to_addresses"),
+        &mut r.map_h_mail_followup_to_addresses,
+    );
+    s.maps(
+        ro!("map_return_path_addresses"),
+        &mut r.map_return_path_addresses,
+    );
     if sec.name.is_none() {
         errs.add(
             sec.line,
