@@ -425,18 +425,17 @@ impl Slots {
         }
     }
 
-    /// The indexes of a list of choices.
-    fn choices(&mut self, i: usize) -> Vec<usize> {
-        let mut out = Vec::new();
+    /// A list of resolve methods, into a field already in place (and
+    /// empty).
+    fn methods(&mut self, i: usize, out: &mut Vec<ResolveMethod>) {
         let mut other = false;
         for v in self.vals(i) {
             match v {
-                Val::Choice(i) => out.push(*i),
+                Val::Choice(k) => out.extend(ResolveMethod::ALL.get(*k).copied()),
                 _ => other = true,
             }
         }
         self.wrong(i, other);
-        out
     }
 
     /// The name of an optional choice, if set.
@@ -1095,11 +1094,7 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
             host,
             port: port.unwrap_or(default_smtp_port(tls)),
         }),
-        resolve_list: s
-            .choices(ro!("resolve_list"))
-            .into_iter()
-            .filter_map(|i| ResolveMethod::ALL.get(i).copied())
-            .collect(),
+        resolve_list: Vec::new(),
         prefer_ipv4: s.bool(ro!("prefer_ipv4")),
         helo_name: None,
         do_pipelining: s.bool(ro!("do_pipelining")),
@@ -1140,6 +1135,7 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
     s.texts_to(ro!("denied_recipients"), &mut r.denied_recipients);
     s.texts_to(ro!("allowed_from_hdrs"), &mut r.allowed_from_hdrs);
     s.texts_to(ro!("denied_from_hdrs"), &mut r.denied_from_hdrs);
+    s.methods(ro!("resolve_list"), &mut r.resolve_list);
     s.maps(ro!("map_h_from_addresses"), &mut r.map_h_from_addresses);
     s.maps(
         ro!("map_h_reply_to_addresses"),
