@@ -735,9 +735,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 }
             }
             "route" => {
-                if let Some(r) = build_route(sec, &mut slots, &mut errs) {
-                    routes.push(r);
-                }
+                build_route(sec, &mut slots, &mut errs, &mut routes);
             }
             "alias" => {
                 let a = Alias {
@@ -1072,8 +1070,9 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
     m
 }
 
+/// Check a route section; add it to `routes` if it has a name.
 #[inline(never)]
-fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
+fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs, routes: &mut Vec<Route>) {
     let tls = pick(TlsMode::ALL, s.choice(ro!("tls")), TlsMode::StartTls);
     // Lists, texts and paths start empty and the accessors fill them in
     // place below: smaller code than moving each value into the struct.
@@ -1171,10 +1170,8 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
         s.set(ro!("map_h_reply_to_addresses")) && s.set(ro!("set_h_reply_to_domain")),
     ];
     cross_checks(s, errs, &ROUTE_CHECKS, &fails);
-    if sec.name.is_none() {
-        None
-    } else {
-        Some(r)
+    if sec.name.is_some() {
+        routes.push(r);
     }
 }
 
