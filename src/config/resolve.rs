@@ -960,10 +960,12 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
     };
     let local_hosts = if s.given(mo!("local_hosts")) {
         s.texts(mo!("local_hosts"))
-    } else if host_name.eq_ignore_ascii_case("localhost") {
-        vec!["localhost".to_string()]
     } else {
-        vec!["localhost".to_string(), host_name.clone()]
+        let mut l = vec!["localhost".to_string()];
+        if !host_name.eq_ignore_ascii_case("localhost") {
+            l.push(host_name.clone());
+        }
+        l
     };
     // Lists, texts and paths start empty and the accessors fill them in
     // place below: smaller code than moving each value into the struct.
