@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::schema::{
-    default_smtp_port, Default, OptSpec, SectionSpec, Ty, AUTH_NAMES, MAIN, SECTIONS,
+    default_smtp_port, Default, OptSpec, SectionSpec, Ty, ALIAS, AUTH_NAMES, MAIN, ROUTE, SECTIONS,
+    USER,
 };
 use super::uci::{self, Section, UciOption};
 use super::value::{self, Bad};
@@ -109,6 +110,48 @@ impl Errs<'_> {
     }
 }
 
+/// The index of option `name` in a section's table. Used in const blocks
+/// (see `mo!`, `ro!`), so a name not in the table fails the build and the
+/// accessors take a small index instead of a name.
+const fn ix(spec: &SectionSpec, name: &str) -> usize {
+    let (opts, n) = (spec.options, name.as_bytes());
+    let mut i = 0;
+    while i < opts.len() {
+        let o = opts[i].name.as_bytes();
+        if o.len() == n.len() {
+            let mut k = 0;
+            while k < n.len() && o[k] == n[k] {
+                k += 1;
+            }
+            if k == n.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("option not in the table")
+}
+
+/// The index of a main option, found at compile time.
+macro_rules! mo {
+    ($n:literal) => {
+        const { ix(&MAIN, $n) }
+    };
+}
+
+/// The index of a route option, found at compile time.
+macro_rules! ro {
+    ($n:literal) => {
+        const { ix(&ROUTE, $n) }
+    };
+}
+
+/// Note a mismatch between this code and the table, as its error says it.
+#[inline(never)]
+fn bug(bugs: &mut Vec<String>, name: &str, what: &str) {
+    bugs.push(format!("internal error: option '{name}' {what}"));
+}
+
 /// One option of a section.
 #[derive(Default)]
 struct Slot {
@@ -132,49 +175,40 @@ struct Slots {
 }
 
 impl Slots {
-    fn index(&mut self, name: &str) -> Option<usize> {
-        let i = self.spec.options.iter().position(|o| o.name == name);
-        if i.is_none() {
-            self.bug(name, "is not in the table");
-        }
-        i
-    }
-
     /// A mismatch between this code and the table.
-    #[inline(never)]
-    fn bug(&mut self, name: &str, what: &str) {
-        self.bugs.push(format!("option '{name}' {what}"));
+    fn bug(&mut self, i: usize, what: &str) {
+        let name = self.spec.options.get(i).map_or("?", |o| o.name);
+        bug(&mut self.bugs, name, what);
     }
 
-    /// The option's slot (none for a name not in the table).
+    /// The option's slot, by its index in the table (`mo!`, `ro!`).
     #[inline(never)]
-    fn slot(&mut self, name: &str) -> Option<&Slot> {
-        let i = self.index(name)?;
+    fn slot(&mut self, i: usize) -> Option<&Slot> {
         self.opts.get(i)
     }
 
-    fn given(&mut self, name: &str) -> bool {
-        self.slot(name).is_some_and(|o| o.given.is_some())
+    fn given(&mut self, i: usize) -> bool {
+        self.slot(i).is_some_and(|o| o.given.is_some())
     }
 
     /// Whether the file sets the option: to a value, or to one that was
     /// refused (then an error is out already). Cross-checks use this, so
     /// that one bad value does not bring a second error about its absence.
-    fn set(&mut self, name: &str) -> bool {
-        self.slot(name)
+    fn set(&mut self, i: usize) -> bool {
+        self.slot(i)
             .is_some_and(|o| (o.given.is_some() && !o.vals.is_empty()) || o.refused)
     }
 
     /// The line to blame for an option: where it was set, else the section.
-    fn line(&mut self, name: &str) -> usize {
+    fn line(&mut self, i: usize) -> usize {
         let line = self.line;
-        self.slot(name).and_then(|o| o.given).unwrap_or(line)
+        self.slot(i).and_then(|o| o.given).unwrap_or(line)
     }
 
-    /// The values of an option (none for a name not in the table).
+    /// The values of an option.
     #[inline(never)]
-    fn vals(&mut self, name: &str) -> &[Val] {
-        match self.slot(name) {
+    fn vals(&mut self, i: usize) -> &[Val] {
+        match self.slot(i) {
             Some(o) => &o.vals,
             None => &[],
         }
@@ -182,16 +216,15 @@ impl Slots {
 
     /// The first value of an option, if any.
     #[inline(never)]
-    fn opt(&mut self, name: &str) -> Option<&Val> {
-        self.vals(name).first()
+    fn opt(&mut self, i: usize) -> Option<&Val> {
+        self.vals(i).first()
     }
 
     /// The value of a single-valued option that always has one: from the
     /// file or the default. A required option that is missing was reported
     /// already; its placeholder is never used, as the load fails.
     #[inline(never)]
-    fn one(&mut self, name: &str) -> Option<&Val> {
-        let i = self.index(name)?;
+    fn one(&mut self, i: usize) -> Option<&Val> {
         if !self.opts.get(i).is_some_and(|o| !o.vals.is_empty()) {
             let required = self
                 .spec
@@ -199,7 +232,7 @@ impl Slots {
                 .get(i)
                 .is_some_and(|o| matches!(o.default, Default::Required));
             if !required {
-                self.bug(name, "has no value");
+                self.bug(i, "has no value");
             }
         }
         self.opts.get(i)?.vals.first()
@@ -207,198 +240,211 @@ impl Slots {
 
     /// A value of another kind than the accessor's (`found`), or none.
     #[inline(never)]
-    fn wrong(&mut self, name: &str, found: bool) {
+    fn wrong(&mut self, i: usize, found: bool) {
         if found {
-            self.bug(name, "has values of another kind");
+            self.bug(i, "has values of another kind");
         }
     }
 
-    fn bool(&mut self, name: &str) -> bool {
-        match self.one(name) {
+    fn bool(&mut self, i: usize) -> bool {
+        match self.one(i) {
             Some(Val::Bool(b)) => *b,
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 false
             }
         }
     }
 
-    fn text(&mut self, name: &str) -> String {
-        match self.one(name) {
+    fn text(&mut self, i: usize) -> String {
+        match self.one(i) {
             Some(Val::Text(t)) => t.clone(),
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 String::new()
             }
         }
     }
 
-    fn opt_text(&mut self, name: &str) -> Option<String> {
-        match self.opt(name) {
-            Some(Val::Text(t)) => Some(t.clone()),
+    fn opt_text(&mut self, i: usize) -> Option<String> {
+        let mut out = None;
+        self.opt_text_to(i, &mut out);
+        out
+    }
+
+    /// [`Slots::opt_text`] into a field already in place (and None).
+    #[inline(never)]
+    fn opt_text_to(&mut self, i: usize, out: &mut Option<String>) {
+        match self.opt(i) {
+            Some(Val::Text(t)) => *out = Some(t.clone()),
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
-                None
+                self.wrong(i, found);
             }
         }
     }
 
-    fn texts(&mut self, name: &str) -> Vec<String> {
+    fn texts(&mut self, i: usize) -> Vec<String> {
         let mut out = Vec::new();
+        self.texts_to(i, &mut out);
+        out
+    }
+
+    /// [`Slots::texts`] into a field already in place.
+    #[inline(never)]
+    fn texts_to(&mut self, i: usize, out: &mut Vec<String>) {
         let mut other = false;
-        for v in self.vals(name) {
+        for v in self.vals(i) {
             match v {
                 Val::Text(t) => out.push(t.clone()),
                 _ => other = true,
             }
         }
-        self.wrong(name, other);
-        out
+        self.wrong(i, other);
     }
 
-    fn path(&mut self, name: &str) -> PathBuf {
-        PathBuf::from(self.text(name))
+    /// A path, into a field already in place.
+    fn path(&mut self, i: usize, out: &mut PathBuf) {
+        *out = PathBuf::from(self.text(i));
     }
 
-    fn opt_path(&mut self, name: &str) -> Option<PathBuf> {
-        self.opt_text(name).map(PathBuf::from)
+    /// An optional path, into a field already in place (and None).
+    fn opt_path(&mut self, i: usize, out: &mut Option<PathBuf>) {
+        *out = self.opt_text(i).map(PathBuf::from);
     }
 
-    fn num(&mut self, name: &str) -> u64 {
-        match self.one(name) {
+    fn num(&mut self, i: usize) -> u64 {
+        match self.one(i) {
             Some(Val::Num(n)) => *n,
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 0
             }
         }
     }
 
-    fn usize(&mut self, name: &str) -> usize {
-        usize::try_from(self.num(name)).unwrap_or(usize::MAX)
+    fn usize(&mut self, i: usize) -> usize {
+        usize::try_from(self.num(i)).unwrap_or(usize::MAX)
     }
 
-    fn u32(&mut self, name: &str) -> u32 {
-        u32::try_from(self.num(name)).unwrap_or(u32::MAX)
+    fn u32(&mut self, i: usize) -> u32 {
+        u32::try_from(self.num(i)).unwrap_or(u32::MAX)
     }
 
-    fn opt_dur(&mut self, name: &str) -> Option<Duration> {
-        if self.set(name) {
-            Some(self.dur(name))
+    fn opt_dur(&mut self, i: usize) -> Option<Duration> {
+        if self.set(i) {
+            Some(self.dur(i))
         } else {
             None
         }
     }
 
-    fn dur(&mut self, name: &str) -> Duration {
-        match self.one(name) {
+    fn dur(&mut self, i: usize) -> Duration {
+        match self.one(i) {
             Some(Val::Dur(d)) => *d,
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 Duration::ZERO
             }
         }
     }
 
-    fn sockets(&mut self, name: &str) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
+    /// The values of a list option of this kind, into a field already in
+    /// place (and empty).
+    fn sockets(&mut self, i: usize, out: &mut Vec<SocketAddr>) {
         let mut other = false;
-        for v in self.vals(name) {
+        for v in self.vals(i) {
             match v {
                 Val::Socket(a) => out.push(*a),
                 _ => other = true,
             }
         }
-        self.wrong(name, other);
-        out
+        self.wrong(i, other);
     }
 
-    fn nets(&mut self, name: &str) -> Vec<IpNet> {
-        let mut out = Vec::new();
+    /// The values of a list option of this kind, into a field already in
+    /// place (and empty).
+    fn nets(&mut self, i: usize, out: &mut Vec<IpNet>) {
         let mut other = false;
-        for v in self.vals(name) {
+        for v in self.vals(i) {
             match v {
                 Val::Net(n) => out.push(*n),
                 _ => other = true,
             }
         }
-        self.wrong(name, other);
-        out
+        self.wrong(i, other);
     }
 
-    fn host(&mut self, name: &str) -> Option<(String, Option<u16>)> {
-        match self.opt(name) {
+    fn host(&mut self, i: usize) -> Option<(String, Option<u16>)> {
+        match self.opt(i) {
             Some(Val::Host(h, p)) => Some((h.clone(), *p)),
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 None
             }
         }
     }
 
-    fn maps(&mut self, name: &str) -> Vec<AddressMap> {
-        let mut out = Vec::new();
+    /// The address maps of an option, into a field already in place.
+    fn maps(&mut self, i: usize, out: &mut Vec<AddressMap>) {
         let mut other = false;
-        for v in self.vals(name) {
+        for v in self.vals(i) {
             match v {
                 Val::Map(m) => out.push(m.clone()),
                 _ => other = true,
             }
         }
-        self.wrong(name, other);
-        out
+        self.wrong(i, other);
     }
 
-    fn fingerprint(&mut self, name: &str) -> Option<[u8; 32]> {
-        match self.opt(name) {
+    fn fingerprint(&mut self, i: usize) -> Option<[u8; 32]> {
+        match self.opt(i) {
             Some(Val::Fp(f)) => Some(*f),
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 None
             }
         }
     }
 
     /// The index of a choice option's value in its names.
-    fn choice(&mut self, name: &str) -> usize {
-        match self.one(name) {
+    fn choice(&mut self, i: usize) -> usize {
+        match self.one(i) {
             Some(Val::Choice(i)) => *i,
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 usize::MAX
             }
         }
     }
 
-    /// The indexes of a list of choices.
-    fn choices(&mut self, name: &str) -> Vec<usize> {
-        let mut out = Vec::new();
+    /// A list of resolve methods, into a field already in place (and
+    /// empty).
+    fn methods(&mut self, i: usize, out: &mut Vec<ResolveMethod>) {
         let mut other = false;
-        for v in self.vals(name) {
+        for v in self.vals(i) {
             match v {
-                Val::Choice(i) => out.push(*i),
+                Val::Choice(k) => out.extend(ResolveMethod::ALL.get(*k).copied()),
                 _ => other = true,
             }
         }
-        self.wrong(name, other);
-        out
+        self.wrong(i, other);
     }
 
     /// The name of an optional choice, if set.
-    fn opt_choice(&mut self, name: &str, names: &[&str]) -> Option<String> {
-        match self.opt(name) {
+    fn opt_choice(&mut self, i: usize, names: &[&str]) -> Option<String> {
+        match self.opt(i) {
             Some(Val::Choice(i)) => names.get(*i).map(|n| n.to_string()),
             v => {
                 let found = v.is_some();
-                self.wrong(name, found);
+                self.wrong(i, found);
                 None
             }
         }
@@ -470,10 +516,11 @@ fn check_section(
         for d in defaults {
             match parse_val(os.ty, d) {
                 Ok(v) => slot.vals.push(v),
-                Err(_) => slots.bugs.push(format!(
-                    "option '{}' has a default that does not parse",
-                    os.name
-                )),
+                Err(_) => bug(
+                    &mut slots.bugs,
+                    os.name,
+                    "has a default that does not parse",
+                ),
             }
         }
     }
@@ -688,23 +735,21 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                 }
             }
             "route" => {
-                if let Some(r) = build_route(sec, &mut slots, &mut errs) {
-                    routes.push(r);
-                }
+                build_route(sec, &mut slots, &mut errs, &mut routes);
             }
             "alias" => {
                 let a = Alias {
                     section: sec.name.clone(),
-                    name: slots.text("name"),
-                    to: slots.texts("to"),
+                    name: slots.text(const { ix(&ALIAS, "name") }),
+                    to: slots.texts(const { ix(&ALIAS, "to") }),
                 };
                 aliases.push(a);
                 alias_slots.push(all_slots.len());
             }
             "user" => {
                 let u = User {
-                    name: slots.text("name"),
-                    password_hash: Secret(slots.text("password_hash")),
+                    name: slots.text(const { ix(&USER, "name") }),
+                    password_hash: Secret(slots.text(const { ix(&USER, "password_hash") })),
                 };
                 users.push(u);
                 user_slots.push(all_slots.len());
@@ -764,15 +809,9 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         }
     }
 
-    for s in &all_slots {
-        for b in &s.bugs {
-            errs.add(
-                s.line,
-                Some(&s.label),
-                None,
-                format!("internal error: {b}"),
-                None,
-            );
+    for s in &mut all_slots {
+        for b in std::mem::take(&mut s.bugs) {
+            errs.add(s.line, Some(&s.label), None, b, None);
         }
     }
 
@@ -797,43 +836,43 @@ fn pick<T: Copy>(all: &[T], i: usize, fallback: T) -> T {
 
 /// A cross-check between options: the option whose line is blamed, the
 /// option the error names, the message and the hint.
-type Check = (&'static str, &'static str, &'static str, &'static str);
+type Check = (usize, &'static str, &'static str, &'static str);
 
 /// The cross-checks of the main section, in the order of `build_main`'s
 /// `fails`.
 const MAIN_CHECKS: [Check; 6] = [
     (
-        "tls_cert",
+        ix(&MAIN, "tls_cert"),
         "tls_cert",
         "a certificate without a key",
         "set tls_key too",
     ),
     (
-        "tls_key",
+        ix(&MAIN, "tls_key"),
         "tls_key",
         "a key without a certificate",
         "set tls_cert too",
     ),
     (
-        "smtps_addresses",
+        ix(&MAIN, "smtps_addresses"),
         "smtps_addresses",
         "implicit TLS needs a certificate",
         "set tls_cert and tls_key",
     ),
     (
-        "online_detect",
+        ix(&MAIN, "online_detect"),
         "online_query",
         "online_detect 'command' needs online_query",
         "set online_query to a command that prints the name of the online route",
     ),
     (
-        "local_delivery",
+        ix(&MAIN, "local_delivery"),
         "mda",
         "local_delivery 'mda' needs mda",
         "set mda to the delivery command, e.g. '/usr/bin/procmail -d %{user}'",
     ),
     (
-        "max_connections_per_ip",
+        ix(&MAIN, "max_connections_per_ip"),
         "max_connections_per_ip",
         "larger than max_connections",
         "make it at most max_connections",
@@ -843,39 +882,49 @@ const MAIN_CHECKS: [Check; 6] = [
 /// The cross-checks of a route, in the order of `build_route`'s `fails`.
 const ROUTE_CHECKS: [Check; 8] = [
     (
-        "pipe",
+        ix(&ROUTE, "pipe"),
         "pipe",
         "pipe and mail_host exclude each other",
         "a route delivers either to a command (pipe) or by SMTP (mail_host)",
     ),
     (
-        "auth_login",
+        ix(&ROUTE, "auth_login"),
         "auth_login",
         "auth_login without auth_secret",
         "set auth_secret to the password",
     ),
     (
-        "auth_secret",
+        ix(&ROUTE, "auth_secret"),
         "auth_secret",
         "auth_secret without auth_login",
         "set auth_login to the user name",
     ),
-    ("auth_login", "auth_login", AUTH_PLAIN, AUTH_PLAIN_HINT),
-    ("auth_name", "auth_name", AUTH_PLAIN, AUTH_PLAIN_HINT),
     (
-        "tls_fingerprint",
+        ix(&ROUTE, "auth_login"),
+        "auth_login",
+        AUTH_PLAIN,
+        AUTH_PLAIN_HINT,
+    ),
+    (
+        ix(&ROUTE, "auth_name"),
+        "auth_name",
+        AUTH_PLAIN,
+        AUTH_PLAIN_HINT,
+    ),
+    (
+        ix(&ROUTE, "tls_fingerprint"),
         "tls_fingerprint",
         "a pinned fingerprint with tls 'none'",
         "set option tls 'starttls' or 'tls'",
     ),
     (
-        "set_h_from_domain",
+        ix(&ROUTE, "set_h_from_domain"),
         "set_h_from_domain",
         "set_h_from_domain and map_h_from_addresses both rewrite From:",
         "use only one of them",
     ),
     (
-        "set_h_reply_to_domain",
+        ix(&ROUTE, "set_h_reply_to_domain"),
         "set_h_reply_to_domain",
         "set_h_reply_to_domain and map_h_reply_to_addresses both rewrite Reply-To:",
         "use only one of them",
@@ -904,50 +953,58 @@ fn cross_checks(s: &mut Slots, errs: &mut Errs, checks: &[Check], fails: &[bool]
 }
 
 fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
-    let host_name = if s.given("host_name") {
-        s.text("host_name")
+    let host_name = if s.given(mo!("host_name")) {
+        s.text(mo!("host_name"))
     } else {
         default_host.to_string()
     };
-    let local_hosts = if s.given("local_hosts") {
-        s.texts("local_hosts")
-    } else if host_name.eq_ignore_ascii_case("localhost") {
-        vec!["localhost".to_string()]
+    let local_hosts = if s.given(mo!("local_hosts")) {
+        s.texts(mo!("local_hosts"))
     } else {
-        vec!["localhost".to_string(), host_name.clone()]
+        let mut l = vec!["localhost".to_string()];
+        if !host_name.eq_ignore_ascii_case("localhost") {
+            l.push(host_name.clone());
+        }
+        l
     };
-    let m = Main {
+    // Lists, texts and paths start empty and the accessors fill them in
+    // place below: smaller code than moving each value into the struct.
+    let mut m = Main {
         host_name,
         local_hosts,
-        local_addresses: s.texts("local_addresses"),
-        not_local_addresses: s.texts("not_local_addresses"),
-        listen_addresses: s.sockets("listen_addresses"),
-        smtps_addresses: s.sockets("smtps_addresses"),
-        local_nets: s.nets("local_nets"),
-        spool_dir: s.path("spool_dir"),
-        mail_dir: s.path("mail_dir"),
-        run_as_user: s.bool("run_as_user"),
-        mail_user: s.text("mail_user"),
-        alias_file: s.opt_path("alias_file"),
-        alias_local_caseless: s.bool("alias_local_caseless"),
-        max_size: s.num("max_size"),
-        max_line_length: s.usize("max_line_length"),
-        max_header_size: s.usize("max_header_size"),
-        max_headers: s.usize("max_headers"),
-        max_recipients: s.usize("max_recipients"),
-        max_connections: s.u32("max_connections"),
-        max_connections_per_ip: s.u32("max_connections_per_ip"),
-        max_parallel_routes: s.u32("max_parallel_routes"),
-        max_defer_time: s.dur("max_defer_time"),
-        smtp_bare_lf: pick(BareLf::ALL, s.choice("smtp_bare_lf"), BareLf::Normalize),
+        local_addresses: Vec::new(),
+        not_local_addresses: Vec::new(),
+        listen_addresses: Vec::new(),
+        smtps_addresses: Vec::new(),
+        local_nets: Vec::new(),
+        spool_dir: PathBuf::new(),
+        mail_dir: PathBuf::new(),
+        run_as_user: s.bool(mo!("run_as_user")),
+        mail_user: s.text(mo!("mail_user")),
+        alias_file: None,
+        alias_local_caseless: s.bool(mo!("alias_local_caseless")),
+        max_size: s.num(mo!("max_size")),
+        max_line_length: s.usize(mo!("max_line_length")),
+        max_header_size: s.usize(mo!("max_header_size")),
+        max_headers: s.usize(mo!("max_headers")),
+        max_recipients: s.usize(mo!("max_recipients")),
+        max_connections: s.u32(mo!("max_connections")),
+        max_connections_per_ip: s.u32(mo!("max_connections_per_ip")),
+        max_parallel_routes: s.u32(mo!("max_parallel_routes")),
+        max_defer_time: s.dur(mo!("max_defer_time")),
+        smtp_bare_lf: pick(
+            BareLf::ALL,
+            s.choice(mo!("smtp_bare_lf")),
+            BareLf::Normalize,
+        ),
         online_detect: pick(
             OnlineDetect::ALL,
-            s.choice("online_detect"),
+            s.choice(mo!("online_detect")),
             OnlineDetect::Netlink,
         ),
-        online_file: s.path("online_file"),
-        online_query: s.opt_text("online_query"),
-        mserver_host: match s.host("mserver_host") {
+        online_file: PathBuf::new(),
+        online_query: None,
+        mserver_host: match s.host(mo!("mserver_host")) {
             Some((host, port)) => HostPort {
                 host,
                 port: port.unwrap_or(224),
@@ -957,29 +1014,44 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
                 port: 224,
             },
         },
-        log_level: u8::try_from(s.num("log_level")).unwrap_or(9),
-        tls_cert: s.opt_path("tls_cert"),
-        tls_key: s.opt_path("tls_key"),
-        pid_file: s.path("pid_file"),
+        log_level: u8::try_from(s.num(mo!("log_level"))).unwrap_or(9),
+        tls_cert: None,
+        tls_key: None,
+        pid_file: PathBuf::new(),
         local_delivery: pick(
             LocalDelivery::ALL,
-            s.choice("local_delivery"),
+            s.choice(mo!("local_delivery")),
             LocalDelivery::Mbox,
         ),
-        mda: s.opt_text("mda"),
-        mda_fromline: s.bool("mda_fromline"),
-        mda_fromhack: s.bool("mda_fromhack"),
-        delay_warning: s.opt_dur("delay_warning"),
-        resolv_conf: s.path("resolv_conf"),
+        mda: None,
+        mda_fromline: s.bool(mo!("mda_fromline")),
+        mda_fromhack: s.bool(mo!("mda_fromhack")),
+        delay_warning: s.opt_dur(mo!("delay_warning")),
+        resolv_conf: PathBuf::new(),
     };
+    s.sockets(mo!("listen_addresses"), &mut m.listen_addresses);
+    s.sockets(mo!("smtps_addresses"), &mut m.smtps_addresses);
+    s.nets(mo!("local_nets"), &mut m.local_nets);
+    s.path(mo!("spool_dir"), &mut m.spool_dir);
+    s.path(mo!("mail_dir"), &mut m.mail_dir);
+    s.opt_path(mo!("alias_file"), &mut m.alias_file);
+    s.path(mo!("online_file"), &mut m.online_file);
+    s.opt_path(mo!("tls_cert"), &mut m.tls_cert);
+    s.opt_path(mo!("tls_key"), &mut m.tls_key);
+    s.path(mo!("pid_file"), &mut m.pid_file);
+    s.path(mo!("resolv_conf"), &mut m.resolv_conf);
+    s.texts_to(mo!("local_addresses"), &mut m.local_addresses);
+    s.texts_to(mo!("not_local_addresses"), &mut m.not_local_addresses);
+    s.opt_text_to(mo!("online_query"), &mut m.online_query);
+    s.opt_text_to(mo!("mda"), &mut m.mda);
 
-    let (cert, key) = (s.set("tls_cert"), s.set("tls_key"));
+    let (cert, key) = (s.set(mo!("tls_cert")), s.set(mo!("tls_key")));
     let fails = [
         cert && !key,
         key && !cert,
         !m.smtps_addresses.is_empty() && !cert,
-        m.online_detect == OnlineDetect::Command && !s.set("online_query"),
-        m.local_delivery == LocalDelivery::Mda && !s.set("mda"),
+        m.online_detect == OnlineDetect::Command && !s.set(mo!("online_query")),
+        m.local_delivery == LocalDelivery::Mda && !s.set(mo!("mda")),
         m.max_connections_per_ip > m.max_connections,
     ];
     cross_checks(s, errs, &MAIN_CHECKS, &fails);
@@ -988,7 +1060,7 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         .iter()
         .find(|a| m.listen_addresses.contains(a))
     {
-        let line = s.line("smtps_addresses");
+        let line = s.line(mo!("smtps_addresses"));
         errs.add(
             line,
             Some(&s.label),
@@ -1000,56 +1072,84 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
     m
 }
 
+/// Check a route section; add it to `routes` if it has a name.
 #[inline(never)]
-fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
-    let tls = pick(TlsMode::ALL, s.choice("tls"), TlsMode::StartTls);
-    let r = Route {
+fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs, routes: &mut Vec<Route>) {
+    let tls = pick(TlsMode::ALL, s.choice(ro!("tls")), TlsMode::StartTls);
+    // Lists, texts and paths start empty and the accessors fill them in
+    // place below: smaller code than moving each value into the struct.
+    let mut r = Route {
         name: sec.name.clone().unwrap_or_default(),
-        enabled: s.bool("enabled"),
-        permanent: s.bool("permanent"),
-        devices: s.texts("devices"),
-        allowed_senders: s.texts("allowed_senders"),
-        denied_senders: s.texts("denied_senders"),
-        allowed_recipients: s.texts("allowed_recipients"),
-        denied_recipients: s.texts("denied_recipients"),
-        allowed_from_hdrs: s.texts("allowed_from_hdrs"),
-        denied_from_hdrs: s.texts("denied_from_hdrs"),
-        last_route: s.bool("last_route"),
-        connect_error_fail: s.bool("connect_error_fail"),
-        mail_host: s.host("mail_host").map(|(host, port)| HostPort {
+        enabled: s.bool(ro!("enabled")),
+        permanent: s.bool(ro!("permanent")),
+        devices: Vec::new(),
+        allowed_senders: Vec::new(),
+        denied_senders: Vec::new(),
+        allowed_recipients: Vec::new(),
+        denied_recipients: Vec::new(),
+        allowed_from_hdrs: Vec::new(),
+        denied_from_hdrs: Vec::new(),
+        last_route: s.bool(ro!("last_route")),
+        connect_error_fail: s.bool(ro!("connect_error_fail")),
+        mail_host: s.host(ro!("mail_host")).map(|(host, port)| HostPort {
             host,
             port: port.unwrap_or(default_smtp_port(tls)),
         }),
-        resolve_list: s
-            .choices("resolve_list")
-            .into_iter()
-            .filter_map(|i| ResolveMethod::ALL.get(i).copied())
-            .collect(),
-        prefer_ipv4: s.bool("prefer_ipv4"),
-        helo_name: s.opt_text("helo_name"),
-        do_pipelining: s.bool("do_pipelining"),
-        auth_name: s.opt_choice("auth_name", AUTH_NAMES),
-        auth_login: s.opt_text("auth_login"),
-        auth_secret: s.opt_text("auth_secret").map(Secret),
-        auth_allow_plaintext: s.bool("auth_allow_plaintext"),
-        wrapper: s.opt_text("wrapper"),
-        pipe: s.opt_text("pipe"),
-        pipe_fromline: s.bool("pipe_fromline"),
-        pipe_fromhack: s.bool("pipe_fromhack"),
-        set_h_from_domain: s.opt_text("set_h_from_domain"),
-        set_h_reply_to_domain: s.opt_text("set_h_reply_to_domain"),
-        set_return_path_domain: s.opt_text("set_return_path_domain"),
-        map_h_from_addresses: s.maps("map_h_from_addresses"),
-        map_h_reply_to_addresses: s.maps("map_h_reply_to_addresses"),
-        map_h_mail_followup_to_addresses: s.maps("map_h_mail_followup_to_addresses"),
-        map_return_path_addresses: s.maps("map_return_path_addresses"),
-        expand_h_sender_address: s.bool("expand_h_sender_address"),
+        resolve_list: Vec::new(),
+        prefer_ipv4: s.bool(ro!("prefer_ipv4")),
+        helo_name: None,
+        do_pipelining: s.bool(ro!("do_pipelining")),
+        auth_name: s.opt_choice(ro!("auth_name"), AUTH_NAMES),
+        auth_login: None,
+        auth_secret: s.opt_text(ro!("auth_secret")).map(Secret),
+        auth_allow_plaintext: s.bool(ro!("auth_allow_plaintext")),
+        wrapper: None,
+        pipe: None,
+        pipe_fromline: s.bool(ro!("pipe_fromline")),
+        pipe_fromhack: s.bool(ro!("pipe_fromhack")),
+        set_h_from_domain: None,
+        set_h_reply_to_domain: None,
+        set_return_path_domain: None,
+        map_h_from_addresses: Vec::new(),
+        map_h_reply_to_addresses: Vec::new(),
+        map_h_mail_followup_to_addresses: Vec::new(),
+        map_return_path_addresses: Vec::new(),
+        expand_h_sender_address: s.bool(ro!("expand_h_sender_address")),
         tls,
-        tls_verify: s.bool("tls_verify"),
-        tls_ca_file: s.path("tls_ca_file"),
-        tls_fingerprint: s.fingerprint("tls_fingerprint"),
+        tls_verify: s.bool(ro!("tls_verify")),
+        tls_ca_file: PathBuf::new(),
+        tls_fingerprint: s.fingerprint(ro!("tls_fingerprint")),
     };
+    s.path(ro!("tls_ca_file"), &mut r.tls_ca_file);
+    s.opt_text_to(ro!("helo_name"), &mut r.helo_name);
+    s.opt_text_to(ro!("auth_login"), &mut r.auth_login);
+    s.opt_text_to(ro!("wrapper"), &mut r.wrapper);
+    s.opt_text_to(ro!("pipe"), &mut r.pipe);
+    s.opt_text_to(ro!("set_h_from_domain"), &mut r.set_h_from_domain);
+    s.opt_text_to(ro!("set_h_reply_to_domain"), &mut r.set_h_reply_to_domain);
+    s.opt_text_to(ro!("set_return_path_domain"), &mut r.set_return_path_domain);
 
+    s.texts_to(ro!("devices"), &mut r.devices);
+    s.texts_to(ro!("allowed_senders"), &mut r.allowed_senders);
+    s.texts_to(ro!("denied_senders"), &mut r.denied_senders);
+    s.texts_to(ro!("allowed_recipients"), &mut r.allowed_recipients);
+    s.texts_to(ro!("denied_recipients"), &mut r.denied_recipients);
+    s.texts_to(ro!("allowed_from_hdrs"), &mut r.allowed_from_hdrs);
+    s.texts_to(ro!("denied_from_hdrs"), &mut r.denied_from_hdrs);
+    s.methods(ro!("resolve_list"), &mut r.resolve_list);
+    s.maps(ro!("map_h_from_addresses"), &mut r.map_h_from_addresses);
+    s.maps(
+        ro!("map_h_reply_to_addresses"),
+        &mut r.map_h_reply_to_addresses,
+    );
+    s.maps(
+        ro!("map_h_mail_followup_to_addresses"),
+        &mut r.map_h_mail_followup_to_addresses,
+    );
+    s.maps(
+        ro!("map_return_path_addresses"),
+        &mut r.map_return_path_addresses,
+    );
     if sec.name.is_none() {
         errs.add(
             sec.line,
@@ -1059,23 +1159,21 @@ fn build_route(sec: &Section, s: &mut Slots, errs: &mut Errs) -> Option<Route> {
             Some("name it, e.g. config route 'isp'; names use letters, digits and '_'".into()),
         );
     }
-    let (login, secret) = (s.set("auth_login"), s.set("auth_secret"));
+    let (login, secret) = (s.set(ro!("auth_login")), s.set(ro!("auth_secret")));
     let plain = r.tls == TlsMode::None && !r.auth_allow_plaintext;
     let fails = [
-        s.set("pipe") && s.set("mail_host"),
+        s.set(ro!("pipe")) && s.set(ro!("mail_host")),
         login && !secret,
         secret && !login,
         login && plain,
-        !login && plain && s.set("auth_name"),
-        s.set("tls_fingerprint") && r.tls == TlsMode::None,
-        s.set("map_h_from_addresses") && s.set("set_h_from_domain"),
-        s.set("map_h_reply_to_addresses") && s.set("set_h_reply_to_domain"),
+        !login && plain && s.set(ro!("auth_name")),
+        s.set(ro!("tls_fingerprint")) && r.tls == TlsMode::None,
+        s.set(ro!("map_h_from_addresses")) && s.set(ro!("set_h_from_domain")),
+        s.set(ro!("map_h_reply_to_addresses")) && s.set(ro!("set_h_reply_to_domain")),
     ];
     cross_checks(s, errs, &ROUTE_CHECKS, &fails);
-    if sec.name.is_none() {
-        None
-    } else {
-        Some(r)
+    if sec.name.is_some() {
+        routes.push(r);
     }
 }
 
