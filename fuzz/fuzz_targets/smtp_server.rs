@@ -17,7 +17,7 @@ use masqmail::config::BareLf;
 use masqmail::smtp::policy::RelayPolicy;
 use masqmail::smtp::server::{CommitError, Event, PeerInfo, ServerParams, Session, TlsInfo};
 
-fn policy() -> RelayPolicy {
+fn policy() -> RelayPolicy<'static> {
     RelayPolicy {
         local_nets: vec!["192.168.1.0/24".parse().expect("net")],
         is_local_domain: Box::new(|a: &Address| a.domain() == "here.test"),
