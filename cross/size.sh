@@ -26,7 +26,7 @@ parse_targets "$@"
 BUDGET_TARGET=mipsel-unknown-linux-musl
 BUDGET_ALL=1572864
 BUDGET_NOTLS=524288
-NOTLS_CEILING=${NOTLS_CEILING:-680000}
+NOTLS_CEILING=${NOTLS_CEILING:-575000}
 
 size_of() {
   local f
