@@ -150,9 +150,9 @@ pub struct HeaderFile {
 
 /// Replace what would break the line format (line ends, tabs, NUL).
 pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    push_clean(&mut out, s);
+    out
 }
 
 /// Append `TAG:` + `val` cleaned + `\n`.
