@@ -47,13 +47,13 @@ pub fn quote(s: &str) -> String {
                 '\r' => out.push_str("\\r"),
                 '\n' => out.push_str("\\n"),
                 _ => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    let n = u32::from(c) as usize;
+                    // At most U+009F: one byte.
+                    let n = u32::from(c) as u8;
                     out.push_str("\\u{");
                     if n >= 16 {
-                        out.push(char::from(HEX.get((n >> 4) & 15).copied().unwrap_or(b'0')));
+                        out.push(char::from(crate::util::hex_digit(n >> 4)));
                     }
-                    out.push(char::from(HEX.get(n & 15).copied().unwrap_or(b'0')));
+                    out.push(char::from(crate::util::hex_digit(n)));
                     out.push('}');
                 }
             }
@@ -388,14 +388,10 @@ fn hex_digit(b: Option<u8>) -> Option<u8> {
 }
 
 pub fn format_fingerprint(fp: &[u8; 32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(64);
-    for b in fp {
-        for nibble in [b >> 4, b & 15] {
-            out.push(char::from(
-                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
+    for &b in fp {
+        out.push(char::from(crate::util::hex_digit(b >> 4)));
+        out.push(char::from(crate::util::hex_digit(b)));
     }
     out
 }

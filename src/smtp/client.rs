@@ -98,6 +98,7 @@ use std::time::Duration;
 use super::reply::{Class, Enhanced, Reply};
 use crate::addr::{Address, Sender};
 use crate::config::{Route, TlsMode};
+use crate::util::hex_digit;
 use crate::util::{base64, hmac};
 
 /// Most commands outstanding at once when pipelining: enough for a whole
@@ -527,10 +528,9 @@ fn line(s: &str) -> Vec<u8> {
 
 /// Append `b` in lower-case hex.
 fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &x in b {
-        out.push(DIGITS[usize::from(x >> 4)]);
-        out.push(DIGITS[usize::from(x & 15)]);
+        out.push(hex_digit(x >> 4));
+        out.push(hex_digit(x));
     }
 }
 

@@ -13,6 +13,11 @@ pub mod spawn;
 pub mod time;
 pub mod vecmap;
 
+/// The lower-case hex digit of the low four bits of `n`.
+pub fn hex_digit(n: u8) -> u8 {
+    b"0123456789abcdef"[usize::from(n & 15)]
+}
+
 /// A system call's error as the C library words it ("No such file or
 /// directory (os error 2)"), the way std's I/O errors print. nix's own
 /// Display of an errno would bring its table of texts (about 6 KB)
