@@ -2,6 +2,7 @@
 //! other programs (spawn), and the hashes SMTP AUTH needs (MD5 and HMAC
 //! for CRAM-MD5, SHA-2 and SHA-crypt for stored passwords).
 
+pub mod alloc;
 pub mod base64;
 pub mod digest;
 pub mod hmac;
