@@ -207,8 +207,12 @@ cross_env() {
   # message (SIGILL/SIGTRAP): 110 KB less on mipsel (doc/SIZE.md). The
   # program does not panic on input; the daemon logs a worker's death by
   # signal; host builds (cargo build) keep the messages for debugging.
+  # The two -fno-*unwind-tables link arguments reach zig, which then builds
+  # its musl and compiler-rt without unwind tables as well: the .eh_frame
+  # and .eh_frame_hdr that only they still had (8 KB on mipsel) are gone.
   local flags=(
     -Zunstable-options -Cpanic=immediate-abort
+    -Clink-arg=-fno-unwind-tables -Clink-arg=-fno-asynchronous-unwind-tables
     -Ctarget-feature=+crt-static -Clink-self-contained=no -Cforce-unwind-tables=no
     "-Crelocation-model=$RELOC"
     "--remap-path-prefix=/usr/lib/rustlib/src/rust/library="
