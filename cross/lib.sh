@@ -207,11 +207,14 @@ cross_env() {
   # message (SIGILL/SIGTRAP): 110 KB less on mipsel (doc/SIZE.md). The
   # program does not panic on input; the daemon logs a worker's death by
   # signal; host builds (cargo build) keep the messages for debugging.
-  # The two -fno-*unwind-tables link arguments reach zig, which then builds
-  # its musl and compiler-rt without unwind tables as well: the .eh_frame
-  # and .eh_frame_hdr that only they still had (8 KB on mipsel) are gone.
+  # The link arguments reach zig, which builds the C library parts it links
+  # in (musl, its own libc functions, compiler-rt) to match: -Os makes them
+  # optimised for size (memcpy and friends were built for speed), the two
+  # -fno-*unwind-tables leave out the unwind tables that only they still
+  # had (.eh_frame and .eh_frame_hdr, 8 KB on mipsel).
   local flags=(
     -Zunstable-options -Cpanic=immediate-abort
+    -Clink-arg=-Os
     -Clink-arg=-fno-unwind-tables -Clink-arg=-fno-asynchronous-unwind-tables
     -Ctarget-feature=+crt-static -Clink-self-contained=no -Cforce-unwind-tables=no
     "-Crelocation-model=$RELOC"
