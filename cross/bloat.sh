@@ -43,6 +43,8 @@ ln -s /usr/bin/cargo "$shim/cargo"
 cross_env "$t"
 export PATH="$shim:$PATH" CARGO_TARGET_DIR=$CROSS_OUT/bloat
 export CARGO_PROFILE_RELEASE_STRIP=false
+# zig strips the symbols of a binary it links with -Os unless told -g.
+CARGO_ENCODED_RUSTFLAGS+=$'\x1f-Clink-arg=-g'
 cd "$CROSS_REPO"
 "$bloat" bloat --release --target "$t" \
   -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size \
