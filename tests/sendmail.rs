@@ -50,6 +50,57 @@ fn queues_with_fixed_headers_and_both_recipients() {
     m.assert_clean_spool();
 }
 
+/// The Date: header in the zone of `TZ`: a POSIX rule, or a zone file
+/// (here one with no transitions and the rule "<-03>3" in its footer).
+#[test]
+fn date_header_in_the_zone_of_tz() {
+    let m = Mta::new("tz");
+    let mut zone = b"TZif2".to_vec();
+    zone.extend([0; 15]);
+    zone.extend(
+        [0, 0, 0, 0, 0, 1]
+            .iter()
+            .flat_map(|c: &u32| c.to_be_bytes()),
+    );
+    zone.push(0);
+    zone.extend(b"TZif2");
+    zone.extend([0; 15]);
+    zone.extend(
+        [0, 0, 0, 0, 1, 4]
+            .iter()
+            .flat_map(|c: &u32| c.to_be_bytes()),
+    );
+    zone.extend((-3 * 3600i32).to_be_bytes());
+    zone.extend(b"\0\0-03\0\n<-03>3\n");
+    let file = m.dir.path().join("zone");
+    fs::write(&file, zone).unwrap();
+    for (tz, offset) in [
+        ("<+0530>-5:30".to_string(), " +0530"),
+        (format!(":{}", file.display()), " -0300"),
+        ("".to_string(), " +0000"),
+    ] {
+        let out = Command::new(m.bin.join("sendmail"))
+            .args(["-C", m.conf.to_str().unwrap(), "-t"])
+            .env("TZ", &tz)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(MSG.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        expect_code(&out, 0);
+        let ids = m.queued_ids();
+        let hf = m.outgoing(ids.last().unwrap());
+        let date = hf.lines().find(|l| l.starts_with("HD:Date: ")).unwrap();
+        assert!(date.ends_with(offset), "TZ={tz}: {date}");
+        expect_code(&m.run("masqmail", &["-Mrm", ids.last().unwrap()], b""), 0);
+    }
+}
+
 #[test]
 fn spool_modes_are_private() {
     use std::os::unix::fs::PermissionsExt;
