@@ -101,6 +101,73 @@ fn date_header_in_the_zone_of_tz() {
     }
 }
 
+/// Started with stdout and stderr closed, the program has /dev/null on
+/// descriptors 1 and 2 (as std's start-up would give it), so nothing it
+/// prints (here -v's log lines) can land in a file it opened.
+#[test]
+fn closed_stdout_and_stderr() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let m = Mta::new("closedfds");
+    let mut cmd = Command::new(m.bin.join("sendmail"));
+    cmd.args(["-C", m.conf.to_str().unwrap(), "-t", "-v"])
+        .stdin(std::process::Stdio::piped());
+    // SAFETY: close(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Half a message: the program is running and reading.
+    stdin.write_all(b"To: a@example.org\n").unwrap();
+    let fd = |n: u32| fs::read_link(format!("/proc/{}/fd/{n}", child.id())).ok();
+    let dev_null = Some(std::path::PathBuf::from("/dev/null"));
+    let mut seen = (None, None);
+    for _ in 0..500 {
+        seen = (fd(1), fd(2));
+        if seen == (dev_null.clone(), dev_null.clone()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(seen, (dev_null.clone(), dev_null), "descriptors 1 and 2");
+    stdin.write_all(b"Subject: t\n\nhi\n").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let ids = m.queued_ids();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        fs::read(m.spool.join("pool").join(&ids[0])).unwrap(),
+        b"hi\n"
+    );
+    m.assert_clean_spool();
+}
+
+/// A closed pipe on stdout is an error the program reports, not a SIGPIPE
+/// that kills it (std's start-up ignored SIGPIPE; main.rs does it now).
+#[test]
+fn stdout_into_a_closed_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let m = Mta::new("epipe");
+    for _ in 0..3 {
+        expect_code(&m.sendmail(&["-t"], MSG), 0);
+    }
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let status = Command::new(m.bin.join("mailq"))
+        .args(["-C", m.conf.to_str().unwrap()])
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), None, "{status}");
+    assert_ne!(status.code(), Some(0), "mailq wrote into a closed pipe");
+}
+
 #[test]
 fn spool_modes_are_private() {
     use std::os::unix::fs::PermissionsExt;
