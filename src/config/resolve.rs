@@ -84,7 +84,7 @@ fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
     })
 }
 
-/// Collects errors for one file.
+/// Collects errors for one file, in line order.
 struct Errs<'a> {
     file: &'a Path,
     list: Vec<ConfigError>,
@@ -99,14 +99,24 @@ impl Errs<'_> {
         message: String,
         hint: Option<String>,
     ) {
-        self.list.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            section: section.map(str::to_string),
-            option: option.map(str::to_string),
-            message,
-            hint,
-        });
+        // Kept in line order as they come (a stable insertion): after
+        // every error of the same line or before.
+        let at = self
+            .list
+            .iter()
+            .rposition(|e| e.line <= line)
+            .map_or(0, |i| i + 1);
+        self.list.insert(
+            at,
+            ConfigError {
+                file: self.file.to_path_buf(),
+                line,
+                section: section.map(str::to_string),
+                option: option.map(str::to_string),
+                message,
+                hint,
+            },
+        );
     }
 }
 
@@ -816,9 +826,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     }
 
     if !errs.list.is_empty() {
-        let mut list = errs.list;
-        list.sort_by_key(|e| e.line);
-        return Err(ConfigErrors { errors: list });
+        return Err(ConfigErrors { errors: errs.list });
     }
     Ok(Config {
         path: file.to_path_buf(),
