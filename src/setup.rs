@@ -261,16 +261,9 @@ fn lan_of(a: &str, prefix: Option<u8>) -> Result<Lan, &'static str> {
     })
 }
 
+/// `addr` with its host bits cleared.
 fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    let keep = |bits: u32| u128::MAX.checked_shl(bits - u32::from(prefix)).unwrap_or(0);
-    match addr {
-        // An IPv4 address as the low 32 bits of a u128.
-        IpAddr::V4(a) => {
-            let m = keep(32) as u32;
-            IpAddr::V4((u32::from(a) & m).into())
-        }
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & keep(128)).into()),
-    }
+    config::IpNet::new(addr, prefix).addr
 }
 
 /// The LAN of OpenWrt's network config: `config interface 'lan'` with
