@@ -357,34 +357,40 @@ pub fn format_host_port(hp: &HostPort) -> String {
 
 /// A SHA-256 fingerprint: 64 hex digits, optionally in `AB:CD:…` pairs.
 pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], Bad> {
-    let hex: Vec<u8> = trim(s).bytes().filter(|&b| b != b':').collect();
-    let bad = || {
-        bad(
+    let mut out = [0u8; 32];
+    // Hex digits seen; past 64 on a bad digit or too many.
+    let mut n = 0usize;
+    for b in trim(s).bytes() {
+        if b == b':' {
+            continue;
+        }
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => {
+                n = usize::MAX;
+                break;
+            }
+        };
+        match out.get_mut(n / 2) {
+            Some(o) => *o = *o << 4 | d,
+            None => {
+                n = usize::MAX;
+                break;
+            }
+        }
+        n += 1;
+    }
+    if n != 64 {
+        return Err(bad(
             s,
             " is not a SHA-256 fingerprint",
             "64 hex digits, with or without ':'; get it with \
              openssl x509 -noout -fingerprint -sha256 -in CERT",
-        )
-    };
-    if hex.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
-        let hi = hex_digit(pair.first().copied()).ok_or_else(bad)?;
-        let lo = hex_digit(pair.get(1).copied()).ok_or_else(bad)?;
-        *o = hi << 4 | lo;
+        ));
     }
     Ok(out)
-}
-
-fn hex_digit(b: Option<u8>) -> Option<u8> {
-    match b? {
-        b @ b'0'..=b'9' => Some(b - b'0'),
-        b @ b'a'..=b'f' => Some(b - b'a' + 10),
-        b @ b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 pub fn format_fingerprint(fp: &[u8; 32]) -> String {
