@@ -111,8 +111,14 @@ pub fn find_provider(name: &str) -> Option<&'static Provider> {
 pub const PRESETS: &str = "smarthost, lan-relay, direct, local";
 
 fn provider_names() -> String {
-    let names: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
-    names.join(", ")
+    let mut t = String::new();
+    for p in PROVIDERS {
+        if !t.is_empty() {
+            t.push_str(", ");
+        }
+        t.push_str(p.name);
+    }
+    t
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,8 +155,8 @@ struct Smarthost<'a> {
 #[derive(Debug, PartialEq, Eq)]
 struct Lan {
     addr: IpAddr,
-    prefix: u8,
-    network: IpAddr,
+    /// The network, host bits cleared.
+    net: config::IpNet,
 }
 
 /// Everything the file will say, checked; borrows the arguments.
@@ -229,10 +235,12 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Boxed> {
 }
 
 fn tls_name(s: &str) -> Result<&'static str, Boxed> {
-    ["starttls", "tls", "none"]
-        .into_iter()
-        .find(|&t| t == s)
-        .ok_or_else(|| bad("--tls", s, "use starttls, tls or none"))
+    match s {
+        "starttls" => Ok("starttls"),
+        "tls" => Ok("tls"),
+        "none" => Ok("none"),
+        _ => Err(bad("--tls", s, "use starttls, tls or none")),
+    }
 }
 
 /// `ADDR/PREFIX`, this machine's address in the LAN.
@@ -250,20 +258,11 @@ fn lan_of(a: &str, prefix: Option<u8>) -> Result<Lan, &'static str> {
     let addr: IpAddr = a.parse().map_err(|_| "not an IP address")?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = prefix.filter(|&n| n <= max).ok_or("bad prefix length")?;
-    let network = mask(addr, prefix);
-    if network == addr && prefix < max - 1 {
+    let net = config::IpNet::new(addr, prefix);
+    if net.addr == addr && prefix < max - 1 {
         return Err("the network itself; give this machine's address in it, e.g. 192.168.1.1/24");
     }
-    Ok(Lan {
-        addr,
-        prefix,
-        network,
-    })
-}
-
-/// `addr` with its host bits cleared.
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    config::IpNet::new(addr, prefix).addr
+    Ok(Lan { addr, net })
 }
 
 /// The LAN of OpenWrt's network config: `config interface 'lan'` with
@@ -504,10 +503,11 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
         }
         found
     } else {
-        a.lan
-            .iter()
-            .map(|l| parse_lan(l))
-            .collect::<Result<_, _>>()?
+        let mut v = Vec::new();
+        for l in &a.lan {
+            v.push(parse_lan(l)?);
+        }
+        v
     };
 
     let mut listen: Vec<String> = Vec::new();
@@ -603,12 +603,7 @@ fn render(p: &Plan, command: &str, mask: bool) -> String {
              \tlist local_nets '127.0.0.0/8'\n\tlist local_nets '::1/128'\n",
         );
         for lan in &p.lans {
-            put(
-                &mut t,
-                "list",
-                "local_nets",
-                &format!("{}/{}", lan.network, lan.prefix),
-            );
+            put(&mut t, "list", "local_nets", &lan.net.to_string());
         }
     }
     if let Some(s) = &p.smarthost {
@@ -709,15 +704,17 @@ fn write_and_check(tmp: &Path, shown: &Path, text: &str) -> CmdResult {
     }
     if let Err(errs) = config::load(tmp) {
         let _ = fs::remove_file(tmp);
-        let (from, to) = (tmp.display().to_string(), shown.display().to_string());
-        let mut err = io::stderr().lock();
-        for e in &errs.errors {
-            let _ = writeln!(err, "{}", e.to_string().replace(&from, &to));
+        // Named as the file they are about (messages never hold the path).
+        let mut errs = errs;
+        for e in &mut errs.errors {
+            e.file = shown.to_path_buf();
         }
+        let _ = writeln!(io::stderr(), "{errs}");
         return Err(Fail::new(
             Exit::Config,
             format!(
-                "{to}: {} error(s) in the result; nothing written",
+                "{}: {} error(s) in the result; nothing written",
+                shown.display(),
                 errs.errors.len()
             ),
         ));
@@ -879,10 +876,13 @@ mod tests {
     #[test]
     fn lans() {
         let l = parse_lan("192.168.1.1/24").unwrap();
-        assert_eq!(l.network, "192.168.1.0".parse::<IpAddr>().unwrap());
-        assert_eq!((l.addr.to_string().as_str(), l.prefix), ("192.168.1.1", 24));
+        assert_eq!(l.net.addr, "192.168.1.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (l.addr.to_string().as_str(), l.net.prefix),
+            ("192.168.1.1", 24)
+        );
         let l = parse_lan("fd00:1::1/64").unwrap();
-        assert_eq!(l.network.to_string(), "fd00:1::");
+        assert_eq!(l.net.to_string(), "fd00:1::/64");
         for bad in [
             "192.168.1.0/24",
             "192.168.1.1",
@@ -892,11 +892,8 @@ mod tests {
         ] {
             assert!(parse_lan(bad).is_err(), "{bad}");
         }
-        assert_eq!(mask("10.1.2.3".parse().unwrap(), 0).to_string(), "0.0.0.0");
-        assert_eq!(
-            mask("10.1.2.3".parse().unwrap(), 32).to_string(),
-            "10.1.2.3"
-        );
+        let l = parse_lan("10.1.2.3/32").unwrap();
+        assert_eq!(l.net.to_string(), "10.1.2.3/32");
     }
 
     #[test]
@@ -907,14 +904,14 @@ mod tests {
         let l = lans_from_network(old);
         assert_eq!(l.len(), 1);
         assert_eq!(
-            (l[0].addr.to_string(), l[0].prefix),
+            (l[0].addr.to_string(), l[0].net.prefix),
             ("192.168.1.1".into(), 24)
         );
         let cidr =
             b"config interface 'lan'\n\tlist ipaddr '10.0.0.1/16'\n\tlist ipaddr 'fd00::1/64'\n";
         let l = lans_from_network(cidr);
         assert_eq!(l.len(), 2);
-        assert_eq!(l[0].network.to_string(), "10.0.0.0");
+        assert_eq!(l[0].net.to_string(), "10.0.0.0/16");
         assert!(lans_from_network(b"config interface 'wan'\n\toption proto 'dhcp'\n").is_empty());
         assert!(lans_from_network(b"config interface 'lan'\n\toption proto 'dhcp'\n").is_empty());
     }
