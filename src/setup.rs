@@ -556,21 +556,9 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
     })
 }
 
-/// One `\toption NAME 'VALUE'` (or `list`) line; the value in single
-/// quotes, a `'` in it written as `'\''`, as uci does.
+/// One `\toption NAME 'VALUE'` (or `list`) line, quoted as uci does.
 fn put(t: &mut String, kind: &str, name: &str, value: &str) {
-    t.push('\t');
-    t.push_str(kind);
-    t.push(' ');
-    t.push_str(name);
-    t.push_str(" '");
-    for (i, part) in value.split('\'').enumerate() {
-        if i > 0 {
-            t.push_str("'\\''");
-        }
-        t.push_str(part);
-    }
-    t.push_str("'\n");
+    config::put_line(t, kind, name, value);
 }
 
 /// The file's text; `mask` hides the password (for `--print`).
