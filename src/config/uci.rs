@@ -347,12 +347,14 @@ impl Parser<'_> {
 /// Cut a name for an error message, on a character boundary.
 fn shorten(s: &str) -> String {
     const MAX: usize = 40;
-    if s.chars().count() <= MAX {
-        return s.to_string();
+    match s.char_indices().nth(MAX) {
+        None => s.to_string(),
+        Some((i, _)) => {
+            let mut t = s.get(..i).unwrap_or_default().to_string();
+            t.push('…');
+            t
+        }
     }
-    let mut t: String = s.chars().take(MAX).collect();
-    t.push('…');
-    t
 }
 
 #[derive(Debug)]

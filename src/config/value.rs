@@ -230,7 +230,12 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad>
         hint.push_str("'? ");
     }
     hint.push_str("one of: ");
-    hint.push_str(&names.join(", "));
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            hint.push_str(", ");
+        }
+        hint.push_str(n);
+    }
     Err(bad_hint(s, " is not a valid choice", hint))
 }
 
