@@ -185,6 +185,16 @@ struct Slots {
 }
 
 impl Slots {
+    /// The `name` of an alias or user section (its first option), or ""
+    /// if it has none.
+    fn name(&self) -> &str {
+        const { assert!(ix(&ALIAS, "name") == 0 && ix(&USER, "name") == 0) };
+        match self.opts.first().and_then(|o| o.vals.first()) {
+            Some(Val::Text(t)) => t,
+            _ => "",
+        }
+    }
+
     /// A mismatch between this code and the table.
     fn bug(&mut self, i: usize, what: &str) {
         let name = self.spec.options.get(i).map_or("?", |o| o.name);
@@ -691,11 +701,8 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     let mut main: Option<Main> = None;
     let mut main_line = 0;
     let mut routes = Vec::new();
-    // With the index of each one's slots in `all_slots`.
     let mut aliases: Vec<Alias> = Vec::new();
-    let mut alias_slots: Vec<usize> = Vec::new();
     let mut users: Vec<User> = Vec::new();
-    let mut user_slots: Vec<usize> = Vec::new();
     let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut all_slots = Vec::new();
 
@@ -754,7 +761,6 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     to: slots.texts(const { ix(&ALIAS, "to") }),
                 };
                 aliases.push(a);
-                alias_slots.push(all_slots.len());
             }
             "user" => {
                 let u = User {
@@ -762,7 +768,6 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     password_hash: Secret(slots.text(const { ix(&USER, "password_hash") })),
                 };
                 users.push(u);
-                user_slots.push(all_slots.len());
             }
             _ => {}
         }
@@ -785,36 +790,36 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         }
     };
 
-    let at = |slots: &[usize], i: usize| slots.get(i).and_then(|&k| all_slots.get(k));
-    for (i, a) in aliases.iter().enumerate() {
-        let same = |b: &Alias| {
-            if main.alias_local_caseless {
-                b.name.eq_ignore_ascii_case(&a.name)
-            } else {
-                b.name == a.name
-            }
+    // Alias and user names are unique; alias names regardless of case
+    // with alias_local_caseless.
+    for (i, s) in all_slots.iter().enumerate() {
+        let (what, hint) = match s.spec.section_type {
+            "alias" => (
+                "alias",
+                Some("put all targets into one alias section as 'list to' lines"),
+            ),
+            "user" => ("user", None),
+            _ => continue,
         };
-        if let (Some(j), Some(s)) = (aliases.iter().take(i).position(same), at(&alias_slots, i)) {
-            let first = at(&alias_slots, j).map_or(0, |f| f.line);
-            errs.add(
-                s.line,
-                Some(&s.label),
-                Some("name"),
-                twice("alias", &a.name, "defined", first),
-                Some("put all targets into one alias section as 'list to' lines".into()),
-            );
+        let name = s.name();
+        let caseless = what == "alias" && main.alias_local_caseless;
+        let mut first = None;
+        for f in all_slots.get(..i).unwrap_or_default() {
+            let n = f.name();
+            if std::ptr::eq(f.spec, s.spec)
+                && (n == name || (caseless && n.eq_ignore_ascii_case(name)))
+            {
+                first = Some(f.line);
+                break;
+            }
         }
-    }
-    for (i, u) in users.iter().enumerate() {
-        let dup = users.iter().take(i).position(|v| v.name == u.name);
-        if let (Some(j), Some(s)) = (dup, at(&user_slots, i)) {
-            let first = at(&user_slots, j).map_or(0, |f| f.line);
+        if let Some(first) = first {
             errs.add(
                 s.line,
                 Some(&s.label),
                 Some("name"),
-                twice("user", &u.name, "defined", first),
-                None,
+                twice(what, name, "defined", first),
+                hint.map(str::to_string),
             );
         }
     }
@@ -1611,6 +1616,18 @@ config alias
             "config alias\n\toption name 'x'\n\tlist to 'a'\nconfig alias\n\toption name 'x'\n\tlist to 'b'\n",
         );
         assert!(e.message.contains("defined twice"));
+        assert_eq!(e.message, "alias 'x' is defined twice (first at line 1)");
+        assert_eq!((e.line, e.section.as_deref()), (4, Some("@alias[1]")));
+        // Case counts only without alias_local_caseless; a user may share
+        // an alias's name.
+        let two = "config alias\n\toption name 'X'\n\tlist to 'a'\n\
+                   config alias\n\toption name 'x'\n\tlist to 'b'\n\
+                   config user\n\toption name 'x'\n\toption password_hash 'h'\n";
+        ok(two);
+        let e = one_error(&format!(
+            "{two}config masqmail\n\toption alias_local_caseless '1'\n"
+        ));
+        assert!(e.message.starts_with("alias 'x' is defined twice"), "{e}");
 
         let e = one_error("config user\n\toption name 'x'\n");
         assert!(e.message.contains("password_hash"));
