@@ -475,19 +475,20 @@ impl Slots {
 /// defaults. Unknown options and bad values are reported to `errs`.
 fn check_section(
     spec: &'static SectionSpec,
-    sec: &Section,
+    options: &[UciOption],
+    line: usize,
     label: String,
     errs: &mut Errs,
 ) -> Slots {
     let mut slots = Slots {
         spec,
         label,
-        line: sec.line,
+        line,
         opts: Vec::new(),
         bugs: Vec::new(),
     };
     slots.opts.resize_with(spec.options.len(), Slot::default);
-    for o in &sec.options {
+    for o in options {
         let Some(i) = spec.options.iter().position(|s| s.name == o.name) else {
             unknown_option(spec, &slots.label, o, errs);
             continue;
@@ -520,10 +521,10 @@ fn check_section(
             Default::List(l) => l,
             Default::Unset | Default::Computed => &[],
             Default::Required => {
-                if !sec.options.iter().any(|o| o.name == os.name) {
+                if !options.iter().any(|o| o.name == os.name) {
                     let what = if os.list { "list" } else { "option" };
                     errs.add(
-                        sec.line,
+                        line,
                         Some(&slots.label),
                         Some(os.name),
                         format!("missing required {what} '{}'", os.name),
@@ -732,7 +733,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
             );
             continue;
         };
-        let mut slots = check_section(spec, sec, lbl, &mut errs);
+        let mut slots = check_section(spec, &sec.options, sec.line, lbl, &mut errs);
         match spec.section_type {
             "masqmail" => {
                 let m = build_main(&mut slots, host_name, &mut errs);
@@ -777,13 +778,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     let main = match main {
         Some(m) => m,
         None => {
-            let empty = Section {
-                section_type: MAIN.section_type.into(),
-                name: Some("main".into()),
-                line: 0,
-                options: Vec::new(),
-            };
-            let mut slots = check_section(&MAIN, &empty, "main".into(), &mut errs);
+            let mut slots = check_section(&MAIN, &[], 0, "main".into(), &mut errs);
             let m = build_main(&mut slots, host_name, &mut errs);
             all_slots.push(slots);
             m
