@@ -591,20 +591,9 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
             value::trim(&only.text).is_empty()
         };
         if empty {
-            if os.list || matches!(os.default, Default::Unset) {
-                if matches!(os.default, Default::Required) {
-                    errs.add(
-                        only.line,
-                        Some(label),
-                        Some(os.name),
-                        "empty value".into(),
-                        Some("give at least one value".into()),
-                    );
-                    return None;
-                }
-                return Some(Vec::new());
-            }
             let hint = match os.default {
+                Default::Required if os.list => "give at least one value".into(),
+                _ if os.list || matches!(os.default, Default::Unset) => return Some(Vec::new()),
                 Default::Value(d) => format!("delete the line to get the default '{d}'"),
                 Default::Required => "give a value".into(),
                 _ => "delete the line to get the default".into(),
@@ -682,20 +671,17 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     }
 
     // Section names are unique in a uci package.
-    let mut seen: Vec<(&str, usize)> = Vec::new();
-    for s in &parsed.sections {
-        if let Some(n) = &s.name {
-            if let Some((_, first)) = seen.iter().find(|e| e.0 == n.as_str()) {
-                errs.add(
-                    s.line,
-                    Some(n),
-                    None,
-                    twice("section name", n, "used", *first),
-                    Some("section names must be unique in the file".into()),
-                );
-            } else {
-                seen.push((n, s.line));
-            }
+    for (i, s) in parsed.sections.iter().enumerate() {
+        let Some(n) = &s.name else { continue };
+        let before = parsed.sections.get(..i).unwrap_or_default();
+        if let Some(first) = before.iter().find(|f| f.name.as_ref() == Some(n)) {
+            errs.add(
+                s.line,
+                Some(n),
+                None,
+                twice("section name", n, "used", first.line),
+                Some("section names must be unique in the file".into()),
+            );
         }
     }
 

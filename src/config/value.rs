@@ -326,7 +326,7 @@ pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
                 None => return Err(bad(" has text after ']'")),
             },
         }
-    } else if t.matches(':').count() > 1 {
+    } else if t.bytes().filter(|&b| b == b':').count() > 1 {
         // A bare IPv6 address has no port.
         if t.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad(" is not a host name or address"));
