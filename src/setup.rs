@@ -337,22 +337,44 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
     };
     let relaying = matches!(preset, Preset::Smarthost | Preset::LanRelay);
 
-    // Options that belong to other presets are mistakes, not no-ops.
-    let misplaced = [
-        (!relaying && a.server.is_some(), "SERVER"),
-        (!relaying && a.port.is_some(), "--port"),
-        (!relaying && a.user.is_some(), "--user"),
-        (!relaying && a.password.is_some(), "--password"),
-        (!relaying && a.from.is_some(), "--from"),
-        (preset == Preset::Local && a.tls.is_some(), "--tls"),
-        (preset == Preset::Local && a.ca_file.is_some(), "--ca-file"),
-        (
-            preset == Preset::Local && a.fingerprint.is_some(),
-            "--fingerprint",
-        ),
-        (preset != Preset::LanRelay && !a.lan.is_empty(), "--lan"),
+    // Options that belong to other presets are mistakes, not no-ops: the
+    // options given, one bit each in the order of OPTS, against the ones
+    // the preset takes.
+    const OPTS: [&str; 9] = [
+        "SERVER",
+        "--port",
+        "--user",
+        "--password",
+        "--from",
+        "--tls",
+        "--ca-file",
+        "--fingerprint",
+        "--lan",
     ];
-    if let Some((_, opt)) = misplaced.iter().find(|(set, _)| *set) {
+    let given = [
+        a.server.is_some(),
+        a.port.is_some(),
+        a.user.is_some(),
+        a.password.is_some(),
+        a.from.is_some(),
+        a.tls.is_some(),
+        a.ca_file.is_some(),
+        a.fingerprint.is_some(),
+        !a.lan.is_empty(),
+    ];
+    let takes: u32 = match preset {
+        Preset::Smarthost => 0xff,
+        Preset::LanRelay => 0x1ff,
+        Preset::Direct => 0xe0,
+        Preset::Local => 0,
+    };
+    let mut bits = 0u32;
+    for (i, &g) in given.iter().enumerate() {
+        bits |= u32::from(g) << i;
+    }
+    let wrong = bits & !takes;
+    if wrong != 0 {
+        let opt = OPTS.get(wrong.trailing_zeros() as usize).unwrap_or(&"?");
         return Err(usage(format!(
             "{opt} does not apply to the {} preset",
             preset.name()
@@ -775,7 +797,7 @@ fn summary(p: &Plan, path: &Path, custom: bool) -> String {
         t.push_str("restart `masqmail -C ");
         t.push_str(&file);
         t.push_str(" daemon`");
-    } else if path == Path::new(config::OPENWRT_PATH) || !Path::new("/run/systemd/system").is_dir()
+    } else if path.as_os_str() == config::OPENWRT_PATH || !Path::new("/run/systemd/system").is_dir()
     {
         t.push_str("/etc/init.d/masqmail reload");
     } else {
@@ -913,6 +935,82 @@ mod tests {
         assert_eq!(t, "\tlist to '\\root'\n");
         put(&mut t, "option", "x", "it's");
         assert!(t.ends_with("\toption x 'it'\\''s'\n"));
+    }
+
+    #[test]
+    fn options_of_other_presets_are_refused() {
+        let x = || Some("x".to_string());
+        for preset in ["smarthost", "lan-relay", "direct", "local"] {
+            let relaying = preset == "smarthost" || preset == "lan-relay";
+            for k in 0..9 {
+                let mut a = SetupCmd {
+                    preset: preset.into(),
+                    server: None,
+                    port: None,
+                    tls: None,
+                    user: None,
+                    password: None,
+                    from: None,
+                    to: None,
+                    ca_file: None,
+                    fingerprint: None,
+                    lan: Vec::new(),
+                    host_name: None,
+                    spool: None,
+                    listen: Vec::new(),
+                    force: false,
+                    print: false,
+                };
+                let (opt, refused) = match k {
+                    0 => (&mut a.server, !relaying),
+                    1 => (&mut a.user, !relaying),
+                    2 => (&mut a.password, !relaying),
+                    3 => (&mut a.from, !relaying),
+                    4 => (&mut a.tls, preset == "local"),
+                    5 => (&mut a.ca_file, preset == "local"),
+                    6 => (&mut a.fingerprint, preset == "local"),
+                    _ => (&mut a.to, false),
+                };
+                *opt = x();
+                if k == 8 {
+                    a.port = Some(25);
+                }
+                let refused = if k == 8 { !relaying } else { refused };
+                let msg = match plan(&a) {
+                    Ok(_) => String::new(),
+                    Err(e) => e.to_string(),
+                };
+                assert_eq!(
+                    msg.contains("does not apply"),
+                    refused,
+                    "{preset} {k}: {msg}"
+                );
+            }
+            let a = SetupCmd {
+                preset: preset.into(),
+                server: None,
+                port: None,
+                tls: None,
+                user: None,
+                password: None,
+                from: None,
+                to: None,
+                ca_file: None,
+                fingerprint: None,
+                lan: vec!["x".into()],
+                host_name: None,
+                spool: None,
+                listen: Vec::new(),
+                force: false,
+                print: false,
+            };
+            let msg = plan(&a).err().map(|e| e.to_string()).unwrap_or_default();
+            assert_eq!(
+                msg.starts_with("--lan does not apply"),
+                preset != "lan-relay",
+                "{preset}: {msg}"
+            );
+        }
     }
 
     #[test]
