@@ -558,8 +558,7 @@ fn unknown_option(spec: &SectionSpec, label: &str, o: &UciOption, errs: &mut Err
             "'{}' belongs in a 'config {}' section",
             o.name, other.section_type
         )),
-        None => value::nearest(&o.name, &mut spec.options.iter().map(|s| s.name))
-            .map(|n| format!("did you mean '{n}'?")),
+        None => value::did_you_mean(&o.name, &mut spec.options.iter().map(|s| s.name)),
     };
     errs.add(
         o.line,
@@ -707,8 +706,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         };
         let lbl = label(sec, index);
         let Some(spec) = SECTIONS.iter().find(|s| s.section_type == ty) else {
-            let hint = value::nearest(ty, &mut SECTIONS.iter().map(|s| s.section_type))
-                .map(|n| format!("did you mean '{n}'?"))
+            let hint = value::did_you_mean(ty, &mut SECTIONS.iter().map(|s| s.section_type))
                 .unwrap_or_else(|| "known section types: masqmail, route, alias, user".into());
             errs.add(
                 sec.line,

@@ -224,10 +224,9 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad>
         return Ok(i);
     }
     let mut hint = String::new();
-    if let Some(near) = nearest(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
-        hint.push_str("did you mean '");
-        hint.push_str(near);
-        hint.push_str("'? ");
+    if let Some(h) = did_you_mean(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
+        hint = h;
+        hint.push(' ');
     }
     hint.push_str("one of: ");
     for (i, n) in names.iter().enumerate() {
@@ -541,6 +540,12 @@ pub fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The candidate nearest to `name`, if near enough to be a likely typo.
+/// `did you mean 'NAME'?` with the nearest candidate, if one is near.
+#[inline(never)]
+pub fn did_you_mean(name: &str, candidates: &mut dyn Iterator<Item = &str>) -> Option<String> {
+    nearest(name, candidates).map(|n| format!("did you mean '{n}'?"))
+}
+
 pub fn nearest<'a>(name: &str, candidates: &mut dyn Iterator<Item = &'a str>) -> Option<&'a str> {
     if name.is_empty() || name.len() > 64 {
         return None;
