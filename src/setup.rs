@@ -38,7 +38,7 @@
 //!   configuration; nothing is written then.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -303,14 +303,37 @@ fn socket_text(addr: IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(addr, port).to_string()
 }
 
-/// Read the password from stdin (`--password -`): one line.
+/// Read the password from stdin (`--password -`): one line, without its
+/// line end. Read a byte at a time from the descriptor: nothing after the
+/// line is taken, and no buffered reader is needed for one line.
 fn read_password() -> Result<String, Boxed> {
-    let mut line = String::new();
-    io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Box::new(Fail::new(Exit::IoErr, format!("reading the password: {e}"))))?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(io::stdin(), &mut b) {
+            Ok(1) if b[0] != b'\n' => line.push(b[0]),
+            // The line end, or the end of the input (a closed stdin too,
+            // as std reads it).
+            Ok(_) | Err(nix::errno::Errno::EBADF) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                let e = io::Error::from(e);
+                return Err(Box::new(Fail::new(
+                    Exit::IoErr,
+                    format!("reading the password: {e}"),
+                )));
+            }
+        }
+    }
+    while line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| {
+        Box::new(Fail::new(
+            Exit::IoErr,
+            "reading the password: stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 fn address_arg(what: &str, s: &str) -> Result<String, Boxed> {
