@@ -742,7 +742,10 @@ fn write_and_check(tmp: &Path, shown: &Path, text: &str) -> CmdResult {
         for e in &mut errs.errors {
             e.file = shown.to_path_buf();
         }
-        let _ = writeln!(io::stderr(), "{errs}");
+        let mut err = io::stderr().lock();
+        for e in &errs.errors {
+            let _ = writeln!(err, "{e}");
+        }
         return Err(Fail::new(
             Exit::Config,
             format!(
