@@ -996,15 +996,13 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         ),
         online_file: PathBuf::new(),
         online_query: None,
-        mserver_host: match s.host(mo!("mserver_host")) {
-            Some((host, port)) => HostPort {
+        mserver_host: {
+            // The default is in the table; None only on a table bug.
+            let (host, port) = s.host(mo!("mserver_host")).unwrap_or_default();
+            HostPort {
                 host,
                 port: port.unwrap_or(224),
-            },
-            None => HostPort {
-                host: "localhost".into(),
-                port: 224,
-            },
+            }
         },
         log_level: u8::try_from(s.num(mo!("log_level"))).unwrap_or(9),
         tls_cert: None,
