@@ -174,10 +174,10 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn error(&mut self, line: usize, msg: impl Into<String>, hint: Option<&str>) {
+    fn error(&mut self, line: usize, msg: String, hint: Option<&str>) {
         self.out.errors.push(UciError {
             line,
-            msg: msg.into(),
+            msg,
             hint: hint.map(str::to_string),
         });
     }
@@ -209,7 +209,7 @@ impl Parser<'_> {
         match kw.text.as_str() {
             "package" => {
                 if args.len() != 1 {
-                    self.error(line, "'package' takes one name", None);
+                    self.error(line, "'package' takes one name".into(), None);
                 }
             }
             "config" => self.config(line, args),
@@ -237,7 +237,7 @@ impl Parser<'_> {
             [] => {
                 self.error(
                     line,
-                    "'config' needs a section type",
+                    "'config' needs a section type".into(),
                     Some("config TYPE ['NAME']"),
                 );
                 return;
@@ -247,7 +247,7 @@ impl Parser<'_> {
             _ => {
                 self.error(
                     line,
-                    "too many words after 'config'",
+                    "too many words after 'config'".into(),
                     Some("config TYPE ['NAME']"),
                 );
                 return;
