@@ -130,13 +130,21 @@ enum Preset {
 }
 
 impl Preset {
+    /// Every preset, in the order of `NAMES`.
+    const ALL: [Preset; 4] = [
+        Preset::Smarthost,
+        Preset::LanRelay,
+        Preset::Direct,
+        Preset::Local,
+    ];
+    /// The name of each preset on the command line.
+    const NAMES: [&'static str; 4] = ["smarthost", "lan-relay", "direct", "local"];
+
     fn name(self) -> &'static str {
-        match self {
-            Preset::Smarthost => "smarthost",
-            Preset::LanRelay => "lan-relay",
-            Preset::Direct => "direct",
-            Preset::Local => "local",
-        }
+        Preset::NAMES
+            .get(self as usize)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -345,18 +353,16 @@ fn address_arg(what: &str, s: &str) -> Result<String, Boxed> {
 
 /// Check the arguments and decide everything the file will say.
 fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
-    let preset = match a.preset.as_str() {
-        "smarthost" => Preset::Smarthost,
-        "lan-relay" => Preset::LanRelay,
-        "direct" => Preset::Direct,
-        "local" => Preset::Local,
-        other => {
-            return Err(bad(
-                "preset",
-                other,
-                concat!("unknown; presets: ", "smarthost, lan-relay, direct, local"),
-            ))
-        }
+    let Some(preset) = Preset::NAMES
+        .iter()
+        .position(|&n| n == a.preset)
+        .and_then(|i| Preset::ALL.get(i).copied())
+    else {
+        return Err(bad(
+            "preset",
+            &a.preset,
+            concat!("unknown; presets: ", "smarthost, lan-relay, direct, local"),
+        ));
     };
     let relaying = matches!(preset, Preset::Smarthost | Preset::LanRelay);
 
