@@ -20,6 +20,8 @@
 //!   Route conditions are not a security boundary: SMTP clients choose
 //!   their envelope sender and From: freely.
 
+use std::fmt::Write;
+
 use crate::addr::{self, glob_match, Address, Sender};
 use crate::config::{AddressMap, Route};
 use crate::message::Header;
@@ -52,12 +54,15 @@ fn passes(allow: &[String], deny: &[String], m: &dyn Fn(&str) -> bool) -> bool {
 
 /// The From: addresses of a header section.
 pub fn from_addresses(headers: &[Header]) -> Vec<Address> {
-    headers
-        .iter()
-        .filter(|h| h.is("From"))
-        .flat_map(|h| addr::parse_header_list(&h.value(), None).0)
-        .map(|m| m.addr)
-        .collect()
+    let mut out = Vec::new();
+    for h in headers {
+        if h.is("From") {
+            for m in addr::parse_header_list(&h.value(), None).0 {
+                out.push(m.addr);
+            }
+        }
+    }
+    out
 }
 
 /// May `route` carry mail from `sender` (with these From: addresses) to
@@ -122,7 +127,7 @@ fn rewrite_list(
         return None;
     }
     let mut changed = false;
-    let mut out = Vec::with_capacity(list.len());
+    let mut out = String::new();
     for m in list {
         let mut name = m.name;
         let mut a = m.addr;
@@ -141,12 +146,15 @@ fn rewrite_list(
                 }
             }
         }
-        out.push(match name {
-            Some(n) => format!("{} <{a}>", crate::scan::headers::display_name(&n)),
-            None => a.to_string(),
-        });
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        let _ = match name {
+            Some(n) => write!(out, "{} <{a}>", crate::scan::headers::display_name(&n)),
+            None => write!(out, "{a}"),
+        };
     }
-    changed.then(|| out.join(", "))
+    changed.then_some(out)
 }
 
 /// The header section as sent through `route`.
@@ -156,43 +164,42 @@ pub fn rewrite_headers(
     sender: &Sender,
     is_local: &dyn Fn(&Address) -> bool,
 ) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|h| {
-            let new = if h.is("From") {
-                rewrite_list(
-                    &h.value(),
-                    &route.map_h_from_addresses,
-                    route.set_h_from_domain.as_deref(),
-                    is_local,
-                )
-            } else if h.is("Reply-To") {
-                rewrite_list(
-                    &h.value(),
-                    &route.map_h_reply_to_addresses,
-                    route.set_h_reply_to_domain.as_deref(),
-                    is_local,
-                )
-            } else if h.is("Mail-Followup-To") {
-                rewrite_list(
-                    &h.value(),
-                    &route.map_h_mail_followup_to_addresses,
-                    None,
-                    is_local,
-                )
-            } else if h.is("Sender") && route.expand_h_sender_address {
-                // The Sender: follows the rewritten return path.
-                let rewritten = rewrite_sender(route, sender, is_local);
-                (rewritten != *sender && rewritten != Sender::Null).then(|| rewritten.to_string())
-            } else {
-                None
-            };
-            match new {
-                Some(v) => Header::new(h.name(), &v),
-                None => h.clone(),
-            }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(headers.len());
+    for h in headers {
+        let new = if h.is("From") {
+            rewrite_list(
+                &h.value(),
+                &route.map_h_from_addresses,
+                route.set_h_from_domain.as_deref(),
+                is_local,
+            )
+        } else if h.is("Reply-To") {
+            rewrite_list(
+                &h.value(),
+                &route.map_h_reply_to_addresses,
+                route.set_h_reply_to_domain.as_deref(),
+                is_local,
+            )
+        } else if h.is("Mail-Followup-To") {
+            rewrite_list(
+                &h.value(),
+                &route.map_h_mail_followup_to_addresses,
+                None,
+                is_local,
+            )
+        } else if h.is("Sender") && route.expand_h_sender_address {
+            // The Sender: follows the rewritten return path.
+            let rewritten = rewrite_sender(route, sender, is_local);
+            (rewritten != *sender && rewritten != Sender::Null).then(|| rewritten.to_string())
+        } else {
+            None
+        };
+        out.push(match new {
+            Some(v) => Header::new(h.name(), &v),
+            None => h.clone(),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

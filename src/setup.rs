@@ -38,7 +38,7 @@
 //!   configuration; nothing is written then.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -111,8 +111,14 @@ pub fn find_provider(name: &str) -> Option<&'static Provider> {
 pub const PRESETS: &str = "smarthost, lan-relay, direct, local";
 
 fn provider_names() -> String {
-    let names: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
-    names.join(", ")
+    let mut t = String::new();
+    for p in PROVIDERS {
+        if !t.is_empty() {
+            t.push_str(", ");
+        }
+        t.push_str(p.name);
+    }
+    t
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,13 +130,21 @@ enum Preset {
 }
 
 impl Preset {
+    /// Every preset, in the order of `NAMES`.
+    const ALL: [Preset; 4] = [
+        Preset::Smarthost,
+        Preset::LanRelay,
+        Preset::Direct,
+        Preset::Local,
+    ];
+    /// The name of each preset on the command line.
+    const NAMES: [&'static str; 4] = ["smarthost", "lan-relay", "direct", "local"];
+
     fn name(self) -> &'static str {
-        match self {
-            Preset::Smarthost => "smarthost",
-            Preset::LanRelay => "lan-relay",
-            Preset::Direct => "direct",
-            Preset::Local => "local",
-        }
+        Preset::NAMES
+            .get(self as usize)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -149,8 +163,8 @@ struct Smarthost<'a> {
 #[derive(Debug, PartialEq, Eq)]
 struct Lan {
     addr: IpAddr,
-    prefix: u8,
-    network: IpAddr,
+    /// The network, host bits cleared.
+    net: config::IpNet,
 }
 
 /// Everything the file will say, checked; borrows the arguments.
@@ -229,10 +243,12 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Boxed> {
 }
 
 fn tls_name(s: &str) -> Result<&'static str, Boxed> {
-    ["starttls", "tls", "none"]
-        .into_iter()
-        .find(|&t| t == s)
-        .ok_or_else(|| bad("--tls", s, "use starttls, tls or none"))
+    match s {
+        "starttls" => Ok("starttls"),
+        "tls" => Ok("tls"),
+        "none" => Ok("none"),
+        _ => Err(bad("--tls", s, "use starttls, tls or none")),
+    }
 }
 
 /// `ADDR/PREFIX`, this machine's address in the LAN.
@@ -250,27 +266,11 @@ fn lan_of(a: &str, prefix: Option<u8>) -> Result<Lan, &'static str> {
     let addr: IpAddr = a.parse().map_err(|_| "not an IP address")?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = prefix.filter(|&n| n <= max).ok_or("bad prefix length")?;
-    let network = mask(addr, prefix);
-    if network == addr && prefix < max - 1 {
+    let net = config::IpNet::new(addr, prefix);
+    if net.addr == addr && prefix < max - 1 {
         return Err("the network itself; give this machine's address in it, e.g. 192.168.1.1/24");
     }
-    Ok(Lan {
-        addr,
-        prefix,
-        network,
-    })
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    let keep = |bits: u32| u128::MAX.checked_shl(bits - u32::from(prefix)).unwrap_or(0);
-    match addr {
-        // An IPv4 address as the low 32 bits of a u128.
-        IpAddr::V4(a) => {
-            let m = keep(32) as u32;
-            IpAddr::V4((u32::from(a) & m).into())
-        }
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & keep(128)).into()),
-    }
+    Ok(Lan { addr, net })
 }
 
 /// The LAN of OpenWrt's network config: `config interface 'lan'` with
@@ -311,14 +311,37 @@ fn socket_text(addr: IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(addr, port).to_string()
 }
 
-/// Read the password from stdin (`--password -`): one line.
+/// Read the password from stdin (`--password -`): one line, without its
+/// line end. Read a byte at a time from the descriptor: nothing after the
+/// line is taken, and no buffered reader is needed for one line.
 fn read_password() -> Result<String, Boxed> {
-    let mut line = String::new();
-    io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Box::new(Fail::new(Exit::IoErr, format!("reading the password: {e}"))))?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(io::stdin(), &mut b) {
+            Ok(1) if b[0] != b'\n' => line.push(b[0]),
+            // The line end, or the end of the input (a closed stdin too,
+            // as std reads it).
+            Ok(_) | Err(nix::errno::Errno::EBADF) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                let e = io::Error::from(e);
+                return Err(Box::new(Fail::new(
+                    Exit::IoErr,
+                    format!("reading the password: {e}"),
+                )));
+            }
+        }
+    }
+    while line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| {
+        Box::new(Fail::new(
+            Exit::IoErr,
+            "reading the password: stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 fn address_arg(what: &str, s: &str) -> Result<String, Boxed> {
@@ -330,37 +353,57 @@ fn address_arg(what: &str, s: &str) -> Result<String, Boxed> {
 
 /// Check the arguments and decide everything the file will say.
 fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
-    let preset = match a.preset.as_str() {
-        "smarthost" => Preset::Smarthost,
-        "lan-relay" => Preset::LanRelay,
-        "direct" => Preset::Direct,
-        "local" => Preset::Local,
-        other => {
-            return Err(bad(
-                "preset",
-                other,
-                concat!("unknown; presets: ", "smarthost, lan-relay, direct, local"),
-            ))
-        }
+    let Some(preset) = Preset::NAMES
+        .iter()
+        .position(|&n| n == a.preset)
+        .and_then(|i| Preset::ALL.get(i).copied())
+    else {
+        return Err(bad(
+            "preset",
+            &a.preset,
+            concat!("unknown; presets: ", "smarthost, lan-relay, direct, local"),
+        ));
     };
     let relaying = matches!(preset, Preset::Smarthost | Preset::LanRelay);
 
-    // Options that belong to other presets are mistakes, not no-ops.
-    let misplaced = [
-        (!relaying && a.server.is_some(), "SERVER"),
-        (!relaying && a.port.is_some(), "--port"),
-        (!relaying && a.user.is_some(), "--user"),
-        (!relaying && a.password.is_some(), "--password"),
-        (!relaying && a.from.is_some(), "--from"),
-        (preset == Preset::Local && a.tls.is_some(), "--tls"),
-        (preset == Preset::Local && a.ca_file.is_some(), "--ca-file"),
-        (
-            preset == Preset::Local && a.fingerprint.is_some(),
-            "--fingerprint",
-        ),
-        (preset != Preset::LanRelay && !a.lan.is_empty(), "--lan"),
+    // Options that belong to other presets are mistakes, not no-ops: the
+    // options given, one bit each in the order of OPTS, against the ones
+    // the preset takes.
+    const OPTS: [&str; 9] = [
+        "SERVER",
+        "--port",
+        "--user",
+        "--password",
+        "--from",
+        "--tls",
+        "--ca-file",
+        "--fingerprint",
+        "--lan",
     ];
-    if let Some((_, opt)) = misplaced.iter().find(|(set, _)| *set) {
+    let given = [
+        a.server.is_some(),
+        a.port.is_some(),
+        a.user.is_some(),
+        a.password.is_some(),
+        a.from.is_some(),
+        a.tls.is_some(),
+        a.ca_file.is_some(),
+        a.fingerprint.is_some(),
+        !a.lan.is_empty(),
+    ];
+    let takes: u32 = match preset {
+        Preset::Smarthost => 0xff,
+        Preset::LanRelay => 0x1ff,
+        Preset::Direct => 0xe0,
+        Preset::Local => 0,
+    };
+    let mut bits = 0u32;
+    for (i, &g) in given.iter().enumerate() {
+        bits |= u32::from(g) << i;
+    }
+    let wrong = bits & !takes;
+    if wrong != 0 {
+        let opt = OPTS.get(wrong.trailing_zeros() as usize).unwrap_or(&"?");
         return Err(usage(format!(
             "{opt} does not apply to the {} preset",
             preset.name()
@@ -511,10 +554,11 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
         }
         found
     } else {
-        a.lan
-            .iter()
-            .map(|l| parse_lan(l))
-            .collect::<Result<_, _>>()?
+        let mut v = Vec::new();
+        for l in &a.lan {
+            v.push(parse_lan(l)?);
+        }
+        v
     };
 
     let mut listen: Vec<String> = Vec::new();
@@ -563,21 +607,9 @@ fn plan(a: &SetupCmd) -> Result<Plan<'_>, Boxed> {
     })
 }
 
-/// One `\toption NAME 'VALUE'` (or `list`) line; the value in single
-/// quotes, a `'` in it written as `'\''`, as uci does.
+/// One `\toption NAME 'VALUE'` (or `list`) line, quoted as uci does.
 fn put(t: &mut String, kind: &str, name: &str, value: &str) {
-    t.push('\t');
-    t.push_str(kind);
-    t.push(' ');
-    t.push_str(name);
-    t.push_str(" '");
-    for (i, part) in value.split('\'').enumerate() {
-        if i > 0 {
-            t.push_str("'\\''");
-        }
-        t.push_str(part);
-    }
-    t.push_str("'\n");
+    config::put_line(t, kind, name, value);
 }
 
 /// The file's text; `mask` hides the password (for `--print`).
@@ -610,12 +642,7 @@ fn render(p: &Plan, command: &str, mask: bool) -> String {
              \tlist local_nets '127.0.0.0/8'\n\tlist local_nets '::1/128'\n",
         );
         for lan in &p.lans {
-            put(
-                &mut t,
-                "list",
-                "local_nets",
-                &format!("{}/{}", lan.network, lan.prefix),
-            );
+            put(&mut t, "list", "local_nets", &lan.net.to_string());
         }
     }
     if let Some(s) = &p.smarthost {
@@ -716,15 +743,20 @@ fn write_and_check(tmp: &Path, shown: &Path, text: &str) -> CmdResult {
     }
     if let Err(errs) = config::load(tmp) {
         let _ = fs::remove_file(tmp);
-        let (from, to) = (tmp.display().to_string(), shown.display().to_string());
+        // Named as the file they are about (messages never hold the path).
+        let mut errs = errs;
+        for e in &mut errs.errors {
+            e.file = shown.to_path_buf();
+        }
         let mut err = io::stderr().lock();
         for e in &errs.errors {
-            let _ = writeln!(err, "{}", e.to_string().replace(&from, &to));
+            let _ = writeln!(err, "{e}");
         }
         return Err(Fail::new(
             Exit::Config,
             format!(
-                "{to}: {} error(s) in the result; nothing written",
+                "{}: {} error(s) in the result; nothing written",
+                shown.display(),
                 errs.errors.len()
             ),
         ));
@@ -797,7 +829,7 @@ fn summary(p: &Plan, path: &Path, custom: bool) -> String {
         t.push_str("restart `masqmail -C ");
         t.push_str(&file);
         t.push_str(" daemon`");
-    } else if path == Path::new(config::OPENWRT_PATH) || !Path::new("/run/systemd/system").is_dir()
+    } else if path.as_os_str() == config::OPENWRT_PATH || !Path::new("/run/systemd/system").is_dir()
     {
         t.push_str("/etc/init.d/masqmail reload");
     } else {
@@ -886,10 +918,13 @@ mod tests {
     #[test]
     fn lans() {
         let l = parse_lan("192.168.1.1/24").unwrap();
-        assert_eq!(l.network, "192.168.1.0".parse::<IpAddr>().unwrap());
-        assert_eq!((l.addr.to_string().as_str(), l.prefix), ("192.168.1.1", 24));
+        assert_eq!(l.net.addr, "192.168.1.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (l.addr.to_string().as_str(), l.net.prefix),
+            ("192.168.1.1", 24)
+        );
         let l = parse_lan("fd00:1::1/64").unwrap();
-        assert_eq!(l.network.to_string(), "fd00:1::");
+        assert_eq!(l.net.to_string(), "fd00:1::/64");
         for bad in [
             "192.168.1.0/24",
             "192.168.1.1",
@@ -899,11 +934,8 @@ mod tests {
         ] {
             assert!(parse_lan(bad).is_err(), "{bad}");
         }
-        assert_eq!(mask("10.1.2.3".parse().unwrap(), 0).to_string(), "0.0.0.0");
-        assert_eq!(
-            mask("10.1.2.3".parse().unwrap(), 32).to_string(),
-            "10.1.2.3"
-        );
+        let l = parse_lan("10.1.2.3/32").unwrap();
+        assert_eq!(l.net.to_string(), "10.1.2.3/32");
     }
 
     #[test]
@@ -914,14 +946,14 @@ mod tests {
         let l = lans_from_network(old);
         assert_eq!(l.len(), 1);
         assert_eq!(
-            (l[0].addr.to_string(), l[0].prefix),
+            (l[0].addr.to_string(), l[0].net.prefix),
             ("192.168.1.1".into(), 24)
         );
         let cidr =
             b"config interface 'lan'\n\tlist ipaddr '10.0.0.1/16'\n\tlist ipaddr 'fd00::1/64'\n";
         let l = lans_from_network(cidr);
         assert_eq!(l.len(), 2);
-        assert_eq!(l[0].network.to_string(), "10.0.0.0");
+        assert_eq!(l[0].net.to_string(), "10.0.0.0/16");
         assert!(lans_from_network(b"config interface 'wan'\n\toption proto 'dhcp'\n").is_empty());
         assert!(lans_from_network(b"config interface 'lan'\n\toption proto 'dhcp'\n").is_empty());
     }
@@ -935,6 +967,82 @@ mod tests {
         assert_eq!(t, "\tlist to '\\root'\n");
         put(&mut t, "option", "x", "it's");
         assert!(t.ends_with("\toption x 'it'\\''s'\n"));
+    }
+
+    #[test]
+    fn options_of_other_presets_are_refused() {
+        let x = || Some("x".to_string());
+        for preset in ["smarthost", "lan-relay", "direct", "local"] {
+            let relaying = preset == "smarthost" || preset == "lan-relay";
+            for k in 0..9 {
+                let mut a = SetupCmd {
+                    preset: preset.into(),
+                    server: None,
+                    port: None,
+                    tls: None,
+                    user: None,
+                    password: None,
+                    from: None,
+                    to: None,
+                    ca_file: None,
+                    fingerprint: None,
+                    lan: Vec::new(),
+                    host_name: None,
+                    spool: None,
+                    listen: Vec::new(),
+                    force: false,
+                    print: false,
+                };
+                let (opt, refused) = match k {
+                    0 => (&mut a.server, !relaying),
+                    1 => (&mut a.user, !relaying),
+                    2 => (&mut a.password, !relaying),
+                    3 => (&mut a.from, !relaying),
+                    4 => (&mut a.tls, preset == "local"),
+                    5 => (&mut a.ca_file, preset == "local"),
+                    6 => (&mut a.fingerprint, preset == "local"),
+                    _ => (&mut a.to, false),
+                };
+                *opt = x();
+                if k == 8 {
+                    a.port = Some(25);
+                }
+                let refused = if k == 8 { !relaying } else { refused };
+                let msg = match plan(&a) {
+                    Ok(_) => String::new(),
+                    Err(e) => e.to_string(),
+                };
+                assert_eq!(
+                    msg.contains("does not apply"),
+                    refused,
+                    "{preset} {k}: {msg}"
+                );
+            }
+            let a = SetupCmd {
+                preset: preset.into(),
+                server: None,
+                port: None,
+                tls: None,
+                user: None,
+                password: None,
+                from: None,
+                to: None,
+                ca_file: None,
+                fingerprint: None,
+                lan: vec!["x".into()],
+                host_name: None,
+                spool: None,
+                listen: Vec::new(),
+                force: false,
+                print: false,
+            };
+            let msg = plan(&a).err().map(|e| e.to_string()).unwrap_or_default();
+            assert_eq!(
+                msg.starts_with("--lan does not apply"),
+                preset != "lan-relay",
+                "{preset}: {msg}"
+            );
+        }
     }
 
     #[test]

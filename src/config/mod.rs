@@ -32,6 +32,7 @@ mod show;
 pub mod uci;
 mod value;
 
+pub use show::put as put_line;
 pub use value::format_fingerprint;
 
 use std::fmt;

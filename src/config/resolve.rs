@@ -84,7 +84,7 @@ fn parse_val(ty: Ty, s: &str) -> Result<Val, Bad> {
     })
 }
 
-/// Collects errors for one file.
+/// Collects errors for one file, in line order.
 struct Errs<'a> {
     file: &'a Path,
     list: Vec<ConfigError>,
@@ -99,14 +99,24 @@ impl Errs<'_> {
         message: String,
         hint: Option<String>,
     ) {
-        self.list.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            section: section.map(str::to_string),
-            option: option.map(str::to_string),
-            message,
-            hint,
-        });
+        // Kept in line order as they come (a stable insertion): after
+        // every error of the same line or before.
+        let at = self
+            .list
+            .iter()
+            .rposition(|e| e.line <= line)
+            .map_or(0, |i| i + 1);
+        self.list.insert(
+            at,
+            ConfigError {
+                file: self.file.to_path_buf(),
+                line,
+                section: section.map(str::to_string),
+                option: option.map(str::to_string),
+                message,
+                hint,
+            },
+        );
     }
 }
 
@@ -175,6 +185,16 @@ struct Slots {
 }
 
 impl Slots {
+    /// The `name` of an alias or user section (its first option), or ""
+    /// if it has none.
+    fn name(&self) -> &str {
+        const { assert!(ix(&ALIAS, "name") == 0 && ix(&USER, "name") == 0) };
+        match self.opts.first().and_then(|o| o.vals.first()) {
+            Some(Val::Text(t)) => t,
+            _ => "",
+        }
+    }
+
     /// A mismatch between this code and the table.
     fn bug(&mut self, i: usize, what: &str) {
         let name = self.spec.options.get(i).map_or("?", |o| o.name);
@@ -455,19 +475,20 @@ impl Slots {
 /// defaults. Unknown options and bad values are reported to `errs`.
 fn check_section(
     spec: &'static SectionSpec,
-    sec: &Section,
+    options: &[UciOption],
+    line: usize,
     label: String,
     errs: &mut Errs,
 ) -> Slots {
     let mut slots = Slots {
         spec,
         label,
-        line: sec.line,
+        line,
         opts: Vec::new(),
         bugs: Vec::new(),
     };
     slots.opts.resize_with(spec.options.len(), Slot::default);
-    for o in &sec.options {
+    for o in options {
         let Some(i) = spec.options.iter().position(|s| s.name == o.name) else {
             unknown_option(spec, &slots.label, o, errs);
             continue;
@@ -500,10 +521,10 @@ fn check_section(
             Default::List(l) => l,
             Default::Unset | Default::Computed => &[],
             Default::Required => {
-                if !sec.options.iter().any(|o| o.name == os.name) {
+                if !options.iter().any(|o| o.name == os.name) {
                     let what = if os.list { "list" } else { "option" };
                     errs.add(
-                        sec.line,
+                        line,
                         Some(&slots.label),
                         Some(os.name),
                         format!("missing required {what} '{}'", os.name),
@@ -537,8 +558,7 @@ fn unknown_option(spec: &SectionSpec, label: &str, o: &UciOption, errs: &mut Err
             "'{}' belongs in a 'config {}' section",
             o.name, other.section_type
         )),
-        None => value::nearest(&o.name, &mut spec.options.iter().map(|s| s.name))
-            .map(|n| format!("did you mean '{n}'?")),
+        None => value::did_you_mean(&o.name, &mut spec.options.iter().map(|s| s.name)),
     };
     errs.add(
         o.line,
@@ -570,20 +590,9 @@ fn check_option(os: &OptSpec, label: &str, o: &UciOption, errs: &mut Errs) -> Op
             value::trim(&only.text).is_empty()
         };
         if empty {
-            if os.list || matches!(os.default, Default::Unset) {
-                if matches!(os.default, Default::Required) {
-                    errs.add(
-                        only.line,
-                        Some(label),
-                        Some(os.name),
-                        "empty value".into(),
-                        Some("give at least one value".into()),
-                    );
-                    return None;
-                }
-                return Some(Vec::new());
-            }
             let hint = match os.default {
+                Default::Required if os.list => "give at least one value".into(),
+                _ if os.list || matches!(os.default, Default::Unset) => return Some(Vec::new()),
                 Default::Value(d) => format!("delete the line to get the default '{d}'"),
                 Default::Required => "give a value".into(),
                 _ => "delete the line to get the default".into(),
@@ -661,31 +670,25 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     }
 
     // Section names are unique in a uci package.
-    let mut seen: Vec<(&str, usize)> = Vec::new();
-    for s in &parsed.sections {
-        if let Some(n) = &s.name {
-            if let Some((_, first)) = seen.iter().find(|e| e.0 == n.as_str()) {
-                errs.add(
-                    s.line,
-                    Some(n),
-                    None,
-                    twice("section name", n, "used", *first),
-                    Some("section names must be unique in the file".into()),
-                );
-            } else {
-                seen.push((n, s.line));
-            }
+    for (i, s) in parsed.sections.iter().enumerate() {
+        let Some(n) = &s.name else { continue };
+        let before = parsed.sections.get(..i).unwrap_or_default();
+        if let Some(first) = before.iter().find(|f| f.name.as_ref() == Some(n)) {
+            errs.add(
+                s.line,
+                Some(n),
+                None,
+                twice("section name", n, "used", first.line),
+                Some("section names must be unique in the file".into()),
+            );
         }
     }
 
     let mut main: Option<Main> = None;
     let mut main_line = 0;
     let mut routes = Vec::new();
-    // With the index of each one's slots in `all_slots`.
     let mut aliases: Vec<Alias> = Vec::new();
-    let mut alias_slots: Vec<usize> = Vec::new();
     let mut users: Vec<User> = Vec::new();
-    let mut user_slots: Vec<usize> = Vec::new();
     let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut all_slots = Vec::new();
 
@@ -703,8 +706,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
         };
         let lbl = label(sec, index);
         let Some(spec) = SECTIONS.iter().find(|s| s.section_type == ty) else {
-            let hint = value::nearest(ty, &mut SECTIONS.iter().map(|s| s.section_type))
-                .map(|n| format!("did you mean '{n}'?"))
+            let hint = value::did_you_mean(ty, &mut SECTIONS.iter().map(|s| s.section_type))
                 .unwrap_or_else(|| "known section types: masqmail, route, alias, user".into());
             errs.add(
                 sec.line,
@@ -715,7 +717,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
             );
             continue;
         };
-        let mut slots = check_section(spec, sec, lbl, &mut errs);
+        let mut slots = check_section(spec, &sec.options, sec.line, lbl, &mut errs);
         match spec.section_type {
             "masqmail" => {
                 let m = build_main(&mut slots, host_name, &mut errs);
@@ -744,7 +746,6 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     to: slots.texts(const { ix(&ALIAS, "to") }),
                 };
                 aliases.push(a);
-                alias_slots.push(all_slots.len());
             }
             "user" => {
                 let u = User {
@@ -752,7 +753,6 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
                     password_hash: Secret(slots.text(const { ix(&USER, "password_hash") })),
                 };
                 users.push(u);
-                user_slots.push(all_slots.len());
             }
             _ => {}
         }
@@ -762,49 +762,43 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     let main = match main {
         Some(m) => m,
         None => {
-            let empty = Section {
-                section_type: MAIN.section_type.into(),
-                name: Some("main".into()),
-                line: 0,
-                options: Vec::new(),
-            };
-            let mut slots = check_section(&MAIN, &empty, "main".into(), &mut errs);
+            let mut slots = check_section(&MAIN, &[], 0, "main".into(), &mut errs);
             let m = build_main(&mut slots, host_name, &mut errs);
             all_slots.push(slots);
             m
         }
     };
 
-    let at = |slots: &[usize], i: usize| slots.get(i).and_then(|&k| all_slots.get(k));
-    for (i, a) in aliases.iter().enumerate() {
-        let same = |b: &Alias| {
-            if main.alias_local_caseless {
-                b.name.eq_ignore_ascii_case(&a.name)
-            } else {
-                b.name == a.name
-            }
+    // Alias and user names are unique; alias names regardless of case
+    // with alias_local_caseless.
+    for (i, s) in all_slots.iter().enumerate() {
+        let (what, hint) = match s.spec.section_type {
+            "alias" => (
+                "alias",
+                Some("put all targets into one alias section as 'list to' lines"),
+            ),
+            "user" => ("user", None),
+            _ => continue,
         };
-        if let (Some(j), Some(s)) = (aliases.iter().take(i).position(same), at(&alias_slots, i)) {
-            let first = at(&alias_slots, j).map_or(0, |f| f.line);
-            errs.add(
-                s.line,
-                Some(&s.label),
-                Some("name"),
-                twice("alias", &a.name, "defined", first),
-                Some("put all targets into one alias section as 'list to' lines".into()),
-            );
+        let name = s.name();
+        let caseless = what == "alias" && main.alias_local_caseless;
+        let mut first = None;
+        for f in all_slots.get(..i).unwrap_or_default() {
+            let n = f.name();
+            if std::ptr::eq(f.spec, s.spec)
+                && (n == name || (caseless && n.eq_ignore_ascii_case(name)))
+            {
+                first = Some(f.line);
+                break;
+            }
         }
-    }
-    for (i, u) in users.iter().enumerate() {
-        let dup = users.iter().take(i).position(|v| v.name == u.name);
-        if let (Some(j), Some(s)) = (dup, at(&user_slots, i)) {
-            let first = at(&user_slots, j).map_or(0, |f| f.line);
+        if let Some(first) = first {
             errs.add(
                 s.line,
                 Some(&s.label),
                 Some("name"),
-                twice("user", &u.name, "defined", first),
-                None,
+                twice(what, name, "defined", first),
+                hint.map(str::to_string),
             );
         }
     }
@@ -816,9 +810,7 @@ pub fn resolve(file: &Path, parsed: uci::Parsed, host_name: &str) -> Result<Conf
     }
 
     if !errs.list.is_empty() {
-        let mut list = errs.list;
-        list.sort_by_key(|e| e.line);
-        return Err(ConfigErrors { errors: list });
+        return Err(ConfigErrors { errors: errs.list });
     }
     Ok(Config {
         path: file.to_path_buf(),
@@ -1004,15 +996,13 @@ fn build_main(s: &mut Slots, default_host: &str, errs: &mut Errs) -> Main {
         ),
         online_file: PathBuf::new(),
         online_query: None,
-        mserver_host: match s.host(mo!("mserver_host")) {
-            Some((host, port)) => HostPort {
+        mserver_host: {
+            // The default is in the table; None only on a table bug.
+            let (host, port) = s.host(mo!("mserver_host")).unwrap_or_default();
+            HostPort {
                 host,
                 port: port.unwrap_or(224),
-            },
-            None => HostPort {
-                host: "localhost".into(),
-                port: 224,
-            },
+            }
         },
         log_level: u8::try_from(s.num(mo!("log_level"))).unwrap_or(9),
         tls_cert: None,
@@ -1603,6 +1593,18 @@ config alias
             "config alias\n\toption name 'x'\n\tlist to 'a'\nconfig alias\n\toption name 'x'\n\tlist to 'b'\n",
         );
         assert!(e.message.contains("defined twice"));
+        assert_eq!(e.message, "alias 'x' is defined twice (first at line 1)");
+        assert_eq!((e.line, e.section.as_deref()), (4, Some("@alias[1]")));
+        // Case counts only without alias_local_caseless; a user may share
+        // an alias's name.
+        let two = "config alias\n\toption name 'X'\n\tlist to 'a'\n\
+                   config alias\n\toption name 'x'\n\tlist to 'b'\n\
+                   config user\n\toption name 'x'\n\toption password_hash 'h'\n";
+        ok(two);
+        let e = one_error(&format!(
+            "{two}config masqmail\n\toption alias_local_caseless '1'\n"
+        ));
+        assert!(e.message.starts_with("alias 'x' is defined twice"), "{e}");
 
         let e = one_error("config user\n\toption name 'x'\n");
         assert!(e.message.contains("password_hash"));

@@ -13,27 +13,38 @@ use super::{AddressMap, Config, Route, Secret};
 /// The mask printed instead of a secret.
 pub const MASK: &str = "********";
 
-/// Quote a value for UCI: single quotes, with `'` written as `'\''`.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+/// Append `s` quoted for UCI: single quotes, with `'` written as `'\''`.
+fn quote_into(out: &mut String, s: &str) {
     out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
+    for (i, part) in s.split('\'').enumerate() {
+        if i > 0 {
             out.push_str("'\\''");
-        } else {
-            out.push(c);
         }
+        out.push_str(part);
     }
     out.push('\'');
-    out
+}
+
+/// One `\tKIND NAME 'VALUE'` line (`option` or `list`), the value quoted
+/// as uci does. Also for `setup`, which writes the same lines.
+pub fn put(out: &mut String, kind: &str, name: &str, value: &str) {
+    out.push('\t');
+    out.push_str(kind);
+    out.push(' ');
+    out.push_str(name);
+    out.push(' ');
+    quote_into(out, value);
+    out.push('\n');
 }
 
 /// Text for a comment line: control characters (a newline would end the
 /// comment) become '?'.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
 }
 
 struct W {
@@ -49,17 +60,14 @@ impl W {
         self.out.push_str(ty);
         if let Some(n) = name {
             self.out.push(' ');
-            self.out.push_str(&quote(n));
+            quote_into(&mut self.out, n);
         }
         self.out.push('\n');
     }
 
+    #[inline(never)]
     fn opt(&mut self, name: &str, v: &str) {
-        self.out.push_str("\toption ");
-        self.out.push_str(name);
-        self.out.push(' ');
-        self.out.push_str(&quote(v));
-        self.out.push('\n');
+        put(&mut self.out, "option", name, v);
     }
 
     fn num(&mut self, name: &str, n: u64) {
@@ -89,28 +97,43 @@ impl W {
         self.opt(name, if s.is_some() { MASK } else { "" });
     }
 
-    fn list<T: AsRef<str>>(&mut self, name: &str, vals: &[T]) {
-        if vals.is_empty() {
+    /// A list's first line: `option NAME ''` for an empty one.
+    #[inline(never)]
+    fn empty(&mut self, name: &str, n: usize) -> bool {
+        if n == 0 {
             self.opt(name, "");
-            return;
         }
-        for v in vals {
-            self.out.push_str("\tlist ");
-            self.out.push_str(name);
-            self.out.push(' ');
-            self.out.push_str(&quote(v.as_ref()));
-            self.out.push('\n');
+        n == 0
+    }
+
+    /// One `list` line.
+    #[inline(never)]
+    fn item(&mut self, name: &str, v: &str) {
+        put(&mut self.out, "list", name, v);
+    }
+
+    fn list(&mut self, name: &str, vals: &[String]) {
+        if !self.empty(name, vals.len()) {
+            for v in vals {
+                self.item(name, v);
+            }
         }
     }
 
     fn display_list<T: ToString>(&mut self, name: &str, vals: &[T]) {
-        let v: Vec<String> = vals.iter().map(T::to_string).collect();
-        self.list(name, &v);
+        if !self.empty(name, vals.len()) {
+            for v in vals {
+                self.item(name, &v.to_string());
+            }
+        }
     }
 
     fn maps(&mut self, name: &str, vals: &[AddressMap]) {
-        let v: Vec<String> = vals.iter().map(value::format_address_map).collect();
-        self.list(name, &v);
+        if !self.empty(name, vals.len()) {
+            for v in vals {
+                self.item(name, &value::format_address_map(v));
+            }
+        }
     }
 }
 
@@ -199,8 +222,11 @@ fn route(w: &mut W, r: &Route) {
         "mail_host",
         r.mail_host.as_ref().map(value::format_host_port).as_deref(),
     );
-    let resolve: Vec<&str> = r.resolve_list.iter().map(|m| m.name()).collect();
-    w.list("resolve_list", &resolve);
+    if !w.empty("resolve_list", r.resolve_list.len()) {
+        for m in &r.resolve_list {
+            w.item("resolve_list", m.name());
+        }
+    }
     w.bool("prefer_ipv4", r.prefer_ipv4);
     w.maybe("helo_name", r.helo_name.as_deref());
     w.bool("do_pipelining", r.do_pipelining);

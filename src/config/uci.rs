@@ -174,20 +174,17 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn error(&mut self, line: usize, msg: impl Into<String>, hint: Option<&str>) {
+    fn error(&mut self, line: usize, msg: String, hint: Option<&str>) {
         self.out.errors.push(UciError {
             line,
-            msg: msg.into(),
+            msg,
             hint: hint.map(str::to_string),
         });
     }
 
     fn run(&mut self) {
         loop {
-            let stmt = self.lex.statement();
-            for (line, msg) in stmt.errors {
-                self.error(line, msg, None);
-            }
+            let mut stmt = self.lex.statement(&mut self.out.errors);
             if stmt.eof && stmt.tokens.is_empty() {
                 break;
             }
@@ -198,7 +195,7 @@ impl Parser<'_> {
                     self.current = Current::Broken;
                 }
             } else if !stmt.tokens.is_empty() {
-                self.statement(stmt.tokens);
+                self.statement(&mut stmt.tokens);
             }
             if stmt.eof {
                 break;
@@ -206,14 +203,13 @@ impl Parser<'_> {
         }
     }
 
-    fn statement(&mut self, tokens: Vec<Token>) {
-        let mut args = tokens.into_iter();
-        let Some(kw) = args.next() else { return };
+    fn statement(&mut self, tokens: &mut [Token]) {
+        let [kw, args @ ..] = tokens else { return };
         let line = kw.line;
         match kw.text.as_str() {
             "package" => {
                 if args.len() != 1 {
-                    self.error(line, "'package' takes one name", None);
+                    self.error(line, "'package' takes one name".into(), None);
                 }
             }
             "config" => self.config(line, args),
@@ -235,25 +231,28 @@ impl Parser<'_> {
         }
     }
 
-    fn config(&mut self, line: usize, mut it: std::vec::IntoIter<Token>) {
+    fn config(&mut self, line: usize, args: &mut [Token]) {
         self.current = Current::Broken;
-        let Some(ty) = it.next() else {
-            self.error(
-                line,
-                "'config' needs a section type",
-                Some("config TYPE ['NAME']"),
-            );
-            return;
+        let (ty, name) = match args {
+            [] => {
+                self.error(
+                    line,
+                    "'config' needs a section type".into(),
+                    Some("config TYPE ['NAME']"),
+                );
+                return;
+            }
+            [ty] => (ty, None),
+            [ty, n] => (ty, Some(n)),
+            _ => {
+                self.error(
+                    line,
+                    "too many words after 'config'".into(),
+                    Some("config TYPE ['NAME']"),
+                );
+                return;
+            }
         };
-        let name = it.next();
-        if it.next().is_some() {
-            self.error(
-                line,
-                "too many words after 'config'",
-                Some("config TYPE ['NAME']"),
-            );
-            return;
-        }
         if !valid_name(&ty.text) {
             let msg = format!("bad section type '{}'", shorten(&ty.text));
             self.error(line, msg, Some("use only letters, digits and '_'"));
@@ -267,34 +266,37 @@ impl Parser<'_> {
             }
         }
         self.out.sections.push(Section {
-            section_type: ty.text,
-            name: name.map(|t| t.text),
+            section_type: std::mem::take(&mut ty.text),
+            name: name.map(|t| std::mem::take(&mut t.text)),
             line,
             options: Vec::new(),
         });
         self.current = Current::Section(self.out.sections.len() - 1);
     }
 
-    fn option(&mut self, line: usize, kind: Kind, mut it: std::vec::IntoIter<Token>) {
+    fn option(&mut self, line: usize, kind: Kind, args: &mut [Token]) {
         let kw = kind.keyword();
-        let Some(name) = it.next() else {
-            self.error(line, format!("'{kw}' needs a name and a value"), None);
-            return;
+        let (name, value) = match args {
+            [] => {
+                self.error(line, format!("'{kw}' needs a name and a value"), None);
+                return;
+            }
+            [name] => {
+                let msg = format!("{kw} '{}' has no value", shorten(&name.text));
+                self.error(line, msg, Some("write '' for an empty value"));
+                return;
+            }
+            [name, value] => (name, value),
+            [name, ..] => {
+                let msg = format!("too many values for {kw} '{}'", shorten(&name.text));
+                self.error(
+                    line,
+                    msg,
+                    Some("quote a value that contains spaces; use one 'list' line per value"),
+                );
+                return;
+            }
         };
-        let Some(value) = it.next() else {
-            let msg = format!("{kw} '{}' has no value", shorten(&name.text));
-            self.error(line, msg, Some("write '' for an empty value"));
-            return;
-        };
-        if it.next().is_some() {
-            let msg = format!("too many values for {kw} '{}'", shorten(&name.text));
-            self.error(
-                line,
-                msg,
-                Some("quote a value that contains spaces; use one 'list' line per value"),
-            );
-            return;
-        }
         if !valid_name(&name.text) {
             let msg = format!("bad {kw} name '{}'", shorten(&name.text));
             self.error(line, msg, Some("use only letters, digits and '_'"));
@@ -317,7 +319,7 @@ impl Parser<'_> {
             return;
         };
         let value = Value {
-            text: value.text,
+            text: std::mem::take(&mut value.text),
             line: value.line,
         };
         let existing = section.options.iter_mut().find(|o| o.name == name.text);
@@ -335,7 +337,7 @@ impl Parser<'_> {
                 o.line = line;
             }
             (_, None) => section.options.push(UciOption {
-                name: name.text,
+                name: std::mem::take(&mut name.text),
                 kind,
                 values: vec![value],
                 line,
@@ -347,12 +349,14 @@ impl Parser<'_> {
 /// Cut a name for an error message, on a character boundary.
 fn shorten(s: &str) -> String {
     const MAX: usize = 40;
-    if s.chars().count() <= MAX {
-        return s.to_string();
+    match s.char_indices().nth(MAX) {
+        None => s.to_string(),
+        Some((i, _)) => {
+            let mut t = s.get(..i).unwrap_or_default().to_string();
+            t.push('…');
+            t
+        }
     }
-    let mut t: String = s.chars().take(MAX).collect();
-    t.push('…');
-    t
 }
 
 #[derive(Debug)]
@@ -365,7 +369,6 @@ struct Token {
 #[derive(Debug, Default)]
 struct Statement {
     tokens: Vec<Token>,
-    errors: Vec<(usize, String)>,
     /// An error cut the statement short: don't interpret it.
     broken: bool,
     /// The input ended.
@@ -393,8 +396,9 @@ impl<'a> Lexer<'a> {
         c
     }
 
-    /// Read the tokens up to the end of the (logical) line.
-    fn statement(&mut self) -> Statement {
+    /// Read the tokens up to the end of the (logical) line; errors go to
+    /// `errors`.
+    fn statement(&mut self, errors: &mut Vec<UciError>) -> Statement {
         let mut st = Statement::default();
         loop {
             match self.chars.peek().copied() {
@@ -413,7 +417,11 @@ impl<'a> Lexer<'a> {
                 Some(_) => match self.token() {
                     Ok(t) => st.tokens.push(t),
                     Err((line, msg, at_eof)) => {
-                        st.errors.push((line, msg));
+                        errors.push(UciError {
+                            line,
+                            msg,
+                            hint: None,
+                        });
                         st.broken = true;
                         if at_eof {
                             st.eof = true;

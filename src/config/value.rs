@@ -224,13 +224,17 @@ pub fn parse_enum(s: &str, names: &'static [&'static str]) -> Result<usize, Bad>
         return Ok(i);
     }
     let mut hint = String::new();
-    if let Some(near) = nearest(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
-        hint.push_str("did you mean '");
-        hint.push_str(near);
-        hint.push_str("'? ");
+    if let Some(h) = did_you_mean(&t.to_ascii_lowercase(), &mut names.iter().copied()) {
+        hint = h;
+        hint.push(' ');
     }
     hint.push_str("one of: ");
-    hint.push_str(&names.join(", "));
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            hint.push_str(", ");
+        }
+        hint.push_str(n);
+    }
     Err(bad_hint(s, " is not a valid choice", hint))
 }
 
@@ -321,7 +325,7 @@ pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), Bad> {
                 None => return Err(bad(" has text after ']'")),
             },
         }
-    } else if t.matches(':').count() > 1 {
+    } else if t.bytes().filter(|&b| b == b':').count() > 1 {
         // A bare IPv6 address has no port.
         if t.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad(" is not a host name or address"));
@@ -357,34 +361,40 @@ pub fn format_host_port(hp: &HostPort) -> String {
 
 /// A SHA-256 fingerprint: 64 hex digits, optionally in `AB:CD:…` pairs.
 pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], Bad> {
-    let hex: Vec<u8> = trim(s).bytes().filter(|&b| b != b':').collect();
-    let bad = || {
-        bad(
+    let mut out = [0u8; 32];
+    // Hex digits seen; past 64 on a bad digit or too many.
+    let mut n = 0usize;
+    for b in trim(s).bytes() {
+        if b == b':' {
+            continue;
+        }
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => {
+                n = usize::MAX;
+                break;
+            }
+        };
+        match out.get_mut(n / 2) {
+            Some(o) => *o = *o << 4 | d,
+            None => {
+                n = usize::MAX;
+                break;
+            }
+        }
+        n += 1;
+    }
+    if n != 64 {
+        return Err(bad(
             s,
             " is not a SHA-256 fingerprint",
             "64 hex digits, with or without ':'; get it with \
              openssl x509 -noout -fingerprint -sha256 -in CERT",
-        )
-    };
-    if hex.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
-        let hi = hex_digit(pair.first().copied()).ok_or_else(bad)?;
-        let lo = hex_digit(pair.get(1).copied()).ok_or_else(bad)?;
-        *o = hi << 4 | lo;
+        ));
     }
     Ok(out)
-}
-
-fn hex_digit(b: Option<u8>) -> Option<u8> {
-    match b? {
-        b @ b'0'..=b'9' => Some(b - b'0'),
-        b @ b'a'..=b'f' => Some(b - b'a' + 10),
-        b @ b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 pub fn format_fingerprint(fp: &[u8; 32]) -> String {
@@ -530,6 +540,12 @@ pub fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The candidate nearest to `name`, if near enough to be a likely typo.
+/// `did you mean 'NAME'?` with the nearest candidate, if one is near.
+#[inline(never)]
+pub fn did_you_mean(name: &str, candidates: &mut dyn Iterator<Item = &str>) -> Option<String> {
+    nearest(name, candidates).map(|n| format!("did you mean '{n}'?"))
+}
+
 pub fn nearest<'a>(name: &str, candidates: &mut dyn Iterator<Item = &'a str>) -> Option<&'a str> {
     if name.is_empty() || name.len() > 64 {
         return None;
