@@ -4,21 +4,19 @@
 pub mod modern;
 pub mod sendmail;
 
-use std::path::PathBuf;
-
 use sendmail::{Mode, SendmailArgs};
 
 /// What to do, fully parsed.
 #[derive(Debug)]
-pub enum Invocation {
+pub enum Invocation<'a> {
     Sendmail {
-        args: SendmailArgs,
+        args: SendmailArgs<'a>,
         /// Called as `rmail`.
         rmail: bool,
     },
     Modern {
-        config: Option<PathBuf>,
-        cmd: modern::Sub,
+        config: Option<&'a str>,
+        cmd: modern::Sub<'a>,
     },
     /// `--help` and the like: print and exit with the code.
     Help { text: String, code: i32 },
@@ -46,7 +44,7 @@ pub fn base_name(argv: &[String]) -> &str {
 
 /// Take `-C FILE` / `-CFILE` out of a modern command line (it may stand
 /// anywhere).
-fn take_config(args: &mut Vec<&str>) -> Result<Option<PathBuf>, String> {
+fn take_config<'a>(args: &mut Vec<&'a str>) -> Result<Option<&'a str>, String> {
     let mut config = None;
     let mut i = 0;
     while let Some(&a) = args.get(i) {
@@ -55,34 +53,20 @@ fn take_config(args: &mut Vec<&str>) -> Result<Option<PathBuf>, String> {
             continue;
         };
         args.remove(i);
-        config = Some(PathBuf::from(if f.is_empty() {
+        config = Some(if f.is_empty() {
             if i >= args.len() {
                 return Err("option -C needs a file".into());
             }
             args.remove(i)
         } else {
             f
-        }));
+        });
     }
     Ok(config)
 }
 
-/// The modern parser's answer as an invocation.
-fn modern(base: &str, args: &[&str], config: Option<PathBuf>) -> Invocation {
-    match modern::parse(base, args) {
-        Ok(top) => Invocation::Modern {
-            config,
-            cmd: top.cmd,
-        },
-        Err(e) => Invocation::Help {
-            text: e.output,
-            code: if e.help { 0 } else { 64 },
-        },
-    }
-}
-
 /// Parse the whole command line. Errors are usage errors (exit 64).
-pub fn parse(argv: &[String]) -> Result<Invocation, String> {
+pub fn parse(argv: &[String]) -> Result<Invocation<'_>, String> {
     let base = base_name(argv);
     let known = NAMES.iter().position(|(n, _)| *n == base);
     let mode = known.map_or(Mode::Submit, |k| NAMES[k].1);
@@ -102,14 +86,23 @@ pub fn parse(argv: &[String]) -> Result<Invocation, String> {
         if let Some(first) = first {
             let help = first == "--help" || first == "-h" || (!short && first == "help");
             if help || (!short && modern::is_subcommand(first)) {
-                let (strs, config) = if help {
-                    (vec!["--help"], None)
+                let mut strs: Vec<&str> = Vec::new();
+                let mut config = None;
+                if help {
+                    strs.push("--help");
                 } else {
-                    let mut strs: Vec<&str> = rest.iter().map(String::as_str).collect();
-                    let config = take_config(&mut strs)?;
-                    (strs, config)
-                };
-                return Ok(modern(base, &strs, config));
+                    for a in rest {
+                        strs.push(a);
+                    }
+                    config = take_config(&mut strs)?;
+                }
+                return Ok(match modern::parse(base, &strs) {
+                    Ok(cmd) => Invocation::Modern { config, cmd },
+                    Err(e) => Invocation::Help {
+                        text: e.output,
+                        code: if e.help { 0 } else { 64 },
+                    },
+                });
             }
         }
     }
@@ -121,8 +114,11 @@ pub fn parse(argv: &[String]) -> Result<Invocation, String> {
 mod tests {
     use super::*;
 
-    fn parse_v(v: &[&str]) -> Invocation {
-        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    fn parse_v(v: &[&str]) -> Invocation<'static> {
+        parse(Vec::leak(
+            v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -154,7 +150,7 @@ mod tests {
                 config,
                 cmd: modern::Sub::Config(_),
             } => {
-                assert_eq!(config, Some(PathBuf::from("x.conf")))
+                assert_eq!(config, Some("x.conf"))
             }
             other => panic!("{other:?}"),
         }
@@ -164,7 +160,7 @@ mod tests {
                 cmd: modern::Sub::Queue(q),
             } => {
                 assert!(q.json);
-                assert_eq!(config, Some(PathBuf::from("y.conf")));
+                assert_eq!(config, Some("y.conf"));
             }
             other => panic!("{other:?}"),
         }

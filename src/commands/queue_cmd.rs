@@ -432,7 +432,7 @@ pub fn list(cfg: &Config, json: bool) -> CmdResult {
 
 /// Remove messages by ID. A message being delivered right now (its lock
 /// held) is left alone: exit 75, try again.
-pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
+pub fn remove(cfg: &Config, ids: &[&str]) -> CmdResult {
     if ids.is_empty() {
         return Err(Fail::usage("no message IDs given"));
     }

@@ -9,7 +9,6 @@
 //! without one it waits for `masqmail flush`, and testmail says so.
 
 use std::io::Write;
-use std::path::Path;
 
 use crate::addr;
 use crate::config::Config;
@@ -17,7 +16,7 @@ use crate::error::{CmdResult, Exit, Fail};
 use crate::util::spawn::{Spawn, Stdio};
 use crate::util::time;
 
-pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
+pub fn run(config: Option<&str>, cfg: &Config, to: Option<&str>) -> CmdResult {
     let host = cfg.main.host_name.as_str();
     let to = to.unwrap_or("root");
     let rcpt = match addr::parse_header_list(to, Some(host)) {
