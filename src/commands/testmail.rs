@@ -28,9 +28,9 @@ pub fn run(config: Option<&str>, cfg: &Config, to: Option<&str>) -> CmdResult {
     let control = crate::daemon::control::socket_path(&cfg.main.spool_dir);
     let daemon = std::os::unix::net::UnixStream::connect(control).is_ok();
 
-    let exe = std::env::current_exe()
-        .map_err(|e| Fail::new(Exit::Software, format!("cannot find this program: {e}")))?;
-    let mut cmd = Spawn::new(exe);
+    // This very program (the link is followed by the kernel, even when
+    // the file was replaced meanwhile).
+    let mut cmd = Spawn::new("/proc/self/exe");
     cmd.arg0("sendmail");
     if let Some(c) = config {
         cmd.arg("-C").arg(c);
