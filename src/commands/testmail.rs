@@ -26,7 +26,7 @@ pub fn run(config: Option<&str>, cfg: &Config, to: Option<&str>) -> CmdResult {
     // A daemon listens on the control socket (root's: ask before sendmail
     // drops privileges).
     let control = crate::daemon::control::socket_path(&cfg.main.spool_dir);
-    let daemon = std::os::unix::net::UnixStream::connect(control).is_ok();
+    let daemon = std::os::unix::net::UnixStream::connect(control.as_path()).is_ok();
 
     // This very program (the link is followed by the kernel, even when
     // the file was replaced meanwhile).
