@@ -42,29 +42,6 @@ pub fn base_name(argv: &[String]) -> &str {
     argv0.rsplit('/').next().unwrap_or(argv0)
 }
 
-/// Take `-C FILE` / `-CFILE` out of a modern command line (it may stand
-/// anywhere).
-fn take_config<'a>(args: &mut Vec<&'a str>) -> Result<Option<&'a str>, String> {
-    let mut config = None;
-    let mut i = 0;
-    while let Some(&a) = args.get(i) {
-        let Some(f) = a.strip_prefix("-C") else {
-            i += 1;
-            continue;
-        };
-        args.remove(i);
-        config = Some(if f.is_empty() {
-            if i >= args.len() {
-                return Err("option -C needs a file".into());
-            }
-            args.remove(i)
-        } else {
-            f
-        });
-    }
-    Ok(config)
-}
-
 /// Parse the whole command line. Errors are usage errors (exit 64).
 pub fn parse(argv: &[String]) -> Result<Invocation<'_>, String> {
     let base = base_name(argv);
@@ -76,27 +53,34 @@ pub fn parse(argv: &[String]) -> Result<Invocation<'_>, String> {
     let short = known.is_some_and(|k| k > 0);
     let rmail = known == Some(2);
     if !rmail {
-        // The first word that is not -C FILE.
-        let mut skip = false;
-        let first = rest.iter().find(|a| {
-            let s = skip;
-            skip = *a == "-C";
-            !s && !a.starts_with("-C")
-        });
-        if let Some(first) = first {
+        // The words without `-C FILE` / `-CFILE` (which may stand anywhere
+        // in a modern command line).
+        let mut words: Vec<&str> = Vec::new();
+        let mut config = None;
+        let mut no_file = false;
+        let mut i = 0;
+        while let Some(a) = rest.get(i) {
+            i += 1;
+            match a.strip_prefix("-C") {
+                Some("") => {
+                    config = rest.get(i).map(String::as_str);
+                    no_file = config.is_none();
+                    i += 1;
+                }
+                Some(f) => config = Some(f),
+                None => words.push(a),
+            }
+        }
+        if let Some(&first) = words.first() {
             let help = first == "--help" || first == "-h" || (!short && first == "help");
             if help || (!short && modern::is_subcommand(first)) {
-                let mut strs: Vec<&str> = Vec::new();
-                let mut config = None;
                 if help {
-                    strs.push("--help");
-                } else {
-                    for a in rest {
-                        strs.push(a);
-                    }
-                    config = take_config(&mut strs)?;
+                    words = vec!["--help"];
+                    config = None;
+                } else if no_file {
+                    return Err("option -C needs a file".into());
                 }
-                return Ok(match modern::parse(base, &strs) {
+                return Ok(match modern::parse(base, &words) {
                     Ok(cmd) => Invocation::Modern { config, cmd },
                     Err(e) => Invocation::Help {
                         text: e.output,
