@@ -273,14 +273,15 @@ fn unrecognized(arg: &str) -> EarlyExit {
     usage_error(["Unrecognized argument: ", arg, "\n"].concat())
 }
 
-/// Parse `args` for `cmd`, called as `names` (the program's name and the
-/// subcommands so far).
+/// Parse `args` for [`TOP`] and its subcommands, called as `names` (the
+/// program's name, then each subcommand met).
 fn parse_cmd<'a>(
-    cmd: &'static Cmd,
     names: &mut Vec<&str>,
-    args: &[&'a str],
+    mut args: &[&'a str],
     found: &mut Found<'a>,
 ) -> Result<(), EarlyExit> {
+    let mut cmd = &TOP;
+    // A `help` before a subcommand stands for that subcommand's.
     let mut help = false;
     let mut ended = false;
     let mut filled = 0;
@@ -341,14 +342,12 @@ fn parse_cmd<'a>(
             continue;
         }
         if let Some(k) = cmd.subs.iter().position(|c| c.name == arg) {
-            let sub = &cmd.subs[k];
-            names.push(sub.name);
+            cmd = &cmd.subs[k];
+            names.push(cmd.name);
             found.path.push(k);
-            let mut rest = args[i..].to_vec();
-            if help {
-                rest.insert(0, "help");
-            }
-            return parse_cmd(sub, names, &rest, found);
+            args = &args[i..];
+            (ended, filled, i) = (false, 0, 0);
+            continue;
         }
         if filled >= cmd.pos.len() {
             return Err(unrecognized(arg));
@@ -441,7 +440,7 @@ pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
         values: std::iter::repeat_with(Vec::new).take(16).collect(),
         pos: Vec::new(),
     };
-    parse_cmd(&TOP, &mut vec![name], args, &mut f)?;
+    parse_cmd(&mut vec![name], args, &mut f)?;
     let pos = std::mem::take(&mut f.pos);
     let first = pos.first().copied();
     // By their place in TOP.subs.
