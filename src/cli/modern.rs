@@ -240,8 +240,10 @@ static TOP: Cmd = Cmd {
 /// What the command line held: the subcommand names, the switches set,
 /// the option values in order, the positionals of the last command.
 struct Found<'a> {
-    /// Each subcommand's place in its parent's `subs`.
-    path: Vec<usize>,
+    /// Each subcommand's place in its parent's `subs` (at most two deep),
+    /// and how many there are.
+    path: [usize; 2],
+    depth: usize,
     switches: u32,
     /// By slot.
     values: Vec<Vec<String>>,
@@ -274,9 +276,9 @@ fn unrecognized(arg: &str) -> EarlyExit {
 }
 
 /// Parse `args` for [`TOP`] and its subcommands, called as `names` (the
-/// program's name, then each subcommand met).
+/// program's name, then each subcommand met, space-separated).
 fn parse_cmd<'a>(
-    names: &mut Vec<&str>,
+    names: &mut String,
     mut args: &[&'a str],
     found: &mut Found<'a>,
 ) -> Result<(), EarlyExit> {
@@ -343,8 +345,12 @@ fn parse_cmd<'a>(
         }
         if let Some(k) = cmd.subs.iter().position(|c| c.name == arg) {
             cmd = &cmd.subs[k];
-            names.push(cmd.name);
-            found.path.push(k);
+            names.push(' ');
+            names.push_str(cmd.name);
+            if let Some(p) = found.path.get_mut(found.depth) {
+                *p = k;
+            }
+            found.depth += 1;
             args = &args[i..];
             (ended, filled, i) = (false, 0, 0);
             continue;
@@ -361,7 +367,7 @@ fn parse_cmd<'a>(
         let (a, b) = cmd.help;
         let mut output = [
             "Usage: ",
-            &names.join(" "),
+            names,
             a,
             "  --help, help      display usage information\n",
         ]
@@ -435,16 +441,17 @@ fn describe(out: &mut String, name: &str, text: &str) {
 /// is `name`).
 pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
     let mut f = Found {
-        path: Vec::new(),
+        path: [0; 2],
+        depth: 0,
         switches: 0,
         values: std::iter::repeat_with(Vec::new).take(16).collect(),
         pos: Vec::new(),
     };
-    parse_cmd(&mut vec![name], args, &mut f)?;
+    parse_cmd(&mut name.to_string(), args, &mut f)?;
     let pos = std::mem::take(&mut f.pos);
     let first = pos.first().copied();
     // By their place in TOP.subs.
-    let cmd = match f.path.first().copied().unwrap_or(0) {
+    let cmd = match f.path[0] {
         0 => Sub::Daemon(DaemonCmd {
             verbose: f.switch(VERBOSE),
         }),
@@ -452,10 +459,10 @@ pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
         2 => Sub::Status(StatusCmd {}),
         3 => Sub::Queue(QueueCmd {
             json: f.switch(JSON),
-            sub: (f.path.len() > 1).then(|| QueueSub::Rm(QueueRm { ids: pos })),
+            sub: (f.depth > 1).then(|| QueueSub::Rm(QueueRm { ids: pos })),
         }),
         4 => Sub::Config(ConfigCmd {
-            sub: if f.path.get(1) == Some(&0) {
+            sub: if f.depth > 1 && f.path[1] == 0 {
                 ConfigSub::Check(ConfigCheck {})
             } else {
                 ConfigSub::Show(ConfigShow {})
