@@ -55,6 +55,13 @@ fn say(err: bool, line: &str) {
     };
 }
 
+/// Write `text` to stdout; `what` names it in the error.
+fn print_out(text: &str, what: &str) -> CmdResult {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| Fail::new(Exit::IoErr, format!("{what}: {e}")))
+}
+
 /// Load the config for a command; the short form of the errors (the full
 /// list is `masqmail config check`'s job).
 pub fn load_config(path: Option<&Path>) -> Result<Config, Fail> {
@@ -159,13 +166,13 @@ fn run_modern(config: Option<&str>, cmd: modern::Sub) -> CmdResult {
                         format!("{}: {} error(s)", path.display(), errs.errors.len()),
                     ))
                 }
-                Ok(cfg) => {
-                    match c.sub {
-                        ConfigSub::Check(_) => println!("{}: OK", path.display()),
-                        ConfigSub::Show(_) => print!("{}", config::show(&cfg)),
+                Ok(cfg) => match c.sub {
+                    ConfigSub::Check(_) => {
+                        println!("{}: OK", path.display());
+                        Ok(())
                     }
-                    Ok(())
-                }
+                    ConfigSub::Show(_) => print_out(&config::show(&cfg), "stdout"),
+                },
             }
         }
         Sub::Daemon(d) => daemon = d.verbose,

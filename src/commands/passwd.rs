@@ -126,10 +126,7 @@ pub fn run(user: Option<&str>) -> CmdResult {
     let password = read_password()?;
     let hash = shacrypt::make(Alg::Sha512, &password)
         .map_err(|e| Fail::new(Exit::Software, format!("cannot make a salt: {e}")))?;
-    print!("{}", render(user.unwrap_or(NAME_PLACEHOLDER), &hash));
-    io::stdout()
-        .flush()
-        .map_err(|e| Fail::new(Exit::IoErr, format!("stdout: {e}")))
+    super::print_out(&render(user.unwrap_or(NAME_PLACEHOLDER), &hash), "stdout")
 }
 
 #[cfg(test)]

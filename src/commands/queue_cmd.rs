@@ -1,7 +1,7 @@
 //! `mailq` / `masqmail queue [--json]`, `-Mrm` / `queue rm`, `-q` / `runq`.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io;
 
 use log::{error, info};
 
@@ -425,9 +425,7 @@ pub fn list(cfg: &Config, json: bool) -> CmdResult {
         Some(r) => print_json(&mut text, &listed, &problems, &corrupt, cfg, r),
         None => print_text(&mut text, &listed, &problems, &corrupt),
     }
-    io::stdout()
-        .write_all(text.as_bytes())
-        .map_err(|e| Fail::new(Exit::IoErr, format!("writing the listing: {e}")))
+    super::print_out(&text, "writing the listing")
 }
 
 /// Remove messages by ID. A message being delivered right now (its lock
@@ -575,6 +573,5 @@ pub fn status(cfg: &Config) -> CmdResult {
         }
         out.push('\n');
     }
-    print!("{out}");
-    Ok(())
+    super::print_out(&out, "stdout")
 }
