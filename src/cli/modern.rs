@@ -245,6 +245,8 @@ struct Found<'a> {
     path: [usize; 2],
     depth: usize,
     switches: u32,
+    /// `--port`, parsed.
+    port: Option<u16>,
     /// By slot.
     values: Vec<Vec<String>>,
     pos: Vec<&'a str>,
@@ -322,7 +324,13 @@ fn parse_cmd<'a>(
             let why = if dup {
                 Some("duplicate values provided".to_string())
             } else if slot == PORT {
-                value.parse::<u16>().err().map(|e| e.to_string())
+                match value.parse::<u16>() {
+                    Ok(p) => {
+                        found.port = Some(p);
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                }
             } else {
                 None
             };
@@ -444,6 +452,7 @@ pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
         path: [0; 2],
         depth: 0,
         switches: 0,
+        port: None,
         values: std::iter::repeat_with(Vec::new).take(16).collect(),
         pos: Vec::new(),
     };
@@ -471,7 +480,7 @@ pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
         5 => Sub::Setup(Box::new(SetupCmd {
             preset: first.unwrap_or_default().to_string(),
             server: pos.get(1).map(|s| s.to_string()),
-            port: f.one(PORT).and_then(|p| p.parse().ok()),
+            port: f.port,
             tls: f.one(TLS),
             user: f.one(USER),
             password: f.one(PASSWORD),
