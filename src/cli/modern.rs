@@ -468,7 +468,7 @@ pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
         2 => Sub::Status(StatusCmd {}),
         3 => Sub::Queue(QueueCmd {
             json: f.switch(JSON),
-            sub: (f.depth > 1).then(|| QueueSub::Rm(QueueRm { ids: pos })),
+            sub: (f.depth > 1).then_some(QueueSub::Rm(QueueRm { ids: pos })),
         }),
         4 => Sub::Config(ConfigCmd {
             sub: if f.depth > 1 && f.path[1] == 0 {

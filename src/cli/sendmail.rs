@@ -230,15 +230,15 @@ mod tests {
         assert!(a.extract && a.ignore_dots);
         let a = p(&["-oi", "-f", "bob@x", "-Fname", "-C", "c.conf", "a@b", "c@d"]).unwrap();
         assert!(a.ignore_dots);
-        assert_eq!(a.from.as_deref(), Some("bob@x"));
-        assert_eq!(a.full_name.as_deref(), Some("name"));
+        assert_eq!(a.from, Some("bob@x"));
+        assert_eq!(a.full_name, Some("name"));
         assert_eq!(a.config, Some("c.conf"));
         assert_eq!(a.args, ["a@b", "c@d"]);
         let a = p(&["-tif", "x@y", "r@z"]).unwrap();
-        assert_eq!(a.from.as_deref(), Some("x@y"));
+        assert_eq!(a.from, Some("x@y"));
         assert_eq!(a.args, ["r@z"]);
         let a = p(&["-f", "", "r"]).unwrap();
-        assert_eq!(a.from.as_deref(), Some(""));
+        assert_eq!(a.from, Some(""));
     }
 
     #[test]
@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(q(&["-qo", "isp", "-q"]), (Mode::RunQueue, None));
         let d = p(&["-bd", "-q15m"]).unwrap();
         assert_eq!(d.mode, Mode::Daemon);
-        assert_eq!(d.queue_interval.as_deref(), Some("15m"));
+        assert_eq!(d.queue_interval, Some("15m"));
         assert_eq!(p(&["-odq"]).unwrap().delivery, DeliveryMode::Queue);
         assert_eq!(p(&["-d", "7"]).unwrap().debug, Some(7));
         assert_eq!(p(&["-d0.1"]).unwrap().debug, Some(0));
