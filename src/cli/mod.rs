@@ -4,21 +4,19 @@
 pub mod modern;
 pub mod sendmail;
 
-use std::path::PathBuf;
-
 use sendmail::{Mode, SendmailArgs};
 
 /// What to do, fully parsed.
 #[derive(Debug)]
-pub enum Invocation {
+pub enum Invocation<'a> {
     Sendmail {
-        args: SendmailArgs,
+        args: SendmailArgs<'a>,
         /// Called as `rmail`.
         rmail: bool,
     },
     Modern {
-        config: Option<PathBuf>,
-        cmd: modern::Sub,
+        config: Option<&'a str>,
+        cmd: modern::Sub<'a>,
     },
     /// `--help` and the like: print and exit with the code.
     Help { text: String, code: i32 },
@@ -44,45 +42,8 @@ pub fn base_name(argv: &[String]) -> &str {
     argv0.rsplit('/').next().unwrap_or(argv0)
 }
 
-/// Take `-C FILE` / `-CFILE` out of a modern command line (it may stand
-/// anywhere).
-fn take_config(args: &mut Vec<&str>) -> Result<Option<PathBuf>, String> {
-    let mut config = None;
-    let mut i = 0;
-    while let Some(&a) = args.get(i) {
-        let Some(f) = a.strip_prefix("-C") else {
-            i += 1;
-            continue;
-        };
-        args.remove(i);
-        config = Some(PathBuf::from(if f.is_empty() {
-            if i >= args.len() {
-                return Err("option -C needs a file".into());
-            }
-            args.remove(i)
-        } else {
-            f
-        }));
-    }
-    Ok(config)
-}
-
-/// The modern parser's answer as an invocation.
-fn modern(base: &str, args: &[&str], config: Option<PathBuf>) -> Invocation {
-    match modern::parse(base, args) {
-        Ok(top) => Invocation::Modern {
-            config,
-            cmd: top.cmd,
-        },
-        Err(e) => Invocation::Help {
-            text: e.output,
-            code: if e.help { 0 } else { 64 },
-        },
-    }
-}
-
 /// Parse the whole command line. Errors are usage errors (exit 64).
-pub fn parse(argv: &[String]) -> Result<Invocation, String> {
+pub fn parse(argv: &[String]) -> Result<Invocation<'_>, String> {
     let base = base_name(argv);
     let known = NAMES.iter().position(|(n, _)| *n == base);
     let mode = known.map_or(Mode::Submit, |k| NAMES[k].1);
@@ -92,24 +53,40 @@ pub fn parse(argv: &[String]) -> Result<Invocation, String> {
     let short = known.is_some_and(|k| k > 0);
     let rmail = known == Some(2);
     if !rmail {
-        // The first word that is not -C FILE.
-        let mut skip = false;
-        let first = rest.iter().find(|a| {
-            let s = skip;
-            skip = *a == "-C";
-            !s && !a.starts_with("-C")
-        });
-        if let Some(first) = first {
+        // The words without `-C FILE` / `-CFILE` (which may stand anywhere
+        // in a modern command line).
+        let mut words: Vec<&str> = Vec::new();
+        let mut config = None;
+        let mut no_file = false;
+        let mut i = 0;
+        while let Some(a) = rest.get(i) {
+            i += 1;
+            match a.strip_prefix("-C") {
+                Some("") => {
+                    config = rest.get(i).map(String::as_str);
+                    no_file = config.is_none();
+                    i += 1;
+                }
+                Some(f) => config = Some(f),
+                None => words.push(a),
+            }
+        }
+        if let Some(&first) = words.first() {
             let help = first == "--help" || first == "-h" || (!short && first == "help");
             if help || (!short && modern::is_subcommand(first)) {
-                let (strs, config) = if help {
-                    (vec!["--help"], None)
-                } else {
-                    let mut strs: Vec<&str> = rest.iter().map(String::as_str).collect();
-                    let config = take_config(&mut strs)?;
-                    (strs, config)
-                };
-                return Ok(modern(base, &strs, config));
+                if help {
+                    words = vec!["--help"];
+                    config = None;
+                } else if no_file {
+                    return Err("option -C needs a file".into());
+                }
+                return Ok(match modern::parse(base, &words) {
+                    Ok(cmd) => Invocation::Modern { config, cmd },
+                    Err(e) => Invocation::Help {
+                        text: e.output,
+                        code: if e.help { 0 } else { 64 },
+                    },
+                });
             }
         }
     }
@@ -121,8 +98,11 @@ pub fn parse(argv: &[String]) -> Result<Invocation, String> {
 mod tests {
     use super::*;
 
-    fn parse_v(v: &[&str]) -> Invocation {
-        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    fn parse_v(v: &[&str]) -> Invocation<'static> {
+        parse(Vec::leak(
+            v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -154,7 +134,7 @@ mod tests {
                 config,
                 cmd: modern::Sub::Config(_),
             } => {
-                assert_eq!(config, Some(PathBuf::from("x.conf")))
+                assert_eq!(config, Some("x.conf"))
             }
             other => panic!("{other:?}"),
         }
@@ -164,7 +144,7 @@ mod tests {
                 cmd: modern::Sub::Queue(q),
             } => {
                 assert!(q.json);
-                assert_eq!(config, Some(PathBuf::from("y.conf")));
+                assert_eq!(config, Some("y.conf"));
             }
             other => panic!("{other:?}"),
         }

@@ -10,20 +10,15 @@
 
 /// A parsed command line; see [`parse`].
 #[derive(Debug)]
-pub struct Top {
-    pub cmd: Sub,
-}
-
-#[derive(Debug)]
-pub enum Sub {
+pub enum Sub<'a> {
     Daemon(DaemonCmd),
-    Flush(FlushCmd),
+    Flush(FlushCmd<'a>),
     Status(StatusCmd),
-    Queue(QueueCmd),
+    Queue(QueueCmd<'a>),
     Config(ConfigCmd),
     Setup(Box<SetupCmd>),
-    Testmail(TestmailCmd),
-    Passwd(PasswdCmd),
+    Testmail(TestmailCmd<'a>),
+    Passwd(PasswdCmd<'a>),
     Version(VersionCmd),
 }
 
@@ -35,8 +30,8 @@ pub struct DaemonCmd {
 
 /// `flush [ROUTE]`.
 #[derive(Debug)]
-pub struct FlushCmd {
-    pub route: Option<String>,
+pub struct FlushCmd<'a> {
+    pub route: Option<&'a str>,
 }
 
 /// `status`.
@@ -45,20 +40,20 @@ pub struct StatusCmd {}
 
 /// `queue [--json] [rm ID…]`.
 #[derive(Debug)]
-pub struct QueueCmd {
+pub struct QueueCmd<'a> {
     pub json: bool,
-    pub sub: Option<QueueSub>,
+    pub sub: Option<QueueSub<'a>>,
 }
 
 #[derive(Debug)]
-pub enum QueueSub {
-    Rm(QueueRm),
+pub enum QueueSub<'a> {
+    Rm(QueueRm<'a>),
 }
 
 /// `queue rm ID…`.
 #[derive(Debug)]
-pub struct QueueRm {
-    pub ids: Vec<String>,
+pub struct QueueRm<'a> {
+    pub ids: Vec<&'a str>,
 }
 
 /// `config check|show`.
@@ -102,14 +97,14 @@ pub struct SetupCmd {
 
 /// `testmail [ADDRESS]`.
 #[derive(Debug)]
-pub struct TestmailCmd {
-    pub to: Option<String>,
+pub struct TestmailCmd<'a> {
+    pub to: Option<&'a str>,
 }
 
 /// `passwd [USER]`.
 #[derive(Debug)]
-pub struct PasswdCmd {
-    pub user: Option<String>,
+pub struct PasswdCmd<'a> {
+    pub user: Option<&'a str>,
 }
 
 /// `version`.
@@ -244,16 +239,20 @@ static TOP: Cmd = Cmd {
 
 /// What the command line held: the subcommand names, the switches set,
 /// the option values in order, the positionals of the last command.
-struct Found {
-    /// Each subcommand's place in its parent's `subs`.
-    path: Vec<usize>,
+struct Found<'a> {
+    /// Each subcommand's place in its parent's `subs` (at most two deep),
+    /// and how many there are.
+    path: [usize; 2],
+    depth: usize,
     switches: u32,
+    /// `--port`, parsed.
+    port: Option<u16>,
     /// By slot.
     values: Vec<Vec<String>>,
-    pos: Vec<String>,
+    pos: Vec<&'a str>,
 }
 
-impl Found {
+impl Found<'_> {
     fn one(&mut self, slot: u8) -> Option<String> {
         self.values[slot as usize].pop()
     }
@@ -278,14 +277,15 @@ fn unrecognized(arg: &str) -> EarlyExit {
     usage_error(["Unrecognized argument: ", arg, "\n"].concat())
 }
 
-/// Parse `args` for `cmd`, called as `names` (the program's name and the
-/// subcommands so far).
-fn parse_cmd(
-    cmd: &'static Cmd,
-    names: &mut Vec<&str>,
-    args: &[&str],
-    found: &mut Found,
+/// Parse `args` for [`TOP`] and its subcommands, called as `names` (the
+/// program's name, then each subcommand met, space-separated).
+fn parse_cmd<'a>(
+    names: &mut String,
+    mut args: &[&'a str],
+    found: &mut Found<'a>,
 ) -> Result<(), EarlyExit> {
+    let mut cmd = &TOP;
+    // A `help` before a subcommand stands for that subcommand's.
     let mut help = false;
     let mut ended = false;
     let mut filled = 0;
@@ -324,7 +324,13 @@ fn parse_cmd(
             let why = if dup {
                 Some("duplicate values provided".to_string())
             } else if slot == PORT {
-                value.parse::<u16>().err().map(|e| e.to_string())
+                match value.parse::<u16>() {
+                    Ok(p) => {
+                        found.port = Some(p);
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                }
             } else {
                 None
             };
@@ -346,19 +352,21 @@ fn parse_cmd(
             continue;
         }
         if let Some(k) = cmd.subs.iter().position(|c| c.name == arg) {
-            let sub = &cmd.subs[k];
-            names.push(sub.name);
-            found.path.push(k);
-            let mut rest = args[i..].to_vec();
-            if help {
-                rest.insert(0, "help");
+            cmd = &cmd.subs[k];
+            names.push(' ');
+            names.push_str(cmd.name);
+            if let Some(p) = found.path.get_mut(found.depth) {
+                *p = k;
             }
-            return parse_cmd(sub, names, &rest, found);
+            found.depth += 1;
+            args = &args[i..];
+            (ended, filled, i) = (false, 0, 0);
+            continue;
         }
         if filled >= cmd.pos.len() {
             return Err(unrecognized(arg));
         }
-        found.pos.push(arg.to_string());
+        found.pos.push(arg);
         if !(cmd.repeat && filled + 1 == cmd.pos.len()) {
             filled += 1;
         }
@@ -367,7 +375,7 @@ fn parse_cmd(
         let (a, b) = cmd.help;
         let mut output = [
             "Usage: ",
-            &names.join(" "),
+            names,
             a,
             "  --help, help      display usage information\n",
         ]
@@ -439,42 +447,40 @@ fn describe(out: &mut String, name: &str, text: &str) {
 
 /// Parse the modern command line `args` (after the program's name, which
 /// is `name`).
-pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
+pub fn parse<'a>(name: &str, args: &[&'a str]) -> Result<Sub<'a>, EarlyExit> {
     let mut f = Found {
-        path: Vec::new(),
+        path: [0; 2],
+        depth: 0,
         switches: 0,
+        port: None,
         values: std::iter::repeat_with(Vec::new).take(16).collect(),
         pos: Vec::new(),
     };
-    parse_cmd(&TOP, &mut vec![name], args, &mut f)?;
-    let mut pos = std::mem::take(&mut f.pos);
-    let mut nth = |i: usize| pos.get_mut(i).map(std::mem::take);
+    parse_cmd(&mut name.to_string(), args, &mut f)?;
+    let pos = std::mem::take(&mut f.pos);
+    let first = pos.first().copied();
     // By their place in TOP.subs.
-    let cmd = match f.path.first().copied().unwrap_or(0) {
+    let cmd = match f.path[0] {
         0 => Sub::Daemon(DaemonCmd {
             verbose: f.switch(VERBOSE),
         }),
-        1 => Sub::Flush(FlushCmd { route: nth(0) }),
+        1 => Sub::Flush(FlushCmd { route: first }),
         2 => Sub::Status(StatusCmd {}),
         3 => Sub::Queue(QueueCmd {
             json: f.switch(JSON),
-            sub: (f.path.len() > 1).then(|| {
-                QueueSub::Rm(QueueRm {
-                    ids: std::mem::take(&mut pos),
-                })
-            }),
+            sub: (f.depth > 1).then_some(QueueSub::Rm(QueueRm { ids: pos })),
         }),
         4 => Sub::Config(ConfigCmd {
-            sub: if f.path.get(1) == Some(&0) {
+            sub: if f.depth > 1 && f.path[1] == 0 {
                 ConfigSub::Check(ConfigCheck {})
             } else {
                 ConfigSub::Show(ConfigShow {})
             },
         }),
         5 => Sub::Setup(Box::new(SetupCmd {
-            preset: nth(0).unwrap_or_default(),
-            server: nth(1),
-            port: f.one(PORT).and_then(|p| p.parse().ok()),
+            preset: first.unwrap_or_default().to_string(),
+            server: pos.get(1).map(|s| s.to_string()),
+            port: f.port,
             tls: f.one(TLS),
             user: f.one(USER),
             password: f.one(PASSWORD),
@@ -489,11 +495,11 @@ pub fn parse(name: &str, args: &[&str]) -> Result<Top, EarlyExit> {
             force: f.switch(FORCE),
             print: f.switch(PRINT),
         })),
-        6 => Sub::Testmail(TestmailCmd { to: nth(0) }),
-        7 => Sub::Passwd(PasswdCmd { user: nth(0) }),
+        6 => Sub::Testmail(TestmailCmd { to: first }),
+        7 => Sub::Passwd(PasswdCmd { user: first }),
         _ => Sub::Version(VersionCmd {}),
     };
-    Ok(Top { cmd })
+    Ok(cmd)
 }
 
 // The help texts, as argh laid them out.
@@ -726,7 +732,6 @@ mod tests {
         let Sub::Queue(q) = parse("m", &["queue", "--json", "rm", "a", "--", "-b"])
             .ok()
             .unwrap()
-            .cmd
         else {
             panic!("not queue");
         };
@@ -749,7 +754,7 @@ mod tests {
             "--host-name",
             "h",
         ];
-        let Sub::Setup(s) = parse("m", &args).ok().unwrap().cmd else {
+        let Sub::Setup(s) = parse("m", &args).ok().unwrap() else {
             panic!("not setup");
         };
         assert_eq!(
@@ -767,7 +772,7 @@ mod tests {
         );
         assert_eq!(s.host_name.as_deref(), Some("h"));
         assert!(matches!(
-            parse("m", &["daemon", "-v"]).ok().unwrap().cmd,
+            parse("m", &["daemon", "-v"]).ok().unwrap(),
             Sub::Daemon(DaemonCmd { verbose: true })
         ));
     }

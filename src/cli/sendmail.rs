@@ -2,8 +2,6 @@
 //! flags like `-oi`, `-bp`, `-Mrm` and clusters like `-ti` (busybox crond
 //! calls `sendmail -ti`) do not fit a modern argument parser.
 
-use std::path::PathBuf;
-
 /// What the invocation asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -38,28 +36,29 @@ pub enum DeliveryMode {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SendmailArgs {
+pub struct SendmailArgs<'a> {
     pub mode: Mode,
     /// The route of `-qo ROUTE`.
-    pub route: Option<String>,
-    pub config: Option<PathBuf>,
+    pub route: Option<&'a str>,
+    pub config: Option<&'a str>,
     pub extract: bool,
     pub ignore_dots: bool,
-    pub from: Option<String>,
-    pub full_name: Option<String>,
+    pub from: Option<&'a str>,
+    pub full_name: Option<&'a str>,
     pub delivery: DeliveryMode,
     pub verbose: bool,
     pub debug: Option<u8>,
     /// `-q15m` and the like: accepted, the daemon is event driven.
-    pub queue_interval: Option<String>,
+    pub queue_interval: Option<&'a str>,
     /// Recipients, addresses for -bv, IDs for -Mrm.
-    pub args: Vec<String>,
-    /// Flags accepted for compatibility and ignored (for the debug log).
-    pub ignored: Vec<String>,
+    pub args: Vec<&'a str>,
+    /// Flags accepted for compatibility and ignored (for the debug log):
+    /// the flag letters and the value, `-` left off.
+    pub ignored: Vec<(&'a str, &'a str)>,
 }
 
-impl SendmailArgs {
-    pub fn new(mode: Mode) -> SendmailArgs {
+impl SendmailArgs<'_> {
+    pub fn new<'a>(mode: Mode) -> SendmailArgs<'a> {
         SendmailArgs {
             mode,
             route: None,
@@ -96,19 +95,25 @@ const MODES: [Mode; 7] = [
 ];
 
 /// Parse the arguments after argv[0]; `mode` is the default from the name.
-pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
+pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs<'_>, String> {
     let mut a = SendmailArgs::new(mode);
     let mut i = 0;
-    while let Some(arg) = args.get(i) {
-        i += 1;
+    // The next argument, taken.
+    let next = |i: &mut usize| {
+        *i += 1;
+        args.get(*i - 1).map(String::as_str)
+    };
+    while let Some(arg) = next(&mut i) {
         let body = match arg.strip_prefix('-') {
             Some("-") => {
-                a.args.extend_from_slice(&args[i..]);
+                while let Some(arg) = next(&mut i) {
+                    a.args.push(arg);
+                }
                 break;
             }
             Some(b) if !b.is_empty() => b,
             _ => {
-                a.args.push(arg.clone());
+                a.args.push(arg);
                 continue;
             }
         };
@@ -119,29 +124,30 @@ pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
                 't' => a.extract = true,
                 'i' => a.ignore_dots = true,
                 'v' => a.verbose = true,
-                c if IGNORED_PLAIN.contains(c) => a.ignored.push(["-", flag].concat()),
+                c if IGNORED_PLAIN.contains(c) => a.ignored.push((flag, "")),
                 c if WITH_VALUE.contains(c) => {
-                    let value = if rest.is_empty() {
-                        i += 1;
-                        args.get(i - 1)
-                            .ok_or_else(|| ["option -", flag, " needs a value"].concat())?
-                    } else {
-                        rest
+                    let value = match rest {
+                        "" => next(&mut i)
+                            .ok_or_else(|| ["option -", flag, " needs a value"].concat())?,
+                        _ => rest,
                     };
                     match c {
-                        'f' | 'r' => a.from = Some(value.into()),
-                        'F' => a.full_name = Some(value.into()),
-                        'C' => a.config = Some(value.into()),
+                        'f' | 'r' => a.from = Some(value),
+                        'F' => a.full_name = Some(value),
+                        'C' => a.config = Some(value),
                         'd' => {
                             // masqmail's -d LEVEL; sendmail's -dX.Y debug
                             // flags are accepted with their number.
-                            let n = value.split(['.', ',', '-']).next().unwrap_or("");
-                            let Ok(n) = n.parse::<u8>() else {
+                            let end = value
+                                .bytes()
+                                .position(|b| matches!(b, b'.' | b',' | b'-'))
+                                .unwrap_or(value.len());
+                            let Ok(n) = value[..end].parse::<u8>() else {
                                 return Err(["-d needs a level 0-9, not '", value, "'"].concat());
                             };
                             a.debug = Some(n.min(9));
                         }
-                        _ => a.ignored.push(["-", flag, value].concat()),
+                        _ => a.ignored.push((flag, value)),
                     }
                     break;
                 }
@@ -165,7 +171,7 @@ pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
                         "db" | "dd" => a.delivery = DeliveryMode::Background,
                         "di" => a.delivery = DeliveryMode::Interactive,
                         "" => return Err("option -o needs a letter (-oi, -odq, …)".into()),
-                        _ => a.ignored.push(["-o", rest].concat()),
+                        _ => a.ignored.push((flag, rest)),
                     }
                     break;
                 }
@@ -173,15 +179,15 @@ pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
                     a.route = None;
                     if let Some(r) = rest.strip_prefix('o') {
                         if !r.is_empty() {
-                            a.route = Some(r.into());
+                            a.route = Some(r);
                         } else if let Some(n) = args.get(i).filter(|n| !n.starts_with('-')) {
-                            a.route = Some(n.clone());
+                            a.route = Some(n);
                             i += 1;
                         }
                         a.mode = Mode::RunQueue;
                     } else {
                         if !rest.is_empty() {
-                            a.queue_interval = Some(rest.into());
+                            a.queue_interval = Some(rest);
                         }
                         if a.mode != Mode::Daemon {
                             a.mode = Mode::RunQueue;
@@ -190,11 +196,9 @@ pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
                     break;
                 }
                 'M' => {
-                    let what = if rest.is_empty() {
-                        i += 1;
-                        args.get(i - 1).map_or("", String::as_str)
-                    } else {
-                        rest
+                    let what = match rest {
+                        "" => next(&mut i).unwrap_or(""),
+                        _ => rest,
                     };
                     if what != "rm" {
                         return Err(
@@ -215,9 +219,9 @@ pub fn parse(args: &[String], mode: Mode) -> Result<SendmailArgs, String> {
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<SendmailArgs, String> {
+    fn p(args: &[&str]) -> Result<SendmailArgs<'static>, String> {
         let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        parse(&v, Mode::Submit)
+        parse(Vec::leak(v), Mode::Submit)
     }
 
     #[test]
@@ -226,15 +230,15 @@ mod tests {
         assert!(a.extract && a.ignore_dots);
         let a = p(&["-oi", "-f", "bob@x", "-Fname", "-C", "c.conf", "a@b", "c@d"]).unwrap();
         assert!(a.ignore_dots);
-        assert_eq!(a.from.as_deref(), Some("bob@x"));
-        assert_eq!(a.full_name.as_deref(), Some("name"));
-        assert_eq!(a.config, Some(PathBuf::from("c.conf")));
+        assert_eq!(a.from, Some("bob@x"));
+        assert_eq!(a.full_name, Some("name"));
+        assert_eq!(a.config, Some("c.conf"));
         assert_eq!(a.args, ["a@b", "c@d"]);
         let a = p(&["-tif", "x@y", "r@z"]).unwrap();
-        assert_eq!(a.from.as_deref(), Some("x@y"));
+        assert_eq!(a.from, Some("x@y"));
         assert_eq!(a.args, ["r@z"]);
         let a = p(&["-f", "", "r"]).unwrap();
-        assert_eq!(a.from.as_deref(), Some(""));
+        assert_eq!(a.from, Some(""));
     }
 
     #[test]
@@ -244,7 +248,11 @@ mod tests {
         assert_eq!(p(&["-bv", "a"]).unwrap().mode, Mode::Verify);
         assert_eq!(p(&["-Mrm", "ID1", "ID2"]).unwrap().args, ["ID1", "ID2"]);
         assert_eq!(p(&["-M", "rm", "ID1"]).unwrap().mode, Mode::Remove);
-        let q = |args: &[&str]| p(args).map(|a| (a.mode, a.route)).unwrap();
+        let q = |args: &[&str]| {
+            p(args)
+                .map(|a| (a.mode, a.route.map(str::to_string)))
+                .unwrap()
+        };
         assert_eq!(q(&["-q"]), (Mode::RunQueue, None));
         assert_eq!(q(&["-qo", "isp"]), (Mode::RunQueue, Some("isp".into())));
         assert_eq!(q(&["-qoisp"]), (Mode::RunQueue, Some("isp".into())));
@@ -253,7 +261,7 @@ mod tests {
         assert_eq!(q(&["-qo", "isp", "-q"]), (Mode::RunQueue, None));
         let d = p(&["-bd", "-q15m"]).unwrap();
         assert_eq!(d.mode, Mode::Daemon);
-        assert_eq!(d.queue_interval.as_deref(), Some("15m"));
+        assert_eq!(d.queue_interval, Some("15m"));
         assert_eq!(p(&["-odq"]).unwrap().delivery, DeliveryMode::Queue);
         assert_eq!(p(&["-d", "7"]).unwrap().debug, Some(7));
         assert_eq!(p(&["-d0.1"]).unwrap().debug, Some(0));

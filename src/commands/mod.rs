@@ -55,6 +55,13 @@ fn say(err: bool, line: &str) {
     };
 }
 
+/// Write `text` to stdout; `what` names it in the error.
+fn print_out(text: &str, what: &str) -> CmdResult {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| Fail::new(Exit::IoErr, format!("{what}: {e}")))
+}
+
 /// Load the config for a command; the short form of the errors (the full
 /// list is `masqmail config check`'s job).
 pub fn load_config(path: Option<&Path>) -> Result<Config, Fail> {
@@ -115,10 +122,10 @@ fn run_sendmail(args: cli::sendmail::SendmailArgs, rmail: bool) -> CmdResult {
         say(false, VERSION);
         return Ok(());
     }
-    let cfg = load_config(args.config.as_deref())?;
+    let cfg = load_config(args.config.map(Path::new))?;
     setup_log(&cfg, args.verbose, args.debug, args.mode == Mode::Daemon);
-    for flag in &args.ignored {
-        log::debug!("ignored option {flag}");
+    for (flag, value) in &args.ignored {
+        log::debug!("ignored option -{flag}{value}");
     }
     match args.mode {
         Mode::Submit => submit::run(&cfg, &args, rmail),
@@ -126,27 +133,27 @@ fn run_sendmail(args: cli::sendmail::SendmailArgs, rmail: bool) -> CmdResult {
         Mode::Remove => queue_cmd::remove(&cfg, &args.args),
         Mode::Verify => verify::addresses(&cfg, &args.args),
         Mode::NewAliases => verify::alias_file(&cfg),
-        Mode::RunQueue => queue_cmd::run_queue(&cfg, args.route.as_deref()),
+        Mode::RunQueue => queue_cmd::run_queue(&cfg, args.route),
         Mode::Smtp => crate::receive::smtp::serve_stdio(&cfg),
         Mode::Daemon => {
-            let path = args.config.unwrap_or_else(config::default_path);
+            let path = args.config.map_or_else(config::default_path, PathBuf::from);
             crate::daemon::run(cfg, path, true)
         }
         Mode::Version => Ok(()),
     }
 }
 
-fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
+fn run_modern(config: Option<&str>, cmd: modern::Sub) -> CmdResult {
     use modern::{ConfigSub, QueueSub, Sub};
-    let path = config.clone().unwrap_or_else(config::default_path);
+    let path = config.map_or_else(config::default_path, PathBuf::from);
     let mut daemon = false;
     match &cmd {
         Sub::Version(_) => {
             say(false, VERSION);
             return Ok(());
         }
-        Sub::Passwd(p) => return passwd::run(p.user.as_deref()),
-        Sub::Setup(a) => return crate::setup::run(config, a),
+        Sub::Passwd(p) => return passwd::run(p.user),
+        Sub::Setup(a) => return crate::setup::run(config.map(PathBuf::from), a),
         Sub::Config(c) => {
             return match config::load(&path) {
                 Err(errs) => {
@@ -159,13 +166,13 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
                         format!("{}: {} error(s)", path.display(), errs.errors.len()),
                     ))
                 }
-                Ok(cfg) => {
-                    match c.sub {
-                        ConfigSub::Check(_) => println!("{}: OK", path.display()),
-                        ConfigSub::Show(_) => print!("{}", config::show(&cfg)),
+                Ok(cfg) => match c.sub {
+                    ConfigSub::Check(_) => {
+                        println!("{}: OK", path.display());
+                        Ok(())
                     }
-                    Ok(())
-                }
+                    ConfigSub::Show(_) => print_out(&config::show(&cfg), "stdout"),
+                },
             }
         }
         Sub::Daemon(d) => daemon = d.verbose,
@@ -174,9 +181,9 @@ fn run_modern(config: Option<PathBuf>, cmd: modern::Sub) -> CmdResult {
     let cfg = load_config(Some(&path))?;
     setup_log(&cfg, daemon, None, matches!(cmd, Sub::Daemon(_)));
     match cmd {
-        Sub::Testmail(t) => testmail::run(config.as_deref(), &cfg, t.to.as_deref()),
+        Sub::Testmail(t) => testmail::run(config, &cfg, t.to),
         Sub::Daemon(_) => crate::daemon::run(cfg, path, false),
-        Sub::Flush(f) => queue_cmd::flush(&cfg, f.route.as_deref()),
+        Sub::Flush(f) => queue_cmd::flush(&cfg, f.route),
         Sub::Status(_) => queue_cmd::status(&cfg),
         Sub::Queue(q) => match q.sub {
             Some(QueueSub::Rm(rm)) => queue_cmd::remove(&cfg, &rm.ids),

@@ -13,9 +13,10 @@
 //!   The password is never printed or logged; the salt comes from
 //!   /dev/urandom (src/util/shacrypt.rs).
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use crate::error::{CmdResult, Exit, Fail};
+use crate::receive::LineError;
 use crate::util::shacrypt::{self, Alg, MAX_PASSWORD};
 
 /// The name written when none was given.
@@ -39,39 +40,26 @@ fn check_name(name: &str) -> CmdResult {
     }
 }
 
-/// The password from a line of input, without its line end.
-fn password_from_line(mut line: Vec<u8>) -> Result<Vec<u8>, Fail> {
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-    }
-    if line.is_empty() {
-        return Err(Fail::new(Exit::DataErr, "empty password"));
-    }
-    if line.len() > MAX_PASSWORD {
-        return Err(Fail::new(
-            Exit::DataErr,
-            format!("password longer than {MAX_PASSWORD} bytes"),
-        ));
-    }
-    if line.contains(&0) {
-        return Err(Fail::new(Exit::DataErr, "NUL byte in the password"));
-    }
-    Ok(line)
-}
-
-/// Read one line of at most MAX_PASSWORD + 2 bytes (more is refused).
-fn read_line(r: &mut impl BufRead) -> Result<Vec<u8>, Fail> {
+/// The password: the first line of `r`, without its line end (`\n` or
+/// `\r\n`); empty, over MAX_PASSWORD bytes or with a NUL is refused.
+fn password_from(r: &mut impl BufRead) -> Result<Vec<u8>, Fail> {
     let mut line = Vec::new();
-    r.take(MAX_PASSWORD as u64 + 3)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| Fail::new(Exit::IoErr, format!("reading the password: {e}")))?;
-    if line.is_empty() {
-        return Err(Fail::new(Exit::DataErr, "no password on stdin"));
-    }
-    Ok(line)
+    let why = match crate::receive::read_line(r, &mut line, MAX_PASSWORD) {
+        Ok(true) if !line.is_empty() => return Ok(line),
+        Ok(true) => "empty password",
+        Ok(false) => "no password on stdin",
+        Err(LineError::Nul) => "NUL byte in the password",
+        Err(LineError::TooLong(_)) => {
+            return Err(Fail::new(
+                Exit::DataErr,
+                format!("password longer than {MAX_PASSWORD} bytes"),
+            ))
+        }
+        Err(LineError::Io(e)) => {
+            return Err(Fail::new(Exit::IoErr, format!("reading the password: {e}")))
+        }
+    };
+    Err(Fail::new(Exit::DataErr, why))
 }
 
 /// Terminal echo off while reading; restored when dropped.
@@ -112,7 +100,7 @@ fn ask(prompt: &str) -> Result<Vec<u8>, Fail> {
     if !prompt.is_empty() {
         let _ = io::stderr().write_all(prompt.as_bytes());
     }
-    password_from_line(read_line(&mut io::stdin().lock())?)
+    password_from(&mut io::stdin().lock())
 }
 
 fn read_password() -> Result<Vec<u8>, Fail> {
@@ -138,10 +126,7 @@ pub fn run(user: Option<&str>) -> CmdResult {
     let password = read_password()?;
     let hash = shacrypt::make(Alg::Sha512, &password)
         .map_err(|e| Fail::new(Exit::Software, format!("cannot make a salt: {e}")))?;
-    print!("{}", render(user.unwrap_or(NAME_PLACEHOLDER), &hash));
-    io::stdout()
-        .flush()
-        .map_err(|e| Fail::new(Exit::IoErr, format!("stdout: {e}")))
+    super::print_out(&render(user.unwrap_or(NAME_PLACEHOLDER), &hash), "stdout")
 }
 
 #[cfg(test)]
@@ -160,28 +145,18 @@ mod tests {
 
     #[test]
     fn lines() {
-        assert_eq!(password_from_line(b"s3cret\n".to_vec()).unwrap(), b"s3cret");
-        assert_eq!(
-            password_from_line(b"s3cret\r\n".to_vec()).unwrap(),
-            b"s3cret"
-        );
-        assert_eq!(password_from_line(b"no end".to_vec()).unwrap(), b"no end");
-        assert_eq!(
-            password_from_line(b" spaces kept \n".to_vec()).unwrap(),
-            b" spaces kept "
-        );
-        for bad in [&b"\n"[..], b"\r\n", b"a\0b\n"] {
-            assert_eq!(
-                password_from_line(bad.to_vec()).unwrap_err().code,
-                Exit::DataErr
-            );
+        let pw = |b: &[u8]| password_from(&mut io::Cursor::new(b.to_vec()));
+        assert_eq!(pw(b"s3cret\n").unwrap(), b"s3cret");
+        assert_eq!(pw(b"s3cret\r\n").unwrap(), b"s3cret");
+        assert_eq!(pw(b"no end").unwrap(), b"no end");
+        assert_eq!(pw(b" spaces kept \nnext\n").unwrap(), b" spaces kept ");
+        for bad in [&b"\n"[..], b"\r\n", b"a\0b\n", b""] {
+            assert_eq!(pw(bad).unwrap_err().code, Exit::DataErr);
         }
         let long = vec![b'x'; MAX_PASSWORD + 1];
-        assert_eq!(password_from_line(long).unwrap_err().code, Exit::DataErr);
-        let mut r = io::Cursor::new(vec![b'y'; 10_000]);
-        let line = read_line(&mut r).unwrap();
-        assert!(line.len() <= MAX_PASSWORD + 3);
-        assert!(password_from_line(line).is_err());
+        assert_eq!(pw(&long).unwrap_err().code, Exit::DataErr);
+        assert_eq!(pw(&long[1..]).unwrap().len(), MAX_PASSWORD);
+        assert!(pw(&[b'y'; 10_000]).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `mailq` / `masqmail queue [--json]`, `-Mrm` / `queue rm`, `-q` / `runq`.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io;
 
 use log::{error, info};
 
@@ -28,21 +28,20 @@ struct Problem {
     why: String,
 }
 
-fn list_fail(e: &io::Error) -> Fail {
-    Fail::new(Exit::Unavailable, format!("cannot read the queue: {e}"))
-}
-
-/// Read every message in the spool; unreadable files are moved aside
-/// (when we may) and reported, never fatal.
+/// Read every message in the spool, sorted by ID; unreadable files are
+/// moved aside (when we may) and reported, never fatal.
 fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
-    let mut out = Vec::new();
+    let mut out: Vec<Listed> = Vec::new();
     let mut problems = Vec::new();
     // incoming/ first: a message scanned meanwhile moves to outgoing/, which
     // is listed after it (listed the other way round, a message scanned
     // between the two listings was in neither). Listed twice, it is kept
     // once, scanned.
     for (dir, scanned) in [(Dir::Incoming, false), (Dir::Outgoing, true)] {
-        for entry in spool.list(dir).map_err(|e| list_fail(&e))? {
+        let entries = spool
+            .list(dir)
+            .map_err(|e| Fail::new(Exit::Unavailable, format!("cannot read the queue: {e}")))?;
+        for entry in entries {
             let id = match entry {
                 Entry::Ready(id) => id,
                 Entry::NotReady(_) | Entry::Temp(_) => continue,
@@ -55,7 +54,16 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
                 continue; // scanned already, listed from outgoing/
             }
             match spool.load(dir, &id) {
-                Ok(Ok(hf)) => out.push(Listed { id, scanned, hf }),
+                Ok(Ok(hf)) => {
+                    // Each directory's list is sorted: the place in `out`,
+                    // an outgoing/ copy taking an incoming/ one's.
+                    let at = out.partition_point(|l| l.id < id);
+                    let l = Listed { id, scanned, hf };
+                    match out.get_mut(at) {
+                        Some(o) if o.id == id => *o = l,
+                        _ => out.insert(at, l),
+                    }
+                }
                 Ok(Err(why)) => report_corrupt(spool, dir, id.as_str(), &why, &mut problems),
                 // Gone meanwhile (delivered, removed): not a problem.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -66,9 +74,6 @@ fn collect(spool: &Spool) -> Result<(Vec<Listed>, Vec<Problem>), Fail> {
             }
         }
     }
-    // Keys are unique: an ID is listed at most once per directory.
-    out.sort_unstable_by_key(|l| (l.id, !l.scanned));
-    out.dedup_by_key(|l| l.id);
     Ok((out, problems))
 }
 
@@ -77,13 +82,19 @@ fn report_corrupt(spool: &Spool, dir: Dir, name: &str, why: &str, problems: &mut
         Dir::Incoming => "incoming",
         Dir::Outgoing => "outgoing",
     };
-    let mut why = format!("corrupt ({why})");
-    match spool.set_aside(Some(dir), name) {
-        Ok(_) => {
-            why.push_str("; moved to corrupt/");
-            error!("{name}: {dir_name}/{name} is {why}");
+    let mut why = ["corrupt (", why, ")"].concat();
+    let n = why.len();
+    let moved = spool.set_aside(Some(dir), name);
+    match &moved {
+        Ok(_) => why.push_str("; moved to corrupt/"),
+        Err(e) => {
+            let _ = write!(why, "; cannot move it aside: {e}");
         }
-        Err(e) => error!("{name}: {dir_name}/{name} is {why}; cannot move it aside: {e}"),
+    }
+    error!("{name}: {dir_name}/{name} is {why}");
+    if moved.is_err() {
+        // The listing says only what it is.
+        why.truncate(n);
     }
     problems.push(Problem {
         name: name.to_string(),
@@ -91,17 +102,16 @@ fn report_corrupt(spool: &Spool, dir: Dir, name: &str, why: &str, problems: &mut
     });
 }
 
-fn pending(state: RcptState) -> bool {
-    matches!(state, RcptState::Pending | RcptState::Failed)
-}
-
 fn body_len(l: &Listed) -> u64 {
     // Header fields, the empty line, the body.
-    l.hf.headers.iter().map(|h| h.len() as u64).sum::<u64>() + 1 + l.hf.env.body_size
+    let mut n = 1 + l.hf.env.body_size;
+    for h in &l.hf.headers {
+        n += h.len() as u64;
+    }
+    n
 }
 
-fn print_text(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> String {
-    let mut s = String::new();
+fn print_text(s: &mut String, listed: &[Listed], problems: &[Problem], corrupt: &[String]) {
     if listed.is_empty() && problems.is_empty() {
         s.push_str("Mail queue is empty\n");
     }
@@ -119,89 +129,112 @@ fn print_text(listed: &[Listed], problems: &[Problem], corrupt: &[String]) -> St
             s.push_str(" (not yet scanned)");
         }
         s.push('\n');
-        for r in env.rcpts.iter().filter(|r| pending(r.state)) {
-            let _ = write!(s, "        {}", r.target.text());
+        for r in &env.rcpts {
+            let label = match r.state {
+                RcptState::Failed => "  failed: ",
+                RcptState::Pending if !r.error.is_empty() => "  last error: ",
+                RcptState::Pending => "",
+                _ => continue,
+            };
+            s.push_str("        ");
+            s.push_str(&r.target.text());
             if let Some(o) = &r.orig {
                 let _ = write!(s, " ({o})");
             }
-            match r.state {
-                RcptState::Failed => {
-                    let _ = write!(s, "  failed: {}", r.error);
-                }
-                _ if !r.error.is_empty() => {
-                    let _ = write!(s, "  last error: {}", r.error);
-                }
-                _ => {}
+            if !label.is_empty() {
+                s.push_str(label);
+                s.push_str(&r.error);
             }
             s.push('\n');
         }
     }
     for p in problems {
-        let _ = writeln!(s, "{}  {}", p.name, p.why);
+        s.push_str(&p.name);
+        s.push_str("  ");
+        s.push_str(&p.why);
+        s.push('\n');
     }
     if !corrupt.is_empty() {
-        let _ = writeln!(
-            s,
-            "{} file(s) set aside in corrupt/ need attention (see the log)",
-            corrupt.len()
-        );
+        num(s, corrupt.len() as u64);
+        s.push_str(" file(s) set aside in corrupt/ need attention (see the log)\n");
     }
-    s
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
+fn num(s: &mut String, n: u64) {
+    let _ = write!(s, "{n}");
+}
+
+/// `s` as a JSON string.
+fn json_str(o: &mut String, s: &str) {
     o.push('"');
     for c in s.chars() {
         match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
+            '"' | '\\' => {
+                o.push('\\');
+                o.push(c);
+            }
             '\n' => o.push_str("\\n"),
             c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
+                o.push_str("\\u00");
+                o.push(char::from(crate::util::hex_digit(c as u8 >> 4)));
+                o.push(char::from(crate::util::hex_digit(c as u8)));
             }
             c => o.push(c),
         }
     }
     o.push('"');
-    o
 }
 
-/// A route as `queue --json` and `status` show it.
-struct RouteRow {
-    name: String,
-    /// `online`, `offline`, `disabled`, or `unknown` (no daemon to ask).
-    state: String,
-    why: Option<Why>,
-    waiting: usize,
+fn json_opt(o: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => json_str(o, v),
+        None => o.push_str("null"),
+    }
+}
+
+fn json_bool(o: &mut String, b: bool) {
+    o.push_str(if b { "true" } else { "false" });
+}
+
+/// End a JSON array (or object) whose members each end in ','.
+fn json_close(o: &mut String, c: char) {
+    if o.as_bytes().last() == Some(&b',') {
+        o.pop();
+    }
+    o.push(c);
+}
+
+/// Where the routes' states come from: the daemon's `routes` reply, or
+/// (no daemon) what can be told at once, with whether that is known.
+enum Routes {
+    Daemon(String),
+    Here(Vec<online::RouteState>, bool),
+}
+
+/// A line of the daemon's `routes` reply: name, state, and why online.
+fn route_line(l: &str) -> Option<(&str, &str, Option<Why>)> {
+    let mut w = [""; 4];
+    let mut n = 0;
+    for word in l.split_ascii_whitespace() {
+        *w.get_mut(n)? = word;
+        n += 1;
+    }
+    let [name, state, source, detail] = w;
+    if n < 4 {
+        return None;
+    }
+    let detail = (detail != "-").then_some(detail);
+    Some((name, state, Why::from_parts(source, detail)))
 }
 
 /// The routes' states: the daemon's (`routes` on the control socket);
 /// without a daemon, what can be told at once (netlink, file) — mserver
 /// and command routes are then `unknown` (no query runs for a listing).
-fn route_rows(cfg: &Config) -> (Vec<RouteRow>, bool) {
+fn ask_routes(cfg: &Config) -> Routes {
     let path = control::socket_path(&cfg.main.spool_dir);
     if let Ok(reply) = control::request(&path, "routes") {
-        let rows: Vec<RouteRow> = reply
-            .lines()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                let (Some(name), Some(state), Some(source), Some(detail), None) =
-                    (w.next(), w.next(), w.next(), w.next(), w.next())
-                else {
-                    return None;
-                };
-                let detail = (detail != "-").then_some(detail);
-                Some(RouteRow {
-                    name: name.to_string(),
-                    state: state.to_string(),
-                    why: Why::from_parts(source, detail),
-                    waiting: 0,
-                })
-            })
-            .collect();
-        if !rows.is_empty() || cfg.routes.is_empty() {
-            return (rows, true);
+        if cfg.routes.is_empty() || reply.lines().any(|l| route_line(l).is_some()) {
+            return Routes::Daemon(reply);
         }
     }
     let known = matches!(
@@ -213,151 +246,172 @@ fn route_rows(cfg: &Config) -> (Vec<RouteRow>, bool) {
     } else {
         online::Online::default()
     };
-    let rows = online::route_states(cfg, &now)
-        .into_iter()
-        .map(|r| {
-            let state = if r.why.is_none() && r.enabled && !known {
-                "unknown"
-            } else {
-                r.state()
-            };
-            RouteRow {
-                state: state.to_string(),
-                name: r.name,
-                why: r.why,
-                waiting: 0,
-            }
-        })
-        .collect();
-    (rows, false)
+    Routes::Here(online::route_states(cfg, &now), known)
 }
 
-/// Count, per route, the pending remote recipients it would carry (a
-/// recipient several routes accept counts for each); returns how many no
-/// enabled route accepts.
-fn count_waiting(cfg: &Config, listed: &[Listed], rows: &mut [RouteRow]) -> usize {
+/// Count, per route of the config, the pending remote recipients it
+/// would carry (a recipient several routes accept counts for each); the
+/// last number counts those no enabled route accepts.
+fn count_waiting(cfg: &Config, listed: &[Listed]) -> Vec<usize> {
+    let n = cfg.routes.len();
+    let mut counts = vec![0; n + 1];
     let Ok(scanner) = Scanner::new(cfg) else {
-        return 0;
+        return counts;
     };
-    let mut unroutable = 0;
-    for l in listed.iter().filter(|l| l.scanned) {
+    for l in listed {
+        if !l.scanned {
+            continue;
+        }
         let env = &l.hf.env;
         let from_hdrs = crate::route::from_addresses(&l.hf.headers);
-        for r in env.rcpts.iter().filter(|r| r.state == RcptState::Pending) {
-            let Target::Addr(a) = &r.target else {
+        for r in &env.rcpts {
+            let (RcptState::Pending, Target::Addr(a)) = (r.state, &r.target) else {
                 continue;
             };
             if scanner.is_local(a) {
                 continue;
             }
             let mut any = false;
-            for rt in cfg.routes.iter().filter(|rt| rt.enabled) {
-                if crate::route::accepts(rt, &env.sender, &from_hdrs, a) {
+            for (k, rt) in cfg.routes.iter().enumerate() {
+                if rt.enabled && crate::route::accepts(rt, &env.sender, &from_hdrs, a) {
                     any = true;
-                    if let Some(row) = rows.iter_mut().find(|row| row.name == rt.name) {
-                        row.waiting += 1;
-                    }
+                    counts[k] += 1;
                 }
             }
             if !any {
-                unroutable += 1;
+                counts[n] += 1;
             }
         }
     }
-    unroutable
+    counts
 }
 
-fn routes_json(rows: &[RouteRow], unroutable: usize, daemon: bool) -> String {
-    let mut s = String::from(",\"routes\":[");
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let opt = |v: Option<&str>| v.map_or_else(|| "null".to_string(), json_str);
-        let _ = write!(
-            s,
-            "{{\"name\":{},\"state\":\"{}\",\"online\":{},\"source\":{},\"detail\":{},\"why\":{},\"waiting\":{}}}",
-            json_str(&r.name),
-            r.state,
-            r.state == "online",
-            opt(r.why.as_ref().map(|w| w.source())),
-            opt(r.why.as_ref().and_then(|w| w.detail())),
-            opt(r.why.as_ref().map(|w| w.to_string()).as_deref()),
-            r.waiting
-        );
-    }
-    let _ = write!(s, "],\"unroutable\":{unroutable},\"daemon\":{daemon}");
-    s
+/// The place in the config of the route named `name`.
+fn route_index(cfg: &Config, name: &str) -> Option<usize> {
+    cfg.routes.iter().position(|r| r.name == name)
 }
 
-fn print_json(listed: &[Listed], problems: &[Problem], corrupt: &[String], routes: &str) -> String {
-    let mut s = String::from("{\"messages\":[");
-    for (i, l) in listed.iter().enumerate() {
+/// The count of the route named `name` (0 for a name not configured).
+fn waiting(cfg: &Config, counts: &[usize], name: &str) -> u64 {
+    route_index(cfg, name).map_or(0, |k| counts[k] as u64)
+}
+
+fn route_json(o: &mut String, name: &str, state: &str, why: Option<&Why>, waiting: u64) {
+    o.push_str("{\"name\":");
+    json_str(o, name);
+    o.push_str(",\"state\":\"");
+    o.push_str(state);
+    o.push_str("\",\"online\":");
+    json_bool(o, state == "online");
+    o.push_str(",\"source\":");
+    json_opt(o, why.map(Why::source));
+    o.push_str(",\"detail\":");
+    json_opt(o, why.and_then(Why::detail));
+    o.push_str(",\"why\":");
+    json_opt(o, why.map(|w| w.to_string()).as_deref());
+    o.push_str(",\"waiting\":");
+    num(o, waiting);
+    o.push_str("},");
+}
+
+fn print_json(
+    s: &mut String,
+    listed: &[Listed],
+    problems: &[Problem],
+    corrupt: &[String],
+    cfg: &Config,
+    routes: &Routes,
+) {
+    s.push_str("{\"messages\":[");
+    for l in listed {
         let env = &l.hf.env;
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(
-            s,
-            "{{\"id\":{},\"size\":{},\"time\":{},\"sender\":{},\"scanned\":{},\"recipients\":[",
-            json_str(l.id.as_str()),
-            body_len(l),
-            env.received,
-            json_str(&env.sender.to_string()),
-            l.scanned
-        );
-        for (j, r) in env.rcpts.iter().enumerate() {
-            if j > 0 {
-                s.push(',');
-            }
-            let state = match r.state {
+        s.push_str("{\"id\":");
+        json_str(s, l.id.as_str());
+        s.push_str(",\"size\":");
+        num(s, body_len(l));
+        s.push_str(",\"time\":");
+        num(s, env.received);
+        s.push_str(",\"sender\":");
+        json_str(s, &env.sender.to_string());
+        s.push_str(",\"scanned\":");
+        json_bool(s, l.scanned);
+        s.push_str(",\"recipients\":[");
+        for r in &env.rcpts {
+            s.push_str("{\"address\":");
+            json_str(s, &r.target.text());
+            s.push_str(",\"original\":");
+            json_opt(s, r.orig.as_ref().map(|o| o.to_string()).as_deref());
+            s.push_str(",\"state\":\"");
+            s.push_str(match r.state {
                 RcptState::Pending => "pending",
                 RcptState::Delivered => "delivered",
                 RcptState::Failed => "failed",
                 RcptState::Bounced => "bounced",
-            };
-            let orig = r.orig.as_ref().map(|o| json_str(&o.to_string()));
-            let _ = write!(
-                s,
-                "{{\"address\":{},\"original\":{},\"state\":\"{state}\",\"tries\":{},\"next_try\":{},\"error\":{}}}",
-                json_str(&r.target.text()),
-                orig.as_deref().unwrap_or("null"),
-                r.tries,
-                r.next_try,
-                json_str(&r.error)
-            );
+            });
+            s.push_str("\",\"tries\":");
+            num(s, u64::from(r.tries));
+            s.push_str(",\"next_try\":");
+            num(s, r.next_try);
+            s.push_str(",\"error\":");
+            json_str(s, &r.error);
+            s.push_str("},");
         }
-        s.push_str("]}");
+        json_close(s, ']');
+        s.push_str("},");
     }
-    s.push_str("],\"problems\":[");
-    for (i, p) in problems.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
+    json_close(s, ']');
+    s.push_str(",\"problems\":[");
+    for p in problems {
+        s.push_str("{\"file\":");
+        json_str(s, &p.name);
+        s.push_str(",\"error\":");
+        json_str(s, &p.why);
+        s.push_str("},");
+    }
+    json_close(s, ']');
+    s.push_str(",\"corrupt\":[");
+    for c in corrupt {
+        json_str(s, c);
+        s.push(',');
+    }
+    json_close(s, ']');
+    let counts = count_waiting(cfg, listed);
+    s.push_str(",\"routes\":[");
+    match routes {
+        Routes::Daemon(reply) => {
+            for (name, state, why) in reply.lines().filter_map(route_line) {
+                route_json(s, name, state, why.as_ref(), waiting(cfg, &counts, name));
+            }
         }
-        let _ = write!(
-            s,
-            "{{\"file\":{},\"error\":{}}}",
-            json_str(&p.name),
-            json_str(&p.why)
-        );
-    }
-    s.push_str("],\"corrupt\":[");
-    for (i, c) in corrupt.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
+        Routes::Here(states, known) => {
+            for r in states {
+                let state = if r.why.is_none() && r.enabled && !known {
+                    "unknown"
+                } else {
+                    r.state()
+                };
+                route_json(
+                    s,
+                    &r.name,
+                    state,
+                    r.why.as_ref(),
+                    waiting(cfg, &counts, &r.name),
+                );
+            }
         }
-        s.push_str(&json_str(c));
     }
-    s.push(']');
-    s.push_str(routes);
+    json_close(s, ']');
+    s.push_str(",\"unroutable\":");
+    num(s, counts[cfg.routes.len()] as u64);
+    s.push_str(",\"daemon\":");
+    json_bool(s, matches!(routes, Routes::Daemon(_)));
     s.push_str("}\n");
-    s
 }
 
 pub fn list(cfg: &Config, json: bool) -> CmdResult {
     let root = &cfg.main.spool_dir;
     // Asked before privileges are dropped: the control socket is root's.
-    let mut routes = json.then(|| route_rows(cfg));
+    let routes = json.then(|| ask_routes(cfg));
     let (listed, problems, corrupt) = if root.is_dir() {
         super::drop_privileges(cfg)?;
         let spool = Spool::existing(root);
@@ -366,21 +420,17 @@ pub fn list(cfg: &Config, json: bool) -> CmdResult {
     } else {
         (Vec::new(), Vec::new(), Vec::new())
     };
-    let text = if let Some((rows, daemon)) = routes.as_mut() {
-        let unroutable = count_waiting(cfg, &listed, rows);
-        let r = routes_json(rows, unroutable, *daemon);
-        print_json(&listed, &problems, &corrupt, &r)
-    } else {
-        print_text(&listed, &problems, &corrupt)
-    };
-    io::stdout()
-        .write_all(text.as_bytes())
-        .map_err(|e| Fail::new(Exit::IoErr, format!("writing the listing: {e}")))
+    let mut text = String::new();
+    match &routes {
+        Some(r) => print_json(&mut text, &listed, &problems, &corrupt, cfg, r),
+        None => print_text(&mut text, &listed, &problems, &corrupt),
+    }
+    super::print_out(&text, "writing the listing")
 }
 
 /// Remove messages by ID. A message being delivered right now (its lock
 /// held) is left alone: exit 75, try again.
-pub fn remove(cfg: &Config, ids: &[String]) -> CmdResult {
+pub fn remove(cfg: &Config, ids: &[&str]) -> CmdResult {
     if ids.is_empty() {
         return Err(Fail::usage("no message IDs given"));
     }
@@ -491,47 +541,37 @@ pub fn flush(cfg: &Config, route: Option<&str>) -> CmdResult {
 /// number of recipients waiting for it (when the spool can be read).
 pub fn status(cfg: &Config) -> CmdResult {
     let path = crate::daemon::control::socket_path(&cfg.main.spool_dir);
-    match crate::daemon::control::request(&path, "status") {
-        Ok(reply) => {
-            let mut rows: Vec<RouteRow> = cfg
-                .routes
-                .iter()
-                .map(|r| RouteRow {
-                    name: r.name.clone(),
-                    state: String::new(),
-                    why: None,
-                    waiting: 0,
-                })
-                .collect();
-            let counted = super::drop_privileges(cfg)
-                .ok()
-                .and_then(|()| collect(&Spool::existing(&cfg.main.spool_dir)).ok())
-                .map(|(listed, _)| count_waiting(cfg, &listed, &mut rows));
-            let mut out = String::new();
-            for line in reply.lines() {
-                out.push_str(line);
-                let name = line
-                    .strip_prefix("route ")
-                    .and_then(|r| r.split_once(':'))
-                    .map(|(n, _)| n);
-                if let (Some(n), Some(_)) = (name, counted) {
-                    if let Some(row) = rows.iter().find(|r| r.name == n) {
-                        let _ = write!(out, "; {} recipient(s) waiting", row.waiting);
-                    }
-                }
-                if line.is_empty() {
-                    if let Some(u @ 1..) = counted {
-                        let _ = writeln!(out, "no route: {u} recipient(s) waiting");
-                    }
-                }
-                out.push('\n');
-            }
-            print!("{out}");
-            Ok(())
-        }
-        Err(e) => Err(Fail::new(
+    let reply = crate::daemon::control::request(&path, "status").map_err(|e| {
+        Fail::new(
             Exit::Unavailable,
             format!("no daemon answers on {}: {e}", path.display()),
-        )),
+        )
+    })?;
+    let counts = super::drop_privileges(cfg)
+        .ok()
+        .and_then(|()| collect(&Spool::existing(&cfg.main.spool_dir)).ok())
+        .map(|(listed, _)| count_waiting(cfg, &listed));
+    let mut out = String::new();
+    for line in reply.lines() {
+        out.push_str(line);
+        if let Some(counts) = &counts {
+            let name = line
+                .strip_prefix("route ")
+                .and_then(|r| r.split_once(':'))
+                .map(|(n, _)| n);
+            if let Some(k) = name.and_then(|n| route_index(cfg, n)) {
+                out.push_str("; ");
+                num(&mut out, counts[k] as u64);
+                out.push_str(" recipient(s) waiting");
+            }
+            let u = counts[cfg.routes.len()];
+            if line.is_empty() && u > 0 {
+                out.push_str("no route: ");
+                num(&mut out, u as u64);
+                out.push_str(" recipient(s) waiting\n");
+            }
+        }
+        out.push('\n');
     }
+    super::print_out(&out, "stdout")
 }

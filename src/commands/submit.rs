@@ -26,7 +26,7 @@ fn who_am_i() -> (String, Option<String>) {
 pub fn run(cfg: &Config, args: &SendmailArgs, rmail: bool) -> CmdResult {
     let host = cfg.main.host_name.as_str();
     let (login, gecos) = who_am_i();
-    let sender = match args.from.as_deref() {
+    let sender = match args.from {
         Some("") => {
             return Err(Fail::usage(
                 "empty sender address; use -f '<>' for the null sender",
@@ -53,7 +53,7 @@ pub fn run(cfg: &Config, args: &SendmailArgs, rmail: bool) -> CmdResult {
     }
     let sub = Submission {
         sender,
-        full_name: args.full_name.clone().or(gecos),
+        full_name: args.full_name.map(str::to_string).or(gecos),
         recipients,
         extract: args.extract,
         dot_ends: !args.ignore_dots && !rmail,

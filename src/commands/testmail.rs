@@ -9,7 +9,6 @@
 //! without one it waits for `masqmail flush`, and testmail says so.
 
 use std::io::Write;
-use std::path::Path;
 
 use crate::addr;
 use crate::config::Config;
@@ -17,7 +16,7 @@ use crate::error::{CmdResult, Exit, Fail};
 use crate::util::spawn::{Spawn, Stdio};
 use crate::util::time;
 
-pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
+pub fn run(config: Option<&str>, cfg: &Config, to: Option<&str>) -> CmdResult {
     let host = cfg.main.host_name.as_str();
     let to = to.unwrap_or("root");
     let rcpt = match addr::parse_header_list(to, Some(host)) {
@@ -27,11 +26,11 @@ pub fn run(config: Option<&Path>, cfg: &Config, to: Option<&str>) -> CmdResult {
     // A daemon listens on the control socket (root's: ask before sendmail
     // drops privileges).
     let control = crate::daemon::control::socket_path(&cfg.main.spool_dir);
-    let daemon = std::os::unix::net::UnixStream::connect(control).is_ok();
+    let daemon = std::os::unix::net::UnixStream::connect(control.as_path()).is_ok();
 
-    let exe = std::env::current_exe()
-        .map_err(|e| Fail::new(Exit::Software, format!("cannot find this program: {e}")))?;
-    let mut cmd = Spawn::new(exe);
+    // This very program (the link is followed by the kernel, even when
+    // the file was replaced meanwhile).
+    let mut cmd = Spawn::new("/proc/self/exe");
     cmd.arg0("sendmail");
     if let Some(c) = config {
         cmd.arg("-C").arg(c);

@@ -7,7 +7,7 @@ use crate::error::{CmdResult, Exit, Fail};
 use crate::scan::alias::{read_alias_file, ResolveError};
 use crate::scan::Scanner;
 
-pub fn addresses(cfg: &Config, args: &[String]) -> CmdResult {
+pub fn addresses(cfg: &Config, args: &[&str]) -> CmdResult {
     if args.is_empty() {
         return Err(Fail::usage("-bv needs addresses to verify"));
     }
