@@ -167,26 +167,31 @@ fn policy<'a>(cfg: &'a Config, scanner: Option<&'a Scanner<'a>>) -> RelayPolicy<
     }
 }
 
-/// The relay policy while the alias file cannot be read: a local
-/// recipient that is no user may well be an alias, so "unknown" is only
-/// a temporary answer (`451 4.3.0`, the client tries again) and never the
-/// permanent `550 5.1.1`.
-struct WithoutAliases<'a>(RelayPolicy<'a>);
+/// The session's policy: the relay policy, and whether the alias file
+/// could be read. Without it, a local recipient that is no user may well
+/// be an alias, so "unknown" is only a temporary answer (`451 4.3.0`, the
+/// client tries again) and never the permanent `550 5.1.1`.
+struct SessionPolicy<'a> {
+    relay: RelayPolicy<'a>,
+    aliases: bool,
+}
 
-impl Policy for WithoutAliases<'_> {
+impl Policy for SessionPolicy<'_> {
     fn rcpt(&self, rcpt: &RcptInfo, session: &SessionInfo) -> Verdict {
-        match self.0.rcpt(rcpt, session) {
-            Verdict::Reject(r) if r.status == Some("5.1.1") => Verdict::Reject(Response::new(
-                451,
-                "4.3.0",
-                "Temporary lookup failure (the alias file cannot be read)",
-            )),
+        match self.relay.rcpt(rcpt, session) {
+            Verdict::Reject(r) if !self.aliases && r.status == Some("5.1.1") => {
+                Verdict::Reject(Response::new(
+                    451,
+                    "4.3.0",
+                    "Temporary lookup failure (the alias file cannot be read)",
+                ))
+            }
             v => v,
         }
     }
 
     fn authenticate(&self, user: &str, pass: &str) -> bool {
-        self.0.authenticate(user, pass)
+        self.relay.authenticate(user, pass)
     }
 }
 
@@ -556,12 +561,10 @@ fn session(
     let spool = Spool::existing(&cfg.main.spool_dir);
     let scanned = session_scanner(cfg);
     let scanner = scanned.as_ref().map(|(s, _)| s);
-    let relay = policy(cfg, scanner);
-    let policy: Box<dyn Policy> = match scanned {
-        Some((_, true)) => Box::new(relay),
-        _ => Box::new(WithoutAliases(relay)),
+    let policy = &SessionPolicy {
+        relay: policy(cfg, scanner),
+        aliases: matches!(scanned, Some((_, true))),
     };
-    let policy = &*policy;
     // Only a scanner with the aliases scans here; otherwise the daemon does.
     let scanner = scanned.as_ref().and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();
