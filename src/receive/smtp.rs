@@ -306,11 +306,15 @@ impl<'a> Sink<'a> {
                 .map(Rcpt::new)
                 .collect(),
             warned: false,
+            // Without the tls feature no session ever has TLS.
+            #[cfg(feature = "tls")]
             tls: tx
                 .peer
                 .tls
                 .as_ref()
                 .map(|t| format!("{} with cipher {}", t.version, t.cipher)),
+            #[cfg(not(feature = "tls"))]
+            tls: None,
         };
         let headers = self.headers.finish();
         match inc.commit(env, headers) {
