@@ -99,8 +99,8 @@ pub enum Mechanism {
     Plain,
     /// The widely deployed LOGIN mechanism (draft-murchison-sasl-login).
     Login,
-    /// Anything else, upper-cased (refused with 504).
-    Other(String),
+    /// Anything else (refused with 504).
+    Other,
 }
 
 /// An address as given in MAIL or RCPT, with what policy must see.
@@ -257,7 +257,8 @@ fn helo_arg(args: &[u8], verb: usize) -> Result<String, Response> {
         let usage = ["Syntax: HELO hostname", "Syntax: EHLO hostname"];
         return Err(Response::without_status(501, usage[verb & 1]));
     }
-    Ok(String::from_utf8_lossy(args).into_owned())
+    // Visible ASCII: always UTF-8.
+    Ok(std::str::from_utf8(args).unwrap_or_default().to_string())
 }
 
 /// Strip a `FROM:` / `TO:` keyword (any case), and the spaces after it.
@@ -392,14 +393,16 @@ fn split_path(s: &[u8], role: Role) -> Result<(&[u8], &[u8]), Response> {
 
 /// Parse the inside of `<…>`: `[@a,@b:]local@domain` (RFC 5321 §4.1.2).
 fn parse_path(path: &[u8], role: Role) -> Result<SmtpPath, Response> {
-    if !path.is_ascii() {
-        return Err(Response::new(
-            553,
-            "5.6.7",
-            "Non-ASCII addresses need SMTPUTF8, which is not offered",
-        ));
-    }
-    let s = std::str::from_utf8(path).map_err(|_| bad_path(role, &"not text"))?;
+    let s = match std::str::from_utf8(path) {
+        Ok(s) if s.is_ascii() => s,
+        _ => {
+            return Err(Response::new(
+                553,
+                "5.6.7",
+                "Non-ASCII addresses need SMTPUTF8, which is not offered",
+            ))
+        }
+    };
     let (route, mailbox, addr) = source_route(s)
         .and_then(|(route, mailbox)| Ok((route, mailbox, Address::parse(mailbox, None)?)))
         .map_err(|e| bad_path(role, &e))?;
@@ -460,17 +463,11 @@ fn auth(args: &[u8]) -> Result<Command, Response> {
     } else if mech.eq_ignore_ascii_case(b"LOGIN") {
         Mechanism::Login
     } else {
-        Mechanism::Other(
-            String::from_utf8_lossy(mech)
-                .chars()
-                .take(32)
-                .map(|c| c.to_ascii_uppercase())
-                .collect::<String>(),
-        )
+        Mechanism::Other
     };
-    let initial = match initial {
+    let initial = match initial.map(std::str::from_utf8) {
         None => None,
-        Some(w) if w.is_ascii() => Some(String::from_utf8_lossy(w).into_owned()),
+        Some(Ok(w)) if w.is_ascii() => Some(w.to_string()),
         Some(_) => {
             return Err(Response::new(
                 501,
@@ -577,7 +574,7 @@ mod tests {
             (
                 "AUTH cram-md5",
                 Command::Auth {
-                    mechanism: Mechanism::Other("CRAM-MD5".into()),
+                    mechanism: Mechanism::Other,
                     initial: None,
                 },
             ),

@@ -1093,7 +1093,7 @@ impl Machine {
         let step = match mechanism {
             Mechanism::Plain => AuthStep::Plain,
             Mechanism::Login => AuthStep::LoginUser,
-            Mechanism::Other(_) => return self.say(&UNKNOWN_MECH),
+            Mechanism::Other => return self.say(&UNKNOWN_MECH),
         };
         match initial {
             Some(resp) => match decode(resp.as_bytes()) {
