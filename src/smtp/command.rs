@@ -137,18 +137,17 @@ impl SmtpPath {
     /// source route, or `%`, `!` or `@` in the local part (the "percent
     /// hack", UUCP bang paths, a quoted address inside an address).
     pub fn relay_trick(&self) -> Option<&'static str> {
-        let local = self.addr.local();
         if !self.route.is_empty() {
-            Some("source route")
-        } else if local.contains('@') {
-            Some("'@' in local part")
-        } else if local.contains('%') {
-            Some("'%' in local part")
-        } else if local.contains('!') {
-            Some("'!' in local part")
-        } else {
-            None
+            return Some("source route");
         }
+        let local = self.addr.local().as_bytes();
+        [
+            "'@' in local part",
+            "'%' in local part",
+            "'!' in local part",
+        ]
+        .into_iter()
+        .find(|t| t.as_bytes().get(1).is_some_and(|c| local.contains(c)))
     }
 }
 
@@ -325,12 +324,11 @@ fn size_value(v: &[u8]) -> Result<u64, Response> {
 
 /// `key` is shown upper-cased.
 fn unknown_param(key: &[u8]) -> Response {
-    let key: String = String::from_utf8_lossy(key)
-        .chars()
-        .take(32)
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    Response::new(555, "5.5.4", format!("Unsupported parameter {key}"))
+    let mut text = String::from("Unsupported parameter ");
+    for c in String::from_utf8_lossy(key).chars().take(32) {
+        text.push(c.to_ascii_uppercase());
+    }
+    Response::new(555, "5.5.4", text)
 }
 
 fn rcpt(args: &[u8]) -> Result<Command, Response> {
