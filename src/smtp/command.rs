@@ -171,6 +171,7 @@ enum Role {
     Recipient,
 }
 
+#[inline(never)]
 fn syntax(text: &'static str) -> Response {
     Response::new(501, "5.5.4", text)
 }

@@ -137,6 +137,7 @@ pub struct Response {
 }
 
 impl Response {
+    #[inline(never)]
     pub fn new(code: u16, status: &'static str, text: impl Into<Cow<'static, str>>) -> Response {
         Response {
             code,
