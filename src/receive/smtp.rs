@@ -348,13 +348,12 @@ pub type ServerTls = Option<()>;
 /// The client's address as RFC 5321 §4.1.3 writes it: `[192.0.2.1]`,
 /// `[IPv6:2001:db8::1]` (in the Received header and the logs).
 fn address_literal(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("[{a}]"),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => format!("[{v4}]"),
-            None => format!("[IPv6:{a}]"),
-        },
-    }
+    let ip = match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let tag = if ip.is_ipv6() { "IPv6:" } else { "" };
+    format!("[{tag}{ip}]")
 }
 
 /// Set by SIGTERM in a worker: the daemon is stopping.
