@@ -809,12 +809,19 @@ impl Machine {
 
     /// The transition table: what `input` does in the current state.
     fn step(&mut self, input: Input<'_>) {
-        match (self.state, input) {
-            (_, Input::Timeout) => self.close(421, "4.4.2", " Error: timeout exceeded"),
-            (_, Input::Shutdown) => self.close(421, "4.3.2", " Service shutting down"),
-            (State::Data, Input::Line(line, _)) => self.data_line(line),
-            (State::Auth, Input::Line(line, policy)) => self.auth_line(line, policy),
-            (State::Commit, Input::Committed(result)) => {
+        // Calls out of order (the caller's mistake) change nothing.
+        match input {
+            Input::Timeout => self.close(421, "4.4.2", " Error: timeout exceeded"),
+            Input::Shutdown => self.close(421, "4.3.2", " Service shutting down"),
+            Input::Line(line, policy) => match self.state {
+                State::Data => self.data_line(line),
+                State::Auth => self.auth_line(line, policy),
+                State::Greeted | State::Ready | State::Mail | State::Rcpt => {
+                    self.command_line(line, policy)
+                }
+                _ => {}
+            },
+            Input::Committed(result) if self.state == State::Commit => {
                 self.state = State::Ready;
                 match result {
                     Ok(id) => {
@@ -826,17 +833,12 @@ impl Machine {
                     Err(CommitError::Refused(r)) => self.reply(r),
                 }
             }
-            (State::TlsHandshake, Input::TlsStarted(info)) => {
+            Input::TlsStarted(info) if self.state == State::TlsHandshake => {
                 self.note(format_args!("TLS {} {}", info.version, info.cipher));
                 self.peer.tls = Some(info);
                 self.auth = None;
                 self.state = State::Greeted;
             }
-            (
-                State::Greeted | State::Ready | State::Mail | State::Rcpt,
-                Input::Line(line, policy),
-            ) => self.command_line(line, policy),
-            // Calls out of order (the caller's mistake): nothing changes.
             _ => {}
         }
     }
