@@ -261,6 +261,15 @@ fn helo_arg(args: &[u8], verb: usize) -> Result<String, Response> {
     Ok(std::str::from_utf8(args).unwrap_or_default().to_string())
 }
 
+/// The next word of `s` (words are separated by spaces); `s` keeps the
+/// rest after it.
+fn word<'a>(s: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let rest = s.get(s.iter().position(|&b| b != b' ')?..).unwrap_or(b"");
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    *s = rest.get(end..).unwrap_or(b"");
+    rest.get(..end)
+}
+
 /// Strip a `FROM:` / `TO:` keyword (any case), and the spaces after it.
 fn keyword<'a>(args: &'a [u8], kw: &[u8]) -> Option<&'a [u8]> {
     let head = args.get(..kw.len())?;
@@ -282,7 +291,8 @@ fn mail(args: &[u8]) -> Result<Command, Response> {
     };
     let mut size = None;
     let mut body = None;
-    for p in params.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+    let mut params = params;
+    while let Some(p) = word(&mut params) {
         let (key, value) = match p.iter().position(|&b| b == b'=') {
             Some(i) => (p.get(..i).unwrap_or(b""), p.get(i + 1..)),
             None => (p, None),
@@ -335,8 +345,12 @@ fn unknown_param(key: &[u8]) -> Response {
 fn rcpt(args: &[u8]) -> Result<Command, Response> {
     let rest = keyword(args, b"TO:").ok_or_else(|| syntax("Syntax: RCPT TO:<address>"))?;
     let (path, params) = split_path(rest, Role::Recipient)?;
-    if let Some(p) = params.split(|&b| b == b' ').find(|p| !p.is_empty()) {
-        let key = p.split(|&b| b == b'=').next().unwrap_or(b"");
+    let mut params = params;
+    if let Some(p) = word(&mut params) {
+        let key = p
+            .iter()
+            .position(|&b| b == b'=')
+            .map_or(p, |i| p.get(..i).unwrap_or(b""));
         return Err(unknown_param(key));
     }
     if path.eq_ignore_ascii_case(b"postmaster") {
@@ -449,12 +463,10 @@ fn source_route(s: &str) -> Result<(Vec<String>, &str), AddrError> {
 
 /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
 fn auth(args: &[u8]) -> Result<Command, Response> {
-    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
-    let mech = words
-        .next()
-        .ok_or_else(|| syntax("Syntax: AUTH mechanism"))?;
-    let initial = words.next();
-    if words.next().is_some() {
+    let mut args = args;
+    let mech = word(&mut args).ok_or_else(|| syntax("Syntax: AUTH mechanism"))?;
+    let initial = word(&mut args);
+    if word(&mut args).is_some() {
         return Err(syntax("Syntax: AUTH mechanism [initial-response]"));
     }
     let mechanism = if mech.eq_ignore_ascii_case(b"PLAIN") {
