@@ -526,13 +526,18 @@ fn scan_accepted(scanner: Option<&Scanner<'_>>, spool: &Spool, ids: &mut Vec<Msg
     let Some(s) = scanner else {
         return;
     };
-    ids.retain(|id| match s.scan(spool, id) {
-        Ok(_) => false,
-        Err(e) => {
-            warn!("{id}: left for the daemon to scan: {e}");
-            true
+    let mut i = 0;
+    while let Some(id) = ids.get(i) {
+        match s.scan(spool, id) {
+            Ok(_) => {
+                ids.remove(i);
+            }
+            Err(e) => {
+                warn!("{id}: left for the daemon to scan: {e}");
+                i += 1;
+            }
         }
-    });
+    }
 }
 
 /// The other end of a session.
