@@ -189,10 +189,7 @@ fn excerpt(line: &[u8]) -> String {
 
 /// Text bytes to a String: lossy UTF-8, control characters to spaces.
 fn clean_text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::log::one_line(&String::from_utf8_lossy(b))
 }
 
 /// `class.subject.detail` at the start of `text`, followed by a space or
