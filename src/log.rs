@@ -62,7 +62,9 @@ fn severity(l: Level) -> u8 {
     }
 }
 
-fn one_line(s: &str) -> String {
+/// `s` with control characters as spaces (one line for a log or a
+/// stored reply).
+pub fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

@@ -70,12 +70,9 @@ pub fn groups_of(name: &str, gid: u32) -> io::Result<Vec<u32>> {
 }
 
 fn find_in(path: &Path, key: Key<'_>) -> io::Result<Option<Account>> {
-    Ok(read(path)?.lines().find_map(|line| {
-        parse_account(line).filter(|a| match key {
-            Key::Name(n) => a.name == n,
-            Key::Uid(u) => a.uid == u,
-        })
-    }))
+    Ok(read(path)?
+        .lines()
+        .find_map(|line| parse_account(line, key)))
 }
 
 fn groups_in(path: &Path, name: &str, gid: u32) -> io::Result<Vec<u32>> {
@@ -88,16 +85,35 @@ fn groups_in(path: &Path, name: &str, gid: u32) -> io::Result<Vec<u32>> {
     Ok(groups)
 }
 
-/// `name:password:uid:gid:gecos:home:shell`.
-fn parse_account(line: &str) -> Option<Account> {
-    let f: Vec<&str> = line.split(':').collect();
-    if f.len() != 7 || f[0].is_empty() {
+/// Split `line` at `:` into exactly `out.len()` fields.
+fn fields<'a>(line: &'a str, out: &mut [&'a str]) -> bool {
+    let mut it = line.split(':');
+    for f in out.iter_mut() {
+        match it.next() {
+            Some(s) => *f = s,
+            None => return false,
+        }
+    }
+    it.next().is_none()
+}
+
+/// `name:password:uid:gid:gecos:home:shell`: the account when it is the
+/// one `key` asks for.
+fn parse_account(line: &str, key: Key<'_>) -> Option<Account> {
+    let mut f = [""; 7];
+    if !fields(line, &mut f) || f[0].is_empty() {
         return None;
     }
-    Some(Account {
+    let uid = f[2].parse().ok()?;
+    let gid = f[3].parse().ok()?;
+    let hit = match key {
+        Key::Name(n) => f[0] == n,
+        Key::Uid(u) => uid == u,
+    };
+    hit.then(|| Account {
         name: f[0].to_string(),
-        uid: f[2].parse().ok()?,
-        gid: f[3].parse().ok()?,
+        uid,
+        gid,
         gecos: f[4].to_string(),
         home: f[5].to_string(),
     })
@@ -105,8 +121,8 @@ fn parse_account(line: &str) -> Option<Account> {
 
 /// `group:password:gid:member,member…`: the GID when `name` is a member.
 fn member_of(line: &str, name: &str) -> Option<u32> {
-    let f: Vec<&str> = line.split(':').collect();
-    if f.len() != 4 || !f[3].split(',').any(|m| m == name) {
+    let mut f = [""; 4];
+    if !fields(line, &mut f) || !f[3].split(',').any(|m| m == name) {
         return None;
     }
     f[2].parse().ok()

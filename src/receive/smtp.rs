@@ -167,26 +167,31 @@ fn policy<'a>(cfg: &'a Config, scanner: Option<&'a Scanner<'a>>) -> RelayPolicy<
     }
 }
 
-/// The relay policy while the alias file cannot be read: a local
-/// recipient that is no user may well be an alias, so "unknown" is only
-/// a temporary answer (`451 4.3.0`, the client tries again) and never the
-/// permanent `550 5.1.1`.
-struct WithoutAliases<'a>(RelayPolicy<'a>);
+/// The session's policy: the relay policy, and whether the alias file
+/// could be read. Without it, a local recipient that is no user may well
+/// be an alias, so "unknown" is only a temporary answer (`451 4.3.0`, the
+/// client tries again) and never the permanent `550 5.1.1`.
+struct SessionPolicy<'a> {
+    relay: RelayPolicy<'a>,
+    aliases: bool,
+}
 
-impl Policy for WithoutAliases<'_> {
+impl Policy for SessionPolicy<'_> {
     fn rcpt(&self, rcpt: &RcptInfo, session: &SessionInfo) -> Verdict {
-        match self.0.rcpt(rcpt, session) {
-            Verdict::Reject(r) if r.status == Some("5.1.1") => Verdict::Reject(Response::new(
-                451,
-                "4.3.0",
-                "Temporary lookup failure (the alias file cannot be read)",
-            )),
+        match self.relay.rcpt(rcpt, session) {
+            Verdict::Reject(r) if !self.aliases && r.status == Some("5.1.1") => {
+                Verdict::Reject(Response::new(
+                    451,
+                    "4.3.0",
+                    "Temporary lookup failure (the alias file cannot be read)",
+                ))
+            }
             v => v,
         }
     }
 
     fn authenticate(&self, user: &str, pass: &str) -> bool {
-        self.0.authenticate(user, pass)
+        self.relay.authenticate(user, pass)
     }
 }
 
@@ -301,11 +306,15 @@ impl<'a> Sink<'a> {
                 .map(Rcpt::new)
                 .collect(),
             warned: false,
+            // Without the tls feature no session ever has TLS.
+            #[cfg(feature = "tls")]
             tls: tx
                 .peer
                 .tls
                 .as_ref()
                 .map(|t| format!("{} with cipher {}", t.version, t.cipher)),
+            #[cfg(not(feature = "tls"))]
+            tls: None,
         };
         let headers = self.headers.finish();
         match inc.commit(env, headers) {
@@ -339,13 +348,12 @@ pub type ServerTls = Option<()>;
 /// The client's address as RFC 5321 §4.1.3 writes it: `[192.0.2.1]`,
 /// `[IPv6:2001:db8::1]` (in the Received header and the logs).
 fn address_literal(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("[{a}]"),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => format!("[{v4}]"),
-            None => format!("[IPv6:{a}]"),
-        },
-    }
+    let ip = match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let tag = if ip.is_ipv6() { "IPv6:" } else { "" };
+    format!("[{tag}{ip}]")
 }
 
 /// Set by SIGTERM in a worker: the daemon is stopping.
@@ -518,13 +526,18 @@ fn scan_accepted(scanner: Option<&Scanner<'_>>, spool: &Spool, ids: &mut Vec<Msg
     let Some(s) = scanner else {
         return;
     };
-    ids.retain(|id| match s.scan(spool, id) {
-        Ok(_) => false,
-        Err(e) => {
-            warn!("{id}: left for the daemon to scan: {e}");
-            true
+    let mut i = 0;
+    while let Some(id) = ids.get(i) {
+        match s.scan(spool, id) {
+            Ok(_) => {
+                ids.remove(i);
+            }
+            Err(e) => {
+                warn!("{id}: left for the daemon to scan: {e}");
+                i += 1;
+            }
         }
-    });
+    }
 }
 
 /// The other end of a session.
@@ -556,12 +569,10 @@ fn session(
     let spool = Spool::existing(&cfg.main.spool_dir);
     let scanned = session_scanner(cfg);
     let scanner = scanned.as_ref().map(|(s, _)| s);
-    let relay = policy(cfg, scanner);
-    let policy: Box<dyn Policy> = match scanned {
-        Some((_, true)) => Box::new(relay),
-        _ => Box::new(WithoutAliases(relay)),
+    let policy = &SessionPolicy {
+        relay: policy(cfg, scanner),
+        aliases: matches!(scanned, Some((_, true))),
     };
-    let policy = &*policy;
     // Only a scanner with the aliases scans here; otherwise the daemon does.
     let scanner = scanned.as_ref().and_then(|(s, full)| full.then_some(s));
     let starttls = tls_cfg.is_some();

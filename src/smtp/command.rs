@@ -99,8 +99,8 @@ pub enum Mechanism {
     Plain,
     /// The widely deployed LOGIN mechanism (draft-murchison-sasl-login).
     Login,
-    /// Anything else, upper-cased (refused with 504).
-    Other(String),
+    /// Anything else (refused with 504).
+    Other,
 }
 
 /// An address as given in MAIL or RCPT, with what policy must see.
@@ -137,18 +137,17 @@ impl SmtpPath {
     /// source route, or `%`, `!` or `@` in the local part (the "percent
     /// hack", UUCP bang paths, a quoted address inside an address).
     pub fn relay_trick(&self) -> Option<&'static str> {
-        let local = self.addr.local();
         if !self.route.is_empty() {
-            Some("source route")
-        } else if local.contains('@') {
-            Some("'@' in local part")
-        } else if local.contains('%') {
-            Some("'%' in local part")
-        } else if local.contains('!') {
-            Some("'!' in local part")
-        } else {
-            None
+            return Some("source route");
         }
+        let local = self.addr.local().as_bytes();
+        [
+            "'@' in local part",
+            "'%' in local part",
+            "'!' in local part",
+        ]
+        .into_iter()
+        .find(|t| t.as_bytes().get(1).is_some_and(|c| local.contains(c)))
     }
 }
 
@@ -172,6 +171,7 @@ enum Role {
     Recipient,
 }
 
+#[inline(never)]
 fn syntax(text: &'static str) -> Response {
     Response::new(501, "5.5.4", text)
 }
@@ -257,7 +257,17 @@ fn helo_arg(args: &[u8], verb: usize) -> Result<String, Response> {
         let usage = ["Syntax: HELO hostname", "Syntax: EHLO hostname"];
         return Err(Response::without_status(501, usage[verb & 1]));
     }
-    Ok(String::from_utf8_lossy(args).into_owned())
+    // Visible ASCII: always UTF-8.
+    Ok(std::str::from_utf8(args).unwrap_or_default().to_string())
+}
+
+/// The next word of `s` (words are separated by spaces); `s` keeps the
+/// rest after it.
+fn word<'a>(s: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let rest = s.get(s.iter().position(|&b| b != b' ')?..).unwrap_or(b"");
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    *s = rest.get(end..).unwrap_or(b"");
+    rest.get(..end)
 }
 
 /// Strip a `FROM:` / `TO:` keyword (any case), and the spaces after it.
@@ -281,7 +291,8 @@ fn mail(args: &[u8]) -> Result<Command, Response> {
     };
     let mut size = None;
     let mut body = None;
-    for p in params.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+    let mut params = params;
+    while let Some(p) = word(&mut params) {
         let (key, value) = match p.iter().position(|&b| b == b'=') {
             Some(i) => (p.get(..i).unwrap_or(b""), p.get(i + 1..)),
             None => (p, None),
@@ -324,19 +335,22 @@ fn size_value(v: &[u8]) -> Result<u64, Response> {
 
 /// `key` is shown upper-cased.
 fn unknown_param(key: &[u8]) -> Response {
-    let key: String = String::from_utf8_lossy(key)
-        .chars()
-        .take(32)
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    Response::new(555, "5.5.4", format!("Unsupported parameter {key}"))
+    let mut text = String::from("Unsupported parameter ");
+    for c in String::from_utf8_lossy(key).chars().take(32) {
+        text.push(c.to_ascii_uppercase());
+    }
+    Response::new(555, "5.5.4", text)
 }
 
 fn rcpt(args: &[u8]) -> Result<Command, Response> {
     let rest = keyword(args, b"TO:").ok_or_else(|| syntax("Syntax: RCPT TO:<address>"))?;
     let (path, params) = split_path(rest, Role::Recipient)?;
-    if let Some(p) = params.split(|&b| b == b' ').find(|p| !p.is_empty()) {
-        let key = p.split(|&b| b == b'=').next().unwrap_or(b"");
+    let mut params = params;
+    if let Some(p) = word(&mut params) {
+        let key = p
+            .iter()
+            .position(|&b| b == b'=')
+            .map_or(p, |i| p.get(..i).unwrap_or(b""));
         return Err(unknown_param(key));
     }
     if path.eq_ignore_ascii_case(b"postmaster") {
@@ -392,14 +406,16 @@ fn split_path(s: &[u8], role: Role) -> Result<(&[u8], &[u8]), Response> {
 
 /// Parse the inside of `<…>`: `[@a,@b:]local@domain` (RFC 5321 §4.1.2).
 fn parse_path(path: &[u8], role: Role) -> Result<SmtpPath, Response> {
-    if !path.is_ascii() {
-        return Err(Response::new(
-            553,
-            "5.6.7",
-            "Non-ASCII addresses need SMTPUTF8, which is not offered",
-        ));
-    }
-    let s = std::str::from_utf8(path).map_err(|_| bad_path(role, &"not text"))?;
+    let s = match std::str::from_utf8(path) {
+        Ok(s) if s.is_ascii() => s,
+        _ => {
+            return Err(Response::new(
+                553,
+                "5.6.7",
+                "Non-ASCII addresses need SMTPUTF8, which is not offered",
+            ))
+        }
+    };
     let (route, mailbox, addr) = source_route(s)
         .and_then(|(route, mailbox)| Ok((route, mailbox, Address::parse(mailbox, None)?)))
         .map_err(|e| bad_path(role, &e))?;
@@ -447,12 +463,10 @@ fn source_route(s: &str) -> Result<(Vec<String>, &str), AddrError> {
 
 /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
 fn auth(args: &[u8]) -> Result<Command, Response> {
-    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
-    let mech = words
-        .next()
-        .ok_or_else(|| syntax("Syntax: AUTH mechanism"))?;
-    let initial = words.next();
-    if words.next().is_some() {
+    let mut args = args;
+    let mech = word(&mut args).ok_or_else(|| syntax("Syntax: AUTH mechanism"))?;
+    let initial = word(&mut args);
+    if word(&mut args).is_some() {
         return Err(syntax("Syntax: AUTH mechanism [initial-response]"));
     }
     let mechanism = if mech.eq_ignore_ascii_case(b"PLAIN") {
@@ -460,17 +474,11 @@ fn auth(args: &[u8]) -> Result<Command, Response> {
     } else if mech.eq_ignore_ascii_case(b"LOGIN") {
         Mechanism::Login
     } else {
-        Mechanism::Other(
-            String::from_utf8_lossy(mech)
-                .chars()
-                .take(32)
-                .map(|c| c.to_ascii_uppercase())
-                .collect::<String>(),
-        )
+        Mechanism::Other
     };
-    let initial = match initial {
+    let initial = match initial.map(std::str::from_utf8) {
         None => None,
-        Some(w) if w.is_ascii() => Some(String::from_utf8_lossy(w).into_owned()),
+        Some(Ok(w)) if w.is_ascii() => Some(w.to_string()),
         Some(_) => {
             return Err(Response::new(
                 501,
@@ -577,7 +585,7 @@ mod tests {
             (
                 "AUTH cram-md5",
                 Command::Auth {
-                    mechanism: Mechanism::Other("CRAM-MD5".into()),
+                    mechanism: Mechanism::Other,
                     initial: None,
                 },
             ),

@@ -118,7 +118,7 @@ impl Policy for RelayPolicy<'_> {
                 return Verdict::Reject(Response::new(
                     550,
                     "5.7.1",
-                    format!("Relay access denied: {trick}"),
+                    ["Relay access denied: ", trick].concat(),
                 ));
             }
         }

@@ -160,8 +160,9 @@ pub enum ReplyError {
 impl fmt::Display for ReplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReplyError::LineTooLong => write!(f, "reply line longer than {MAX_LINE} bytes"),
-            ReplyError::TooLong => write!(f, "reply longer than {MAX_REPLY} bytes"),
+            // MAX_LINE and MAX_REPLY, written out (a test checks them).
+            ReplyError::LineTooLong => f.write_str("reply line longer than 2048 bytes"),
+            ReplyError::TooLong => f.write_str("reply longer than 65536 bytes"),
             ReplyError::BadCode(l) => write!(f, "malformed reply: no reply code in \"{l}\""),
             ReplyError::BadSeparator(l) => {
                 write!(
@@ -188,10 +189,7 @@ fn excerpt(line: &[u8]) -> String {
 
 /// Text bytes to a String: lossy UTF-8, control characters to spaces.
 fn clean_text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::log::one_line(&String::from_utf8_lossy(b))
 }
 
 /// `class.subject.detail` at the start of `text`, followed by a space or
@@ -330,6 +328,7 @@ impl ReplyParser {
         // Control characters become spaces first, so that the enhanced
         // code is found the same way in the text `to_wire` gives back.
         let text = clean_text(text);
+        let prefix = enhanced_prefix(text.as_bytes(), code);
         let p = match self.partial.as_mut() {
             Some(p) => {
                 if p.code != code {
@@ -346,12 +345,12 @@ impl ReplyParser {
             }
             None => self.partial.insert(Partial {
                 code,
-                enhanced: enhanced_prefix(text.as_bytes(), code).map(|(_, e)| e),
+                enhanced: prefix.map(|(_, e)| e),
                 lines: Vec::new(),
                 size,
             }),
         };
-        let text = match (p.enhanced, enhanced_prefix(text.as_bytes(), code)) {
+        let text = match (p.enhanced, prefix) {
             (Some(_), Some((n, _))) => text.get(n..).unwrap_or(""),
             _ => &text,
         };
@@ -381,6 +380,18 @@ mod tests {
             enhanced,
             lines: lines.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn length_errors_name_the_limits() {
+        assert_eq!(
+            ReplyError::LineTooLong.to_string(),
+            format!("reply line longer than {MAX_LINE} bytes")
+        );
+        assert_eq!(
+            ReplyError::TooLong.to_string(),
+            format!("reply longer than {MAX_REPLY} bytes")
+        );
     }
 
     /// Input → the replies it holds.

@@ -137,6 +137,7 @@ pub struct Response {
 }
 
 impl Response {
+    #[inline(never)]
     pub fn new(code: u16, status: &'static str, text: impl Into<Cow<'static, str>>) -> Response {
         Response {
             code,
@@ -575,6 +576,8 @@ struct Machine {
     step: AuthStep,
     /// The LOGIN user name, while its password is awaited.
     login_user: String,
+    /// The events for the caller, handed over by every `Session` call.
+    out: Vec<Event>,
 }
 
 /// One SMTP server session. See the module documentation for the
@@ -610,6 +613,7 @@ impl Session {
                 sink: Sink::default(),
                 step: AuthStep::Plain,
                 login_user: String::new(),
+                out: Vec::new(),
             },
             reader: LineReader::default(),
         }
@@ -617,22 +621,20 @@ impl Session {
 
     /// The 220 greeting; call once, first.
     pub fn greeting(&mut self) -> Vec<Event> {
-        let mut out = Vec::new();
-        self.machine.say_host(220, "", " ESMTP masqmail", &mut out);
-        out
+        self.machine.say_host(220, "", " ESMTP masqmail");
+        std::mem::take(&mut self.machine.out)
     }
 
     /// Take bytes from the client; process every complete line.
     pub fn feed(&mut self, input: &[u8], policy: &dyn Policy) -> Vec<Event> {
-        let mut out = Vec::new();
         match self.machine.state {
             // Plaintext after STARTTLS, or anything after the end: dropped.
-            State::TlsHandshake | State::Closed => return out,
+            State::TlsHandshake | State::Closed => return Vec::new(),
             _ => {}
         }
         self.reader.push(input);
-        self.run(policy, &mut out);
-        out
+        self.run(policy);
+        std::mem::take(&mut self.machine.out)
     }
 
     /// The caller committed the message of the last `DataEnd` (Ok with its
@@ -643,23 +645,21 @@ impl Session {
         result: Result<String, CommitError>,
         policy: &dyn Policy,
     ) -> Vec<Event> {
-        let mut out = Vec::new();
         if self.machine.state == State::Commit {
-            self.machine.advance(Input::Committed(result), &mut out);
-            self.run(policy, &mut out);
+            self.machine.advance(Input::Committed(result));
+            self.run(policy);
         }
-        out
+        std::mem::take(&mut self.machine.out)
     }
 
     /// The TLS handshake after `StartTls` succeeded. The client must send
     /// EHLO again.
     pub fn tls_started(&mut self, info: TlsInfo) -> Vec<Event> {
-        let mut out = Vec::new();
         if self.machine.state == State::TlsHandshake {
             self.reader.clear();
-            self.machine.advance(Input::TlsStarted(info), &mut out);
+            self.machine.advance(Input::TlsStarted(info));
         }
-        out
+        std::mem::take(&mut self.machine.out)
     }
 
     /// The client was silent too long: 421 and Close.
@@ -674,12 +674,11 @@ impl Session {
     }
 
     fn end(&mut self, input: Input<'_>) -> Vec<Event> {
-        let mut out = Vec::new();
         if !self.is_closed() {
-            self.machine.advance(input, &mut out);
+            self.machine.advance(input);
             self.reader.clear();
         }
-        out
+        std::mem::take(&mut self.machine.out)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -705,7 +704,7 @@ impl Session {
 
     /// Process complete lines until the input runs out or the state waits
     /// for the caller.
-    fn run(&mut self, policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn run(&mut self, policy: &dyn Policy) {
         loop {
             let p = &self.machine.params;
             let limit = match self.machine.state {
@@ -721,7 +720,7 @@ impl Session {
                 crlf: frame.crlf,
                 overlong: frame.overlong,
             };
-            self.machine.advance(Input::Line(line, policy), out);
+            self.machine.advance(Input::Line(line, policy));
         }
         if matches!(self.machine.state, State::TlsHandshake | State::Closed) {
             // RFC 3207 §4.2 / after close: whatever follows is not ours.
@@ -734,11 +733,11 @@ impl Session {
 
 impl Machine {
     /// The one place the state changes.
-    fn advance(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
+    fn advance(&mut self, input: Input<'_>) {
         let from = self.state;
-        self.step(input, out);
+        self.step(input);
         if self.errors >= self.params.max_errors && self.state != State::Closed {
-            self.close(421, "4.7.0", " Error: too many errors", out);
+            self.close(421, "4.7.0", " Error: too many errors");
             self.note(format_args!("too many errors, closing"));
         }
         if self.state != from {
@@ -759,34 +758,34 @@ impl Machine {
 
     /// Write a reply; a 5xx counts as an error.
     #[inline(never)]
-    fn say_text(&mut self, code: u16, status: &str, text: &str, out: &mut Vec<Event>) {
+    fn say_text(&mut self, code: u16, status: &str, text: &str) {
         if code >= 500 {
             self.errors = self.errors.saturating_add(1);
         }
-        out.push(Event::Reply(render(code, status, text)));
+        self.out.push(Event::Reply(render(code, status, text)));
     }
 
     #[inline(never)]
-    fn say(&mut self, r: &Rep, out: &mut Vec<Event>) {
-        self.say_text(r.0, r.1, r.2, out);
+    fn say(&mut self, r: &Rep) {
+        self.say_text(r.0, r.1, r.2);
     }
 
-    fn reply(&mut self, r: Response, out: &mut Vec<Event>) {
-        self.say_text(r.code, r.status.unwrap_or(""), &r.text, out);
+    fn reply(&mut self, r: Response) {
+        self.say_text(r.code, r.status.unwrap_or(""), &r.text);
     }
 
     /// A reply whose text is our host name and `rest`.
     #[inline(never)]
-    fn say_host(&mut self, code: u16, status: &str, rest: &str, out: &mut Vec<Event>) {
+    fn say_host(&mut self, code: u16, status: &str, rest: &str) {
         let text = [self.params.host_name.as_str(), rest].concat();
-        self.say_text(code, status, &text, out);
+        self.say_text(code, status, &text);
     }
 
     /// A last reply, then Close.
     #[inline(never)]
-    fn close(&mut self, code: u16, status: &str, rest: &str, out: &mut Vec<Event>) {
-        self.say_host(code, status, rest, out);
-        out.push(Event::Close);
+    fn close(&mut self, code: u16, status: &str, rest: &str) {
+        self.say_host(code, status, rest);
+        self.out.push(Event::Close);
         self.state = State::Closed;
     }
 
@@ -809,49 +808,51 @@ impl Machine {
     }
 
     /// The transition table: what `input` does in the current state.
-    fn step(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
-        match (self.state, input) {
-            (_, Input::Timeout) => self.close(421, "4.4.2", " Error: timeout exceeded", out),
-            (_, Input::Shutdown) => self.close(421, "4.3.2", " Service shutting down", out),
-            (State::Data, Input::Line(line, _)) => self.data_line(line, out),
-            (State::Auth, Input::Line(line, policy)) => self.auth_line(line, policy, out),
-            (State::Commit, Input::Committed(result)) => {
+    fn step(&mut self, input: Input<'_>) {
+        // Calls out of order (the caller's mistake) change nothing.
+        match input {
+            Input::Timeout => self.close(421, "4.4.2", " Error: timeout exceeded"),
+            Input::Shutdown => self.close(421, "4.3.2", " Service shutting down"),
+            Input::Line(line, policy) => match self.state {
+                State::Data => self.data_line(line),
+                State::Auth => self.auth_line(line, policy),
+                State::Greeted | State::Ready | State::Mail | State::Rcpt => {
+                    self.command_line(line, policy)
+                }
+                _ => {}
+            },
+            Input::Committed(result) if self.state == State::Commit => {
                 self.state = State::Ready;
                 match result {
                     Ok(id) => {
                         let text = ["Ok: queued as ", id.as_str()].concat();
-                        self.say_text(250, "2.0.0", &text, out);
+                        self.say_text(250, "2.0.0", &text);
                     }
-                    Err(CommitError::Io) => self.say(&WRITE_ERROR, out),
-                    Err(CommitError::NoSpace) => self.say(&NO_SPACE, out),
-                    Err(CommitError::Refused(r)) => self.reply(r, out),
+                    Err(CommitError::Io) => self.say(&WRITE_ERROR),
+                    Err(CommitError::NoSpace) => self.say(&NO_SPACE),
+                    Err(CommitError::Refused(r)) => self.reply(r),
                 }
             }
-            (State::TlsHandshake, Input::TlsStarted(info)) => {
+            Input::TlsStarted(info) if self.state == State::TlsHandshake => {
                 self.note(format_args!("TLS {} {}", info.version, info.cipher));
                 self.peer.tls = Some(info);
                 self.auth = None;
                 self.state = State::Greeted;
             }
-            (
-                State::Greeted | State::Ready | State::Mail | State::Rcpt,
-                Input::Line(line, policy),
-            ) => self.command_line(line, policy, out),
-            // Calls out of order (the caller's mistake): nothing changes.
             _ => {}
         }
     }
 
-    fn command_line(&mut self, line: Line<'_>, policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn command_line(&mut self, line: Line<'_>, policy: &dyn Policy) {
         if line.overlong {
-            return self.say(&LINE_TOO_LONG, out);
+            return self.say(&LINE_TOO_LONG);
         }
         if !line.crlf && self.params.bare_lf == BareLf::Reject {
-            return self.say(&BARE_LF_CMD, out);
+            return self.say(&BARE_LF_CMD);
         }
         match command::parse(line.text) {
-            Ok(cmd) => self.command(cmd, line.crlf, policy, out),
-            Err(r) => self.reply(r, out),
+            Ok(cmd) => self.command(cmd, line.crlf, policy),
+            Err(r) => self.reply(r),
         }
     }
 
@@ -863,17 +864,17 @@ impl Machine {
     }
 
     /// One command in Greeted, Ready, Mail or Rcpt: check, then proceed.
-    fn command(&mut self, cmd: Command, crlf: bool, policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn command(&mut self, cmd: Command, crlf: bool, policy: &dyn Policy) {
         let s = self.state;
         let r: &Rep = match cmd {
             Command::Helo(name) => {
-                self.say_host(250, "", "", out);
+                self.say_host(250, "", "");
                 self.helo = name;
                 self.esmtp = false;
                 return self.ready();
             }
             Command::Ehlo(name) => {
-                out.push(Event::Reply(self.ehlo_reply()));
+                self.out.push(Event::Reply(self.ehlo_reply()));
                 self.helo = name;
                 self.esmtp = true;
                 return self.ready();
@@ -894,11 +895,11 @@ impl Machine {
                 _ => &NESTED_MAIL,
             },
             Command::Rcpt { to } => match s {
-                State::Mail | State::Rcpt => return self.rcpt(to, policy, out),
+                State::Mail | State::Rcpt => return self.rcpt(to, policy),
                 _ => &NEED_MAIL,
             },
             Command::Data => match s {
-                State::Rcpt => return self.data(crlf, out),
+                State::Rcpt => return self.data(crlf),
                 State::Mail => &NO_VALID_RCPT,
                 _ => &NEED_MAIL_RCPT,
             },
@@ -909,27 +910,25 @@ impl Machine {
                 &OK_200
             }
             Command::Noop => &OK_200,
-            Command::Quit => return self.close(221, "2.0.0", " closing connection", out),
+            Command::Quit => return self.close(221, "2.0.0", " closing connection"),
             // RFC 5321 §3.5.3: 252 when the server will not verify.
             Command::Vrfy => &VRFY,
             Command::Expn => &EXPN,
             Command::Help => &HELP,
             Command::Bdat => &BDAT,
             Command::Http => {
-                self.say(&HTTP, out);
-                out.push(Event::Close);
+                self.say(&HTTP);
+                self.out.push(Event::Close);
                 self.state = State::Closed;
                 self.note(format_args!("HTTP request on the SMTP port, closed"));
                 return;
             }
             Command::StartTls => self.starttls(),
-            Command::Auth { mechanism, initial } => {
-                return self.auth(mechanism, initial, policy, out)
-            }
+            Command::Auth { mechanism, initial } => return self.auth(mechanism, initial, policy),
         };
-        self.say(r, out);
+        self.say(r);
         if self.state == State::TlsHandshake {
-            out.push(Event::StartTls);
+            self.out.push(Event::StartTls);
         }
     }
 
@@ -949,9 +948,9 @@ impl Machine {
         s
     }
 
-    fn rcpt(&mut self, to: ForwardPath, policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn rcpt(&mut self, to: ForwardPath, policy: &dyn Policy) {
         if self.rcpts.len() >= self.params.max_recipients {
-            return self.say(&TOO_MANY_RCPTS, out);
+            return self.say(&TOO_MANY_RCPTS);
         }
         let path = match to {
             ForwardPath::Path(p) => p,
@@ -961,7 +960,7 @@ impl Machine {
                     route: Vec::new(),
                     quoted: false,
                 },
-                Err(_) => return self.say(&NO_POSTMASTER, out),
+                Err(_) => return self.say(&NO_POSTMASTER),
             },
         };
         let session = SessionInfo {
@@ -973,7 +972,7 @@ impl Machine {
         };
         match policy.rcpt(&RcptInfo { path: &path }, &session) {
             Verdict::Accept => {
-                self.say(&(250, "2.1.5", "Ok"), out);
+                self.say(&(250, "2.1.5", "Ok"));
                 self.rcpts.push(path.addr);
                 self.state = State::Rcpt;
             }
@@ -982,12 +981,12 @@ impl Machine {
                     "reject RCPT <{}> from <{}>: {} {}",
                     path.addr, self.sender, r.code, r.text
                 ));
-                self.reply(r, out);
+                self.reply(r);
             }
         }
     }
 
-    fn data(&mut self, crlf: bool, out: &mut Vec<Event>) {
+    fn data(&mut self, crlf: bool) {
         let txn = Transaction {
             sender: std::mem::replace(&mut self.sender, Sender::Null),
             recipients: std::mem::take(&mut self.rcpts),
@@ -997,8 +996,8 @@ impl Machine {
             auth_user: self.auth.clone(),
             peer: self.peer.clone(),
         };
-        out.push(Event::MessageBegin(Box::new(txn)));
-        self.say_text(354, "", "End data with <CR><LF>.<CR><LF>", out);
+        self.out.push(Event::MessageBegin(Box::new(txn)));
+        self.say_text(354, "", "End data with <CR><LF>.<CR><LF>");
         self.sink = Sink {
             prev_crlf: crlf,
             size: 0,
@@ -1009,15 +1008,15 @@ impl Machine {
 
     /// One line between 354 and the end of data (RFC 5321 §4.1.1.4,
     /// §4.5.2).
-    fn data_line(&mut self, line: Line<'_>, out: &mut Vec<Event>) {
+    fn data_line(&mut self, line: Line<'_>) {
         let sink = &mut self.sink;
         if line.text == b"." && line.crlf && sink.prev_crlf && !line.overlong {
-            return self.data_end(out);
+            return self.data_end();
         }
         let mut abort = |sink: &mut Sink, why: AbortReason| {
             if sink.aborted.is_none() {
                 sink.aborted = Some(why);
-                out.push(Event::DataAbort(why));
+                self.out.push(Event::DataAbort(why));
             }
         };
         if line.overlong {
@@ -1031,16 +1030,16 @@ impl Machine {
             abort(sink, AbortReason::TooBig);
         }
         if sink.aborted.is_none() {
-            out.push(Event::DataLine(text.to_vec()));
+            self.out.push(Event::DataLine(text.to_vec()));
         }
         sink.prev_crlf = line.crlf;
     }
 
-    fn data_end(&mut self, out: &mut Vec<Event>) {
+    fn data_end(&mut self) {
         let long;
         let (code, status, text) = match self.sink.aborted {
             None => {
-                out.push(Event::DataEnd);
+                self.out.push(Event::DataEnd);
                 self.state = State::Commit;
                 return;
             }
@@ -1052,7 +1051,7 @@ impl Machine {
             Some(AbortReason::BareLf) => BARE_LF_DATA,
         };
         self.note(format_args!("message refused: {} {}", code, text));
-        self.say_text(code, status, text, out);
+        self.say_text(code, status, text);
         self.state = State::Ready;
     }
 
@@ -1074,13 +1073,7 @@ impl Machine {
         }
     }
 
-    fn auth(
-        &mut self,
-        mechanism: Mechanism,
-        initial: Option<String>,
-        policy: &dyn Policy,
-        out: &mut Vec<Event>,
-    ) {
+    fn auth(&mut self, mechanism: Mechanism, initial: Option<String>, policy: &dyn Policy) {
         let refusal = match self.state {
             State::Ready if self.esmtp => {
                 if self.auth.is_some() {
@@ -1098,20 +1091,20 @@ impl Machine {
             _ => Some(&SEND_EHLO),
         };
         if let Some(r) = refusal {
-            return self.say(r, out);
+            return self.say(r);
         }
         let step = match mechanism {
             Mechanism::Plain => AuthStep::Plain,
             Mechanism::Login => AuthStep::LoginUser,
-            Mechanism::Other(_) => return self.say(&UNKNOWN_MECH, out),
+            Mechanism::Other => return self.say(&UNKNOWN_MECH),
         };
         match initial {
             Some(resp) => match decode(resp.as_bytes()) {
-                Some(bytes) => self.auth_response(step, bytes, policy, out),
-                None => self.say(&CANNOT_DECODE, out),
+                Some(bytes) => self.auth_response(step, bytes, policy),
+                None => self.say(&CANNOT_DECODE),
             },
             None => {
-                out.push(Event::Reply(
+                self.out.push(Event::Reply(
                     if step == AuthStep::Plain {
                         "334 \r\n"
                     } else {
@@ -1126,7 +1119,7 @@ impl Machine {
     }
 
     /// A client response line in an AUTH exchange (RFC 4954 §4).
-    fn auth_line(&mut self, line: Line<'_>, policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn auth_line(&mut self, line: Line<'_>, policy: &dyn Policy) {
         self.state = State::Ready;
         let bytes = if line.overlong {
             Err(&AUTH_LINE_TOO_LONG)
@@ -1136,56 +1129,50 @@ impl Machine {
             decode(line.text).ok_or(&CANNOT_DECODE)
         };
         match bytes {
-            Ok(b) => self.auth_response(self.step, b, policy, out),
-            Err(r) => self.say(r, out),
+            Ok(b) => self.auth_response(self.step, b, policy),
+            Err(r) => self.say(r),
         }
     }
 
     /// The decoded response for `step`; the state is Ready unless the
     /// exchange goes on.
-    fn auth_response(
-        &mut self,
-        step: AuthStep,
-        bytes: Vec<u8>,
-        policy: &dyn Policy,
-        out: &mut Vec<Event>,
-    ) {
+    fn auth_response(&mut self, step: AuthStep, bytes: Vec<u8>, policy: &dyn Policy) {
         match step {
-            AuthStep::Plain => self.auth_plain(&bytes, policy, out),
+            AuthStep::Plain => self.auth_plain(&bytes, policy),
             AuthStep::LoginUser => match String::from_utf8(bytes) {
                 Ok(user) => {
-                    out.push(Event::Reply(ASK_PASS.into()));
+                    self.out.push(Event::Reply(ASK_PASS.into()));
                     self.login_user = user;
                     self.step = AuthStep::LoginPass;
                     self.state = State::Auth;
                 }
-                Err(_) => self.say(&NOT_UTF8, out),
+                Err(_) => self.say(&NOT_UTF8),
             },
             AuthStep::LoginPass => {
                 let user = std::mem::take(&mut self.login_user);
-                self.auth_check(user.as_bytes(), &bytes, policy, out);
+                self.auth_check(user.as_bytes(), &bytes, policy);
             }
         }
     }
 
     /// RFC 4616: `[authzid] NUL authcid NUL passwd`. An authzid other than
     /// the authcid is refused (no proxy authorization).
-    fn auth_plain(&mut self, bytes: &[u8], policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn auth_plain(&mut self, bytes: &[u8], policy: &dyn Policy) {
         let mut parts = bytes.split(|&b| b == 0);
         let (Some(authz), Some(user), Some(pass), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return self.say(&BAD_PLAIN, out);
+            return self.say(&BAD_PLAIN);
         };
         if !authz.is_empty() && authz != user {
-            return self.auth_failed(user, out);
+            return self.auth_failed(user);
         }
-        self.auth_check(user, pass, policy, out);
+        self.auth_check(user, pass, policy);
     }
 
     /// Ask the policy. User names and passwords are UTF-8 (RFC 4616 §2);
     /// a user name with control characters never reaches the policy.
-    fn auth_check(&mut self, user: &[u8], pass: &[u8], policy: &dyn Policy, out: &mut Vec<Event>) {
+    fn auth_check(&mut self, user: &[u8], pass: &[u8], policy: &dyn Policy) {
         let creds = std::str::from_utf8(user)
             .ok()
             .filter(|u| !u.is_empty() && u.len() <= 256 && !u.chars().any(char::is_control))
@@ -1193,18 +1180,18 @@ impl Machine {
         match creds {
             Some((u, p)) if policy.authenticate(u, p) => {
                 self.note(format_args!("AUTH as {u}"));
-                self.say(&AUTH_OK, out);
+                self.say(&AUTH_OK);
                 self.auth = Some(u.to_string());
             }
-            _ => self.auth_failed(user, out),
+            _ => self.auth_failed(user),
         }
     }
 
-    fn auth_failed(&mut self, user: &[u8], out: &mut Vec<Event>) {
+    fn auth_failed(&mut self, user: &[u8]) {
         let user = String::from_utf8_lossy(user);
         let shown: String = user.chars().filter(|c| !c.is_control()).take(64).collect();
         self.note(format_args!("AUTH failed for '{shown}'"));
-        self.say(&AUTH_INVALID, out);
+        self.say(&AUTH_INVALID);
     }
 }
 
