@@ -82,8 +82,10 @@ build_one() {
   bin=$CROSS_CARGO_DIR/$t/release/masqmail
   mkdir -p "$out"
   cp "$bin" "$out/masqmail.tmp"
+  # .comment names the compilers (linker and rustc versions, ~110 bytes);
+  # the non-loaded .pdr section is ~10 % of a MIPS binary. strip keeps both.
+  llvm-objcopy --remove-section=.comment "$out/masqmail.tmp"
   case "$t" in
-    # The non-loaded .pdr section is ~10 % of a MIPS binary; strip keeps it.
     mips*) llvm-objcopy --remove-section=.pdr "$out/masqmail.tmp" ;;
   esac
   mv "$out/masqmail.tmp" "$out/masqmail"
