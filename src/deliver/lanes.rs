@@ -180,9 +180,19 @@ pub(super) fn run(
         let Some((lane, mut rd)) = running.remove(&pid) else {
             continue;
         };
-        let mut text = String::new();
-        let _ = rd.read_to_string(&mut text);
-        let r = decode(&text);
+        // The report is one short line (`encode`): one buffer, read to
+        // its end or until full (a longer text is no report).
+        let mut buf = [0u8; 256];
+        let mut n = 0;
+        while n < buf.len() {
+            match rd.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let r = std::str::from_utf8(&buf[..n]).ok().and_then(decode);
         if failed.is_some() || r.is_none() {
             let why = failed.as_deref().unwrap_or("sent no report");
             error!(
