@@ -73,12 +73,17 @@ fn diagnostic_code(error: &str) -> Option<(&'static str, &str)> {
         return None;
     }
     if is_smtp_reply(error) {
-        if let Some(reply) = error
-            .strip_suffix(')')
-            .and_then(|e| e.rsplit_once(" (in reply to "))
-            .map(|(reply, _)| reply)
-        {
-            return Some(("smtp", reply));
+        // The last " (in reply to " of a text ending in ')'.
+        const IRT: &[u8] = b" (in reply to ";
+        let b = error.as_bytes();
+        if b.ends_with(b")") {
+            let mut i = b.len() - 1;
+            while i > 0 {
+                i -= 1;
+                if b[i..b.len() - 1].starts_with(IRT) {
+                    return Some(("smtp", error.get(..i).unwrap_or(error)));
+                }
+            }
         }
     }
     Some(("X-masqmail", error))

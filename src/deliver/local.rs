@@ -309,7 +309,8 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
         write_buffered(&mut |b| f.write(b), &first, msg, output::MBOX).and_then(|()| f.sync_data());
     if let Err(e) = written {
         // Leave the mailbox as it was: no half message for the reader.
-        let _ = f.set_len(start);
+        // SAFETY: f is open; ftruncate only shortens it back to `start`.
+        unsafe { libc::ftruncate(f.as_raw_fd(), start as libc::off_t) };
         let _ = f.sync_data();
         return Err(io_fail("write", Some(&path), &e, true));
     }

@@ -378,10 +378,13 @@ fn routes_for<'c>(
     from_hdrs: &[Address],
     rcpt: &Address,
 ) -> Vec<&'c Route> {
-    cfg.routes
-        .iter()
-        .filter(|rt| opts.usable(rt) && route::accepts(rt, sender, from_hdrs, rcpt))
-        .collect()
+    let mut out = Vec::new();
+    for rt in &cfg.routes {
+        if opts.usable(rt) && route::accepts(rt, sender, from_hdrs, rcpt) {
+            out.push(rt);
+        }
+    }
+    out
 }
 
 /// Log one attempt's result: `ID => rcpt route=… relay=… status=… (text)`.
@@ -669,18 +672,17 @@ fn notices(
                 .main
                 .delay_warning
                 .is_some_and(|after| !hf.env.warned && age > after.as_secs());
-        let rcpts: Vec<&Rcpt> = hf
-            .env
-            .rcpts
-            .iter()
-            .filter(|r| {
-                if failure {
-                    r.state == RcptState::Failed
-                } else {
-                    r.state == RcptState::Pending && r.tries > 0
-                }
-            })
-            .collect();
+        let mut rcpts: Vec<&Rcpt> = Vec::new();
+        for r in &hf.env.rcpts {
+            let take = if failure {
+                r.state == RcptState::Failed
+            } else {
+                r.state == RcptState::Pending && r.tries > 0
+            };
+            if take {
+                rcpts.push(r);
+            }
+        }
         if !due || rcpts.is_empty() {
             continue;
         }
@@ -723,20 +725,16 @@ fn pipe_route(
         headers: &out.headers,
         pool: &out.pool,
     };
-    let results = rcpts
-        .iter()
-        .map(|a| {
-            let r = local::run_command(cmd, &a.to_string(), a.local(), &msg, None, fmt);
-            match r {
-                Ok(()) => Ok("piped".to_string()),
-                Err(Failure::Temporary(t))
-                    if rt.connect_error_fail && t.starts_with("cannot run") =>
-                {
-                    Err(Failure::Permanent(t))
-                }
-                Err(e) => Err(e),
+    let mut results = Vec::with_capacity(rcpts.len());
+    for a in rcpts {
+        let r = local::run_command(cmd, &a.to_string(), a.local(), &msg, None, fmt);
+        results.push(match r {
+            Ok(()) => Ok("piped".to_string()),
+            Err(Failure::Temporary(t)) if rt.connect_error_fail && t.starts_with("cannot run") => {
+                Err(Failure::Permanent(t))
             }
-        })
-        .collect();
+            Err(e) => Err(e),
+        });
+    }
     (format!("pipe[{cmd}]"), results)
 }

@@ -305,13 +305,12 @@ impl Spool {
 
     /// Files set aside in `corrupt/`.
     pub fn list_corrupt(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.corrupt_dir())
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut v: Vec<String> = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.corrupt_dir()) {
+            for e in rd.flatten() {
+                v.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
         // File names are unique: an unstable sort (less code) is the same.
         v.sort_unstable();
         v
