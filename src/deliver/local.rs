@@ -306,12 +306,12 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
     let mut first = output::from_line(msg.sender, msg.received);
     first.push_str(&return_path(msg.sender));
     let written =
-        write_buffered(&mut |b| f.write(b), &first, msg, output::MBOX).and_then(|()| f.sync_data());
+        write_buffered(&mut |b| f.write(b), &first, msg, output::MBOX).and_then(|()| f.sync_all());
     if let Err(e) = written {
         // Leave the mailbox as it was: no half message for the reader.
         // SAFETY: f is open; ftruncate only shortens it back to `start`.
         unsafe { libc::ftruncate(f.as_raw_fd(), start as libc::off_t) };
-        let _ = f.sync_data();
+        let _ = f.sync_all();
         return Err(io_fail("write", Some(&path), &e, true));
     }
     Ok(())

@@ -57,6 +57,15 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Add `id` to `to_scan`, which stays sorted and without duplicates.
+    fn scan(&mut self, id: MsgId) {
+        if let Err(at) = self.to_scan.binary_search(&id) {
+            self.to_scan.insert(at, id);
+        }
+    }
+}
+
 /// Can the lock of `path` be taken (its holder is gone)? A file that does
 /// not exist counts as free.
 fn holder_gone(path: &std::path::Path) -> bool {
@@ -181,7 +190,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                         remove_if_exists(spool, "pool", &id, false, &mut report)?;
                     }
                     None => {}
-                    Some(_) => report.to_scan.push(id),
+                    Some(_) => report.scan(id),
                 }
             }
         }
@@ -217,9 +226,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     // (it could be writing a new outgoing/ID right now).
                     if !spool.has_ready(Dir::Outgoing, &id) {
                         remove_if_exists(spool, "outgoing", &id, false, &mut report)?;
-                        if !report.to_scan.contains(&id) {
-                            report.to_scan.push(id);
-                        }
+                        report.scan(id);
                     }
                 }
             }
@@ -272,7 +279,5 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         }
         super::sync_dir(&spool.pool_dir())?;
     }
-    // IDs are unique here: an unstable sort (less code) gives the same.
-    report.to_scan.sort_unstable();
     Ok(report)
 }
