@@ -76,7 +76,8 @@ pub(super) fn plan(
 ) -> Vec<(Lane, Vec<MsgId>)> {
     let now = time::now();
     // Index 0: local; i + 1: route i of the config.
-    let mut by_lane: Vec<Vec<MsgId>> = vec![Vec::new(); cfg.routes.len() + 1];
+    let mut by_lane: Vec<Vec<MsgId>> = Vec::new();
+    by_lane.resize_with(cfg.routes.len() + 1, Vec::new);
     for id in ids {
         let Ok(Ok(hf)) = spool.load(Dir::Outgoing, id) else {
             continue;

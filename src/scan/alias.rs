@@ -75,12 +75,13 @@ pub fn parse_target(s: &str, host: &str) -> Result<AliasTarget, String> {
         Some(n) => (true, n),
         None => (false, s),
     };
-    if name.contains('@') {
-        let a = Address::parse(name, None).map_err(|e| format!("'{name}': {e}"))?;
+    // An address, or a bare name that must be a valid local part.
+    let remote = name.contains('@');
+    let a = Address::parse(name, if remote { None } else { Some(host) })
+        .map_err(|e| format!("'{name}': {e}"))?;
+    if remote {
         return Ok(AliasTarget::Remote(a));
     }
-    // A bare name: must be a valid local part.
-    Address::parse(name, Some(host)).map_err(|e| format!("'{name}': {e}"))?;
     Ok(AliasTarget::Local {
         name: name.to_string(),
         stop,
@@ -340,15 +341,7 @@ impl Aliases {
             None if name.eq_ignore_ascii_case("postmaster") => {
                 return self.expand_user_or_root(host, is_local, users, path, out);
             }
-            None => {
-                let addr = Address::new(name, host)
-                    .map_err(|_| ResolveError::UnknownUser(name.to_string()))?;
-                if users.exists(name) {
-                    out.push(Resolved::LocalUser(addr));
-                    return Ok(());
-                }
-                return Err(ResolveError::UnknownUser(addr.to_string()));
-            }
+            None => return local_user(name, host, users, out),
         };
         path.push(key);
         for t in targets {
@@ -359,12 +352,7 @@ impl Aliases {
                 }
                 AliasTarget::Remote(a) => out.push(Resolved::Remote(a.clone())),
                 AliasTarget::Local { name: n, stop } if *stop || n == name => {
-                    let addr =
-                        Address::new(n, host).map_err(|_| ResolveError::UnknownUser(n.clone()))?;
-                    if !users.exists(n) {
-                        return Err(ResolveError::UnknownUser(addr.to_string()));
-                    }
-                    out.push(Resolved::LocalUser(addr));
+                    local_user(n, host, users, out)?
                 }
                 AliasTarget::Local { name: n, .. } => {
                     self.expand(n, host, is_local, users, path, out)?
@@ -392,6 +380,21 @@ impl Aliases {
         out.push(Resolved::LocalUser(addr));
         Ok(())
     }
+}
+
+/// A local user `name` (`name@host`), who must exist.
+fn local_user(
+    name: &str,
+    host: &str,
+    users: &dyn UserDb,
+    out: &mut Vec<Resolved>,
+) -> Result<(), ResolveError> {
+    let addr = Address::new(name, host).map_err(|_| ResolveError::UnknownUser(name.to_string()))?;
+    if !users.exists(name) {
+        return Err(ResolveError::UnknownUser(addr.to_string()));
+    }
+    out.push(Resolved::LocalUser(addr));
+    Ok(())
 }
 
 #[cfg(test)]
