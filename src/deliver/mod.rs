@@ -60,7 +60,7 @@ use log::{error, info, warn};
 
 use crate::addr::{Address, Sender};
 use crate::config::{Config, Route};
-use crate::queue::{Dir, Entry, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
+use crate::queue::{Dir, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
 use crate::route;
 use crate::scan::Scanner;
 use crate::util::time;
@@ -248,15 +248,11 @@ pub fn run(
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
-    let mut listed = Vec::new();
+    let listed;
     let ids: &[MsgId] = match &opts.only_ids {
         Some(ids) => ids,
         None => {
-            for e in spool.list(Dir::Outgoing)? {
-                if let Entry::Ready(id) = e {
-                    listed.push(id);
-                }
-            }
+            listed = spool.ready(Dir::Outgoing)?;
             &listed
         }
     };

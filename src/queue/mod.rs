@@ -133,27 +133,55 @@ impl Spool {
 
     /// The files of a header directory, sorted by ID (= arrival time).
     pub fn list(&self, d: Dir) -> io::Result<Vec<Entry>> {
+        self.entries(self.dir(d), true)
+    }
+
+    /// The files of `pool/`, sorted: a message ID is `Ready` (bodies have
+    /// no ready bit), any other name `Foreign`.
+    pub fn list_pool(&self) -> io::Result<Vec<Entry>> {
+        self.entries(self.pool_dir(), false)
+    }
+
+    /// The messages with a ready header file in `d`, oldest first.
+    pub fn ready(&self, d: Dir) -> io::Result<Vec<MsgId>> {
         let mut out = Vec::new();
-        let rd = match fs::read_dir(self.dir(d)) {
+        for e in self.list(d)? {
+            if let Entry::Ready(id) = e {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files of `dir`; `headers`: a header directory (a missing one
+    /// is empty, `ID.new` is a rewrite, the mode says ready).
+    fn entries(&self, dir: PathBuf, headers: bool) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if headers && e.kind() == io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e),
         };
         for ent in rd {
             let ent = ent?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".new").and_then(MsgId::parse) {
+            if let Some(id) = name
+                .strip_suffix(".new")
+                .filter(|_| headers)
+                .and_then(MsgId::parse)
+            {
                 out.push(Entry::Temp(id));
                 continue;
             }
             match MsgId::parse(&name) {
                 Some(id) => {
-                    let ready = match ent.metadata() {
-                        Ok(m) => is_ready(&m),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    };
+                    let ready = !headers
+                        || match ent.metadata() {
+                            Ok(m) => is_ready(&m),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
                     out.push(if ready {
                         Entry::Ready(id)
                     } else {
@@ -166,16 +194,6 @@ impl Spool {
         // Keys are equal only for `ID` and its `ID.new`, which no reader
         // takes in a given order: an unstable sort (less code) does.
         out.sort_unstable_by(|a, b| entry_key(a).cmp(entry_key(b)));
-        Ok(out)
-    }
-
-    /// IDs with a file in `pool/`.
-    pub fn list_pool(&self) -> io::Result<Vec<Result<MsgId, String>>> {
-        let mut out = Vec::new();
-        for ent in fs::read_dir(self.pool_dir())? {
-            let name = ent?.file_name().to_string_lossy().into_owned();
-            out.push(MsgId::parse(&name).ok_or(name));
-        }
         Ok(out)
     }
 

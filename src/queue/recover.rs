@@ -244,10 +244,11 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
 
     for entry in spool.list_pool()? {
         match entry {
-            Err(name) => {
+            Entry::Foreign(name) => {
                 aside(spool, None, &name, NOT_MSG, &mut report)?;
             }
-            Ok(id) => {
+            Entry::NotReady(_) | Entry::Temp(_) => {}
+            Entry::Ready(id) => {
                 let has_header = |s: &Spool| {
                     s.header_path(Dir::Incoming, &id).exists()
                         || s.header_path(Dir::Outgoing, &id).exists()

@@ -256,11 +256,9 @@ impl<'a> Scanner<'a> {
     /// Scan every ready message in `incoming/` (oldest first).
     pub fn scan_all(&self, spool: &Spool) -> io::Result<usize> {
         let mut n = 0;
-        for entry in spool.list(Dir::Incoming)? {
-            if let queue::Entry::Ready(id) = entry {
-                if self.scan(spool, &id)? == Outcome::Scanned {
-                    n += 1;
-                }
+        for id in spool.ready(Dir::Incoming)? {
+            if self.scan(spool, &id)? == Outcome::Scanned {
+                n += 1;
             }
         }
         Ok(n)
