@@ -383,6 +383,17 @@ fn routes_for<'c>(
     out
 }
 
+/// The destination of a remote recipient on route `rt`, for grouping:
+/// its domain, or none when the route names where mail goes.
+fn dest_of<'a>(rt: &Route, t: &'a Target) -> &'a str {
+    match t {
+        Target::Addr(a) if rt.mail_host.is_none() && rt.pipe.is_none() && rt.wrapper.is_none() => {
+            a.domain()
+        }
+        _ => "",
+    }
+}
+
 /// Log one attempt's result: `ID => rcpt route=… relay=… status=… (text)`.
 fn log_result(
     id: &MsgId,
@@ -513,28 +524,34 @@ fn process(
         attempt += 1;
         // Group by (route, destination domain) for this round, in that
         // order; members are positions in `candidates`.
-        let mut groups: Vec<(&Route, String, Vec<usize>)> = Vec::new();
+        // A group: its route, the recipient whose domain is its
+        // destination (an index: the recipients are updated below), its
+        // members.
+        let mut groups: Vec<(&Route, usize, Vec<usize>)> = Vec::new();
+        let rc = &hf.env.rcpts;
         for (pos, (i, routes)) in candidates.iter().enumerate() {
-            let (Some(&rt), Target::Addr(a)) = (routes.first(), &hf.env.rcpts[*i].target) else {
+            let Some(&rt) = routes.first() else {
                 continue;
             };
-            let dest = if rt.mail_host.is_some() || rt.pipe.is_some() || rt.wrapper.is_some() {
-                ""
-            } else {
-                a.domain()
-            };
-            let key = (rt.name.as_str(), dest);
+            let key = (rt.name.as_str(), dest_of(rt, &rc[*i].target));
             // The first group not before `key`: it, or where a new one goes.
-            let g = groups
-                .iter()
-                .position(|g| (g.0.name.as_str(), g.1.as_str()) >= key)
-                .unwrap_or(groups.len());
-            match groups.get_mut(g) {
-                Some(grp) if (grp.0.name.as_str(), grp.1.as_str()) == key => grp.2.push(pos),
-                _ => groups.insert(g, (rt, dest.to_string(), vec![pos])),
+            let mut g = 0;
+            let mut same = false;
+            while let Some(grp) = groups.get(g) {
+                let k = (grp.0.name.as_str(), dest_of(grp.0, &rc[grp.1].target));
+                if k >= key {
+                    same = k == key;
+                    break;
+                }
+                g += 1;
+            }
+            if same {
+                groups[g].2.push(pos);
+            } else {
+                groups.insert(g, (rt, *i, vec![pos]));
             }
         }
-        for (rt, _dest, members) in groups {
+        for (rt, _, members) in groups {
             let mut rcpts: Vec<Address> = Vec::with_capacity(members.len());
             for &pos in &members {
                 if let Target::Addr(a) = &hf.env.rcpts[candidates[pos].0].target {
