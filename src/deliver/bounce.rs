@@ -133,21 +133,23 @@ pub fn queue_notice(
         Kind::Failure => "Undelivered Mail Returned to Sender",
         Kind::Delay => "Delayed Mail (still being retried)",
     };
-    let headers = vec![
-        Header::new(
-            "From",
-            &format!("Mail Delivery System <MAILER-DAEMON@{host}>"),
-        ),
-        Header::new("To", &format!("<{to}>")),
-        Header::new("Subject", subject),
-        Header::new("Date", &date),
-        Header::new("Auto-Submitted", "auto-replied"),
-        Header::new("MIME-Version", "1.0"),
-        Header::new(
-            "Content-Type",
-            &format!("multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\""),
-        ),
+    let from = format!("Mail Delivery System <MAILER-DAEMON@{host}>");
+    let to_field = format!("<{to}>");
+    let ctype =
+        format!("multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"");
+    let fields: [(&str, &str); 7] = [
+        ("From", &from),
+        ("To", &to_field),
+        ("Subject", subject),
+        ("Date", &date),
+        ("Auto-Submitted", "auto-replied"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", &ctype),
     ];
+    let mut headers = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        headers.push(Header::new(name, value));
+    }
     let mut body = String::from("This is a MIME-encapsulated message.\n");
     part(
         &mut body,

@@ -212,11 +212,10 @@ impl DotLock {
             {
                 Ok(_) => return Ok(DotLock(path)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_LOCK);
+                    let stale = fs::metadata(&path).is_ok_and(|m| {
+                        let mtime = u64::try_from(m.mtime()).unwrap_or(u64::MAX);
+                        crate::util::time::now().saturating_sub(mtime) > STALE_LOCK.as_secs()
+                    });
                     if stale {
                         let _ = fs::remove_file(&path);
                         continue;
