@@ -31,29 +31,34 @@ const NOT_MSG: &str = "not a message file";
 
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Files removed as leftovers of a crash.
-    pub removed: Vec<String>,
-    /// Files moved aside, with the reason.
-    pub set_aside: Vec<(String, String)>,
+    /// What was done, as log lines in the order it was done: files
+    /// removed as leftovers of a crash, files moved aside (with the
+    /// reason), ready header files that were not whole (cut short by a
+    /// crash before their fsync; removed too).
+    lines: Vec<(log::Level, String)>,
+    /// How many files were removed.
+    removed: usize,
     /// Ready incoming messages that still need scanning.
     pub to_scan: Vec<MsgId>,
-    /// Ready header files that were not whole (cut short by a crash before
-    /// their fsync), with why; they are in `removed` too.
-    pub incomplete: Vec<(String, String)>,
 }
 
 impl Report {
     /// Log what recovery did (`-q` and the daemon's start log the same lines).
     pub fn log(&self) {
-        for f in &self.removed {
-            log::info!("recovery: removed {f} (left by a crash, never acknowledged)");
+        for (level, line) in &self.lines {
+            log::log!(*level, "{line}");
         }
-        for (f, why) in &self.set_aside {
-            log::warn!("recovery: moved {f} to corrupt/: {why}");
-        }
-        for (f, why) in &self.incomplete {
-            log::warn!("recovery: {f} was ready but not whole ({why}): cut short by a crash before its fsync");
-        }
+    }
+
+    /// A ready header file `DIR/ID` that was not whole.
+    fn incomplete(&mut self, dir: &str, id: &MsgId, why: &str) {
+        self.lines.push((
+            log::Level::Warn,
+            format!(
+                "recovery: {dir}/{id} was ready but not whole ({why}): \
+                 cut short by a crash before its fsync"
+            ),
+        ));
     }
 }
 
@@ -95,7 +100,11 @@ fn remove_if_exists(
     let name = format!("{dir}/{id}{}", if new { ".new" } else { "" });
     match fs::remove_file(spool.root.join(&name)) {
         Ok(()) => {
-            report.removed.push(name);
+            report.removed += 1;
+            report.lines.push((
+                log::Level::Info,
+                format!("recovery: removed {name} (left by a crash, never acknowledged)"),
+            ));
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -113,7 +122,10 @@ fn aside(
 ) -> io::Result<()> {
     spool.set_aside(d, name)?;
     let dir = d.map_or("pool", Dir::name);
-    report.set_aside.push((format!("{dir}/{name}"), why.into()));
+    report.lines.push((
+        log::Level::Warn,
+        format!("recovery: moved {dir}/{name} to corrupt/: {why}"),
+    ));
     Ok(())
 }
 
@@ -170,9 +182,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                         // as below.
                         Some(false) => match lock_if_free(&hp) {
                             Some(_lock) => {
-                                report
-                                    .incomplete
-                                    .push((format!("outgoing/{id}"), "not whole".into()));
+                                report.incomplete("outgoing", &id, "not whole");
                                 remove_if_exists(spool, "outgoing", &id, false, &mut report)?;
                             }
                             // A scanner at work on it removes it itself.
@@ -185,7 +195,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     // fsync: never acknowledged, like a file without the
                     // bit. Its writer (the lock of pool/ID) must be gone.
                     Some(Seal::Broken(why)) if holder_gone(&spool.pool_path(&id)) => {
-                        report.incomplete.push((format!("incoming/{id}"), why));
+                        report.incomplete("incoming", &id, &why);
                         remove_if_exists(spool, "incoming", &id, false, &mut report)?;
                         remove_if_exists(spool, "pool", &id, false, &mut report)?;
                     }
@@ -274,7 +284,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
             }
         }
     }
-    if !report.removed.is_empty() {
+    if report.removed > 0 {
         for d in [Dir::Incoming, Dir::Outgoing] {
             super::sync_dir(&spool.dir(d))?;
         }
