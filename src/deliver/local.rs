@@ -178,20 +178,53 @@ fn write_buffered(
     msg: &LocalMsg<'_>,
     fmt: Format,
 ) -> io::Result<()> {
-    let mut bw = io::BufWriter::with_capacity(32 * 1024, Out(w));
-    output::write_message(&mut bw, Some(first), msg.headers, msg.pool, fmt)?;
-    bw.flush()
+    let mut out = Out {
+        w,
+        buf: Vec::with_capacity(OUT_BUF),
+    };
+    output::write_message(&mut out, Some(first), msg.headers, msg.pool, fmt)?;
+    out.flush()
 }
 
-struct Out<'a>(&'a mut dyn FnMut(&[u8]) -> io::Result<usize>);
+const OUT_BUF: usize = 32 * 1024;
+
+/// A buffer in front of a `write` function: a plain vector, emptied when
+/// full and at the end (less code than `BufWriter`).
+struct Out<'a> {
+    w: &'a mut dyn FnMut(&[u8]) -> io::Result<usize>,
+    buf: Vec<u8>,
+}
+
+/// Write all of `b` with `w`.
+fn put_all(w: &mut dyn FnMut(&[u8]) -> io::Result<usize>, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        match w(b) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => b = b.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 impl Write for Out<'_> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        (self.0)(b)
+        if self.buf.len() + b.len() > OUT_BUF {
+            self.flush()?;
+            if b.len() >= OUT_BUF {
+                put_all(self.w, b)?;
+                return Ok(b.len());
+            }
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let r = put_all(self.w, &self.buf);
+        self.buf.clear();
+        r
     }
 }
 
