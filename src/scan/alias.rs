@@ -96,18 +96,20 @@ fn split_targets(rhs: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut quoted = false;
-    for (i, c) in rhs.char_indices() {
+    // Past the end: the last target.
+    for (i, c) in rhs.char_indices().chain([(rhs.len(), ',')]) {
         match c {
             '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(rhs.get(start..i).unwrap_or("").trim());
+            ',' if !quoted || i == rhs.len() => {
+                let t = rhs.get(start..i).unwrap_or("").trim();
+                if !t.is_empty() {
+                    out.push(t);
+                }
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(rhs.get(start..).unwrap_or("").trim());
-    out.retain(|s| !s.is_empty());
     out
 }
 
@@ -168,14 +170,24 @@ pub fn parse_alias_text(text: &str, host: &str) -> AliasFile {
 
 /// Read and parse an alias file; the file is trusted but bounded.
 pub fn read_alias_file(path: &Path, host: &str) -> Result<AliasFile, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > MAX_ALIAS_FILE {
-        return Err(format!(
-            "{}: larger than {MAX_ALIAS_FILE} bytes",
-            path.display()
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // None: too large. One message for either I/O error.
+    let read = std::fs::metadata(path).and_then(|m| {
+        if m.len() > MAX_ALIAS_FILE {
+            Ok(None)
+        } else {
+            std::fs::read(path).map(Some)
+        }
+    });
+    let bytes = match read {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(format!(
+                "{}: larger than {MAX_ALIAS_FILE} bytes",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
     Ok(parse_alias_text(&String::from_utf8_lossy(&bytes), host))
 }
 
