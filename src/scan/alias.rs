@@ -117,55 +117,56 @@ fn split_targets(rhs: &str) -> Vec<&str> {
 /// starting with whitespace continue the previous one, `#` starts a
 /// comment line. Good entries are returned with the list of errors.
 pub fn parse_alias_text(text: &str, host: &str) -> AliasFile {
-    let mut logical: Vec<(usize, String)> = Vec::new();
+    let mut out: AliasFile = (Vec::new(), Vec::new());
+    // The logical line being gathered: its number and text.
+    let mut cur: Option<(usize, String)> = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim_start().starts_with('#') || line.trim().is_empty() {
             continue;
         }
         if line.starts_with(' ') || line.starts_with('\t') {
-            if let Some(last) = logical.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
+            if let Some((_, t)) = &mut cur {
+                t.push(' ');
+                t.push_str(line.trim());
                 continue;
             }
         }
-        logical.push((i + 1, line.to_string()));
-    }
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    for (line, text) in logical {
-        let Some((name, rhs)) = text.split_once(':') else {
-            errors.push(AliasFileError {
-                line,
-                msg: "expected 'name: target, …'".into(),
-            });
-            continue;
-        };
-        let name = name.trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            errors.push(AliasFileError {
-                line,
-                msg: format!("bad alias name '{name}'"),
-            });
-            continue;
+        if let Some((n, t)) = cur.replace((i + 1, line.to_string())) {
+            alias_line(n, &t, host, &mut out);
         }
-        let mut targets = Vec::new();
-        for t in split_targets(rhs) {
-            match parse_target(t, host) {
-                Ok(t) => targets.push(t),
-                Err(msg) => errors.push(AliasFileError { line, msg }),
+    }
+    if let Some((n, t)) = cur {
+        alias_line(n, &t, host, &mut out);
+    }
+    out
+}
+
+/// One logical line `name: target, …` (number `line`) into `entries`, or
+/// its errors into `errors`.
+fn alias_line(line: usize, text: &str, host: &str, (entries, errors): &mut AliasFile) {
+    let msg = match text.split_once(':') {
+        None => "expected 'name: target, …'".to_string(),
+        Some((name, rhs)) => {
+            let name = name.trim();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                format!("bad alias name '{name}'")
+            } else {
+                let mut targets = Vec::new();
+                for t in split_targets(rhs) {
+                    match parse_target(t, host) {
+                        Ok(t) => targets.push(t),
+                        Err(msg) => errors.push(AliasFileError { line, msg }),
+                    }
+                }
+                if !targets.is_empty() {
+                    entries.push((name.to_string(), targets));
+                    return;
+                }
+                format!("alias '{name}' has no valid target")
             }
         }
-        if targets.is_empty() {
-            errors.push(AliasFileError {
-                line,
-                msg: format!("alias '{name}' has no valid target"),
-            });
-            continue;
-        }
-        entries.push((name.to_string(), targets));
-    }
-    (entries, errors)
+    };
+    errors.push(AliasFileError { line, msg });
 }
 
 /// Read and parse an alias file; the file is trusted but bounded.
