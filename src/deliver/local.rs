@@ -352,7 +352,7 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
 fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), Failure> {
     let root = cfg.main.mail_dir.join(&user.name);
     let owned = nix::unistd::geteuid().is_root() && !cfg.main.run_as_user;
-    for sub in ["", "tmp", "new", "cur"] {
+    for &sub in &["", "tmp", "new", "cur"] {
         let d = root.join(sub);
         if !d.is_dir() {
             use std::os::unix::fs::DirBuilderExt;

@@ -678,7 +678,7 @@ fn notices(
     let mut changed = false;
     // The bounce first (D2: queued first, then recorded), then, when due,
     // the delay warning.
-    for kind in [bounce::Kind::Failure, bounce::Kind::Delay] {
+    for &kind in &[bounce::Kind::Failure, bounce::Kind::Delay] {
         let failure = kind == bounce::Kind::Failure;
         let due = failure
             || cfg

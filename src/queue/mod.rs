@@ -95,7 +95,7 @@ impl Spool {
         };
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(DIR_MODE);
-        for sub in ["pool", "incoming", "outgoing", "corrupt"] {
+        for &sub in &["pool", "incoming", "outgoing", "corrupt"] {
             let p = root.join(sub);
             if !p.is_dir() {
                 b.create(&p)?;
@@ -338,7 +338,7 @@ impl Spool {
     /// message is gone), then the body.
     pub fn remove(&self, id: &MsgId) -> io::Result<bool> {
         let mut found = false;
-        for d in [Dir::Outgoing, Dir::Incoming] {
+        for &d in &[Dir::Outgoing, Dir::Incoming] {
             match fs::remove_file(self.header_path(d, id)) {
                 Ok(()) => {
                     found = true;

@@ -285,7 +285,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         }
     }
     if report.removed > 0 {
-        for d in [Dir::Incoming, Dir::Outgoing] {
+        for &d in &[Dir::Incoming, Dir::Outgoing] {
             super::sync_dir(&spool.dir(d))?;
         }
         super::sync_dir(&spool.pool_dir())?;

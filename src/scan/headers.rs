@@ -90,7 +90,7 @@ pub fn fix(headers: Vec<Header>, env: &Envelope, id: &MsgId, host_name: &str) ->
     // Present: Message-ID, Date, From.
     let mut has = [false; 3];
     for h in headers {
-        for (k, name) in ["Message-ID", "Date", "From"].into_iter().enumerate() {
+        for (k, &name) in ["Message-ID", "Date", "From"].iter().enumerate() {
             has[k] |= h.is(name);
         }
         if !is_removed(&h) {
