@@ -145,8 +145,8 @@ impl Spool {
     /// The messages with a ready header file in `d`, oldest first.
     pub fn ready(&self, d: Dir) -> io::Result<Vec<MsgId>> {
         let mut out = Vec::new();
-        for e in self.list(d)? {
-            if let Entry::Ready(id) = e {
+        for e in &self.list(d)? {
+            if let Entry::Ready(id) = *e {
                 out.push(id);
             }
         }

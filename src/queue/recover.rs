@@ -142,14 +142,14 @@ fn whole(spool: &Spool, d: Dir, id: &MsgId) -> io::Result<Option<bool>> {
 pub fn recover(spool: &Spool) -> io::Result<Report> {
     let mut report = Report::default();
 
-    for entry in spool.list(Dir::Incoming)? {
-        match entry {
+    for entry in &spool.list(Dir::Incoming)? {
+        match *entry {
             Entry::Temp(id) => {
                 let name = format!("{id}.new");
                 aside(spool, Some(Dir::Incoming), &name, NOT_MSG, &mut report)?;
             }
-            Entry::Foreign(name) => {
-                aside(spool, Some(Dir::Incoming), &name, NOT_MSG, &mut report)?;
+            Entry::Foreign(ref name) => {
+                aside(spool, Some(Dir::Incoming), name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(id) => {
                 // S1/S2 of queue-in: the writer holds pool/ID's lock. It
@@ -206,10 +206,10 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         }
     }
 
-    for entry in spool.list(Dir::Outgoing)? {
-        match entry {
-            Entry::Foreign(name) => {
-                aside(spool, Some(Dir::Outgoing), &name, NOT_MSG, &mut report)?;
+    for entry in &spool.list(Dir::Outgoing)? {
+        match *entry {
+            Entry::Foreign(ref name) => {
+                aside(spool, Some(Dir::Outgoing), name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(id) => {
                 let incoming = spool.header_path(Dir::Incoming, &id);
@@ -252,10 +252,10 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         }
     }
 
-    for entry in spool.list_pool()? {
-        match entry {
-            Entry::Foreign(name) => {
-                aside(spool, None, &name, NOT_MSG, &mut report)?;
+    for entry in &spool.list_pool()? {
+        match *entry {
+            Entry::Foreign(ref name) => {
+                aside(spool, None, name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(_) | Entry::Temp(_) => {}
             Entry::Ready(id) => {
