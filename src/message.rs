@@ -88,11 +88,12 @@ impl Header {
             .iter()
             .position(|&b| b == b':')
             .map_or(&self.raw[..0], |i| &self.raw[i + 1..]);
-        let unfolded: Vec<u8> = after
-            .iter()
-            .copied()
-            .filter(|&b| b != b'\n' && b != b'\r')
-            .collect();
+        let mut unfolded = Vec::with_capacity(after.len());
+        for &b in after {
+            if b != b'\n' && b != b'\r' {
+                unfolded.push(b);
+            }
+        }
         String::from_utf8_lossy(&unfolded).trim().to_string()
     }
 

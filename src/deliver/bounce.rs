@@ -38,17 +38,7 @@ pub enum Kind {
 /// The status code (RFC 3463) found in an error text, or a fitting default.
 fn status_of(error: &str, kind: Kind) -> &str {
     for w in error.split_whitespace() {
-        let mut parts = w.split('.');
-        let class_ok = matches!(parts.next(), Some("2" | "4" | "5"));
-        let rest: [Option<&str>; 3] = [parts.next(), parts.next(), parts.next()];
-        if class_ok
-            && rest[2].is_none()
-            && rest[..2].iter().all(|p| {
-                p.is_some_and(|p| {
-                    !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
-                })
-            })
-        {
+        if is_status(w.as_bytes()) {
             return w;
         }
     }
@@ -56,6 +46,26 @@ fn status_of(error: &str, kind: Kind) -> &str {
         Kind::Failure => "5.0.0",
         Kind::Delay => "4.0.0",
     }
+}
+
+/// `CLASS.SUBJECT.DETAIL`: class 2, 4 or 5, then two numbers of 1 to 3
+/// digits.
+fn is_status(w: &[u8]) -> bool {
+    let (Some(b'2' | b'4' | b'5'), Some(b'.')) = (w.first(), w.get(1)) else {
+        return false;
+    };
+    let (mut dots, mut run) = (0, 0);
+    for &b in &w[2..] {
+        if b == b'.' && run > 0 && dots == 0 {
+            dots = 1;
+            run = 0;
+        } else if b.is_ascii_digit() && run < 3 {
+            run += 1;
+        } else {
+            return false;
+        }
+    }
+    dots == 1 && run > 0
 }
 
 fn is_smtp_reply(error: &str) -> bool {
@@ -73,12 +83,17 @@ fn diagnostic_code(error: &str) -> Option<(&'static str, &str)> {
         return None;
     }
     if is_smtp_reply(error) {
-        if let Some(reply) = error
-            .strip_suffix(')')
-            .and_then(|e| e.rsplit_once(" (in reply to "))
-            .map(|(reply, _)| reply)
-        {
-            return Some(("smtp", reply));
+        // The last " (in reply to " of a text ending in ')'.
+        const IRT: &[u8] = b" (in reply to ";
+        let b = error.as_bytes();
+        if b.ends_with(b")") {
+            let mut i = b.len() - 1;
+            while i > 0 {
+                i -= 1;
+                if b[i..b.len() - 1].starts_with(IRT) {
+                    return Some(("smtp", error.get(..i).unwrap_or(error)));
+                }
+            }
         }
     }
     Some(("X-masqmail", error))
@@ -128,21 +143,23 @@ pub fn queue_notice(
         Kind::Failure => "Undelivered Mail Returned to Sender",
         Kind::Delay => "Delayed Mail (still being retried)",
     };
-    let headers = vec![
-        Header::new(
-            "From",
-            &format!("Mail Delivery System <MAILER-DAEMON@{host}>"),
-        ),
-        Header::new("To", &format!("<{to}>")),
-        Header::new("Subject", subject),
-        Header::new("Date", &date),
-        Header::new("Auto-Submitted", "auto-replied"),
-        Header::new("MIME-Version", "1.0"),
-        Header::new(
-            "Content-Type",
-            &format!("multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\""),
-        ),
+    let from = format!("Mail Delivery System <MAILER-DAEMON@{host}>");
+    let to_field = format!("<{to}>");
+    let ctype =
+        format!("multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"");
+    let fields: [(&str, &str); 7] = [
+        ("From", &from),
+        ("To", &to_field),
+        ("Subject", subject),
+        ("Date", &date),
+        ("Auto-Submitted", "auto-replied"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", &ctype),
     ];
+    let mut headers = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        headers.push(Header::new(name, value));
+    }
     let mut body = String::from("This is a MIME-encapsulated message.\n");
     part(
         &mut body,
@@ -261,6 +278,21 @@ mod tests {
         assert_eq!(status_of("connection refused", Kind::Failure), "5.0.0");
         assert_eq!(status_of("451 4.7.1 try later", Kind::Delay), "4.7.1");
         assert_eq!(status_of("version 1.2.3", Kind::Delay), "4.0.0");
+        for (w, ok) in [
+            ("5.1.1", true),
+            ("4.123.999", true),
+            ("2.0.0", true),
+            ("3.1.1", false),
+            ("5.1", false),
+            ("5.1.1.1", false),
+            ("5..1", false),
+            ("5.1.", false),
+            ("5.1234.1", false),
+            ("55.1.1", false),
+            ("5.a.1", false),
+        ] {
+            assert_eq!(is_status(w.as_bytes()), ok, "{w}");
+        }
         assert!(is_smtp_reply("550 x") && !is_smtp_reply("no"));
     }
 

@@ -78,18 +78,36 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// Replace `%{name}` in every word.
+/// Replace `%{name}` in every word, in one pass: a substituted value is
+/// never searched again (a value holding `%{id}` stays as it is); a
+/// `%{…}` that names no variable is kept.
 pub fn substitute(words: &[String], vars: &[(&str, &str)]) -> Vec<String> {
-    words
-        .iter()
-        .map(|w| {
-            let mut out = w.clone();
-            for (k, v) in vars {
-                out = out.replace(&format!("%{{{k}}}"), v);
+    let mut out = Vec::with_capacity(words.len());
+    for w in words {
+        let mut o = String::with_capacity(w.len());
+        let mut rest = w.as_str();
+        while let Some(i) = rest.find("%{") {
+            o.push_str(&rest[..i]);
+            rest = &rest[i..];
+            let var = rest.find('}').and_then(|e| {
+                let name = &rest[2..e];
+                vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (e, *v))
+            });
+            match var {
+                Some((e, v)) => {
+                    o.push_str(v);
+                    rest = &rest[e + 1..];
+                }
+                None => {
+                    o.push_str("%{");
+                    rest = &rest[2..];
+                }
             }
-            out
-        })
-        .collect()
+        }
+        o.push_str(rest);
+        out.push(o);
+    }
+    out
 }
 
 /// Who a command runs as.
@@ -177,7 +195,13 @@ pub fn run(
         }
         Err(e) => return Err(prog_fail("waiting for ", prog, &e)),
     };
-    let stderr = String::from_utf8_lossy(&stderr.data).replace(['\n', '\r', '\t'], " ");
+    // Its lines on one line: line ends and tabs become spaces.
+    for b in stderr.data.iter_mut() {
+        if matches!(*b, b'\n' | b'\r' | b'\t') {
+            *b = b' ';
+        }
+    }
+    let stderr = String::from_utf8_lossy(&stderr.data);
     classify(prog, status, &stderr)?;
     // The command succeeded but did not take the whole message: a broken
     // pipe after success is its choice (e.g. a filter that drops mail);
@@ -246,6 +270,11 @@ mod tests {
             &[("rcpt", "a b@x"), ("user", "a;rm -rf")],
         );
         assert_eq!(w, ["deliver", "--to=a b@x", "a;rm -rf"]);
+        let w = substitute(
+            &split("%{rcpt}%{user} %{nope} 100%{ %{id}}").unwrap(),
+            &[("rcpt", "%{user}"), ("user", "u"), ("id", "i")],
+        );
+        assert_eq!(w, ["%{user}u", "%{nope}", "100%{", "i}"]);
     }
 
     #[test]

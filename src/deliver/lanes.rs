@@ -76,7 +76,8 @@ pub(super) fn plan(
 ) -> Vec<(Lane, Vec<MsgId>)> {
     let now = time::now();
     // Index 0: local; i + 1: route i of the config.
-    let mut by_lane: Vec<Vec<MsgId>> = vec![Vec::new(); cfg.routes.len() + 1];
+    let mut by_lane: Vec<Vec<MsgId>> = Vec::new();
+    by_lane.resize_with(cfg.routes.len() + 1, Vec::new);
     for id in ids {
         let Ok(Ok(hf)) = spool.load(Dir::Outgoing, id) else {
             continue;
@@ -180,9 +181,19 @@ pub(super) fn run(
         let Some((lane, mut rd)) = running.remove(&pid) else {
             continue;
         };
-        let mut text = String::new();
-        let _ = rd.read_to_string(&mut text);
-        let r = decode(&text);
+        // The report is one short line (`encode`): one buffer, read to
+        // its end or until full (a longer text is no report).
+        let mut buf = [0u8; 256];
+        let mut n = 0;
+        while n < buf.len() {
+            match rd.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let r = std::str::from_utf8(&buf[..n]).ok().and_then(decode);
         if failed.is_some() || r.is_none() {
             let why = failed.as_deref().unwrap_or("sent no report");
             error!(

@@ -178,20 +178,53 @@ fn write_buffered(
     msg: &LocalMsg<'_>,
     fmt: Format,
 ) -> io::Result<()> {
-    let mut bw = io::BufWriter::with_capacity(32 * 1024, Out(w));
-    output::write_message(&mut bw, Some(first), msg.headers, msg.pool, fmt)?;
-    bw.flush()
+    let mut out = Out {
+        w,
+        buf: Vec::with_capacity(OUT_BUF),
+    };
+    output::write_message(&mut out, Some(first), msg.headers, msg.pool, fmt)?;
+    out.flush()
 }
 
-struct Out<'a>(&'a mut dyn FnMut(&[u8]) -> io::Result<usize>);
+const OUT_BUF: usize = 32 * 1024;
+
+/// A buffer in front of a `write` function: a plain vector, emptied when
+/// full and at the end (less code than `BufWriter`).
+struct Out<'a> {
+    w: &'a mut dyn FnMut(&[u8]) -> io::Result<usize>,
+    buf: Vec<u8>,
+}
+
+/// Write all of `b` with `w`.
+fn put_all(w: &mut dyn FnMut(&[u8]) -> io::Result<usize>, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        match w(b) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => b = b.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 impl Write for Out<'_> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        (self.0)(b)
+        if self.buf.len() + b.len() > OUT_BUF {
+            self.flush()?;
+            if b.len() >= OUT_BUF {
+                put_all(self.w, b)?;
+                return Ok(b.len());
+            }
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let r = put_all(self.w, &self.buf);
+        self.buf.clear();
+        r
     }
 }
 
@@ -212,11 +245,10 @@ impl DotLock {
             {
                 Ok(_) => return Ok(DotLock(path)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_LOCK);
+                    let stale = fs::metadata(&path).is_ok_and(|m| {
+                        let mtime = u64::try_from(m.mtime()).unwrap_or(u64::MAX);
+                        crate::util::time::now().saturating_sub(mtime) > STALE_LOCK.as_secs()
+                    });
                     if stale {
                         let _ = fs::remove_file(&path);
                         continue;
@@ -306,11 +338,12 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
     let mut first = output::from_line(msg.sender, msg.received);
     first.push_str(&return_path(msg.sender));
     let written =
-        write_buffered(&mut |b| f.write(b), &first, msg, output::MBOX).and_then(|()| f.sync_data());
+        write_buffered(&mut |b| f.write(b), &first, msg, output::MBOX).and_then(|()| f.sync_all());
     if let Err(e) = written {
         // Leave the mailbox as it was: no half message for the reader.
-        let _ = f.set_len(start);
-        let _ = f.sync_data();
+        // SAFETY: f is open; ftruncate only shortens it back to `start`.
+        unsafe { libc::ftruncate(f.as_raw_fd(), start as libc::off_t) };
+        let _ = f.sync_all();
         return Err(io_fail("write", Some(&path), &e, true));
     }
     Ok(())
@@ -319,7 +352,7 @@ fn deliver_mbox(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), 
 fn deliver_maildir(cfg: &Config, user: &Account, msg: &LocalMsg<'_>) -> Result<(), Failure> {
     let root = cfg.main.mail_dir.join(&user.name);
     let owned = nix::unistd::geteuid().is_root() && !cfg.main.run_as_user;
-    for sub in ["", "tmp", "new", "cur"] {
+    for &sub in &["", "tmp", "new", "cur"] {
         let d = root.join(sub);
         if !d.is_dir() {
             use std::os::unix::fs::DirBuilderExt;

@@ -60,7 +60,7 @@ use log::{error, info, warn};
 
 use crate::addr::{Address, Sender};
 use crate::config::{Config, Route};
-use crate::queue::{Dir, Entry, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
+use crate::queue::{Dir, HeaderFile, MsgId, Rcpt, RcptState, Spool, Target};
 use crate::route;
 use crate::scan::Scanner;
 use crate::util::time;
@@ -248,15 +248,11 @@ pub fn run(
 ) -> io::Result<Report> {
     let scanner = Scanner::new(cfg).map_err(io::Error::other)?;
     let mut report = Report::default();
-    let mut listed = Vec::new();
+    let listed;
     let ids: &[MsgId] = match &opts.only_ids {
         Some(ids) => ids,
         None => {
-            for e in spool.list(Dir::Outgoing)? {
-                if let Entry::Ready(id) = e {
-                    listed.push(id);
-                }
-            }
+            listed = spool.ready(Dir::Outgoing)?;
             &listed
         }
     };
@@ -378,10 +374,24 @@ fn routes_for<'c>(
     from_hdrs: &[Address],
     rcpt: &Address,
 ) -> Vec<&'c Route> {
-    cfg.routes
-        .iter()
-        .filter(|rt| opts.usable(rt) && route::accepts(rt, sender, from_hdrs, rcpt))
-        .collect()
+    let mut out = Vec::new();
+    for rt in &cfg.routes {
+        if opts.usable(rt) && route::accepts(rt, sender, from_hdrs, rcpt) {
+            out.push(rt);
+        }
+    }
+    out
+}
+
+/// The destination of a remote recipient on route `rt`, for grouping:
+/// its domain, or none when the route names where mail goes.
+fn dest_of<'a>(rt: &Route, t: &'a Target) -> &'a str {
+    match t {
+        Target::Addr(a) if rt.mail_host.is_none() && rt.pipe.is_none() && rt.wrapper.is_none() => {
+            a.domain()
+        }
+        _ => "",
+    }
 }
 
 /// Log one attempt's result: `ID => rcpt route=… relay=… status=… (text)`.
@@ -514,28 +524,34 @@ fn process(
         attempt += 1;
         // Group by (route, destination domain) for this round, in that
         // order; members are positions in `candidates`.
-        let mut groups: Vec<(&Route, String, Vec<usize>)> = Vec::new();
+        // A group: its route, the recipient whose domain is its
+        // destination (an index: the recipients are updated below), its
+        // members.
+        let mut groups: Vec<(&Route, usize, Vec<usize>)> = Vec::new();
+        let rc = &hf.env.rcpts;
         for (pos, (i, routes)) in candidates.iter().enumerate() {
-            let (Some(&rt), Target::Addr(a)) = (routes.first(), &hf.env.rcpts[*i].target) else {
+            let Some(&rt) = routes.first() else {
                 continue;
             };
-            let dest = if rt.mail_host.is_some() || rt.pipe.is_some() || rt.wrapper.is_some() {
-                ""
-            } else {
-                a.domain()
-            };
-            let key = (rt.name.as_str(), dest);
+            let key = (rt.name.as_str(), dest_of(rt, &rc[*i].target));
             // The first group not before `key`: it, or where a new one goes.
-            let g = groups
-                .iter()
-                .position(|g| (g.0.name.as_str(), g.1.as_str()) >= key)
-                .unwrap_or(groups.len());
-            match groups.get_mut(g) {
-                Some(grp) if (grp.0.name.as_str(), grp.1.as_str()) == key => grp.2.push(pos),
-                _ => groups.insert(g, (rt, dest.to_string(), vec![pos])),
+            let mut g = 0;
+            let mut same = false;
+            while let Some(grp) = groups.get(g) {
+                let k = (grp.0.name.as_str(), dest_of(grp.0, &rc[grp.1].target));
+                if k >= key {
+                    same = k == key;
+                    break;
+                }
+                g += 1;
+            }
+            if same {
+                groups[g].2.push(pos);
+            } else {
+                groups.insert(g, (rt, *i, vec![pos]));
             }
         }
-        for (rt, _dest, members) in groups {
+        for (rt, _, members) in groups {
             let mut rcpts: Vec<Address> = Vec::with_capacity(members.len());
             for &pos in &members {
                 if let Target::Addr(a) = &hf.env.rcpts[candidates[pos].0].target {
@@ -662,25 +678,24 @@ fn notices(
     let mut changed = false;
     // The bounce first (D2: queued first, then recorded), then, when due,
     // the delay warning.
-    for kind in [bounce::Kind::Failure, bounce::Kind::Delay] {
+    for &kind in &[bounce::Kind::Failure, bounce::Kind::Delay] {
         let failure = kind == bounce::Kind::Failure;
         let due = failure
             || cfg
                 .main
                 .delay_warning
                 .is_some_and(|after| !hf.env.warned && age > after.as_secs());
-        let rcpts: Vec<&Rcpt> = hf
-            .env
-            .rcpts
-            .iter()
-            .filter(|r| {
-                if failure {
-                    r.state == RcptState::Failed
-                } else {
-                    r.state == RcptState::Pending && r.tries > 0
-                }
-            })
-            .collect();
+        let mut rcpts: Vec<&Rcpt> = Vec::new();
+        for r in &hf.env.rcpts {
+            let take = if failure {
+                r.state == RcptState::Failed
+            } else {
+                r.state == RcptState::Pending && r.tries > 0
+            };
+            if take {
+                rcpts.push(r);
+            }
+        }
         if !due || rcpts.is_empty() {
             continue;
         }
@@ -723,20 +738,16 @@ fn pipe_route(
         headers: &out.headers,
         pool: &out.pool,
     };
-    let results = rcpts
-        .iter()
-        .map(|a| {
-            let r = local::run_command(cmd, &a.to_string(), a.local(), &msg, None, fmt);
-            match r {
-                Ok(()) => Ok("piped".to_string()),
-                Err(Failure::Temporary(t))
-                    if rt.connect_error_fail && t.starts_with("cannot run") =>
-                {
-                    Err(Failure::Permanent(t))
-                }
-                Err(e) => Err(e),
+    let mut results = Vec::with_capacity(rcpts.len());
+    for a in rcpts {
+        let r = local::run_command(cmd, &a.to_string(), a.local(), &msg, None, fmt);
+        results.push(match r {
+            Ok(()) => Ok("piped".to_string()),
+            Err(Failure::Temporary(t)) if rt.connect_error_fail && t.starts_with("cannot run") => {
+                Err(Failure::Permanent(t))
             }
-        })
-        .collect();
+            Err(e) => Err(e),
+        });
+    }
     (format!("pipe[{cmd}]"), results)
 }

@@ -74,19 +74,17 @@ impl MsgId {
     /// Parse an ID as found in a file name or on the command line; anything
     /// else (and so any path trick) is refused.
     pub fn parse(s: &str) -> Option<MsgId> {
-        let b = s.as_bytes();
-        if b.len() != ID_LEN || b[10] != b'-' {
-            return None;
+        let id: [u8; ID_LEN] = s.as_bytes().try_into().ok()?;
+        for (i, &c) in id.iter().enumerate() {
+            let ok = if i == 10 {
+                c == b'-'
+            } else {
+                c.is_ascii_alphanumeric()
+            };
+            if !ok {
+                return None;
+            }
         }
-        let digits_ok = b[..10]
-            .iter()
-            .chain(&b[11..])
-            .all(|c| c.is_ascii_alphanumeric());
-        if !digits_ok {
-            return None;
-        }
-        let mut id = [0u8; ID_LEN];
-        id.copy_from_slice(b);
         Some(MsgId(id))
     }
 

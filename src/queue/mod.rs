@@ -95,7 +95,7 @@ impl Spool {
         };
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(DIR_MODE);
-        for sub in ["pool", "incoming", "outgoing", "corrupt"] {
+        for &sub in &["pool", "incoming", "outgoing", "corrupt"] {
             let p = root.join(sub);
             if !p.is_dir() {
                 b.create(&p)?;
@@ -133,27 +133,55 @@ impl Spool {
 
     /// The files of a header directory, sorted by ID (= arrival time).
     pub fn list(&self, d: Dir) -> io::Result<Vec<Entry>> {
+        self.entries(self.dir(d), true)
+    }
+
+    /// The files of `pool/`, sorted: a message ID is `Ready` (bodies have
+    /// no ready bit), any other name `Foreign`.
+    pub fn list_pool(&self) -> io::Result<Vec<Entry>> {
+        self.entries(self.pool_dir(), false)
+    }
+
+    /// The messages with a ready header file in `d`, oldest first.
+    pub fn ready(&self, d: Dir) -> io::Result<Vec<MsgId>> {
         let mut out = Vec::new();
-        let rd = match fs::read_dir(self.dir(d)) {
+        for e in &self.list(d)? {
+            if let Entry::Ready(id) = *e {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files of `dir`; `headers`: a header directory (a missing one
+    /// is empty, `ID.new` is a rewrite, the mode says ready).
+    fn entries(&self, dir: PathBuf, headers: bool) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if headers && e.kind() == io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e),
         };
         for ent in rd {
             let ent = ent?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".new").and_then(MsgId::parse) {
+            if let Some(id) = name
+                .strip_suffix(".new")
+                .filter(|_| headers)
+                .and_then(MsgId::parse)
+            {
                 out.push(Entry::Temp(id));
                 continue;
             }
             match MsgId::parse(&name) {
                 Some(id) => {
-                    let ready = match ent.metadata() {
-                        Ok(m) => is_ready(&m),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    };
+                    let ready = !headers
+                        || match ent.metadata() {
+                            Ok(m) => is_ready(&m),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
                     out.push(if ready {
                         Entry::Ready(id)
                     } else {
@@ -166,16 +194,6 @@ impl Spool {
         // Keys are equal only for `ID` and its `ID.new`, which no reader
         // takes in a given order: an unstable sort (less code) does.
         out.sort_unstable_by(|a, b| entry_key(a).cmp(entry_key(b)));
-        Ok(out)
-    }
-
-    /// IDs with a file in `pool/`.
-    pub fn list_pool(&self) -> io::Result<Vec<Result<MsgId, String>>> {
-        let mut out = Vec::new();
-        for ent in fs::read_dir(self.pool_dir())? {
-            let name = ent?.file_name().to_string_lossy().into_owned();
-            out.push(MsgId::parse(&name).ok_or(name));
-        }
         Ok(out)
     }
 
@@ -305,13 +323,12 @@ impl Spool {
 
     /// Files set aside in `corrupt/`.
     pub fn list_corrupt(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.corrupt_dir())
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut v: Vec<String> = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.corrupt_dir()) {
+            for e in rd.flatten() {
+                v.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
         // File names are unique: an unstable sort (less code) is the same.
         v.sort_unstable();
         v
@@ -321,7 +338,7 @@ impl Spool {
     /// message is gone), then the body.
     pub fn remove(&self, id: &MsgId) -> io::Result<bool> {
         let mut found = false;
-        for d in [Dir::Outgoing, Dir::Incoming] {
+        for &d in &[Dir::Outgoing, Dir::Incoming] {
             match fs::remove_file(self.header_path(d, id)) {
                 Ok(()) => {
                     found = true;

@@ -39,38 +39,33 @@ impl<'a> Incoming<'a> {
         let mut id = MsgId::generate();
         let mut tries = 0;
         let pool = loop {
-            let file = match create_exclusive(&spool.pool_path(&id)) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 1000 => {
-                    tries += 1;
-                    id = id.successor();
-                    continue;
-                }
+            // Why this name will not do: then the next one is tried, up
+            // to 1000 times.
+            let taken = match create_exclusive(&spool.pool_path(&id)) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => e,
                 Err(e) => return Err(e),
+                Ok(file) => match Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                    // Between the create and the lock, recovery may have
+                    // taken the unlocked file without a header for a
+                    // crash's leftover and removed it: the body would go
+                    // to an unlinked file. Start again under a new name
+                    // then.
+                    Ok(l) if l.metadata()?.nlink() > 0 => break l,
+                    Ok(_) => io::Error::other("pool file removed while being created"),
+                    // Recovery holds it: it took the new file for a
+                    // crash's leftover and removes it. Start again under
+                    // a new name.
+                    Err((_, errno)) => {
+                        if errno != nix::errno::Errno::EWOULDBLOCK || tries >= 1000 {
+                            let _ = std::fs::remove_file(spool.pool_path(&id));
+                            return Err(io::Error::from(errno));
+                        }
+                        io::Error::from(errno)
+                    }
+                },
             };
-            let pool = match Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(l) => l,
-                // Recovery holds it: it took the new file for a crash's
-                // leftover and removes it. Start again under a new name.
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) if tries < 1000 => {
-                    tries += 1;
-                    id = id.successor();
-                    continue;
-                }
-                Err((_, errno)) => {
-                    let _ = std::fs::remove_file(spool.pool_path(&id));
-                    return Err(io::Error::from(errno));
-                }
-            };
-            // Between the create and the lock, recovery may have taken the
-            // unlocked file without a header for a crash's leftover and
-            // removed it: the body would go to an unlinked file. Start
-            // again under a new name then.
-            if pool.metadata()?.nlink() > 0 {
-                break pool;
-            }
             if tries >= 1000 {
-                return Err(io::Error::other("pool file removed while being created"));
+                return Err(taken);
             }
             tries += 1;
             id = id.successor();

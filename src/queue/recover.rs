@@ -31,28 +31,42 @@ const NOT_MSG: &str = "not a message file";
 
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Files removed as leftovers of a crash.
-    pub removed: Vec<String>,
-    /// Files moved aside, with the reason.
-    pub set_aside: Vec<(String, String)>,
+    /// What was done, as log lines in the order it was done: files
+    /// removed as leftovers of a crash, files moved aside (with the
+    /// reason), ready header files that were not whole (cut short by a
+    /// crash before their fsync; removed too).
+    lines: Vec<(log::Level, String)>,
+    /// How many files were removed.
+    removed: usize,
     /// Ready incoming messages that still need scanning.
     pub to_scan: Vec<MsgId>,
-    /// Ready header files that were not whole (cut short by a crash before
-    /// their fsync), with why; they are in `removed` too.
-    pub incomplete: Vec<(String, String)>,
 }
 
 impl Report {
     /// Log what recovery did (`-q` and the daemon's start log the same lines).
     pub fn log(&self) {
-        for f in &self.removed {
-            log::info!("recovery: removed {f} (left by a crash, never acknowledged)");
+        for (level, line) in &self.lines {
+            log::log!(*level, "{line}");
         }
-        for (f, why) in &self.set_aside {
-            log::warn!("recovery: moved {f} to corrupt/: {why}");
-        }
-        for (f, why) in &self.incomplete {
-            log::warn!("recovery: {f} was ready but not whole ({why}): cut short by a crash before its fsync");
+    }
+
+    /// A ready header file `DIR/ID` that was not whole.
+    fn incomplete(&mut self, dir: &str, id: &MsgId, why: &str) {
+        self.lines.push((
+            log::Level::Warn,
+            format!(
+                "recovery: {dir}/{id} was ready but not whole ({why}): \
+                 cut short by a crash before its fsync"
+            ),
+        ));
+    }
+}
+
+impl Report {
+    /// Add `id` to `to_scan`, which stays sorted and without duplicates.
+    fn scan(&mut self, id: MsgId) {
+        if let Err(at) = self.to_scan.binary_search(&id) {
+            self.to_scan.insert(at, id);
         }
     }
 }
@@ -86,7 +100,11 @@ fn remove_if_exists(
     let name = format!("{dir}/{id}{}", if new { ".new" } else { "" });
     match fs::remove_file(spool.root.join(&name)) {
         Ok(()) => {
-            report.removed.push(name);
+            report.removed += 1;
+            report.lines.push((
+                log::Level::Info,
+                format!("recovery: removed {name} (left by a crash, never acknowledged)"),
+            ));
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -104,7 +122,10 @@ fn aside(
 ) -> io::Result<()> {
     spool.set_aside(d, name)?;
     let dir = d.map_or("pool", Dir::name);
-    report.set_aside.push((format!("{dir}/{name}"), why.into()));
+    report.lines.push((
+        log::Level::Warn,
+        format!("recovery: moved {dir}/{name} to corrupt/: {why}"),
+    ));
     Ok(())
 }
 
@@ -121,14 +142,14 @@ fn whole(spool: &Spool, d: Dir, id: &MsgId) -> io::Result<Option<bool>> {
 pub fn recover(spool: &Spool) -> io::Result<Report> {
     let mut report = Report::default();
 
-    for entry in spool.list(Dir::Incoming)? {
-        match entry {
+    for entry in &spool.list(Dir::Incoming)? {
+        match *entry {
             Entry::Temp(id) => {
                 let name = format!("{id}.new");
                 aside(spool, Some(Dir::Incoming), &name, NOT_MSG, &mut report)?;
             }
-            Entry::Foreign(name) => {
-                aside(spool, Some(Dir::Incoming), &name, NOT_MSG, &mut report)?;
+            Entry::Foreign(ref name) => {
+                aside(spool, Some(Dir::Incoming), name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(id) => {
                 // S1/S2 of queue-in: the writer holds pool/ID's lock. It
@@ -161,9 +182,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                         // as below.
                         Some(false) => match lock_if_free(&hp) {
                             Some(_lock) => {
-                                report
-                                    .incomplete
-                                    .push((format!("outgoing/{id}"), "not whole".into()));
+                                report.incomplete("outgoing", &id, "not whole");
                                 remove_if_exists(spool, "outgoing", &id, false, &mut report)?;
                             }
                             // A scanner at work on it removes it itself.
@@ -176,21 +195,21 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     // fsync: never acknowledged, like a file without the
                     // bit. Its writer (the lock of pool/ID) must be gone.
                     Some(Seal::Broken(why)) if holder_gone(&spool.pool_path(&id)) => {
-                        report.incomplete.push((format!("incoming/{id}"), why));
+                        report.incomplete("incoming", &id, &why);
                         remove_if_exists(spool, "incoming", &id, false, &mut report)?;
                         remove_if_exists(spool, "pool", &id, false, &mut report)?;
                     }
                     None => {}
-                    Some(_) => report.to_scan.push(id),
+                    Some(_) => report.scan(id),
                 }
             }
         }
     }
 
-    for entry in spool.list(Dir::Outgoing)? {
-        match entry {
-            Entry::Foreign(name) => {
-                aside(spool, Some(Dir::Outgoing), &name, NOT_MSG, &mut report)?;
+    for entry in &spool.list(Dir::Outgoing)? {
+        match *entry {
+            Entry::Foreign(ref name) => {
+                aside(spool, Some(Dir::Outgoing), name, NOT_MSG, &mut report)?;
             }
             Entry::NotReady(id) => {
                 let incoming = spool.header_path(Dir::Incoming, &id);
@@ -217,9 +236,7 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
                     // (it could be writing a new outgoing/ID right now).
                     if !spool.has_ready(Dir::Outgoing, &id) {
                         remove_if_exists(spool, "outgoing", &id, false, &mut report)?;
-                        if !report.to_scan.contains(&id) {
-                            report.to_scan.push(id);
-                        }
+                        report.scan(id);
                     }
                 }
             }
@@ -235,12 +252,13 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
         }
     }
 
-    for entry in spool.list_pool()? {
-        match entry {
-            Err(name) => {
-                aside(spool, None, &name, NOT_MSG, &mut report)?;
+    for entry in &spool.list_pool()? {
+        match *entry {
+            Entry::Foreign(ref name) => {
+                aside(spool, None, name, NOT_MSG, &mut report)?;
             }
-            Ok(id) => {
+            Entry::NotReady(_) | Entry::Temp(_) => {}
+            Entry::Ready(id) => {
                 let has_header = |s: &Spool| {
                     s.header_path(Dir::Incoming, &id).exists()
                         || s.header_path(Dir::Outgoing, &id).exists()
@@ -266,13 +284,11 @@ pub fn recover(spool: &Spool) -> io::Result<Report> {
             }
         }
     }
-    if !report.removed.is_empty() {
-        for d in [Dir::Incoming, Dir::Outgoing] {
+    if report.removed > 0 {
+        for &d in &[Dir::Incoming, Dir::Outgoing] {
             super::sync_dir(&spool.dir(d))?;
         }
         super::sync_dir(&spool.pool_dir())?;
     }
-    // IDs are unique here: an unstable sort (less code) gives the same.
-    report.to_scan.sort_unstable();
     Ok(report)
 }

@@ -187,7 +187,7 @@ impl HeaderFile {
             ("HE:", e.helo.as_deref()),
             ("TL:", e.tls.as_deref()),
         ];
-        for (tag, v) in texts {
+        for &(tag, v) in &texts {
             if let Some(v) = v {
                 put(&mut out, tag, v);
             }

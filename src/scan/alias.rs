@@ -75,12 +75,13 @@ pub fn parse_target(s: &str, host: &str) -> Result<AliasTarget, String> {
         Some(n) => (true, n),
         None => (false, s),
     };
-    if name.contains('@') {
-        let a = Address::parse(name, None).map_err(|e| format!("'{name}': {e}"))?;
+    // An address, or a bare name that must be a valid local part.
+    let remote = name.contains('@');
+    let a = Address::parse(name, if remote { None } else { Some(host) })
+        .map_err(|e| format!("'{name}': {e}"))?;
+    if remote {
         return Ok(AliasTarget::Remote(a));
     }
-    // A bare name: must be a valid local part.
-    Address::parse(name, Some(host)).map_err(|e| format!("'{name}': {e}"))?;
     Ok(AliasTarget::Local {
         name: name.to_string(),
         stop,
@@ -95,18 +96,20 @@ fn split_targets(rhs: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut quoted = false;
-    for (i, c) in rhs.char_indices() {
+    // Past the end: the last target.
+    for (i, c) in rhs.char_indices().chain([(rhs.len(), ',')]) {
         match c {
             '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(rhs.get(start..i).unwrap_or("").trim());
+            ',' if !quoted || i == rhs.len() => {
+                let t = rhs.get(start..i).unwrap_or("").trim();
+                if !t.is_empty() {
+                    out.push(t);
+                }
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(rhs.get(start..).unwrap_or("").trim());
-    out.retain(|s| !s.is_empty());
     out
 }
 
@@ -114,67 +117,78 @@ fn split_targets(rhs: &str) -> Vec<&str> {
 /// starting with whitespace continue the previous one, `#` starts a
 /// comment line. Good entries are returned with the list of errors.
 pub fn parse_alias_text(text: &str, host: &str) -> AliasFile {
-    let mut logical: Vec<(usize, String)> = Vec::new();
+    let mut out: AliasFile = (Vec::new(), Vec::new());
+    // The logical line being gathered: its number and text.
+    let mut cur: Option<(usize, String)> = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim_start().starts_with('#') || line.trim().is_empty() {
             continue;
         }
         if line.starts_with(' ') || line.starts_with('\t') {
-            if let Some(last) = logical.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
+            if let Some((_, t)) = &mut cur {
+                t.push(' ');
+                t.push_str(line.trim());
                 continue;
             }
         }
-        logical.push((i + 1, line.to_string()));
-    }
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    for (line, text) in logical {
-        let Some((name, rhs)) = text.split_once(':') else {
-            errors.push(AliasFileError {
-                line,
-                msg: "expected 'name: target, …'".into(),
-            });
-            continue;
-        };
-        let name = name.trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            errors.push(AliasFileError {
-                line,
-                msg: format!("bad alias name '{name}'"),
-            });
-            continue;
+        if let Some((n, t)) = cur.replace((i + 1, line.to_string())) {
+            alias_line(n, &t, host, &mut out);
         }
-        let mut targets = Vec::new();
-        for t in split_targets(rhs) {
-            match parse_target(t, host) {
-                Ok(t) => targets.push(t),
-                Err(msg) => errors.push(AliasFileError { line, msg }),
+    }
+    if let Some((n, t)) = cur {
+        alias_line(n, &t, host, &mut out);
+    }
+    out
+}
+
+/// One logical line `name: target, …` (number `line`) into `entries`, or
+/// its errors into `errors`.
+fn alias_line(line: usize, text: &str, host: &str, (entries, errors): &mut AliasFile) {
+    let msg = match text.split_once(':') {
+        None => "expected 'name: target, …'".to_string(),
+        Some((name, rhs)) => {
+            let name = name.trim();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                format!("bad alias name '{name}'")
+            } else {
+                let mut targets = Vec::new();
+                for t in split_targets(rhs) {
+                    match parse_target(t, host) {
+                        Ok(t) => targets.push(t),
+                        Err(msg) => errors.push(AliasFileError { line, msg }),
+                    }
+                }
+                if !targets.is_empty() {
+                    entries.push((name.to_string(), targets));
+                    return;
+                }
+                format!("alias '{name}' has no valid target")
             }
         }
-        if targets.is_empty() {
-            errors.push(AliasFileError {
-                line,
-                msg: format!("alias '{name}' has no valid target"),
-            });
-            continue;
-        }
-        entries.push((name.to_string(), targets));
-    }
-    (entries, errors)
+    };
+    errors.push(AliasFileError { line, msg });
 }
 
 /// Read and parse an alias file; the file is trusted but bounded.
 pub fn read_alias_file(path: &Path, host: &str) -> Result<AliasFile, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > MAX_ALIAS_FILE {
-        return Err(format!(
-            "{}: larger than {MAX_ALIAS_FILE} bytes",
-            path.display()
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // None: too large. One message for either I/O error.
+    let read = std::fs::metadata(path).and_then(|m| {
+        if m.len() > MAX_ALIAS_FILE {
+            Ok(None)
+        } else {
+            std::fs::read(path).map(Some)
+        }
+    });
+    let bytes = match read {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(format!(
+                "{}: larger than {MAX_ALIAS_FILE} bytes",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
     Ok(parse_alias_text(&String::from_utf8_lossy(&bytes), host))
 }
 
@@ -340,15 +354,7 @@ impl Aliases {
             None if name.eq_ignore_ascii_case("postmaster") => {
                 return self.expand_user_or_root(host, is_local, users, path, out);
             }
-            None => {
-                let addr = Address::new(name, host)
-                    .map_err(|_| ResolveError::UnknownUser(name.to_string()))?;
-                if users.exists(name) {
-                    out.push(Resolved::LocalUser(addr));
-                    return Ok(());
-                }
-                return Err(ResolveError::UnknownUser(addr.to_string()));
-            }
+            None => return local_user(name, host, users, out),
         };
         path.push(key);
         for t in targets {
@@ -359,12 +365,7 @@ impl Aliases {
                 }
                 AliasTarget::Remote(a) => out.push(Resolved::Remote(a.clone())),
                 AliasTarget::Local { name: n, stop } if *stop || n == name => {
-                    let addr =
-                        Address::new(n, host).map_err(|_| ResolveError::UnknownUser(n.clone()))?;
-                    if !users.exists(n) {
-                        return Err(ResolveError::UnknownUser(addr.to_string()));
-                    }
-                    out.push(Resolved::LocalUser(addr));
+                    local_user(n, host, users, out)?
                 }
                 AliasTarget::Local { name: n, .. } => {
                     self.expand(n, host, is_local, users, path, out)?
@@ -392,6 +393,21 @@ impl Aliases {
         out.push(Resolved::LocalUser(addr));
         Ok(())
     }
+}
+
+/// A local user `name` (`name@host`), who must exist.
+fn local_user(
+    name: &str,
+    host: &str,
+    users: &dyn UserDb,
+    out: &mut Vec<Resolved>,
+) -> Result<(), ResolveError> {
+    let addr = Address::new(name, host).map_err(|_| ResolveError::UnknownUser(name.to_string()))?;
+    if !users.exists(name) {
+        return Err(ResolveError::UnknownUser(addr.to_string()));
+    }
+    out.push(Resolved::LocalUser(addr));
+    Ok(())
 }
 
 #[cfg(test)]

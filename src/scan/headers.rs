@@ -83,23 +83,35 @@ pub fn received(env: &Envelope, id: &MsgId, host_name: &str) -> Header {
 
 /// Fix the header section of a message with envelope `env` and ID `id`.
 pub fn fix(headers: Vec<Header>, env: &Envelope, id: &MsgId, host_name: &str) -> Vec<Header> {
-    let has = |name: &str| headers.iter().any(|h| h.is(name));
-    let mut add = vec![received(env, id, host_name)];
-    if !has("Message-ID") {
+    // Received goes first (a trace field); the others after the original
+    // fields.
+    let mut out = Vec::with_capacity(headers.len() + 4);
+    out.push(received(env, id, host_name));
+    // Present: Message-ID, Date, From.
+    let mut has = [false; 3];
+    for h in headers {
+        for (k, &name) in ["Message-ID", "Date", "From"].iter().enumerate() {
+            has[k] |= h.is(name);
+        }
+        if !is_removed(&h) {
+            out.push(h);
+        }
+    }
+    if !has[0] {
         let mut v = String::from("<");
         v.push_str(id.as_str());
         v.push('@');
         v.push_str(host_name);
         v.push('>');
-        add.push(Header::new("Message-ID", &v));
+        out.push(Header::new("Message-ID", &v));
     }
-    if !has("Date") {
-        add.push(Header::new(
+    if !has[1] {
+        out.push(Header::new(
             "Date",
             &time::rfc5322(&time::local(env.received)),
         ));
     }
-    if !has("From") {
+    if !has[2] {
         let addr = match &env.sender {
             Sender::Addr(a) => a.to_string(),
             Sender::Null => format!("MAILER-DAEMON@{host_name}"),
@@ -108,17 +120,8 @@ pub fn fix(headers: Vec<Header>, env: &Envelope, id: &MsgId, host_name: &str) ->
             Some(name) if !name.is_empty() => format!("{} <{addr}>", display_name(name)),
             _ => addr,
         };
-        add.push(Header::new("From", &value));
+        out.push(Header::new("From", &value));
     }
-    // Received goes first (a trace field); the others after the original
-    // fields.
-    let mut out = Vec::with_capacity(headers.len() + add.len());
-    let mut add = add.into_iter();
-    if let Some(r) = add.next() {
-        out.push(r);
-    }
-    out.extend(headers.into_iter().filter(|h| !is_removed(h)));
-    out.extend(add);
     out
 }
 

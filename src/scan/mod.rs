@@ -115,57 +115,51 @@ impl<'a> Scanner<'a> {
 
     fn expand(&self, id: &MsgId, rcpts: Vec<Rcpt>) -> Vec<Rcpt> {
         let mut out: Vec<Rcpt> = Vec::with_capacity(rcpts.len());
-        let push = |r: Rcpt, out: &mut Vec<Rcpt>| {
-            if !out.iter().any(|o| o.target == r.target) {
-                out.push(r);
-            }
-        };
-        // A recipient that fails here: kept, failed with `why`.
-        let fail = |mut r: Rcpt, why: String, out: &mut Vec<Rcpt>| {
-            r.state = RcptState::Failed;
-            r.error = why;
-            push(r, out);
-        };
-        for r in rcpts {
-            let addr = match (&r.state, &r.target) {
-                (RcptState::Pending, Target::Addr(a)) => a.clone(),
-                (RcptState::Pending, Target::Pipe(c)) => {
-                    error!("{id}: command recipient |{c} in an incoming file refused");
-                    let why = "550 5.7.1 command recipients come only from aliases".into();
-                    fail(r, why, &mut out);
-                    continue;
-                }
-                _ => {
-                    push(r, &mut out);
-                    continue;
-                }
-            };
-            match self.resolve(&addr) {
-                Ok(list) => {
-                    for res in list {
-                        let target = res.target();
-                        let same = matches!(&target, Target::Addr(t) if *t == addr);
-                        if !same {
-                            info!("{id}: <{addr}> expanded to {target}");
+        for mut r in rcpts {
+            // Why a recipient fails here (it is kept, failed).
+            let mut why = None;
+            match (&r.state, &r.target) {
+                (RcptState::Pending, Target::Addr(a)) => {
+                    let addr = a.clone();
+                    match self.resolve(&addr) {
+                        Ok(list) => {
+                            for res in list {
+                                let target = res.target();
+                                let same = matches!(&target, Target::Addr(t) if *t == addr);
+                                if !same {
+                                    info!("{id}: <{addr}> expanded to {target}");
+                                }
+                                push_new(
+                                    &mut out,
+                                    Rcpt {
+                                        state: r.state,
+                                        target,
+                                        orig: (!same).then(|| addr.clone()),
+                                        tries: r.tries,
+                                        next_try: r.next_try,
+                                        error: r.error.clone(),
+                                    },
+                                );
+                            }
+                            continue;
                         }
-                        push(
-                            Rcpt {
-                                state: r.state,
-                                target,
-                                orig: (!same).then(|| addr.clone()),
-                                tries: r.tries,
-                                next_try: r.next_try,
-                                error: r.error.clone(),
-                            },
-                            &mut out,
-                        );
+                        Err(e) => {
+                            warn!("{id}: <{addr}>: {e}");
+                            why = Some(e.to_string());
+                        }
                     }
                 }
-                Err(e) => {
-                    warn!("{id}: <{addr}>: {e}");
-                    fail(r, e.to_string(), &mut out);
+                (RcptState::Pending, Target::Pipe(c)) => {
+                    error!("{id}: command recipient |{c} in an incoming file refused");
+                    why = Some("550 5.7.1 command recipients come only from aliases".into());
                 }
+                _ => {}
             }
+            if let Some(why) = why {
+                r.state = RcptState::Failed;
+                r.error = why;
+            }
+            push_new(&mut out, r);
         }
         out
     }
@@ -256,14 +250,19 @@ impl<'a> Scanner<'a> {
     /// Scan every ready message in `incoming/` (oldest first).
     pub fn scan_all(&self, spool: &Spool) -> io::Result<usize> {
         let mut n = 0;
-        for entry in spool.list(Dir::Incoming)? {
-            if let queue::Entry::Ready(id) = entry {
-                if self.scan(spool, &id)? == Outcome::Scanned {
-                    n += 1;
-                }
+        for id in spool.ready(Dir::Incoming)? {
+            if self.scan(spool, &id)? == Outcome::Scanned {
+                n += 1;
             }
         }
         Ok(n)
+    }
+}
+
+/// Add `r` unless a recipient with its target is there already.
+fn push_new(out: &mut Vec<Rcpt>, r: Rcpt) {
+    if !out.iter().any(|o| o.target == r.target) {
+        out.push(r);
     }
 }
 
