@@ -295,11 +295,8 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.local {
-            write!(f, "{} (at {})", self.reply, self.stage.name())
-        } else {
-            write!(f, "{} (in reply to {})", self.reply, self.stage.name())
-        }
+        let at = if self.local { "at" } else { "in reply to" };
+        write!(f, "{} ({at} {})", self.reply, self.stage.name())
     }
 }
 
@@ -722,7 +719,7 @@ impl Client {
 
     /// The server broke the protocol: defer and drop the connection.
     fn violation(&mut self, text: &str) {
-        self.local_fail((4, 5, 0), &format!("protocol error: {text}"), true)
+        self.local_fail((4, 5, 0), &["protocol error: ", text].concat(), true)
     }
 
     /// Feed one reply from the server.
@@ -878,11 +875,11 @@ impl Client {
         };
         let Some(mech) = mech else {
             let text = match (self.params.auth_mechanism, auth_offered) {
-                (_, false) => "credentials are set, but the server does not offer AUTH".to_string(),
-                (Some(m), true) => format!("the server does not offer AUTH {}", m.name()),
-                (None, true) => "the server offers no AUTH mechanism we know".to_string(),
+                (_, false) => "credentials are set, but the server does not offer AUTH",
+                (Some(m), true) => &["the server does not offer AUTH ", m.name()].concat(),
+                (None, true) => "the server offers no AUTH mechanism we know",
             };
-            return self.local_fail((4, 7, 0), &text, false);
+            return self.local_fail((4, 7, 0), text, false);
         };
         match mech {
             Mech::Plain => {
@@ -895,7 +892,7 @@ impl Client {
                 ir.extend_from_slice(cred.login.as_bytes());
                 ir.push(0);
                 ir.extend_from_slice(cred.secret.as_bytes());
-                let cmd = line(&format!("AUTH PLAIN {}", base64::encode(&ir)));
+                let cmd = line(&["AUTH PLAIN ", &base64::encode(&ir)].concat());
                 self.goto(State::Auth(mech, AuthStep::Result));
                 self.act(Action::SendSecret(cmd))
             }

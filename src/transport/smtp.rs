@@ -305,17 +305,19 @@ fn targets(
                     })
                     .collect())
             }
-            Err(e) if !e.is_temporary() => {
-                return Err(Failure::Permanent(format!("{domain}: {e}")))
-            }
+            // The error names the domain.
             Err(e) => {
-                debug!("MX of {domain}: {e}");
+                let text = e.to_string();
+                if !e.is_temporary() {
+                    return Err(Failure::Permanent(text));
+                }
+                debug!("MX of {text}");
                 if !route
                     .resolve_list
                     .iter()
                     .any(|m| *m != ResolveMethod::DnsMx)
                 {
-                    return Err(Failure::Temporary(format!("MX lookup for {domain}: {e}")));
+                    return Err(Failure::Temporary(["MX lookup for ", &text].concat()));
                 }
             }
         }
@@ -346,9 +348,10 @@ fn addresses(
         match r {
             Ok(a) if !a.is_empty() => return Ok(a),
             Ok(_) => last = format!("{host}: no address"),
+            // The error names the host.
             Err(e) => {
                 permanent = !e.is_temporary();
-                last = format!("{host}: {e}");
+                last = e.to_string();
             }
         }
     }
