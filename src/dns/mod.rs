@@ -69,7 +69,8 @@ pub mod wire;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -436,12 +437,7 @@ fn udp_exchange(
     until: Instant,
     decode: impl Fn(&[u8]) -> Result<wire::Reply, wire::Error>,
 ) -> Result<Option<wire::Reply>, Exchange> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let sock = UdpSocket::bind(local).map_err(Exchange::Io)?;
-    sock.connect(server).map_err(Exchange::Io)?;
+    let sock = UdpSocket::from(connect(server, false, until).map_err(Exchange::Io)?);
     sock.send(query).map_err(Exchange::Io)?;
     let mut buf = [0u8; UDP_MAX + 1];
     loop {
@@ -463,7 +459,7 @@ fn udp_exchange(
 /// Send `query` over TCP (2-byte length prefix, RFC 1035 §4.2.2) and
 /// read one reply, all before `until`.
 fn tcp_exchange(server: SocketAddr, query: &[u8], until: Instant) -> io::Result<Vec<u8>> {
-    let mut s = TcpStream::connect_timeout(&server, remaining(until)?)?;
+    let mut s = TcpStream::from(connect(server, true, until)?);
     s.set_write_timeout(Some(remaining(until)?))?;
     let len = u16::try_from(query.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let mut out = Vec::with_capacity(query.len() + 2);
@@ -475,6 +471,39 @@ fn tcp_exchange(server: SocketAddr, query: &[u8], until: Instant) -> io::Result<
     let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
     read_full(&mut s, &mut msg, until)?;
     Ok(msg)
+}
+
+/// A socket connected to `server`, TCP (`stream`) or UDP (bound by the
+/// kernel to a random port). A TCP connect gives up at `until` with
+/// TimedOut: Linux ends a blocking connect after SO_SNDTIMEO with
+/// EINPROGRESS. (The SMTP transport connects here too.)
+pub fn connect(server: SocketAddr, stream: bool, until: Instant) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{self as so, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    let family = if server.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let ty = if stream {
+        SockType::Stream
+    } else {
+        SockType::Datagram
+    };
+    let fd = so::socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    let sa = SockaddrStorage::from(server);
+    loop {
+        let left = remaining(until)?;
+        let tv = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
+        so::setsockopt(&fd, so::sockopt::SendTimeout, &tv)?;
+        match so::connect(fd.as_raw_fd(), &sa) {
+            Ok(()) => return Ok(fd),
+            // A connect called again after a signal waits for the same
+            // handshake (or finds it done).
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EINPROGRESS) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Fill `buf`, giving up at `until` however slowly the peer sends.

@@ -878,8 +878,8 @@ impl Smtp {
                 let sa = SocketAddr::new(ip, port);
                 let relay = format!("{host}[{ip}]:{port}");
                 last_relay = relay.clone();
-                let stream = match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                    Ok(s) => s,
+                let stream = match dns::connect(sa, true, Instant::now() + CONNECT_TIMEOUT) {
+                    Ok(s) => TcpStream::from(s),
                     Err(e) => {
                         last_err = format!("connect to {relay}: {e}");
                         debug!("{last_err}");
