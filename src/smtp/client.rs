@@ -509,13 +509,6 @@ fn kind_of(r: &Reply) -> Kind {
     }
 }
 
-/// An argument for a command line: no spaces or control characters.
-fn clean_arg(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
-        .collect()
-}
-
 fn line(s: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(s.len() + 2);
     v.extend_from_slice(s.as_bytes());
@@ -825,8 +818,15 @@ impl Client {
     /// EHLO (`state` Ehlo) or HELO (Helo) with our name.
     fn hello(&mut self, state: State, verb: &str) {
         self.goto(state);
-        let name = clean_arg(&self.params.helo_name);
-        self.act(Action::Send(line(&[verb, &name].concat())))
+        // The name as an argument: no spaces or control characters.
+        let mut cmd = String::from(verb);
+        for c in self.params.helo_name.chars() {
+            if !c.is_whitespace() && !c.is_control() {
+                cmd.push(c);
+            }
+        }
+        cmd.push_str("\r\n");
+        self.act(Action::Send(cmd.into_bytes()))
     }
 
     /// After a positive EHLO or HELO: STARTTLS, AUTH or the message.
