@@ -226,7 +226,7 @@ impl Resolver {
             }]);
         }
         let qname = Name::from_host(domain).map_err(Kind::BadName)?;
-        let reply = match self.query(&qname, wire::TYPE_MX)? {
+        let reply = match self.query(domain, &qname, wire::TYPE_MX)? {
             Answer::NxDomain => return Err(Kind::NoSuchDomain),
             Answer::Records(r) => r,
         };
@@ -266,7 +266,7 @@ impl Resolver {
         let mut out = Vec::new();
         let mut temp = None;
         for qtype in order {
-            let reply = match self.query(&qname, qtype) {
+            let reply = match self.query(host, &qname, qtype) {
                 Ok(Answer::Records(reply)) => reply,
                 // the name does not exist: no need to ask for the other type
                 Ok(Answer::NxDomain) if out.is_empty() => return Err(Kind::NoSuchDomain),
@@ -300,8 +300,9 @@ impl Resolver {
     }
 
     /// Ask every server in turn, `attempts` rounds, until one gives a
-    /// final answer (NOERROR or NXDOMAIN).
-    fn query(&self, qname: &Name, qtype: u16) -> Result<Answer, Kind> {
+    /// final answer (NOERROR or NXDOMAIN). `host` is `qname` as given,
+    /// for the log.
+    fn query(&self, host: &str, qname: &Name, qtype: u16) -> Result<Answer, Kind> {
         let deadline = Instant::now() + MAX_LOOKUP;
         let mut last = Kind::Timeout;
         for _round in 0..self.attempts {
@@ -319,7 +320,7 @@ impl Resolver {
                     },
                     Err(e) => e,
                 };
-                log::debug!("dns {qname} type {qtype} server {server}: {e}");
+                log::debug!("dns {host} type {qtype} server {server}: {e}");
                 // A timeout does not hide a more telling earlier error.
                 if !matches!(e, Kind::Timeout) || matches!(last, Kind::Timeout) {
                     last = e;
