@@ -240,8 +240,16 @@ impl Resolver {
                 exchange: display(domain),
             }]);
         }
-        let keys = random_u32s(data.len());
-        order_mx(&data, &keys)
+        // Tie-breakers: xorshift32 from a random seed (never 0).
+        let mut b = [0u8; 4];
+        random_fill(&mut b);
+        let mut x = u32::from_ne_bytes(b) | 1;
+        order_mx(&data, || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        })
     }
 
     /// The addresses of `host`, preferred family first.
@@ -362,17 +370,18 @@ fn try_server(
     }
 }
 
-/// The mail hosts from the MX records `data`, in the order to try them; `keys` are random tie-breakers, one per record.
-fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
+/// The mail hosts from the MX records `data`, in the order to try them;
+/// `key` gives a random tie-breaker for each usable record in turn.
+fn order_mx(data: &[&RData], mut key: impl FnMut() -> u32) -> Result<Vec<Mx>, Kind> {
     // RFC 7505 §3: "." as exchange means no mail. A "." among real
     // hosts is dropped; only "." records make the domain refuse mail.
     // The list is kept sorted as it is built: by preference, ties by a
     // random key; an exchange listed twice keeps its lowest
     // preference; only the best MAX_MX are kept, so a hostile reply
     // cannot make this quadratic in its size.
-    let mut hosts: Vec<(u16, u32, String)> = Vec::with_capacity(data.len().min(MAX_MX + 1));
+    // (preference << 32 | tie-breaker, host)
+    let mut hosts: Vec<(u64, String)> = Vec::with_capacity(data.len().min(MAX_MX + 1));
     let mut null = false;
-    let mut keys = keys.iter().copied();
     for &d in data {
         let RData::Mx {
             preference,
@@ -389,19 +398,16 @@ fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
         let Some(host) = exchange.to_host() else {
             continue;
         };
-        let key = (*preference, keys.next().unwrap_or(0));
-        if let Some(i) = hosts.iter().position(|h| h.2 == host) {
+        let k = u64::from(*preference) << 32 | u64::from(key());
+        if let Some(i) = hosts.iter().position(|h| h.1 == host) {
             match hosts.get(i) {
-                Some(h) if h.0 > key.0 => drop(hosts.remove(i)),
+                Some(h) if h.0 >> 32 > u64::from(*preference) => drop(hosts.remove(i)),
                 _ => continue,
             }
         }
-        let at = hosts
-            .iter()
-            .position(|h| (h.0, h.1) > key)
-            .unwrap_or(hosts.len());
+        let at = hosts.iter().position(|h| h.0 > k).unwrap_or(hosts.len());
         if at < MAX_MX {
-            hosts.insert(at, (key.0, key.1, host));
+            hosts.insert(at, (k, host));
             hosts.truncate(MAX_MX);
         }
     }
@@ -413,9 +419,9 @@ fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
         });
     }
     let mut out = Vec::with_capacity(hosts.len());
-    for (preference, _, exchange) in hosts {
+    for (k, exchange) in hosts {
         out.push(Mx {
-            preference,
+            preference: (k >> 32) as u16,
             exchange,
         });
     }
@@ -636,14 +642,4 @@ fn random_u16() -> u16 {
     let mut b = [0u8; 2];
     random_fill(&mut b);
     u16::from_be_bytes(b)
-}
-
-fn random_u32s(n: usize) -> Vec<u32> {
-    let mut b = vec![0u8; n * 4];
-    random_fill(&mut b);
-    let mut out = Vec::with_capacity(n);
-    for c in b.chunks_exact(4) {
-        out.push(u32::from_be_bytes(c.try_into().unwrap_or_default()));
-    }
-    out
 }
