@@ -91,7 +91,6 @@
 //!   `auth_login`, `auth_secret`, `auth_allow_plaintext`, `do_pipelining`;
 //!   see [`Params::for_route`].
 
-use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
@@ -478,7 +477,38 @@ struct Tx {
     mail_failed: bool,
     next_rcpt: usize,
     data_sent: bool,
-    expect: VecDeque<Expect>,
+    expect: Queue,
+}
+
+/// The replies a transaction waits for, oldest first: what was sent, and
+/// how many of it got their reply (a transaction's list only grows).
+#[derive(Debug, Default)]
+struct Queue {
+    sent: Vec<Expect>,
+    done: usize,
+}
+
+impl Queue {
+    fn waiting(&self) -> &[Expect] {
+        self.sent.get(self.done..).unwrap_or_default()
+    }
+    fn len(&self) -> usize {
+        self.waiting().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.waiting().is_empty()
+    }
+    fn front(&self) -> Option<&Expect> {
+        self.waiting().first()
+    }
+    fn pop_front(&mut self) -> Option<Expect> {
+        let e = self.front().copied()?;
+        self.done += 1;
+        Some(e)
+    }
+    fn push_back(&mut self, e: Expect) {
+        self.sent.push(e);
+    }
 }
 
 impl Tx {
@@ -491,7 +521,7 @@ impl Tx {
             mail_failed: false,
             next_rcpt: 0,
             data_sent: false,
-            expect: VecDeque::new(),
+            expect: Queue::default(),
         }
     }
 }
@@ -1002,7 +1032,11 @@ impl Client {
                 tx.expect.push_back(Expect::Rcpt(tx.next_rcpt));
                 tx.next_rcpt += 1;
             } else {
-                let rcpt_pending = tx.expect.iter().any(|e| matches!(e, Expect::Rcpt(_)));
+                let rcpt_pending = tx
+                    .expect
+                    .waiting()
+                    .iter()
+                    .any(|e| matches!(e, Expect::Rcpt(_)));
                 if !tx.data_sent && (!tx.accepted.is_empty() || (pipelined && rcpt_pending)) {
                     out.push_str("DATA\r\n");
                     tx.expect.push_back(Expect::Data);
