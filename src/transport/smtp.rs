@@ -482,7 +482,7 @@ impl Session {
         relay: String,
         wire: Wire,
         mail: Mail,
-    ) -> Result<Session, Outcome> {
+    ) -> Result<Box<Session>, Outcome> {
         let params = Params::for_route(route, &cfg.main.host_name);
         let mut client = Client::new(params, mail);
         #[allow(unused_mut)]
@@ -511,7 +511,7 @@ impl Session {
             #[cfg(not(feature = "tls"))]
             return Err(client.abort("implicit TLS needs the tls feature"));
         }
-        Ok(Session {
+        Ok(Box::new(Session {
             conn,
             client,
             parser: ReplyParser::new(),
@@ -521,7 +521,7 @@ impl Session {
             messages: 0,
             #[cfg(feature = "tls")]
             tls_cfg,
-        })
+        }))
     }
 
     /// May this idle session carry another message now?
@@ -662,7 +662,7 @@ impl Session {
 
     /// End the session: QUIT when idle, wait a little for the reply (one
     /// read), close.
-    fn quit(mut self) {
+    fn quit(mut self: Box<Self>) {
         let mut close = false;
         for a in self.client.quit() {
             match a {
@@ -705,7 +705,7 @@ type Key = (String, String);
 pub struct Smtp {
     /// Read once per run, when first needed: None until then.
     resolver: Option<Option<Resolver>>,
-    idle: Vec<(Key, Session)>,
+    idle: Vec<(Key, Box<Session>)>,
 }
 
 impl Smtp {
@@ -728,12 +728,12 @@ impl Smtp {
             .as_ref()
     }
 
-    fn take_idle(&mut self, key: &Key) -> Option<Session> {
+    fn take_idle(&mut self, key: &Key) -> Option<Box<Session>> {
         let i = self.idle.iter().position(|(k, _)| k == key)?;
         Some(self.idle.remove(i).1)
     }
 
-    fn keep(&mut self, key: Key, s: Session) {
+    fn keep(&mut self, key: Key, s: Box<Session>) {
         if self.idle.len() >= MAX_IDLE {
             let (_, oldest) = self.idle.remove(0);
             oldest.quit();
@@ -742,7 +742,7 @@ impl Smtp {
     }
 
     /// After a message on `s`: keep it for the next one, or end it.
-    fn settle(&mut self, key: Key, mut s: Session, reusable: bool) {
+    fn settle(&mut self, key: Key, mut s: Box<Session>, reusable: bool) {
         s.messages += 1;
         if reusable && s.messages < MAX_MESSAGES {
             self.keep(key, s);
@@ -775,7 +775,7 @@ impl Smtp {
     fn first(
         &mut self,
         key: &Key,
-        opened: Result<Session, Outcome>,
+        opened: Result<Box<Session>, Outcome>,
         out: &Outgoing<'_>,
         tcp: bool,
     ) -> Outcome {
