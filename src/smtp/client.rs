@@ -512,8 +512,8 @@ impl Queue {
 }
 
 impl Tx {
-    fn new(mail: Mail) -> Tx {
-        Tx {
+    fn new(mail: Mail) -> Box<Tx> {
+        Box::new(Tx {
             results: mail.rcpts.iter().map(|_| None).collect(),
             mail,
             accepted: Vec::new(),
@@ -522,7 +522,7 @@ impl Tx {
             next_rcpt: 0,
             data_sent: false,
             expect: Queue::default(),
-        }
+        })
     }
 }
 
@@ -563,7 +563,7 @@ pub struct Client {
     tls: bool,
     starttls_tried: bool,
     auth: Option<Mech>,
-    tx: Option<Tx>,
+    tx: Option<Box<Tx>>,
     /// A MAIL was accepted but its transaction not finished: RSET first.
     need_rset: bool,
     /// The actions of the call in progress.
