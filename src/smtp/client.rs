@@ -775,21 +775,18 @@ impl Client {
                 220 => self.hello(State::Ehlo, "EHLO "),
                 _ => self.server_fail(r),
             },
-            State::Ehlo => match r.class() {
-                Class::Positive => {
-                    self.ext = Extensions::from_reply(&r, true);
-                    self.after_hello()
+            State::Ehlo | State::Helo => {
+                let esmtp = self.state == State::Ehlo;
+                match r.class() {
+                    Class::Positive => {
+                        self.ext = Extensions::from_reply(&r, esmtp);
+                        self.after_hello()
+                    }
+                    // EHLO refused: HELO
+                    Class::PermanentNegative if esmtp => self.hello(State::Helo, "HELO "),
+                    _ => self.server_fail(r),
                 }
-                Class::PermanentNegative => self.hello(State::Helo, "HELO "),
-                _ => self.server_fail(r),
-            },
-            State::Helo => match r.class() {
-                Class::Positive => {
-                    self.ext = Extensions::from_reply(&r, false);
-                    self.after_hello()
-                }
-                _ => self.server_fail(r),
-            },
+            }
             State::StartTls => {
                 if r.code == 220 {
                     self.goto(State::Handshake);

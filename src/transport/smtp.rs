@@ -663,14 +663,15 @@ impl Session {
     /// End the session: QUIT when idle, wait a little for the reply (one
     /// read), close.
     fn quit(mut self: Box<Self>) {
+        let acts = self.client.quit();
+        self.conn.get_ref().set_timeout(QUIT_WAIT);
         let mut close = false;
-        for a in self.client.quit() {
+        for a in &acts {
             match a {
                 Action::Send(b) => {
-                    self.conn.get_ref().set_timeout(QUIT_WAIT);
                     if self
                         .conn
-                        .write_all(&b)
+                        .write_all(b)
                         .and_then(|()| self.conn.flush())
                         .is_err()
                     {
@@ -682,7 +683,6 @@ impl Session {
             }
         }
         if !close {
-            self.conn.get_ref().set_timeout(QUIT_WAIT);
             let mut buf = [0u8; 1024];
             let n = match self.conn.read(&mut buf) {
                 Ok(0) | Err(_) => return,
