@@ -706,11 +706,7 @@ impl Client {
         let session = !self.mail_started();
         let o = self.take_outcome(Some(&f), session);
         if close {
-            self.goto(State::Closed);
-            {
-                self.act(Action::Done(o));
-                self.act(Action::Close)
-            }
+            self.close(Some(o))
         } else {
             self.goto(State::Quit);
             {
@@ -755,12 +751,20 @@ impl Client {
         self.acts.push(a);
     }
 
+    /// Close the connection, after the outcome `o` if any.
+    fn close(&mut self, o: Option<Outcome>) {
+        self.goto(State::Closed);
+        if let Some(o) = o {
+            self.act(Action::Done(o));
+        }
+        self.act(Action::Close)
+    }
+
     fn reply(&mut self, r: Reply) {
         if r.code == 421 && !matches!(self.state, State::Quit | State::Closed) {
             // RFC 5321 §3.8: the server is shutting the connection.
             if self.tx.is_none() {
-                self.goto(State::Closed);
-                return self.act(Action::Close);
+                return self.close(None);
             }
             let f = Failure {
                 kind: Kind::Temporary,
@@ -818,11 +822,7 @@ impl Client {
                 } else {
                     self.data_result(&r, Stage::Message);
                     let o = self.take_outcome(None, false);
-                    self.goto(State::Closed);
-                    {
-                        self.act(Action::Done(o));
-                        self.act(Action::Close)
-                    }
+                    self.close(Some(o))
                 }
             }
             State::DataEnd => {
@@ -834,10 +834,7 @@ impl Client {
                 self.need_rset = true;
                 self.finish_tx()
             }
-            State::Idle | State::Quit => {
-                self.goto(State::Closed);
-                self.act(Action::Close)
-            }
+            State::Idle | State::Quit => self.close(None),
             State::Closed => {}
         }
     }
@@ -1232,13 +1229,10 @@ impl Client {
                 self.act(Action::Send(line("QUIT")))
             }
             State::Quit => {}
-            State::Closed => self.act(Action::Close),
+            State::Closed => self.close(None),
             _ => {
                 let o = self.abort("delivery stopped");
-                {
-                    self.act(Action::Done(o));
-                    self.act(Action::Close)
-                }
+                self.close(Some(o))
             }
         }
     }
