@@ -373,10 +373,17 @@ fn is_eight_bit(out: &Outgoing<'_>) -> bool {
 }
 
 /// One result per recipient from the session's outcome (which has them
-/// in recipient order).
-fn map_outcome(n: usize, o: Outcome) -> Vec<Result<String, Failure>> {
+/// in recipient order), or the failure for all.
+fn map_outcome(n: usize, r: Result<Outcome, Failure>) -> Vec<Result<String, Failure>> {
     let mut results = Vec::with_capacity(n);
-    for (i, r) in o.per_rcpt {
+    let (per_rcpt, missing) = match r {
+        Ok(o) => {
+            let text = "no result from the SMTP session".to_string();
+            (o.per_rcpt, Failure::Temporary(text))
+        }
+        Err(f) => (Vec::new(), f),
+    };
+    for (i, r) in per_rcpt {
         if i != results.len() || i >= n {
             continue;
         }
@@ -392,8 +399,7 @@ fn map_outcome(n: usize, o: Outcome) -> Vec<Result<String, Failure>> {
         });
     }
     while results.len() < n {
-        let text = "no result from the SMTP session".to_string();
-        results.push(Err(Failure::Temporary(text)));
+        results.push(Err(missing.clone()));
     }
     results
 }
@@ -762,11 +768,7 @@ impl Smtp {
     ) -> (String, Vec<Result<String, Failure>>) {
         let n = rcpts.len();
         let (relay, r) = self.attempt(cfg, route, out, rcpts);
-        let results = match r {
-            Ok(o) => map_outcome(n, o),
-            Err(f) => vec![Err(f); n],
-        };
-        (relay, results)
+        (relay, map_outcome(n, r))
     }
 
     /// Run a new session (or the outcome of one that failed to open) for
