@@ -627,9 +627,9 @@ fn random_fill(buf: &mut [u8]) {
     }
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 32)
         .unwrap_or(0);
-    let mut x = (t ^ (u64::from(std::process::id()) << 32)) | 1;
+    let mut x = (t ^ u64::from(std::process::id())) | 1;
     for b in buf.iter_mut() {
         x ^= x << 13;
         x ^= x >> 7;
