@@ -674,15 +674,14 @@ impl Session {
         let mut close = false;
         for a in &acts {
             match a {
-                Action::Send(b) => {
+                Action::Send(b)
                     if self
                         .conn
                         .write_all(b)
                         .and_then(|()| self.conn.flush())
-                        .is_err()
-                    {
-                        return;
-                    }
+                        .is_err() =>
+                {
+                    return
                 }
                 Action::Close => close = true,
                 _ => {}
