@@ -717,13 +717,18 @@ impl Client {
     }
 
     fn server_fail(&mut self, r: Reply) {
+        self.server_fail_close(r, false)
+    }
+
+    /// The server's reply `r` ends the session; `close` at once.
+    fn server_fail_close(&mut self, r: Reply, close: bool) {
         let f = Failure {
             kind: Kind::Temporary,
             stage: self.stage(),
             reply: r,
             local: false,
         };
-        self.session_fail(f, false)
+        self.session_fail(f, close)
     }
 
     fn local_fail(&mut self, enhanced: Enhanced, text: &str, close: bool) {
@@ -766,13 +771,7 @@ impl Client {
             if self.tx.is_none() {
                 return self.close(None);
             }
-            let f = Failure {
-                kind: Kind::Temporary,
-                stage: self.stage(),
-                reply: r,
-                local: false,
-            };
-            return self.session_fail(f, true);
+            return self.server_fail_close(r, true);
         }
         match self.state {
             State::Greeting => match r.code {
