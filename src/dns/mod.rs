@@ -69,7 +69,8 @@ pub mod wire;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -225,7 +226,7 @@ impl Resolver {
             }]);
         }
         let qname = Name::from_host(domain).map_err(Kind::BadName)?;
-        let reply = match self.query(&qname, wire::TYPE_MX)? {
+        let reply = match self.query(domain, &qname, wire::TYPE_MX)? {
             Answer::NxDomain => return Err(Kind::NoSuchDomain),
             Answer::Records(r) => r,
         };
@@ -239,8 +240,16 @@ impl Resolver {
                 exchange: display(domain),
             }]);
         }
-        let keys = random_u32s(data.len());
-        order_mx(&data, &keys)
+        // Tie-breakers: xorshift32 from a random seed (never 0).
+        let mut b = [0u8; 4];
+        random_fill(&mut b);
+        let mut x = u32::from_ne_bytes(b) | 1;
+        order_mx(&data, || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        })
     }
 
     /// The addresses of `host`, preferred family first.
@@ -265,7 +274,7 @@ impl Resolver {
         let mut out = Vec::new();
         let mut temp = None;
         for qtype in order {
-            let reply = match self.query(&qname, qtype) {
+            let reply = match self.query(host, &qname, qtype) {
                 Ok(Answer::Records(reply)) => reply,
                 // the name does not exist: no need to ask for the other type
                 Ok(Answer::NxDomain) if out.is_empty() => return Err(Kind::NoSuchDomain),
@@ -299,8 +308,9 @@ impl Resolver {
     }
 
     /// Ask every server in turn, `attempts` rounds, until one gives a
-    /// final answer (NOERROR or NXDOMAIN).
-    fn query(&self, qname: &Name, qtype: u16) -> Result<Answer, Kind> {
+    /// final answer (NOERROR or NXDOMAIN). `host` is `qname` as given,
+    /// for the log.
+    fn query(&self, host: &str, qname: &Name, qtype: u16) -> Result<Answer, Kind> {
         let deadline = Instant::now() + MAX_LOOKUP;
         let mut last = Kind::Timeout;
         for _round in 0..self.attempts {
@@ -318,7 +328,7 @@ impl Resolver {
                     },
                     Err(e) => e,
                 };
-                log::debug!("dns {qname} type {qtype} server {server}: {e}");
+                log::debug!("dns {host} type {qtype} server {server}: {e}");
                 // A timeout does not hide a more telling earlier error.
                 if !matches!(e, Kind::Timeout) || matches!(last, Kind::Timeout) {
                     last = e;
@@ -360,17 +370,18 @@ fn try_server(
     }
 }
 
-/// The mail hosts from the MX records `data`, in the order to try them; `keys` are random tie-breakers, one per record.
-fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
+/// The mail hosts from the MX records `data`, in the order to try them;
+/// `key` gives a random tie-breaker for each usable record in turn.
+fn order_mx(data: &[&RData], mut key: impl FnMut() -> u32) -> Result<Vec<Mx>, Kind> {
     // RFC 7505 §3: "." as exchange means no mail. A "." among real
     // hosts is dropped; only "." records make the domain refuse mail.
     // The list is kept sorted as it is built: by preference, ties by a
     // random key; an exchange listed twice keeps its lowest
     // preference; only the best MAX_MX are kept, so a hostile reply
     // cannot make this quadratic in its size.
-    let mut hosts: Vec<(u16, u32, String)> = Vec::with_capacity(data.len().min(MAX_MX + 1));
+    // (preference << 32 | tie-breaker, host)
+    let mut hosts: Vec<(u64, String)> = Vec::with_capacity(data.len().min(MAX_MX + 1));
     let mut null = false;
-    let mut keys = keys.iter().copied();
     for &d in data {
         let RData::Mx {
             preference,
@@ -387,19 +398,16 @@ fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
         let Some(host) = exchange.to_host() else {
             continue;
         };
-        let key = (*preference, keys.next().unwrap_or(0));
-        if let Some(i) = hosts.iter().position(|h| h.2 == host) {
+        let k = u64::from(*preference) << 32 | u64::from(key());
+        if let Some(i) = hosts.iter().position(|h| h.1 == host) {
             match hosts.get(i) {
-                Some(h) if h.0 > key.0 => drop(hosts.remove(i)),
+                Some(h) if h.0 >> 32 > u64::from(*preference) => drop(hosts.remove(i)),
                 _ => continue,
             }
         }
-        let at = hosts
-            .iter()
-            .position(|h| (h.0, h.1) > key)
-            .unwrap_or(hosts.len());
+        let at = hosts.iter().position(|h| h.0 > k).unwrap_or(hosts.len());
         if at < MAX_MX {
-            hosts.insert(at, (key.0, key.1, host));
+            hosts.insert(at, (k, host));
             hosts.truncate(MAX_MX);
         }
     }
@@ -411,9 +419,9 @@ fn order_mx(data: &[&RData], keys: &[u32]) -> Result<Vec<Mx>, Kind> {
         });
     }
     let mut out = Vec::with_capacity(hosts.len());
-    for (preference, _, exchange) in hosts {
+    for (k, exchange) in hosts {
         out.push(Mx {
-            preference,
+            preference: (k >> 32) as u16,
             exchange,
         });
     }
@@ -436,12 +444,7 @@ fn udp_exchange(
     until: Instant,
     decode: impl Fn(&[u8]) -> Result<wire::Reply, wire::Error>,
 ) -> Result<Option<wire::Reply>, Exchange> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let sock = UdpSocket::bind(local).map_err(Exchange::Io)?;
-    sock.connect(server).map_err(Exchange::Io)?;
+    let sock = UdpSocket::from(connect(server, false, until).map_err(Exchange::Io)?);
     sock.send(query).map_err(Exchange::Io)?;
     let mut buf = [0u8; UDP_MAX + 1];
     loop {
@@ -463,7 +466,7 @@ fn udp_exchange(
 /// Send `query` over TCP (2-byte length prefix, RFC 1035 §4.2.2) and
 /// read one reply, all before `until`.
 fn tcp_exchange(server: SocketAddr, query: &[u8], until: Instant) -> io::Result<Vec<u8>> {
-    let mut s = TcpStream::connect_timeout(&server, remaining(until)?)?;
+    let mut s = TcpStream::from(connect(server, true, until)?);
     s.set_write_timeout(Some(remaining(until)?))?;
     let len = u16::try_from(query.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let mut out = Vec::with_capacity(query.len() + 2);
@@ -475,6 +478,39 @@ fn tcp_exchange(server: SocketAddr, query: &[u8], until: Instant) -> io::Result<
     let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
     read_full(&mut s, &mut msg, until)?;
     Ok(msg)
+}
+
+/// A socket connected to `server`, TCP (`stream`) or UDP (bound by the
+/// kernel to a random port). A TCP connect gives up at `until` with
+/// TimedOut: Linux ends a blocking connect after SO_SNDTIMEO with
+/// EINPROGRESS. (The SMTP transport connects here too.)
+pub fn connect(server: SocketAddr, stream: bool, until: Instant) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{self as so, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    let family = if server.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let ty = if stream {
+        SockType::Stream
+    } else {
+        SockType::Datagram
+    };
+    let fd = so::socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    let sa = SockaddrStorage::from(server);
+    loop {
+        let left = remaining(until)?;
+        let tv = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
+        so::setsockopt(&fd, so::sockopt::SendTimeout, &tv)?;
+        match so::connect(fd.as_raw_fd(), &sa) {
+            Ok(()) => return Ok(fd),
+            // A connect called again after a signal waits for the same
+            // handshake (or finds it done).
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EINPROGRESS) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Fill `buf`, giving up at `until` however slowly the peer sends.
@@ -591,9 +627,9 @@ fn random_fill(buf: &mut [u8]) {
     }
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 32)
         .unwrap_or(0);
-    let mut x = (t ^ (u64::from(std::process::id()) << 32)) | 1;
+    let mut x = (t ^ u64::from(std::process::id())) | 1;
     for b in buf.iter_mut() {
         x ^= x << 13;
         x ^= x >> 7;
@@ -606,14 +642,4 @@ fn random_u16() -> u16 {
     let mut b = [0u8; 2];
     random_fill(&mut b);
     u16::from_be_bytes(b)
-}
-
-fn random_u32s(n: usize) -> Vec<u32> {
-    let mut b = vec![0u8; n * 4];
-    random_fill(&mut b);
-    let mut out = Vec::with_capacity(n);
-    for c in b.chunks_exact(4) {
-        out.push(u32::from_be_bytes(c.try_into().unwrap_or_default()));
-    }
-    out
 }

@@ -548,7 +548,8 @@ fn mx_rdata(preference: u16, exchange: &str) -> wire::RData {
 fn mx_ordering_rules() {
     let order = |recs: &[wire::RData], keys: &[u32]| {
         let refs: Vec<&wire::RData> = recs.iter().collect();
-        super::order_mx(&refs, keys)
+        let mut keys = keys.iter().copied();
+        super::order_mx(&refs, || keys.next().unwrap_or(0))
     };
     // ties broken by the key; a duplicate keeps its lowest preference
     let recs = [

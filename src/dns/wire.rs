@@ -470,12 +470,16 @@ impl Reply {
     /// Follow the CNAME chain from `qname` within the answer section and
     /// return the name at its end with the data of its `qtype` records.
     /// A CNAME query itself is not chased.
-    pub fn answer_for(&self, qname: &Name, qtype: u16) -> Result<(Name, Vec<&RData>), Error> {
-        let mut name = qname.clone();
+    pub fn answer_for<'a>(
+        &'a self,
+        qname: &'a Name,
+        qtype: u16,
+    ) -> Result<(&'a Name, Vec<&'a RData>), Error> {
+        let mut name = qname;
         let mut links = 0;
         loop {
             let alias = self.answers.iter().find_map(|rec| match &rec.data {
-                RData::Cname(target) if rec.name == name && qtype != TYPE_CNAME => Some(target),
+                RData::Cname(target) if rec.name == *name && qtype != TYPE_CNAME => Some(target),
                 _ => None,
             });
             match alias {
@@ -484,14 +488,14 @@ impl Reply {
                     if links > MAX_CNAME {
                         return Err(Error::CnameChain);
                     }
-                    name = target.clone();
+                    name = target;
                 }
                 None => break,
             }
         }
         let mut data = Vec::new();
         for rec in &self.answers {
-            if rec.rtype == qtype && rec.name == name {
+            if rec.rtype == qtype && rec.name == *name {
                 data.push(&rec.data);
             }
         }
@@ -635,8 +639,9 @@ pub(crate) mod tests {
         let r = decode_reply(&mx_reply(7), 7, &n("EXAMPLE.org"), TYPE_MX).expect("reply");
         assert!(!r.truncated);
         assert_eq!(r.rcode, RCODE_NOERROR);
-        let (name, data) = r.answer_for(&n("example.org"), TYPE_MX).expect("answer");
-        assert_eq!(name, n("example.org"));
+        let q = n("example.org");
+        let (name, data) = r.answer_for(&q, TYPE_MX).expect("answer");
+        assert_eq!(*name, n("example.org"));
         assert_eq!(
             data,
             vec![
@@ -659,7 +664,8 @@ pub(crate) mod tests {
         m.ptr(12).rr(TYPE_A, 4).raw(&[192, 0, 2, 1]);
         m.ptr(12).rr(TYPE_A, 4).raw(&[192, 0, 2, 2]);
         let r = decode_reply(&m.0, 1, &n("h.example"), TYPE_A).expect("A");
-        let (_, d) = r.answer_for(&n("h.example"), TYPE_A).expect("answer");
+        let q = n("h.example");
+        let (_, d) = r.answer_for(&q, TYPE_A).expect("answer");
         assert_eq!(
             d,
             vec![
@@ -673,7 +679,8 @@ pub(crate) mod tests {
         m.question("h.example", TYPE_AAAA);
         m.ptr(12).rr(TYPE_AAAA, 16).raw(&v6.octets());
         let r = decode_reply(&m.0, 2, &n("h.example"), TYPE_AAAA).expect("AAAA");
-        let (_, d) = r.answer_for(&n("h.example"), TYPE_AAAA).expect("answer");
+        let q = n("h.example");
+        let (_, d) = r.answer_for(&q, TYPE_AAAA).expect("answer");
         assert_eq!(d, vec![&RData::Aaaa(v6)]);
     }
 
@@ -927,7 +934,7 @@ pub(crate) mod tests {
             .raw(mx.wire());
         let r = decode_reply(&m.0, 1, &q, TYPE_MX).expect("reply");
         let (name, d) = r.answer_for(&q, TYPE_MX).expect("chain");
-        assert_eq!(name, n("mail.example.com"));
+        assert_eq!(*name, n("mail.example.com"));
         assert_eq!(
             d,
             vec![&RData::Mx {
@@ -966,8 +973,9 @@ pub(crate) mod tests {
             decode_reply(&m.0, 1, &n("c0.example"), TYPE_A).expect("reply")
         };
         let r = chain(MAX_CNAME);
-        let (name, d) = r.answer_for(&n("c0.example"), TYPE_A).expect("8 links");
-        assert_eq!(name, n(&format!("c{MAX_CNAME}.example")));
+        let q = n("c0.example");
+        let (name, d) = r.answer_for(&q, TYPE_A).expect("8 links");
+        assert_eq!(*name, n(&format!("c{MAX_CNAME}.example")));
         assert_eq!(d.len(), 1);
         let r = chain(MAX_CNAME + 1);
         assert_eq!(

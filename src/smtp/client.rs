@@ -91,7 +91,6 @@
 //!   `auth_login`, `auth_secret`, `auth_allow_plaintext`, `do_pipelining`;
 //!   see [`Params::for_route`].
 
-use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
@@ -295,11 +294,8 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.local {
-            write!(f, "{} (at {})", self.reply, self.stage.name())
-        } else {
-            write!(f, "{} (in reply to {})", self.reply, self.stage.name())
-        }
+        let at = if self.local { "at" } else { "in reply to" };
+        write!(f, "{} ({at} {})", self.reply, self.stage.name())
     }
 }
 
@@ -481,12 +477,43 @@ struct Tx {
     mail_failed: bool,
     next_rcpt: usize,
     data_sent: bool,
-    expect: VecDeque<Expect>,
+    expect: Queue,
+}
+
+/// The replies a transaction waits for, oldest first: what was sent, and
+/// how many of it got their reply (a transaction's list only grows).
+#[derive(Debug, Default)]
+struct Queue {
+    sent: Vec<Expect>,
+    done: usize,
+}
+
+impl Queue {
+    fn waiting(&self) -> &[Expect] {
+        self.sent.get(self.done..).unwrap_or_default()
+    }
+    fn len(&self) -> usize {
+        self.waiting().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.waiting().is_empty()
+    }
+    fn front(&self) -> Option<&Expect> {
+        self.waiting().first()
+    }
+    fn pop_front(&mut self) -> Option<Expect> {
+        let e = self.front().copied()?;
+        self.done += 1;
+        Some(e)
+    }
+    fn push_back(&mut self, e: Expect) {
+        self.sent.push(e);
+    }
 }
 
 impl Tx {
-    fn new(mail: Mail) -> Tx {
-        Tx {
+    fn new(mail: Mail) -> Box<Tx> {
+        Box::new(Tx {
             results: mail.rcpts.iter().map(|_| None).collect(),
             mail,
             accepted: Vec::new(),
@@ -494,8 +521,8 @@ impl Tx {
             mail_failed: false,
             next_rcpt: 0,
             data_sent: false,
-            expect: VecDeque::new(),
-        }
+            expect: Queue::default(),
+        })
     }
 }
 
@@ -510,13 +537,6 @@ fn kind_of(r: &Reply) -> Kind {
         Class::PermanentNegative => Kind::Permanent,
         _ => Kind::Temporary,
     }
-}
-
-/// An argument for a command line: no spaces or control characters.
-fn clean_arg(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
-        .collect()
 }
 
 fn line(s: &str) -> Vec<u8> {
@@ -543,7 +563,7 @@ pub struct Client {
     tls: bool,
     starttls_tried: bool,
     auth: Option<Mech>,
-    tx: Option<Tx>,
+    tx: Option<Box<Tx>>,
     /// A MAIL was accepted but its transaction not finished: RSET first.
     need_rset: bool,
     /// The actions of the call in progress.
@@ -686,11 +706,7 @@ impl Client {
         let session = !self.mail_started();
         let o = self.take_outcome(Some(&f), session);
         if close {
-            self.goto(State::Closed);
-            {
-                self.act(Action::Done(o));
-                self.act(Action::Close)
-            }
+            self.close(Some(o))
         } else {
             self.goto(State::Quit);
             {
@@ -701,13 +717,18 @@ impl Client {
     }
 
     fn server_fail(&mut self, r: Reply) {
+        self.server_fail_close(r, false)
+    }
+
+    /// The server's reply `r` ends the session; `close` at once.
+    fn server_fail_close(&mut self, r: Reply, close: bool) {
         let f = Failure {
             kind: Kind::Temporary,
             stage: self.stage(),
             reply: r,
             local: false,
         };
-        self.session_fail(f, false)
+        self.session_fail(f, close)
     }
 
     fn local_fail(&mut self, enhanced: Enhanced, text: &str, close: bool) {
@@ -722,7 +743,7 @@ impl Client {
 
     /// The server broke the protocol: defer and drop the connection.
     fn violation(&mut self, text: &str) {
-        self.local_fail((4, 5, 0), &format!("protocol error: {text}"), true)
+        self.local_fail((4, 5, 0), &["protocol error: ", text].concat(), true)
     }
 
     /// Feed one reply from the server.
@@ -735,41 +756,40 @@ impl Client {
         self.acts.push(a);
     }
 
+    /// Close the connection, after the outcome `o` if any.
+    fn close(&mut self, o: Option<Outcome>) {
+        self.goto(State::Closed);
+        if let Some(o) = o {
+            self.act(Action::Done(o));
+        }
+        self.act(Action::Close)
+    }
+
     fn reply(&mut self, r: Reply) {
         if r.code == 421 && !matches!(self.state, State::Quit | State::Closed) {
             // RFC 5321 §3.8: the server is shutting the connection.
             if self.tx.is_none() {
-                self.goto(State::Closed);
-                return self.act(Action::Close);
+                return self.close(None);
             }
-            let f = Failure {
-                kind: Kind::Temporary,
-                stage: self.stage(),
-                reply: r,
-                local: false,
-            };
-            return self.session_fail(f, true);
+            return self.server_fail_close(r, true);
         }
         match self.state {
             State::Greeting => match r.code {
                 220 => self.hello(State::Ehlo, "EHLO "),
                 _ => self.server_fail(r),
             },
-            State::Ehlo => match r.class() {
-                Class::Positive => {
-                    self.ext = Extensions::from_reply(&r, true);
-                    self.after_hello()
+            State::Ehlo | State::Helo => {
+                let esmtp = self.state == State::Ehlo;
+                match r.class() {
+                    Class::Positive => {
+                        self.ext = Extensions::from_reply(&r, esmtp);
+                        self.after_hello()
+                    }
+                    // EHLO refused: HELO
+                    Class::PermanentNegative if esmtp => self.hello(State::Helo, "HELO "),
+                    _ => self.server_fail(r),
                 }
-                Class::PermanentNegative => self.hello(State::Helo, "HELO "),
-                _ => self.server_fail(r),
-            },
-            State::Helo => match r.class() {
-                Class::Positive => {
-                    self.ext = Extensions::from_reply(&r, false);
-                    self.after_hello()
-                }
-                _ => self.server_fail(r),
-            },
+            }
             State::StartTls => {
                 if r.code == 220 {
                     self.goto(State::Handshake);
@@ -801,11 +821,7 @@ impl Client {
                 } else {
                     self.data_result(&r, Stage::Message);
                     let o = self.take_outcome(None, false);
-                    self.goto(State::Closed);
-                    {
-                        self.act(Action::Done(o));
-                        self.act(Action::Close)
-                    }
+                    self.close(Some(o))
                 }
             }
             State::DataEnd => {
@@ -817,10 +833,7 @@ impl Client {
                 self.need_rset = true;
                 self.finish_tx()
             }
-            State::Idle | State::Quit => {
-                self.goto(State::Closed);
-                self.act(Action::Close)
-            }
+            State::Idle | State::Quit => self.close(None),
             State::Closed => {}
         }
     }
@@ -828,8 +841,15 @@ impl Client {
     /// EHLO (`state` Ehlo) or HELO (Helo) with our name.
     fn hello(&mut self, state: State, verb: &str) {
         self.goto(state);
-        let name = clean_arg(&self.params.helo_name);
-        self.act(Action::Send(line(&[verb, &name].concat())))
+        // The name as an argument: no spaces or control characters.
+        let mut cmd = String::from(verb);
+        for c in self.params.helo_name.chars() {
+            if !c.is_whitespace() && !c.is_control() {
+                cmd.push(c);
+            }
+        }
+        cmd.push_str("\r\n");
+        self.act(Action::Send(cmd.into_bytes()))
     }
 
     /// After a positive EHLO or HELO: STARTTLS, AUTH or the message.
@@ -878,11 +898,11 @@ impl Client {
         };
         let Some(mech) = mech else {
             let text = match (self.params.auth_mechanism, auth_offered) {
-                (_, false) => "credentials are set, but the server does not offer AUTH".to_string(),
-                (Some(m), true) => format!("the server does not offer AUTH {}", m.name()),
-                (None, true) => "the server offers no AUTH mechanism we know".to_string(),
+                (_, false) => "credentials are set, but the server does not offer AUTH",
+                (Some(m), true) => &["the server does not offer AUTH ", m.name()].concat(),
+                (None, true) => "the server offers no AUTH mechanism we know",
             };
-            return self.local_fail((4, 7, 0), &text, false);
+            return self.local_fail((4, 7, 0), text, false);
         };
         match mech {
             Mech::Plain => {
@@ -895,7 +915,7 @@ impl Client {
                 ir.extend_from_slice(cred.login.as_bytes());
                 ir.push(0);
                 ir.extend_from_slice(cred.secret.as_bytes());
-                let cmd = line(&format!("AUTH PLAIN {}", base64::encode(&ir)));
+                let cmd = line(&["AUTH PLAIN ", &base64::encode(&ir)].concat());
                 self.goto(State::Auth(mech, AuthStep::Result));
                 self.act(Action::SendSecret(cmd))
             }
@@ -1005,7 +1025,11 @@ impl Client {
                 tx.expect.push_back(Expect::Rcpt(tx.next_rcpt));
                 tx.next_rcpt += 1;
             } else {
-                let rcpt_pending = tx.expect.iter().any(|e| matches!(e, Expect::Rcpt(_)));
+                let rcpt_pending = tx
+                    .expect
+                    .waiting()
+                    .iter()
+                    .any(|e| matches!(e, Expect::Rcpt(_)));
                 if !tx.data_sent && (!tx.accepted.is_empty() || (pipelined && rcpt_pending)) {
                     out.push_str("DATA\r\n");
                     tx.expect.push_back(Expect::Data);
@@ -1204,13 +1228,10 @@ impl Client {
                 self.act(Action::Send(line("QUIT")))
             }
             State::Quit => {}
-            State::Closed => self.act(Action::Close),
+            State::Closed => self.close(None),
             _ => {
                 let o = self.abort("delivery stopped");
-                {
-                    self.act(Action::Done(o));
-                    self.act(Action::Close)
-                }
+                self.close(Some(o))
             }
         }
     }

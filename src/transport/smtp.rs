@@ -278,52 +278,41 @@ impl Write for Conn {
     }
 }
 
-/// A host to try: its name (for TLS and logs) and port.
-#[derive(Clone, Debug)]
-struct Target {
-    host: String,
-    port: u16,
-}
-
-/// The hosts for a delivery, best first.
+/// The hosts for a delivery, best first (their names are for TLS and
+/// logs; the preference is not used), and the port.
 fn targets(
     route: &Route,
     domain: &str,
     resolver: Option<&Resolver>,
-) -> Result<Vec<Target>, Failure> {
+) -> Result<(Vec<dns::Mx>, u16), Failure> {
     let (mut host, mut port) = (domain, if route.tls == TlsMode::Tls { 465 } else { 25 });
     if let Some(hp) = &route.mail_host {
         (host, port) = (&hp.host, hp.port);
     } else if let (true, Some(r)) = (route.resolve_list.contains(&ResolveMethod::DnsMx), resolver) {
         match r.mx(domain) {
-            Ok(mx) => {
-                return Ok(mx
-                    .into_iter()
-                    .map(|m| Target {
-                        host: m.exchange,
-                        port,
-                    })
-                    .collect())
-            }
-            Err(e) if !e.is_temporary() => {
-                return Err(Failure::Permanent(format!("{domain}: {e}")))
-            }
+            Ok(mx) => return Ok((mx, port)),
+            // The error names the domain.
             Err(e) => {
-                debug!("MX of {domain}: {e}");
+                let text = e.to_string();
+                if !e.is_temporary() {
+                    return Err(Failure::Permanent(text));
+                }
+                debug!("MX of {text}");
                 if !route
                     .resolve_list
                     .iter()
                     .any(|m| *m != ResolveMethod::DnsMx)
                 {
-                    return Err(Failure::Temporary(format!("MX lookup for {domain}: {e}")));
+                    return Err(Failure::Temporary(["MX lookup for ", &text].concat()));
                 }
             }
         }
     }
-    Ok(vec![Target {
-        host: host.to_string(),
-        port,
-    }])
+    let only = dns::Mx {
+        preference: 0,
+        exchange: host.to_string(),
+    };
+    Ok((vec![only], port))
 }
 
 /// The addresses of a host, by the route's resolve_list (MX excluded).
@@ -346,9 +335,10 @@ fn addresses(
         match r {
             Ok(a) if !a.is_empty() => return Ok(a),
             Ok(_) => last = format!("{host}: no address"),
+            // The error names the host.
             Err(e) => {
                 permanent = !e.is_temporary();
-                last = format!("{host}: {e}");
+                last = e.to_string();
             }
         }
     }
@@ -382,24 +372,34 @@ fn is_eight_bit(out: &Outgoing<'_>) -> bool {
     }
 }
 
-fn map_outcome(n: usize, o: Outcome) -> Vec<Result<String, Failure>> {
-    let mut results: Vec<Result<String, Failure>> = (0..n)
-        .map(|_| {
-            Err(Failure::Temporary(
-                "no result from the SMTP session".to_string(),
-            ))
-        })
-        .collect();
-    for (i, r) in o.per_rcpt {
-        if let Some(slot) = results.get_mut(i) {
-            *slot = match r {
-                Ok(reply) => Ok(reply.to_string()),
-                Err(f) => match f.kind {
-                    Kind::Temporary => Err(Failure::Temporary(f.to_string())),
-                    Kind::Permanent => Err(Failure::Permanent(f.to_string())),
-                },
-            };
+/// One result per recipient from the session's outcome (which has them
+/// in recipient order), or the failure for all.
+fn map_outcome(n: usize, r: Result<Outcome, Failure>) -> Vec<Result<String, Failure>> {
+    let mut results = Vec::with_capacity(n);
+    let (per_rcpt, missing) = match r {
+        Ok(o) => {
+            let text = "no result from the SMTP session".to_string();
+            (o.per_rcpt, Failure::Temporary(text))
         }
+        Err(f) => (Vec::new(), f),
+    };
+    for (i, r) in per_rcpt {
+        if i != results.len() || i >= n {
+            continue;
+        }
+        results.push(match r {
+            Ok(reply) => Ok(reply.to_string()),
+            Err(f) => {
+                let text = f.to_string();
+                Err(match f.kind {
+                    Kind::Temporary => Failure::Temporary(text),
+                    Kind::Permanent => Failure::Permanent(text),
+                })
+            }
+        });
+    }
+    while results.len() < n {
+        results.push(Err(missing.clone()));
     }
     results
 }
@@ -440,6 +440,28 @@ struct Driven {
     first_reply: Option<u16>,
 }
 
+/// Why a session broke off.
+enum Broke {
+    Text(&'static str),
+    /// What failed, and why.
+    Io(&'static str, io::Error),
+    Reply(crate::smtp::reply::ReplyError),
+    #[cfg(feature = "tls")]
+    Owned(String),
+}
+
+impl Broke {
+    fn text(self) -> String {
+        match self {
+            Broke::Text(t) => t.to_string(),
+            Broke::Io(what, e) => format!("{what}: {e}"),
+            Broke::Reply(e) => format!("bad reply: {e}"),
+            #[cfg(feature = "tls")]
+            Broke::Owned(t) => t,
+        }
+    }
+}
+
 /// One SMTP session with one server.
 struct Session {
     conn: Conn,
@@ -466,7 +488,7 @@ impl Session {
         relay: String,
         wire: Wire,
         mail: Mail,
-    ) -> Result<Session, Outcome> {
+    ) -> Result<Box<Session>, Outcome> {
         let params = Params::for_route(route, &cfg.main.host_name);
         let mut client = Client::new(params, mail);
         #[allow(unused_mut)]
@@ -495,7 +517,7 @@ impl Session {
             #[cfg(not(feature = "tls"))]
             return Err(client.abort("implicit TLS needs the tls feature"));
         }
-        Ok(Session {
+        Ok(Box::new(Session {
             conn,
             client,
             parser: ReplyParser::new(),
@@ -505,7 +527,7 @@ impl Session {
             messages: 0,
             #[cfg(feature = "tls")]
             tls_cfg,
-        })
+        }))
     }
 
     /// May this idle session carry another message now?
@@ -520,10 +542,38 @@ impl Session {
     /// Carry out `first` and then the client's actions for each reply,
     /// until the outcome of the current message is known.
     fn drive(&mut self, out: &Outgoing<'_>, first: Vec<Action>) -> Driven {
-        let mut pending = first;
-        let mut outcome: Option<Outcome> = None;
-        let mut closed = false;
+        let mut outcome = None;
         let mut first_reply = None;
+        let (reusable, broke) = match self.run(out, first, &mut outcome, &mut first_reply) {
+            Ok(r) => (r, None),
+            Err(b) => (false, Some(b)),
+        };
+        // The session broke: the outcome already known, or the client's
+        // verdict on what was pending.
+        let outcome = match outcome {
+            Some(o) => o,
+            None => self
+                .client
+                .abort(&broke.map(Broke::text).unwrap_or_default()),
+        };
+        Driven {
+            outcome,
+            reusable,
+            first_reply,
+        }
+    }
+
+    /// The work of `drive`: Ok once the outcome is known (whether the
+    /// session may carry another message), Err when the session broke.
+    fn run(
+        &mut self,
+        out: &Outgoing<'_>,
+        first: Vec<Action>,
+        outcome: &mut Option<Outcome>,
+        first_reply: &mut Option<u16>,
+    ) -> Result<bool, Broke> {
+        let mut pending = first;
+        let mut closed = false;
         let mut buf = [0u8; 8192];
         loop {
             while !pending.is_empty() {
@@ -533,38 +583,29 @@ impl Session {
                     match a {
                         Action::Send(b) | Action::SendSecret(b) => {
                             self.conn.get_ref().set_timeout(self.client.timeout());
-                            if let Err(e) = self.conn.write_all(&b).and_then(|()| self.conn.flush())
-                            {
-                                return self.lost(outcome, &format!("write: {e}"), first_reply);
-                            }
+                            self.conn
+                                .write_all(&b)
+                                .and_then(|()| self.conn.flush())
+                                .map_err(|e| Broke::Io("write", e))?;
                         }
                         Action::SendMessage => {
                             self.conn.get_ref().set_timeout(self.client.timeout());
-                            if let Err(e) = write_message(&mut self.conn, out) {
-                                return self.lost(
-                                    outcome,
-                                    &format!("sending the message: {e}"),
-                                    first_reply,
-                                );
-                            }
+                            write_message(&mut self.conn, out)
+                                .map_err(|e| Broke::Io("sending the message", e))?;
                             self.client.message_sent();
                         }
                         Action::StartTls => {
                             if !self.parser.is_empty() {
-                                return self.lost(
-                                    outcome,
+                                return Err(Broke::Text(
                                     "data after the STARTTLS reply (response injection)",
-                                    first_reply,
-                                );
+                                ));
                             }
                             #[cfg(feature = "tls")]
                             {
                                 let Some(tc) = self.tls_cfg.clone() else {
-                                    return self.lost(
-                                        outcome,
+                                    return Err(Broke::Text(
                                         "STARTTLS without a TLS configuration",
-                                        first_reply,
-                                    );
+                                    ));
                                 };
                                 self.conn.get_ref().set_timeout(client::TIMEOUT_OTHER);
                                 let plain =
@@ -573,20 +614,16 @@ impl Session {
                                     Ok(c) => self.conn = c,
                                     Err(e) => {
                                         let why = crate::tls::classify_io(&e).to_string();
-                                        return self.lost(outcome, &why, first_reply);
+                                        return Err(Broke::Owned(why));
                                     }
                                 }
                                 self.parser = ReplyParser::new();
                                 next.extend(self.client.tls_started());
                             }
                             #[cfg(not(feature = "tls"))]
-                            return self.lost(
-                                outcome,
-                                "STARTTLS needs the tls feature",
-                                first_reply,
-                            );
+                            return Err(Broke::Text("STARTTLS needs the tls feature"));
                         }
-                        Action::Done(o) => outcome = Some(o),
+                        Action::Done(o) => *outcome = Some(o),
                         Action::Close => {
                             self.close_conn();
                             closed = true;
@@ -595,59 +632,32 @@ impl Session {
                 }
                 pending = next;
             }
-            if let Some(o) = outcome {
-                return Driven {
-                    outcome: o,
-                    reusable: !closed && self.client.is_idle(),
-                    first_reply,
-                };
+            if outcome.is_some() {
+                return Ok(!closed && self.client.is_idle());
             }
             if closed {
-                return self.lost(None, "connection closed", first_reply);
+                return Err(Broke::Text("connection closed"));
             }
             self.conn.get_ref().set_timeout(self.client.timeout());
             let n = match self.conn.read(&mut buf) {
-                Ok(0) => {
-                    let o = self.client.connection_lost();
-                    return Driven {
-                        outcome: o,
-                        reusable: false,
-                        first_reply,
-                    };
-                }
+                Ok(0) => return Err(Broke::Text("connection lost")),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let why = if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) {
-                        "timed out waiting for the server".to_string()
-                    } else {
-                        format!("read: {e}")
-                    };
-                    return self.lost(None, &why, first_reply);
-                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        return Err(Broke::Text("timed out waiting for the server"))
+                    }
+                    _ => return Err(Broke::Io("read", e)),
+                },
             };
-            let replies = match self.parser.feed(buf.get(..n).unwrap_or_default()) {
-                Ok(r) => r,
-                Err(e) => return self.lost(None, &format!("bad reply: {e}"), first_reply),
-            };
+            let replies = self
+                .parser
+                .feed(buf.get(..n).unwrap_or_default())
+                .map_err(Broke::Reply)?;
             for r in replies {
                 first_reply.get_or_insert(r.code);
                 pending.extend(self.client.on_reply(r));
             }
-        }
-    }
-
-    /// The session broke: the outcome already known, or the client's
-    /// verdict on what was pending.
-    fn lost(&mut self, known: Option<Outcome>, why: &str, first_reply: Option<u16>) -> Driven {
-        let outcome = known.unwrap_or_else(|| self.client.abort(why));
-        Driven {
-            outcome,
-            reusable: false,
-            first_reply,
         }
     }
 
@@ -658,27 +668,26 @@ impl Session {
 
     /// End the session: QUIT when idle, wait a little for the reply (one
     /// read), close.
-    fn quit(mut self) {
+    fn quit(mut self: Box<Self>) {
+        let acts = self.client.quit();
+        self.conn.get_ref().set_timeout(QUIT_WAIT);
         let mut close = false;
-        for a in self.client.quit() {
+        for a in &acts {
             match a {
-                Action::Send(b) => {
-                    self.conn.get_ref().set_timeout(QUIT_WAIT);
+                Action::Send(b)
                     if self
                         .conn
-                        .write_all(&b)
+                        .write_all(b)
                         .and_then(|()| self.conn.flush())
-                        .is_err()
-                    {
-                        return;
-                    }
+                        .is_err() =>
+                {
+                    return
                 }
                 Action::Close => close = true,
                 _ => {}
             }
         }
         if !close {
-            self.conn.get_ref().set_timeout(QUIT_WAIT);
             let mut buf = [0u8; 1024];
             let n = match self.conn.read(&mut buf) {
                 Ok(0) | Err(_) => return,
@@ -701,7 +710,7 @@ type Key = (String, String);
 pub struct Smtp {
     /// Read once per run, when first needed: None until then.
     resolver: Option<Option<Resolver>>,
-    idle: Vec<(Key, Session)>,
+    idle: Vec<(Key, Box<Session>)>,
 }
 
 impl Smtp {
@@ -724,12 +733,12 @@ impl Smtp {
             .as_ref()
     }
 
-    fn take_idle(&mut self, key: &Key) -> Option<Session> {
+    fn take_idle(&mut self, key: &Key) -> Option<Box<Session>> {
         let i = self.idle.iter().position(|(k, _)| k == key)?;
         Some(self.idle.remove(i).1)
     }
 
-    fn keep(&mut self, key: Key, s: Session) {
+    fn keep(&mut self, key: Key, s: Box<Session>) {
         if self.idle.len() >= MAX_IDLE {
             let (_, oldest) = self.idle.remove(0);
             oldest.quit();
@@ -738,7 +747,7 @@ impl Smtp {
     }
 
     /// After a message on `s`: keep it for the next one, or end it.
-    fn settle(&mut self, key: Key, mut s: Session, reusable: bool) {
+    fn settle(&mut self, key: Key, mut s: Box<Session>, reusable: bool) {
         s.messages += 1;
         if reusable && s.messages < MAX_MESSAGES {
             self.keep(key, s);
@@ -758,11 +767,7 @@ impl Smtp {
     ) -> (String, Vec<Result<String, Failure>>) {
         let n = rcpts.len();
         let (relay, r) = self.attempt(cfg, route, out, rcpts);
-        let results = match r {
-            Ok(o) => map_outcome(n, o),
-            Err(f) => vec![Err(f); n],
-        };
-        (relay, results)
+        (relay, map_outcome(n, r))
     }
 
     /// Run a new session (or the outcome of one that failed to open) for
@@ -771,7 +776,7 @@ impl Smtp {
     fn first(
         &mut self,
         key: &Key,
-        opened: Result<Session, Outcome>,
+        opened: Result<Box<Session>, Outcome>,
         out: &Outgoing<'_>,
         tcp: bool,
     ) -> Outcome {
@@ -851,7 +856,7 @@ impl Smtp {
             };
         }
 
-        let hosts = match targets(route, &domain, self.resolver(cfg)) {
+        let (hosts, port) = match targets(route, &domain, self.resolver(cfg)) {
             Ok(h) => h,
             Err(f) => return ("none".into(), Err(f)),
         };
@@ -859,10 +864,11 @@ impl Smtp {
         let mut last_err = String::from("no host to deliver to");
         let mut connected_once = false;
         for t in &hosts {
-            let ips = match addresses(route, &t.host, self.resolver(cfg)) {
+            let host = &t.exchange;
+            let ips = match addresses(route, host, self.resolver(cfg)) {
                 Ok(a) => a,
                 Err(f @ Failure::Permanent(_)) if hosts.len() == 1 => {
-                    return (t.host.clone(), Err(f))
+                    return (host.clone(), Err(f))
                 }
                 Err(f) => {
                     last_err = f.text().to_string();
@@ -870,11 +876,11 @@ impl Smtp {
                 }
             };
             for ip in ips {
-                let sa = SocketAddr::new(ip, t.port);
-                let relay = format!("{}[{ip}]:{}", t.host, t.port);
+                let sa = SocketAddr::new(ip, port);
+                let relay = format!("{host}[{ip}]:{port}");
                 last_relay = relay.clone();
-                let stream = match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                    Ok(s) => s,
+                let stream = match dns::connect(sa, true, Instant::now() + CONNECT_TIMEOUT) {
+                    Ok(s) => TcpStream::from(s),
                     Err(e) => {
                         last_err = format!("connect to {relay}: {e}");
                         debug!("{last_err}");
@@ -884,7 +890,7 @@ impl Smtp {
                 connected_once = true;
                 let _ = stream.set_nodelay(true);
                 let wire = Wire::Tcp(stream, Cell::new(None));
-                let opened = Session::open(cfg, route, &t.host, relay, wire, mail.clone());
+                let opened = Session::open(cfg, route, host, relay, wire, mail.clone());
                 let outcome = self.first(&key, opened, out, true);
                 if outcome.session_failure {
                     // Another host may do better; keep the reason.
