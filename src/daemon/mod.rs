@@ -594,8 +594,10 @@ impl Supervisor {
             }
             Err(_) => 0,
         };
-        let s = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
-        let next = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        let next = std::str::from_utf8(buf.get(..n).unwrap_or(&[]))
+            .ok()
+            .and_then(|s| s.trim().strip_prefix("next "))
+            .and_then(|n| n.parse().ok());
         self.next_retry = if self.run_targeted {
             match (self.next_retry, next) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -811,35 +813,59 @@ impl Supervisor {
     }
 
     fn on_inotify(&mut self) {
-        let events = match self.inotify.read_events() {
-            Ok(ev) => ev,
-            Err(Errno::EAGAIN) => return,
-            Err(e) => {
-                log_os("inotify", e);
-                return;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // struct inotify_event: wd, mask, cookie, len, then len bytes of
+        // name, NUL-padded. One read, as many events as it gave.
+        let mut buf = [0u8; 4096];
+        // SAFETY: read(2) into a buffer of ours, of the length given.
+        let n = unsafe {
+            libc::read(
+                self.inotify.as_fd().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let Some(mut b) = usize::try_from(n).ok().and_then(|n| buf.get(..n)) else {
+            match Errno::last() {
+                Errno::EAGAIN => {}
+                e => log_os("inotify", e),
             }
+            return;
         };
         let (mut scan, mut online) = (false, false);
         let mut arrived: Vec<crate::queue::MsgId> = Vec::new();
-        let online_name = self.cfg.main.online_file.file_name();
-        for ev in events {
-            let id = ev
-                .name
-                .as_ref()
-                .and_then(|n| n.to_str())
+        let online_name = self
+            .cfg
+            .main
+            .online_file
+            .file_name()
+            .map(OsStrExt::as_bytes);
+        let word = |b: &[u8], at: usize| {
+            b.get(at..at + 4)
+                .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+        };
+        while b.len() >= 16 {
+            let wd = word(b, 0) as i32;
+            let end = b.len().min(16 + word(b, 12) as usize);
+            let name = b.get(16..end).filter(|n| !n.is_empty());
+            let name = name.and_then(|n| n.split(|&c| c == 0).next());
+            b = b.get(end..).unwrap_or_default();
+            let id = name
+                .and_then(|n| std::str::from_utf8(n).ok())
                 .and_then(crate::queue::MsgId::parse);
-            if ev.wd == self.wd_incoming {
+            if wd == self.wd_incoming.as_raw() {
                 // A message of a running SMTP worker is scanned by that
                 // worker (its exit code says if it could not); a scan run
                 // for it would only do the same work again.
                 scan |= !id.is_some_and(|id| self.is_smtp_worker(id.pid()));
-            } else if ev.wd == self.wd_outgoing {
+            } else if wd == self.wd_outgoing.as_raw() {
                 if let Some(id) = id {
                     if !arrived.contains(&id) {
                         arrived.push(id);
                     }
                 }
-            } else if Some(ev.wd) == self.wd_online && ev.name.as_deref() == online_name {
+            } else if self.wd_online.map(|w| w.as_raw()) == Some(wd) && name == online_name {
                 online = true;
             }
         }
