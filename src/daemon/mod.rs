@@ -136,7 +136,8 @@ struct Supervisor {
     hint_rx: Option<std::os::unix::net::UnixDatagram>,
     hint_tx: Option<std::os::unix::net::UnixDatagram>,
     /// Hints read, not yet matched with their message's arrival.
-    hints: VecMap<crate::queue::MsgId, hint::Wants>,
+    /// The rest of each datagram (hint::decode): `*` or route names.
+    hints: VecMap<crate::queue::MsgId, String>,
 }
 
 /// Log a failed system call: `WHAT: strerror`.
@@ -904,11 +905,11 @@ impl Supervisor {
         loop {
             match rx.recv(&mut buf) {
                 Ok(n) => {
-                    if let Some((id, wants)) = buf.get(..n).and_then(hint::decode) {
+                    if let Some((id, rest)) = buf.get(..n).and_then(hint::decode) {
                         if self.hints.len() >= MAX_HINTS {
                             self.hints.clear();
                         }
-                        self.hints.insert(id, wants);
+                        self.hints.insert(id, rest.to_string());
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -923,8 +924,8 @@ impl Supervisor {
     /// starts when one of them comes up takes it.
     fn wants_run(&mut self, id: &crate::queue::MsgId) -> bool {
         match self.hints.remove(id) {
-            Some(hint::Wants::Routes(routes)) => {
-                let usable = routes.iter().any(|r| {
+            Some(routes) if routes != "*" => {
+                let usable = routes.split(' ').any(|r| {
                     self.cfg.route(r).is_some_and(|rt| {
                         rt.enabled && (rt.permanent || self.online.get(r).is_some())
                     })
@@ -934,7 +935,7 @@ impl Supervisor {
                 }
                 usable
             }
-            Some(hint::Wants::Now) | None => true,
+            _ => true,
         }
     }
 
