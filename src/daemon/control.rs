@@ -19,6 +19,7 @@
 //!   and polled with everything else.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,34 +87,21 @@ pub enum ReadResult {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream) -> io::Result<Conn> {
-        stream.set_nonblocking(true)?;
-        Ok(Conn {
+    /// `stream`: already non-blocking.
+    pub fn new(stream: UnixStream) -> Conn {
+        Conn {
             stream,
             buf: Vec::new(),
-        })
+        }
     }
 
     pub fn read(&mut self) -> ReadResult {
-        let mut chunk = [0u8; 256];
-        let end = loop {
-            match self.stream.read(&mut chunk) {
-                // EOF: a request without a line end still counts.
-                Ok(0) if self.buf.is_empty() => return ReadResult::Drop,
-                Ok(0) => break self.buf.len(),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                        break i;
-                    }
-                    if self.buf.len() > MAX_REQUEST {
-                        return ReadResult::Drop;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::More,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadResult::Drop,
-            }
+        let end = match read_line(self.stream.as_fd(), &mut self.buf, MAX_REQUEST) {
+            Got::More => return ReadResult::More,
+            Got::Line(i) => i,
+            // EOF: a request without a line end still counts.
+            Got::Eof if !self.buf.is_empty() => self.buf.len(),
+            Got::Eof | Got::Fail => return ReadResult::Drop,
         };
         let line = self.buf.get(..end).unwrap_or_default();
         ReadResult::Line(String::from_utf8_lossy(line).into_owned())
@@ -124,6 +112,46 @@ impl Conn {
         let _ = self.stream.set_nonblocking(false);
         let _ = self.stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = self.stream.write_all(text.as_bytes());
+    }
+}
+
+/// What [`read_line`] found.
+pub enum Got {
+    /// Nothing more to read for now.
+    More,
+    /// A line end, at this index of the buffer.
+    Line(usize),
+    /// The end of the stream.
+    Eof,
+    /// An error, or more than the limit without a line end.
+    Fail,
+}
+
+/// Read what the non-blocking `fd` holds into `buf`, until a line end,
+/// the end, or more than `max` bytes (the supervisor's connections and
+/// pipes: it never waits for them).
+pub fn read_line(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Got {
+    let mut chunk = [0u8; 256];
+    loop {
+        // SAFETY: read(2) into a buffer of ours, of the length given.
+        let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        let Some(got) = usize::try_from(n).ok().and_then(|n| chunk.get(..n)) else {
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                nix::errno::Errno::EAGAIN => return Got::More,
+                _ => return Got::Fail,
+            }
+        };
+        if got.is_empty() {
+            return Got::Eof;
+        }
+        buf.extend_from_slice(got);
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            return Got::Line(i);
+        }
+        if buf.len() > max {
+            return Got::Fail;
+        }
     }
 }
 

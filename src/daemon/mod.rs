@@ -582,20 +582,17 @@ impl Supervisor {
     /// block: a report not written yet (a run started since the poll)
     /// stays for later, and the supervisor never waits for a queue run.
     fn on_run_report(&mut self) {
-        use std::io::Read;
-        let Some(mut f) = self.run_report.take() else {
+        let Some(f) = self.run_report.take() else {
             return;
         };
-        let mut buf = [0u8; 64];
-        let n = match f.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+        let mut buf = Vec::new();
+        if let control::Got::More = control::read_line(f.as_fd(), &mut buf, 64) {
+            if buf.is_empty() {
                 self.run_report = Some(f);
                 return;
             }
-            Err(_) => 0,
-        };
-        let next = std::str::from_utf8(buf.get(..n).unwrap_or(&[]))
+        }
+        let next = std::str::from_utf8(&buf)
             .ok()
             .and_then(|s| s.trim().strip_prefix("next "))
             .and_then(|n| n.parse().ok());
@@ -1061,18 +1058,28 @@ impl Supervisor {
         let Some(c) = &self.control else {
             return;
         };
+        use std::os::fd::{AsRawFd, FromRawFd};
         loop {
-            match c.accept() {
-                Ok((stream, _)) => match control::Conn::new(stream) {
-                    Ok(conn) => self.conns.push(conn),
-                    Err(e) => warn!("control: {e}"),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    warn!("control accept: {e}");
-                    return;
+            // SAFETY: accept4(2) on our listening socket, no address asked
+            // for; the descriptor it returns is a new one, ours.
+            let fd = unsafe {
+                libc::accept4(
+                    c.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                match Errno::last() {
+                    Errno::EAGAIN => {}
+                    e => log_os("control accept", e),
                 }
+                return;
             }
+            // SAFETY: see above.
+            let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+            self.conns.push(control::Conn::new(stream));
         }
     }
 

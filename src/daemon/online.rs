@@ -35,7 +35,7 @@
 //!   `route NAME came online (default route via DEV)` and `route NAME went
 //!   offline` at info; query failures at warning.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -235,22 +235,8 @@ impl Supervisor {
         let Some(q) = self.query.as_mut() else {
             return;
         };
-        let mut chunk = [0u8; 512];
-        let done = loop {
-            match q.pipe.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    q.buf.extend_from_slice(&chunk[..n]);
-                    if q.buf.contains(&b'\n') || q.buf.len() > 4096 {
-                        break true;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-                Err(_) => break true,
-            }
-        };
-        if done {
+        let got = super::control::read_line(q.pipe.as_fd(), &mut q.buf, 4096);
+        if !matches!(got, super::control::Got::More) {
             let answer = online::decode_answer(&String::from_utf8_lossy(&q.buf));
             self.finish_query(answer);
         }
