@@ -38,13 +38,12 @@ mod online;
 
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use log::{debug, error, info, warn};
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -470,40 +469,47 @@ impl Supervisor {
             {
                 crate::util::memory::drop_text();
             }
-            let mut fds: Vec<PollFd<'_>> =
-                Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
-            fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
-            fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
-            let ctl_at = self.control.as_ref().map(|c| {
-                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let lis_at = fds.len();
+            // The poll set, by index: signals, inotify, the control
+            // listener, the run report, netlink, the query pipe (-1, which
+            // poll skips, for those not there), then the SMTP listeners,
+            // then the control connections.
+            let raw = |fd: Option<BorrowedFd<'_>>| fd.map_or(-1, |fd| fd.as_raw_fd());
+            let mut fds: Vec<libc::pollfd> =
+                Vec::with_capacity(6 + self.listeners.len() + self.conns.len());
+            for fd in [
+                self.signals.as_fd().as_raw_fd(),
+                self.inotify.as_fd().as_raw_fd(),
+                raw(self.control.as_ref().map(AsFd::as_fd)),
+                raw(self.run_report.as_ref().map(AsFd::as_fd)),
+                raw(self.netlink.as_ref().map(|m| m.fd())),
+                raw(self.query.as_ref().map(|q| q.fd())),
+            ] {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             if !self.stopping {
                 for l in &self.listeners {
-                    fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
+                    fds.push(libc::pollfd {
+                        fd: l.sock.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
                 }
             }
             let conn_at = fds.len();
             for c in &self.conns {
-                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                fds.push(libc::pollfd {
+                    fd: c.stream.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
-            let conn_end = fds.len();
-            let report_at = self.run_report.as_ref().map(|f| {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let netlink_at = self.netlink.as_ref().map(|m| {
-                fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let query_at = self.query.as_ref().map(|q| {
-                fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            match poll(&mut fds, self.poll_timeout()) {
-                Ok(0) => {
-                    drop(fds);
+            // SAFETY: poll(2) on our array, of the length given.
+            match unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, self.poll_timeout()) } {
+                0 => {
                     self.on_query_timeout();
                     if self
                         .next_retry
@@ -515,44 +521,38 @@ impl Supervisor {
                     }
                     continue;
                 }
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log_os("poll", e);
-                    return;
-                }
+                n if n > 0 => {}
+                _ => match Errno::last() {
+                    Errno::EINTR => continue,
+                    e => {
+                        log_os("poll", e);
+                        return;
+                    }
+                },
             }
-            // Index layout of the poll set: signals, inotify, control
-            // listener, SMTP listeners, control connections, run report,
-            // netlink, query pipe.
-            let mut ready = Vec::with_capacity(fds.len());
-            for fd in &fds {
-                ready.push(fd.any().unwrap_or(false));
-            }
-            drop(fds);
-            let at = |i: Option<usize>| i.and_then(|i| ready.get(i)) == Some(&true);
-            if at(Some(0)) {
+            let at = |i: usize| fds.get(i).is_some_and(|p| p.revents != 0);
+            if at(0) {
                 self.on_signals();
             }
-            if at(Some(1)) {
+            if at(1) {
                 self.on_inotify();
             }
-            if at(ctl_at) {
+            if at(2) {
                 self.on_control_accept();
             }
-            for i in lis_at..conn_at {
-                if at(Some(i)) {
-                    self.on_accept(i - lis_at);
+            for i in 6..conn_at {
+                if at(i) {
+                    self.on_accept(i - 6);
                 }
             }
-            self.on_control_conns(ready.get(conn_at..conn_end).unwrap_or(&[]));
-            if at(report_at) {
+            self.on_control_conns(fds.get(conn_at..).unwrap_or(&[]));
+            if at(3) {
                 self.on_run_report();
             }
-            if at(netlink_at) {
+            if at(4) {
                 self.on_netlink();
             }
-            if at(query_at) {
+            if at(5) {
                 self.on_query_pipe();
             }
         }
@@ -560,7 +560,7 @@ impl Supervisor {
 
     /// Infinite unless a retry is due on an online route (or a query
     /// child must be stopped).
-    fn poll_timeout(&self) -> PollTimeout {
+    fn poll_timeout(&self) -> i32 {
         let mut ms = self.next_retry.map(|due| {
             due.saturating_sub(crate::util::time::now())
                 .saturating_mul(1000)
@@ -571,10 +571,8 @@ impl Supervisor {
             ms = Some(ms.map_or(q, |m| m.min(q)));
         }
         match ms {
-            None => PollTimeout::NONE,
-            Some(ms) => {
-                PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
-            }
+            None => -1,
+            Some(ms) => ms.min(i32::MAX as u64) as i32,
         }
     }
 
@@ -1083,10 +1081,10 @@ impl Supervisor {
         }
     }
 
-    fn on_control_conns(&mut self, ready: &[bool]) {
+    fn on_control_conns(&mut self, polled: &[libc::pollfd]) {
         // Walk from the end so removals keep the indices of the rest.
-        for i in (0..ready.len().min(self.conns.len())).rev() {
-            if !ready[i] {
+        for i in (0..polled.len().min(self.conns.len())).rev() {
+            if polled[i].revents == 0 {
                 continue;
             }
             let result = self.conns[i].read();
