@@ -31,24 +31,25 @@ pub fn socket_path(spool_dir: &Path) -> PathBuf {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Request {
-    Flush(Option<String>),
+pub enum Request<'a> {
+    Flush(Option<&'a str>),
     Status,
     Routes,
 }
 
-pub fn parse_request(line: &str) -> Result<Request, String> {
+/// None: an unknown request (the reply is `error: unknown request '…'`).
+pub fn parse_request(line: &str) -> Option<Request<'_>> {
     let mut words = line.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some("flush"), None, _) => Ok(Request::Flush(None)),
+        (Some("flush"), None, _) => Some(Request::Flush(None)),
         (Some("flush"), Some(r), None)
             if r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
         {
-            Ok(Request::Flush(Some(r.to_string())))
+            Some(Request::Flush(Some(r)))
         }
-        (Some("status"), None, _) => Ok(Request::Status),
-        (Some("routes"), None, _) => Ok(Request::Routes),
-        _ => Err(format!("unknown request '{}'", line.trim())),
+        (Some("status"), None, _) => Some(Request::Status),
+        (Some("routes"), None, _) => Some(Request::Routes),
+        _ => None,
     }
 }
 
@@ -184,15 +185,15 @@ mod tests {
 
     #[test]
     fn requests() {
-        assert_eq!(parse_request("flush"), Ok(Request::Flush(None)));
+        assert_eq!(parse_request("flush"), Some(Request::Flush(None)));
         assert_eq!(
             parse_request("flush isp_1\r"),
-            Ok(Request::Flush(Some("isp_1".into())))
+            Some(Request::Flush(Some("isp_1")))
         );
-        assert_eq!(parse_request(" status "), Ok(Request::Status));
-        assert_eq!(parse_request("routes"), Ok(Request::Routes));
+        assert_eq!(parse_request(" status "), Some(Request::Status));
+        assert_eq!(parse_request("routes"), Some(Request::Routes));
         for bad in ["", "flush a b", "flush ../x", "reboot", "status now"] {
-            assert!(parse_request(bad).is_err(), "{bad}");
+            assert!(parse_request(bad).is_none(), "{bad}");
         }
     }
 }

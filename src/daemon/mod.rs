@@ -39,7 +39,7 @@ mod online;
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
 use log::{debug, error, info, warn};
@@ -132,8 +132,8 @@ struct Supervisor {
     /// to `next_retry` instead of replacing it.
     run_targeted: bool,
     /// Scanners' hints (hint.rs): the supervisor's end, the workers' end.
-    hint_rx: Option<std::os::unix::net::UnixDatagram>,
-    hint_tx: Option<std::os::unix::net::UnixDatagram>,
+    hint_rx: Option<UnixDatagram>,
+    hint_tx: Option<UnixDatagram>,
     /// Hints read, not yet matched with their message's arrival.
     /// The rest of each datagram (hint::decode): `*` or route names.
     hints: VecMap<crate::queue::MsgId, String>,
@@ -219,16 +219,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     )?;
     let wd_online = online_watch(&cfg, &inotify);
     let netlink = online::open_netlink(cfg.main.online_detect);
-    let (hint_rx, hint_tx) = match std::os::unix::net::UnixDatagram::pair() {
-        Ok((rx, tx)) if rx.set_nonblocking(true).is_ok() && tx.set_nonblocking(true).is_ok() => {
-            (Some(rx), Some(tx))
-        }
-        Ok(_) => (None, None),
-        Err(e) => {
-            warn!("hint socket: {e}; a queue run for every new message");
-            (None, None)
-        }
-    };
+    let (hint_rx, hint_tx) = hint_sockets();
 
     if detach {
         daemonize(&cfg.main.pid_file)?;
@@ -286,6 +277,28 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     }
     info!("daemon stopped");
     Ok(())
+}
+
+/// The scanners' hint sockets: the supervisor's end, the workers' end.
+fn hint_sockets() -> (Option<UnixDatagram>, Option<UnixDatagram>) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    let flags = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socketpair(2) into an array of two descriptors.
+    if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, fds.as_mut_ptr()) } != 0 {
+        warn!(
+            "hint socket: {}; a queue run for every new message",
+            os_error(Errno::last())
+        );
+        return (None, None);
+    }
+    // SAFETY: two new descriptors, ours.
+    unsafe {
+        (
+            Some(UnixDatagram::from_raw_fd(fds[0])),
+            Some(UnixDatagram::from_raw_fd(fds[1])),
+        )
+    }
 }
 
 /// The start-up child: make the spool's directories, recover, scan.
@@ -668,20 +681,30 @@ impl Supervisor {
 
     fn on_signals(&mut self) {
         loop {
-            match self.signals.read_signal() {
-                Ok(Some(si)) => match Signal::try_from(si.ssi_signo as i32) {
-                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => self.stop(),
-                    Ok(Signal::SIGHUP) => self.reload(),
-                    Ok(Signal::SIGCHLD) => self.reap(),
-                    Ok(Signal::SIGUSR1) => self.flush(None),
-                    _ => {}
-                },
-                Ok(None) => return,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log_os("signalfd", e);
-                    return;
+            // struct signalfd_siginfo: 128 bytes, ssi_signo first.
+            let mut si = [0u8; 128];
+            // SAFETY: read(2) into a buffer of ours, of the length given.
+            let n = unsafe {
+                libc::read(
+                    self.signals.as_fd().as_raw_fd(),
+                    si.as_mut_ptr().cast(),
+                    si.len(),
+                )
+            };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => {}
+                    e => log_os("signalfd", e),
                 }
+                return;
+            }
+            match i32::from_ne_bytes([si[0], si[1], si[2], si[3]]) {
+                libc::SIGTERM | libc::SIGINT => self.stop(),
+                libc::SIGHUP => self.reload(),
+                libc::SIGCHLD => self.reap(),
+                libc::SIGUSR1 => self.flush(None),
+                _ => {}
             }
         }
     }
@@ -1096,17 +1119,17 @@ impl Supervisor {
                 control::ReadResult::Line(line) => {
                     let conn = self.conns.swap_remove(i);
                     let reply = match control::parse_request(&line) {
-                        Ok(control::Request::Flush(route)) => {
-                            self.flush(route.as_deref());
+                        Some(control::Request::Flush(route)) => {
+                            self.flush(route);
                             "ok\n".to_string()
                         }
-                        Ok(control::Request::Status) => self.status(),
-                        Ok(control::Request::Routes) => {
+                        Some(control::Request::Status) => self.status(),
+                        Some(control::Request::Routes) => {
                             let mut s = String::new();
                             self.route_lines(&mut s, false);
                             s
                         }
-                        Err(e) => format!("error: {e}\n"),
+                        None => format!("error: unknown request '{}'\n", line.trim()),
                     };
                     conn.reply(&reply);
                 }
