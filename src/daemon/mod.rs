@@ -423,15 +423,17 @@ fn daemonize(pid_file: &Path) -> CmdResult {
     }
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        use std::os::fd::AsRawFd;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, which stay open.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    // SAFETY: open(2) of a constant path; dup2 onto the standard
+    // descriptors, which stay open.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
         }
     }
     Ok(())

@@ -147,19 +147,18 @@ impl Supervisor {
                 info!("route {r} went offline (was: {why})");
             }
         }
-        let mut up = Vec::new();
-        for (r, why) in self.online.iter() {
+        let mut i = 0;
+        while let Some((r, why)) = self.online.at(i) {
+            i += 1;
             if old.get(r).is_none() {
                 info!("route {r} came online ({why})");
-                up.push(r.clone());
+                let route = Some(r.clone());
+                self.request_run(RunRequest {
+                    force: true,
+                    route,
+                    ids: None,
+                });
             }
-        }
-        for r in up {
-            self.request_run(RunRequest {
-                force: true,
-                route: Some(r),
-                ids: None,
-            });
         }
     }
 
