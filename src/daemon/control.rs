@@ -162,7 +162,10 @@ pub fn request(path: &Path, line: &str) -> io::Result<String> {
     let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all([line.as_bytes(), b"\n"].concat().as_slice())?;
+    let mut req = Vec::with_capacity(line.len() + 1);
+    req.extend_from_slice(line.as_bytes());
+    req.push(b'\n');
+    s.write_all(&req)?;
     // At most 64 KiB of reply.
     let mut reply = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -175,8 +178,8 @@ pub fn request(path: &Path, line: &str) -> io::Result<String> {
         }
     }
     reply.truncate(64 * 1024);
-    String::from_utf8(reply)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply not UTF-8"))
+    // Not UTF-8: not a daemon's reply.
+    String::from_utf8(reply).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
 #[cfg(test)]
