@@ -953,18 +953,23 @@ impl Monitor {
             if left.is_zero() {
                 return false;
             }
-            let ms = u16::try_from(crate::util::time::millis(left)).unwrap_or(u16::MAX);
-            let mut fds = [nix::poll::PollFd::new(
-                self.sock.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                Ok(0) => return false,
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => {
-                    warn!("netlink: poll: {}", os_error(e));
-                    return false;
-                }
+            let ms = crate::util::time::millis(left).min(i32::MAX as u64) as i32;
+            let mut fd = libc::pollfd {
+                fd: self.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one pollfd of ours.
+            match unsafe { libc::poll(&mut fd, 1, ms) } {
+                0 => return false,
+                1.. => {}
+                _ => match Errno::last() {
+                    Errno::EINTR => {}
+                    e => {
+                        warn!("netlink: poll: {}", os_error(e));
+                        return false;
+                    }
+                },
             }
             self.read();
         }
