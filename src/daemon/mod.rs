@@ -654,11 +654,12 @@ impl Supervisor {
                 return;
             }
         };
+        let targeted = req.ids.is_some();
         let opts = crate::deliver::RunOpts {
-            only_route: req.route.clone(),
+            only_route: req.route,
             force: req.force,
             online: self.online.names(),
-            only_ids: req.ids.clone(),
+            only_ids: req.ids,
         };
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Run, &mut |cfg| {
@@ -674,7 +675,7 @@ impl Supervisor {
         });
         if pid.is_some() {
             self.run_report = Some(std::fs::File::from(rd));
-            self.run_targeted = req.ids.is_some();
+            self.run_targeted = targeted;
             if !self.run_targeted {
                 self.next_retry = None;
             }
@@ -1198,7 +1199,9 @@ impl Supervisor {
 /// Too many connections: say so and close, without blocking.
 fn refuse(mut stream: TcpStream, host: &str) {
     let _ = stream.set_nonblocking(true);
-    let _ = stream.write_all(
-        format!("421 4.7.0 {host} too many connections, try again later\r\n").as_bytes(),
-    );
+    let mut m = Vec::with_capacity(64 + host.len());
+    m.extend_from_slice(b"421 4.7.0 ");
+    m.extend_from_slice(host.as_bytes());
+    m.extend_from_slice(b" too many connections, try again later\r\n");
+    let _ = stream.write_all(&m);
 }
