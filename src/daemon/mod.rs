@@ -234,8 +234,11 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         addrs.push_str("nothing");
     }
     info!(
-        "daemon started (masqmail {}), pid {}, listening on {}",
-        env!("CARGO_PKG_VERSION"),
+        concat!(
+            "daemon started (masqmail ",
+            env!("CARGO_PKG_VERSION"),
+            "), pid {}, listening on {}"
+        ),
         std::process::id(),
         addrs
     );
@@ -1150,9 +1153,12 @@ impl Supervisor {
             }
         };
         let mut s = format!(
-            "pid: {}\nversion: {}\nlistening: ",
+            concat!(
+                "pid: {}\nversion: ",
+                env!("CARGO_PKG_VERSION"),
+                "\nlistening: "
+            ),
             std::process::id(),
-            env!("CARGO_PKG_VERSION")
         );
         for (i, l) in self.listeners.iter().enumerate() {
             let sep = if i > 0 { ", " } else { "" };

@@ -195,7 +195,10 @@ impl Supervisor {
             self.query_again = true;
             return;
         }
-        let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        // Both ends non-blocking, like the run report's: the child writes
+        // one short line into the empty pipe (and the supervisor reads at
+        // most 4 KiB of it anyway).
+        let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
             Ok(p) => p,
             Err(e) => {
                 super::log_os("pipe", e);
@@ -203,10 +206,6 @@ impl Supervisor {
             }
         };
         let pipe = std::fs::File::from(rd);
-        if let Err(e) = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
-            super::log_os("pipe", e);
-            return;
-        }
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Query, &mut |cfg| {
             let answer = match crate::privs::become_mail_user(cfg) {
