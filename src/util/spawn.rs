@@ -184,8 +184,14 @@ impl Spawn {
         kv.extend_from_slice(value.as_bytes());
         let c = c_string(&kv, &mut self.nul);
         let env = self.env.get_or_insert_with(Vec::new);
-        env.retain(|e| !e.as_bytes().starts_with(&kv[..prefix]));
-        env.push(c);
+        // Set before: replaced where it is (there is at most one).
+        match env
+            .iter()
+            .position(|e| e.as_bytes().starts_with(&kv[..prefix]))
+        {
+            Some(i) => env[i] = c,
+            None => env.push(c),
+        }
         self
     }
 
