@@ -19,6 +19,7 @@
 //!   and polled with everything else.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,24 +31,25 @@ pub fn socket_path(spool_dir: &Path) -> PathBuf {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Request {
-    Flush(Option<String>),
+pub enum Request<'a> {
+    Flush(Option<&'a str>),
     Status,
     Routes,
 }
 
-pub fn parse_request(line: &str) -> Result<Request, String> {
+/// None: an unknown request (the reply is `error: unknown request '…'`).
+pub fn parse_request(line: &str) -> Option<Request<'_>> {
     let mut words = line.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some("flush"), None, _) => Ok(Request::Flush(None)),
+        (Some("flush"), None, _) => Some(Request::Flush(None)),
         (Some("flush"), Some(r), None)
             if r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
         {
-            Ok(Request::Flush(Some(r.to_string())))
+            Some(Request::Flush(Some(r)))
         }
-        (Some("status"), None, _) => Ok(Request::Status),
-        (Some("routes"), None, _) => Ok(Request::Routes),
-        _ => Err(format!("unknown request '{}'", line.trim())),
+        (Some("status"), None, _) => Some(Request::Status),
+        (Some("routes"), None, _) => Some(Request::Routes),
+        _ => None,
     }
 }
 
@@ -86,34 +88,21 @@ pub enum ReadResult {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream) -> io::Result<Conn> {
-        stream.set_nonblocking(true)?;
-        Ok(Conn {
+    /// `stream`: already non-blocking.
+    pub fn new(stream: UnixStream) -> Conn {
+        Conn {
             stream,
             buf: Vec::new(),
-        })
+        }
     }
 
     pub fn read(&mut self) -> ReadResult {
-        let mut chunk = [0u8; 256];
-        let end = loop {
-            match self.stream.read(&mut chunk) {
-                // EOF: a request without a line end still counts.
-                Ok(0) if self.buf.is_empty() => return ReadResult::Drop,
-                Ok(0) => break self.buf.len(),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                        break i;
-                    }
-                    if self.buf.len() > MAX_REQUEST {
-                        return ReadResult::Drop;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::More,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadResult::Drop,
-            }
+        let end = match read_line(self.stream.as_fd(), &mut self.buf, MAX_REQUEST) {
+            Got::More => return ReadResult::More,
+            Got::Line(i) => i,
+            // EOF: a request without a line end still counts.
+            Got::Eof if !self.buf.is_empty() => self.buf.len(),
+            Got::Eof | Got::Fail => return ReadResult::Drop,
         };
         let line = self.buf.get(..end).unwrap_or_default();
         ReadResult::Line(String::from_utf8_lossy(line).into_owned())
@@ -127,13 +116,56 @@ impl Conn {
     }
 }
 
+/// What [`read_line`] found.
+pub enum Got {
+    /// Nothing more to read for now.
+    More,
+    /// A line end, at this index of the buffer.
+    Line(usize),
+    /// The end of the stream.
+    Eof,
+    /// An error, or more than the limit without a line end.
+    Fail,
+}
+
+/// Read what the non-blocking `fd` holds into `buf`, until a line end,
+/// the end, or more than `max` bytes (the supervisor's connections and
+/// pipes: it never waits for them).
+pub fn read_line(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Got {
+    let mut chunk = [0u8; 256];
+    loop {
+        // SAFETY: read(2) into a buffer of ours, of the length given.
+        let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        let Some(got) = usize::try_from(n).ok().and_then(|n| chunk.get(..n)) else {
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                nix::errno::Errno::EAGAIN => return Got::More,
+                _ => return Got::Fail,
+            }
+        };
+        if got.is_empty() {
+            return Got::Eof;
+        }
+        buf.extend_from_slice(got);
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            return Got::Line(i);
+        }
+        if buf.len() > max {
+            return Got::Fail;
+        }
+    }
+}
+
 /// Client side: send one request, return the reply. Errors mean no daemon
 /// answered (the caller falls back to doing the work itself).
 pub fn request(path: &Path, line: &str) -> io::Result<String> {
     let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all([line.as_bytes(), b"\n"].concat().as_slice())?;
+    let mut req = Vec::with_capacity(line.len() + 1);
+    req.extend_from_slice(line.as_bytes());
+    req.push(b'\n');
+    s.write_all(&req)?;
     // At most 64 KiB of reply.
     let mut reply = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -146,8 +178,8 @@ pub fn request(path: &Path, line: &str) -> io::Result<String> {
         }
     }
     reply.truncate(64 * 1024);
-    String::from_utf8(reply)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply not UTF-8"))
+    // Not UTF-8: not a daemon's reply.
+    String::from_utf8(reply).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
 #[cfg(test)]
@@ -156,15 +188,15 @@ mod tests {
 
     #[test]
     fn requests() {
-        assert_eq!(parse_request("flush"), Ok(Request::Flush(None)));
+        assert_eq!(parse_request("flush"), Some(Request::Flush(None)));
         assert_eq!(
             parse_request("flush isp_1\r"),
-            Ok(Request::Flush(Some("isp_1".into())))
+            Some(Request::Flush(Some("isp_1")))
         );
-        assert_eq!(parse_request(" status "), Ok(Request::Status));
-        assert_eq!(parse_request("routes"), Ok(Request::Routes));
+        assert_eq!(parse_request(" status "), Some(Request::Status));
+        assert_eq!(parse_request("routes"), Some(Request::Routes));
         for bad in ["", "flush a b", "flush ../x", "reboot", "status now"] {
-            assert!(parse_request(bad).is_err(), "{bad}");
+            assert!(parse_request(bad).is_none(), "{bad}");
         }
     }
 }

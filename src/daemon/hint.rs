@@ -73,28 +73,20 @@ pub fn encode(id: &MsgId, wants: &Wants) -> Vec<u8> {
     s.into_bytes()
 }
 
-pub fn decode(d: &[u8]) -> Option<(MsgId, Wants)> {
+/// Check a datagram: its message and the rest, `*` ([`Wants::Now`]) or
+/// the route names separated by single spaces (none: an empty rest).
+pub fn decode(d: &[u8]) -> Option<(MsgId, &str)> {
     let s = std::str::from_utf8(d).ok()?;
-    let mut words = s.split(' ');
-    let id = MsgId::parse(words.next()?)?;
-    let (mut routes, mut now) = (Vec::new(), false);
-    for w in words {
-        if w == "*" && routes.is_empty() && !now {
-            now = true;
-        } else if now || w.is_empty() || w.contains('*') {
-            return None;
-        } else {
-            routes.push(w.to_string());
+    let (id, rest) = match s.split_once(' ') {
+        None => (s, ""),
+        Some((_, rest))
+            if rest != "*" && rest.split(' ').any(|w| w.is_empty() || w.contains('*')) =>
+        {
+            return None
         }
-    }
-    Some((
-        id,
-        if now {
-            Wants::Now
-        } else {
-            Wants::Routes(routes)
-        },
-    ))
+        Some(x) => x,
+    };
+    Some((MsgId::parse(id)?, rest))
 }
 
 /// Tell the supervisor (if this is one of its workers). Never blocks; a
@@ -124,20 +116,26 @@ mod tests {
     #[test]
     fn round_trip() {
         let id = MsgId::parse("1xWN7m166R-00vI").unwrap();
-        for w in [
-            Wants::Now,
-            Wants::Routes(vec![]),
-            Wants::Routes(vec!["isp".into(), "lan_b".into()]),
+        for (w, rest) in [
+            (Wants::Now, "*"),
+            (Wants::Routes(vec![]), ""),
+            (
+                Wants::Routes(vec!["isp".into(), "lan_b".into()]),
+                "isp lan_b",
+            ),
         ] {
-            assert_eq!(decode(&encode(&id, &w)), Some((id, w)));
+            assert_eq!(decode(&encode(&id, &w)), Some((id, rest)));
         }
         let long = Wants::Routes(vec!["r".repeat(300), "s".repeat(300)]);
-        assert_eq!(decode(&encode(&id, &long)), Some((id, Wants::Now)));
+        assert_eq!(decode(&encode(&id, &long)), Some((id, "*")));
         for bad in [
             &b""[..],
             b"nonsense",
             b"1xWN7m166R-00vI  isp",
             b"1xWN7m166R-00vI isp *",
+            b"1xWN7m166R-00vI ",
+            b"1xWN7m166R-00vI * isp",
+            b"1xWN7m166R-00vI isp ",
             b"1xWN7m166R-00vI \xff",
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");

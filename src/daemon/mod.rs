@@ -38,13 +38,12 @@ mod online;
 
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixListener;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
 use log::{debug, error, info, warn};
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -133,10 +132,11 @@ struct Supervisor {
     /// to `next_retry` instead of replacing it.
     run_targeted: bool,
     /// Scanners' hints (hint.rs): the supervisor's end, the workers' end.
-    hint_rx: Option<std::os::unix::net::UnixDatagram>,
-    hint_tx: Option<std::os::unix::net::UnixDatagram>,
+    hint_rx: Option<UnixDatagram>,
+    hint_tx: Option<UnixDatagram>,
     /// Hints read, not yet matched with their message's arrival.
-    hints: VecMap<crate::queue::MsgId, hint::Wants>,
+    /// The rest of each datagram (hint::decode): `*` or route names.
+    hints: VecMap<crate::queue::MsgId, String>,
 }
 
 /// Log a failed system call: `WHAT: strerror`.
@@ -219,16 +219,7 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     )?;
     let wd_online = online_watch(&cfg, &inotify);
     let netlink = online::open_netlink(cfg.main.online_detect);
-    let (hint_rx, hint_tx) = match std::os::unix::net::UnixDatagram::pair() {
-        Ok((rx, tx)) if rx.set_nonblocking(true).is_ok() && tx.set_nonblocking(true).is_ok() => {
-            (Some(rx), Some(tx))
-        }
-        Ok(_) => (None, None),
-        Err(e) => {
-            warn!("hint socket: {e}; a queue run for every new message");
-            (None, None)
-        }
-    };
+    let (hint_rx, hint_tx) = hint_sockets();
 
     if detach {
         daemonize(&cfg.main.pid_file)?;
@@ -243,8 +234,11 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
         addrs.push_str("nothing");
     }
     info!(
-        "daemon started (masqmail {}), pid {}, listening on {}",
-        env!("CARGO_PKG_VERSION"),
+        concat!(
+            "daemon started (masqmail ",
+            env!("CARGO_PKG_VERSION"),
+            "), pid {}, listening on {}"
+        ),
         std::process::id(),
         addrs
     );
@@ -286,6 +280,28 @@ pub fn run(cfg: Config, config_path: PathBuf, detach: bool) -> CmdResult {
     }
     info!("daemon stopped");
     Ok(())
+}
+
+/// The scanners' hint sockets: the supervisor's end, the workers' end.
+fn hint_sockets() -> (Option<UnixDatagram>, Option<UnixDatagram>) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    let flags = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socketpair(2) into an array of two descriptors.
+    if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, fds.as_mut_ptr()) } != 0 {
+        warn!(
+            "hint socket: {}; a queue run for every new message",
+            os_error(Errno::last())
+        );
+        return (None, None);
+    }
+    // SAFETY: two new descriptors, ours.
+    unsafe {
+        (
+            Some(UnixDatagram::from_raw_fd(fds[0])),
+            Some(UnixDatagram::from_raw_fd(fds[1])),
+        )
+    }
 }
 
 /// The start-up child: make the spool's directories, recover, scan.
@@ -410,15 +426,17 @@ fn daemonize(pid_file: &Path) -> CmdResult {
     }
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        use std::os::fd::AsRawFd;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, which stay open.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    // SAFETY: open(2) of a constant path; dup2 onto the standard
+    // descriptors, which stay open.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
         }
     }
     Ok(())
@@ -469,40 +487,47 @@ impl Supervisor {
             {
                 crate::util::memory::drop_text();
             }
-            let mut fds: Vec<PollFd<'_>> =
-                Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
-            fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
-            fds.push(PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN));
-            let ctl_at = self.control.as_ref().map(|c| {
-                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let lis_at = fds.len();
+            // The poll set, by index: signals, inotify, the control
+            // listener, the run report, netlink, the query pipe (-1, which
+            // poll skips, for those not there), then the SMTP listeners,
+            // then the control connections.
+            let raw = |fd: Option<BorrowedFd<'_>>| fd.map_or(-1, |fd| fd.as_raw_fd());
+            let mut fds: Vec<libc::pollfd> =
+                Vec::with_capacity(6 + self.listeners.len() + self.conns.len());
+            for fd in [
+                self.signals.as_fd().as_raw_fd(),
+                self.inotify.as_fd().as_raw_fd(),
+                raw(self.control.as_ref().map(AsFd::as_fd)),
+                raw(self.run_report.as_ref().map(AsFd::as_fd)),
+                raw(self.netlink.as_ref().map(|m| m.fd())),
+                raw(self.query.as_ref().map(|q| q.fd())),
+            ] {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             if !self.stopping {
                 for l in &self.listeners {
-                    fds.push(PollFd::new(l.sock.as_fd(), PollFlags::POLLIN));
+                    fds.push(libc::pollfd {
+                        fd: l.sock.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
                 }
             }
             let conn_at = fds.len();
             for c in &self.conns {
-                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                fds.push(libc::pollfd {
+                    fd: c.stream.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
-            let conn_end = fds.len();
-            let report_at = self.run_report.as_ref().map(|f| {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let netlink_at = self.netlink.as_ref().map(|m| {
-                fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let query_at = self.query.as_ref().map(|q| {
-                fds.push(PollFd::new(q.fd(), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            match poll(&mut fds, self.poll_timeout()) {
-                Ok(0) => {
-                    drop(fds);
+            // SAFETY: poll(2) on our array, of the length given.
+            match unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, self.poll_timeout()) } {
+                0 => {
                     self.on_query_timeout();
                     if self
                         .next_retry
@@ -514,44 +539,38 @@ impl Supervisor {
                     }
                     continue;
                 }
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log_os("poll", e);
-                    return;
-                }
+                n if n > 0 => {}
+                _ => match Errno::last() {
+                    Errno::EINTR => continue,
+                    e => {
+                        log_os("poll", e);
+                        return;
+                    }
+                },
             }
-            // Index layout of the poll set: signals, inotify, control
-            // listener, SMTP listeners, control connections, run report,
-            // netlink, query pipe.
-            let mut ready = Vec::with_capacity(fds.len());
-            for fd in &fds {
-                ready.push(fd.any().unwrap_or(false));
-            }
-            drop(fds);
-            let at = |i: Option<usize>| i.and_then(|i| ready.get(i)) == Some(&true);
-            if at(Some(0)) {
+            let at = |i: usize| fds.get(i).is_some_and(|p| p.revents != 0);
+            if at(0) {
                 self.on_signals();
             }
-            if at(Some(1)) {
+            if at(1) {
                 self.on_inotify();
             }
-            if at(ctl_at) {
+            if at(2) {
                 self.on_control_accept();
             }
-            for i in lis_at..conn_at {
-                if at(Some(i)) {
-                    self.on_accept(i - lis_at);
+            for i in 6..conn_at {
+                if at(i) {
+                    self.on_accept(i - 6);
                 }
             }
-            self.on_control_conns(ready.get(conn_at..conn_end).unwrap_or(&[]));
-            if at(report_at) {
+            self.on_control_conns(fds.get(conn_at..).unwrap_or(&[]));
+            if at(3) {
                 self.on_run_report();
             }
-            if at(netlink_at) {
+            if at(4) {
                 self.on_netlink();
             }
-            if at(query_at) {
+            if at(5) {
                 self.on_query_pipe();
             }
         }
@@ -559,7 +578,7 @@ impl Supervisor {
 
     /// Infinite unless a retry is due on an online route (or a query
     /// child must be stopped).
-    fn poll_timeout(&self) -> PollTimeout {
+    fn poll_timeout(&self) -> i32 {
         let mut ms = self.next_retry.map(|due| {
             due.saturating_sub(crate::util::time::now())
                 .saturating_mul(1000)
@@ -570,10 +589,8 @@ impl Supervisor {
             ms = Some(ms.map_or(q, |m| m.min(q)));
         }
         match ms {
-            None => PollTimeout::NONE,
-            Some(ms) => {
-                PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
-            }
+            None => -1,
+            Some(ms) => ms.min(i32::MAX as u64) as i32,
         }
     }
 
@@ -581,21 +598,20 @@ impl Supervisor {
     /// block: a report not written yet (a run started since the poll)
     /// stays for later, and the supervisor never waits for a queue run.
     fn on_run_report(&mut self) {
-        use std::io::Read;
-        let Some(mut f) = self.run_report.take() else {
+        let Some(f) = self.run_report.take() else {
             return;
         };
-        let mut buf = [0u8; 64];
-        let n = match f.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+        let mut buf = Vec::new();
+        if let control::Got::More = control::read_line(f.as_fd(), &mut buf, 64) {
+            if buf.is_empty() {
                 self.run_report = Some(f);
                 return;
             }
-            Err(_) => 0,
-        };
-        let s = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
-        let next = s.trim().strip_prefix("next ").and_then(|n| n.parse().ok());
+        }
+        let next = std::str::from_utf8(&buf)
+            .ok()
+            .and_then(|s| s.trim().strip_prefix("next "))
+            .and_then(|n| n.parse().ok());
         self.next_retry = if self.run_targeted {
             match (self.next_retry, next) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -641,11 +657,12 @@ impl Supervisor {
                 return;
             }
         };
+        let targeted = req.ids.is_some();
         let opts = crate::deliver::RunOpts {
-            only_route: req.route.clone(),
+            only_route: req.route,
             force: req.force,
             online: self.online.names(),
-            only_ids: req.ids.clone(),
+            only_ids: req.ids,
         };
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Run, &mut |cfg| {
@@ -661,7 +678,7 @@ impl Supervisor {
         });
         if pid.is_some() {
             self.run_report = Some(std::fs::File::from(rd));
-            self.run_targeted = req.ids.is_some();
+            self.run_targeted = targeted;
             if !self.run_targeted {
                 self.next_retry = None;
             }
@@ -670,20 +687,30 @@ impl Supervisor {
 
     fn on_signals(&mut self) {
         loop {
-            match self.signals.read_signal() {
-                Ok(Some(si)) => match Signal::try_from(si.ssi_signo as i32) {
-                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => self.stop(),
-                    Ok(Signal::SIGHUP) => self.reload(),
-                    Ok(Signal::SIGCHLD) => self.reap(),
-                    Ok(Signal::SIGUSR1) => self.flush(None),
-                    _ => {}
-                },
-                Ok(None) => return,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log_os("signalfd", e);
-                    return;
+            // struct signalfd_siginfo: 128 bytes, ssi_signo first.
+            let mut si = [0u8; 128];
+            // SAFETY: read(2) into a buffer of ours, of the length given.
+            let n = unsafe {
+                libc::read(
+                    self.signals.as_fd().as_raw_fd(),
+                    si.as_mut_ptr().cast(),
+                    si.len(),
+                )
+            };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => {}
+                    e => log_os("signalfd", e),
                 }
+                return;
+            }
+            match i32::from_ne_bytes([si[0], si[1], si[2], si[3]]) {
+                libc::SIGTERM | libc::SIGINT => self.stop(),
+                libc::SIGHUP => self.reload(),
+                libc::SIGCHLD => self.reap(),
+                libc::SIGUSR1 => self.flush(None),
+                _ => {}
             }
         }
     }
@@ -811,35 +838,59 @@ impl Supervisor {
     }
 
     fn on_inotify(&mut self) {
-        let events = match self.inotify.read_events() {
-            Ok(ev) => ev,
-            Err(Errno::EAGAIN) => return,
-            Err(e) => {
-                log_os("inotify", e);
-                return;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // struct inotify_event: wd, mask, cookie, len, then len bytes of
+        // name, NUL-padded. One read, as many events as it gave.
+        let mut buf = [0u8; 4096];
+        // SAFETY: read(2) into a buffer of ours, of the length given.
+        let n = unsafe {
+            libc::read(
+                self.inotify.as_fd().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let Some(mut b) = usize::try_from(n).ok().and_then(|n| buf.get(..n)) else {
+            match Errno::last() {
+                Errno::EAGAIN => {}
+                e => log_os("inotify", e),
             }
+            return;
         };
         let (mut scan, mut online) = (false, false);
         let mut arrived: Vec<crate::queue::MsgId> = Vec::new();
-        let online_name = self.cfg.main.online_file.file_name();
-        for ev in events {
-            let id = ev
-                .name
-                .as_ref()
-                .and_then(|n| n.to_str())
+        let online_name = self
+            .cfg
+            .main
+            .online_file
+            .file_name()
+            .map(OsStrExt::as_bytes);
+        let word = |b: &[u8], at: usize| {
+            b.get(at..at + 4)
+                .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+        };
+        while b.len() >= 16 {
+            let wd = word(b, 0) as i32;
+            let end = b.len().min(16 + word(b, 12) as usize);
+            let name = b.get(16..end).filter(|n| !n.is_empty());
+            let name = name.and_then(|n| n.split(|&c| c == 0).next());
+            b = b.get(end..).unwrap_or_default();
+            let id = name
+                .and_then(|n| std::str::from_utf8(n).ok())
                 .and_then(crate::queue::MsgId::parse);
-            if ev.wd == self.wd_incoming {
+            if wd == self.wd_incoming.as_raw() {
                 // A message of a running SMTP worker is scanned by that
                 // worker (its exit code says if it could not); a scan run
                 // for it would only do the same work again.
                 scan |= !id.is_some_and(|id| self.is_smtp_worker(id.pid()));
-            } else if ev.wd == self.wd_outgoing {
+            } else if wd == self.wd_outgoing.as_raw() {
                 if let Some(id) = id {
                     if !arrived.contains(&id) {
                         arrived.push(id);
                     }
                 }
-            } else if Some(ev.wd) == self.wd_online && ev.name.as_deref() == online_name {
+            } else if self.wd_online.map(|w| w.as_raw()) == Some(wd) && name == online_name {
                 online = true;
             }
         }
@@ -878,11 +929,11 @@ impl Supervisor {
         loop {
             match rx.recv(&mut buf) {
                 Ok(n) => {
-                    if let Some((id, wants)) = buf.get(..n).and_then(hint::decode) {
+                    if let Some((id, rest)) = buf.get(..n).and_then(hint::decode) {
                         if self.hints.len() >= MAX_HINTS {
                             self.hints.clear();
                         }
-                        self.hints.insert(id, wants);
+                        self.hints.insert(id, rest.to_string());
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -897,8 +948,8 @@ impl Supervisor {
     /// starts when one of them comes up takes it.
     fn wants_run(&mut self, id: &crate::queue::MsgId) -> bool {
         match self.hints.remove(id) {
-            Some(hint::Wants::Routes(routes)) => {
-                let usable = routes.iter().any(|r| {
+            Some(routes) if routes != "*" => {
+                let usable = routes.split(' ').any(|r| {
                     self.cfg.route(r).is_some_and(|rt| {
                         rt.enabled && (rt.permanent || self.online.get(r).is_some())
                     })
@@ -908,7 +959,7 @@ impl Supervisor {
                 }
                 usable
             }
-            Some(hint::Wants::Now) | None => true,
+            _ => true,
         }
     }
 
@@ -1034,25 +1085,35 @@ impl Supervisor {
         let Some(c) = &self.control else {
             return;
         };
+        use std::os::fd::{AsRawFd, FromRawFd};
         loop {
-            match c.accept() {
-                Ok((stream, _)) => match control::Conn::new(stream) {
-                    Ok(conn) => self.conns.push(conn),
-                    Err(e) => warn!("control: {e}"),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    warn!("control accept: {e}");
-                    return;
+            // SAFETY: accept4(2) on our listening socket, no address asked
+            // for; the descriptor it returns is a new one, ours.
+            let fd = unsafe {
+                libc::accept4(
+                    c.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                match Errno::last() {
+                    Errno::EAGAIN => {}
+                    e => log_os("control accept", e),
                 }
+                return;
             }
+            // SAFETY: see above.
+            let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+            self.conns.push(control::Conn::new(stream));
         }
     }
 
-    fn on_control_conns(&mut self, ready: &[bool]) {
+    fn on_control_conns(&mut self, polled: &[libc::pollfd]) {
         // Walk from the end so removals keep the indices of the rest.
-        for i in (0..ready.len().min(self.conns.len())).rev() {
-            if !ready[i] {
+        for i in (0..polled.len().min(self.conns.len())).rev() {
+            if polled[i].revents == 0 {
                 continue;
             }
             let result = self.conns[i].read();
@@ -1064,17 +1125,17 @@ impl Supervisor {
                 control::ReadResult::Line(line) => {
                     let conn = self.conns.swap_remove(i);
                     let reply = match control::parse_request(&line) {
-                        Ok(control::Request::Flush(route)) => {
-                            self.flush(route.as_deref());
+                        Some(control::Request::Flush(route)) => {
+                            self.flush(route);
                             "ok\n".to_string()
                         }
-                        Ok(control::Request::Status) => self.status(),
-                        Ok(control::Request::Routes) => {
+                        Some(control::Request::Status) => self.status(),
+                        Some(control::Request::Routes) => {
                             let mut s = String::new();
                             self.route_lines(&mut s, false);
                             s
                         }
-                        Err(e) => format!("error: {e}\n"),
+                        None => format!("error: unknown request '{}'\n", line.trim()),
                     };
                     conn.reply(&reply);
                 }
@@ -1092,9 +1153,12 @@ impl Supervisor {
             }
         };
         let mut s = format!(
-            "pid: {}\nversion: {}\nlistening: ",
+            concat!(
+                "pid: {}\nversion: ",
+                env!("CARGO_PKG_VERSION"),
+                "\nlistening: "
+            ),
             std::process::id(),
-            env!("CARGO_PKG_VERSION")
         );
         for (i, l) in self.listeners.iter().enumerate() {
             let sep = if i > 0 { ", " } else { "" };
@@ -1141,7 +1205,9 @@ impl Supervisor {
 /// Too many connections: say so and close, without blocking.
 fn refuse(mut stream: TcpStream, host: &str) {
     let _ = stream.set_nonblocking(true);
-    let _ = stream.write_all(
-        format!("421 4.7.0 {host} too many connections, try again later\r\n").as_bytes(),
-    );
+    let mut m = Vec::with_capacity(64 + host.len());
+    m.extend_from_slice(b"421 4.7.0 ");
+    m.extend_from_slice(host.as_bytes());
+    m.extend_from_slice(b" too many connections, try again later\r\n");
+    let _ = stream.write_all(&m);
 }

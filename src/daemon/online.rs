@@ -35,7 +35,7 @@
 //!   `route NAME came online (default route via DEV)` and `route NAME went
 //!   offline` at info; query failures at warning.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -147,19 +147,18 @@ impl Supervisor {
                 info!("route {r} went offline (was: {why})");
             }
         }
-        let mut up = Vec::new();
-        for (r, why) in self.online.iter() {
+        let mut i = 0;
+        while let Some((r, why)) = self.online.at(i) {
+            i += 1;
             if old.get(r).is_none() {
                 info!("route {r} came online ({why})");
-                up.push(r.clone());
+                let route = Some(r.clone());
+                self.request_run(RunRequest {
+                    force: true,
+                    route,
+                    ids: None,
+                });
             }
-        }
-        for r in up {
-            self.request_run(RunRequest {
-                force: true,
-                route: Some(r),
-                ids: None,
-            });
         }
     }
 
@@ -196,7 +195,10 @@ impl Supervisor {
             self.query_again = true;
             return;
         }
-        let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        // Both ends non-blocking, like the run report's: the child writes
+        // one short line into the empty pipe (and the supervisor reads at
+        // most 4 KiB of it anyway).
+        let (rd, wr) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
             Ok(p) => p,
             Err(e) => {
                 super::log_os("pipe", e);
@@ -204,10 +206,6 @@ impl Supervisor {
             }
         };
         let pipe = std::fs::File::from(rd);
-        if let Err(e) = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
-            super::log_os("pipe", e);
-            return;
-        }
         let mut wr = Some(wr);
         let pid = self.spawn(ChildKind::Query, &mut |cfg| {
             let answer = match crate::privs::become_mail_user(cfg) {
@@ -235,22 +233,8 @@ impl Supervisor {
         let Some(q) = self.query.as_mut() else {
             return;
         };
-        let mut chunk = [0u8; 512];
-        let done = loop {
-            match q.pipe.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    q.buf.extend_from_slice(&chunk[..n]);
-                    if q.buf.contains(&b'\n') || q.buf.len() > 4096 {
-                        break true;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-                Err(_) => break true,
-            }
-        };
-        if done {
+        let got = super::control::read_line(q.pipe.as_fd(), &mut q.buf, 4096);
+        if !matches!(got, super::control::Got::More) {
             let answer = online::decode_answer(&String::from_utf8_lossy(&q.buf));
             self.finish_query(answer);
         }

@@ -116,6 +116,11 @@ impl Online {
         self.0.iter().find(|(n, _)| n == route).map(|(_, w)| w)
     }
 
+    /// The `i`th online route and why.
+    pub fn at(&self, i: usize) -> Option<&(String, Why)> {
+        self.0.get(i)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Why)> {
         self.0.iter().map(|(n, w)| (n, w))
     }
@@ -298,10 +303,27 @@ pub fn from_answer(cfg: &Config, a: &Answer) -> Online {
 
 /// The answer as one line, for the pipe from the daemon's query child.
 pub fn encode_answer(a: &Answer) -> String {
+    let mut s = String::new();
     match a {
-        Ok(names) => format!("ok {}\n", names.join(" ")),
-        Err(e) => format!("error {}\n", e.replace(['\n', '\r'], " ")),
+        Ok(names) => {
+            s.push_str("ok");
+            if names.is_empty() {
+                s.push(' ');
+            }
+            for n in names {
+                s.push(' ');
+                s.push_str(n);
+            }
+        }
+        Err(e) => {
+            s.push_str("error ");
+            for c in e.chars() {
+                s.push(if c == '\n' || c == '\r' { ' ' } else { c });
+            }
+        }
     }
+    s.push('\n');
+    s
 }
 
 /// Read [`encode_answer`]'s line; anything else is an error answer.

@@ -116,7 +116,8 @@ const BUF_LEN: usize = 32 * 1024;
 /// descriptors of the daemon's poll (the rest is read on the next round).
 const MAX_RECV_PER_CALL: usize = 64;
 
-/// The batch could not be parsed: lengths that do not add up.
+/// The batch could not be parsed: lengths that do not add up (the text
+/// says which, for the log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
@@ -216,7 +217,9 @@ fn attrs(mut b: &[u8]) -> Result<Attrs<'_>, Malformed> {
     while !b.is_empty() {
         let len = u16_at(b, 0).unwrap_or(0) as usize;
         if len < 4 || len > b.len() {
-            return Err(Malformed("attribute length out of bounds"));
+            return Err(Malformed(
+                "malformed message (attribute length out of bounds)",
+            ));
         }
         let ty = (u16_at(b, 2).unwrap_or(0) & NLA_TYPE_MASK) as usize;
         if let Some(slot) = a.get_mut(ty) {
@@ -243,7 +246,9 @@ pub fn parse(mut buf: &[u8]) -> Result<Vec<Msg>, Malformed> {
     while !buf.is_empty() {
         let len = u32_or0(buf, 0) as usize;
         if len < HDR_LEN || len > buf.len() {
-            return Err(Malformed("message length out of bounds"));
+            return Err(Malformed(
+                "malformed message (message length out of bounds)",
+            ));
         }
         let (ty, flags) = (u16_at(buf, 4).unwrap_or(0), u16_at(buf, 6).unwrap_or(0));
         out.push(parse_one(ty, flags, u32_or0(buf, 8), &buf[HDR_LEN..len])?);
@@ -258,7 +263,8 @@ fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> 
         NLMSG_DONE => return Ok(Msg::Done { seq }),
         NLMSG_OVERRUN => return Ok(Msg::Overrun),
         NLMSG_ERROR => {
-            let e = u32_at(p, 0).ok_or(Malformed("error message cut short"))? as i32;
+            let e = u32_at(p, 0).ok_or(Malformed("malformed message (error message cut short)"))?
+                as i32;
             return Ok(Msg::Error {
                 seq,
                 errno: e.saturating_neg(),
@@ -270,7 +276,7 @@ fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> 
         _ => return Ok(Msg::Other),
     };
     if p.len() < hdr {
-        return Err(Malformed("family header cut short"));
+        return Err(Malformed("malformed message (family header cut short)"));
     }
     // NEW is even, DEL odd.
     let new = ty & 1 == 0;
@@ -295,7 +301,15 @@ fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> 
     }
     let a = attrs(&p[hdr..])?;
     let mut hops = Vec::new();
+    let flags32 = u32_or0(p, 8);
     if ty >= RTM_NEWROUTE {
+        if let Some(oif) = attr_u32(&a, RTA_OIF) {
+            hops.push(Hop {
+                oif,
+                gateway: attr_addr(&a, RTA_GATEWAY),
+                flags: flags32,
+            });
+        }
         if let Some(v) = a[RTA_MULTIPATH as usize] {
             parse_nexthops(v, &mut hops)?;
         }
@@ -318,17 +332,6 @@ fn parse_one(ty: u16, flags: u16, seq: u32, p: &[u8]) -> Result<Msg, Malformed> 
             addr,
         });
     }
-    let flags32 = u32_or0(p, 8);
-    if let Some(oif) = attr_u32(&a, RTA_OIF) {
-        hops.insert(
-            0,
-            Hop {
-                oif,
-                gateway: attr_addr(&a, RTA_GATEWAY),
-                flags: flags32,
-            },
-        );
-    }
     Ok(Msg::Route(RouteMsg {
         new,
         replace: flags & NLM_F_REPLACE != 0,
@@ -348,7 +351,9 @@ fn parse_nexthops(mut b: &[u8], hops: &mut Vec<Hop>) -> Result<(), Malformed> {
     while !b.is_empty() {
         let len = u16_at(b, 0).unwrap_or(0) as usize;
         if len < RTNEXTHOP_LEN || len > b.len() {
-            return Err(Malformed("rtnexthop length out of bounds"));
+            return Err(Malformed(
+                "malformed message (rtnexthop length out of bounds)",
+            ));
         }
         let a = attrs(&b[RTNEXTHOP_LEN..len])?;
         hops.push(Hop {
@@ -437,6 +442,30 @@ pub struct Table {
     routes: Vec<(RouteKey, RouteInfo)>,
 }
 
+/// Remove the entries `gone` picks; the order is not kept (no one needs
+/// it), so no element is moved more than once.
+fn remove_if<T>(v: &mut Vec<T>, gone: impl Fn(&T) -> bool) {
+    let mut i = 0;
+    while i < v.len() {
+        if gone(&v[i]) {
+            v.swap_remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Add or update (`new`), or remove the entry of `key`.
+fn upsert<K: PartialEq, V>(v: &mut Vec<(K, V)>, key: K, info: V, new: bool) {
+    let at = v.iter().position(|(k, _)| *k == key);
+    match (at, new) {
+        (Some(i), true) => v[i].1 = info,
+        (None, true) => v.push((key, info)),
+        (Some(i), false) => drop(v.swap_remove(i)),
+        (None, false) => {}
+    }
+}
+
 /// Insert `x` into the sorted `v` unless it is there (no sort code).
 fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
     if let Err(i) = v.binary_search(&x) {
@@ -478,9 +507,9 @@ impl Table {
             Msg::Link {
                 new: false, index, ..
             } => {
-                self.links.retain(|(i, _)| i != index);
-                self.addrs.retain(|(k, _)| k.index != *index);
-                self.routes.retain(|(k, _)| k.oif != *index);
+                remove_if(&mut self.links, |(i, _)| i == index);
+                remove_if(&mut self.addrs, |(k, _)| k.index == *index);
+                remove_if(&mut self.routes, |(k, _)| k.oif == *index);
             }
             Msg::Addr {
                 new,
@@ -501,23 +530,14 @@ impl Table {
                     scope: *scope,
                     flags: *flags,
                 };
-                let at = self.addrs.iter().position(|(k, _)| *k == key);
-                match (at, *new) {
-                    (Some(i), true) => self.addrs[i].1 = info,
-                    (None, true) => self.addrs.push((key, info)),
-                    (at, false) => {
-                        if let Some(i) = at {
-                            self.addrs.swap_remove(i);
-                        }
-                        // The last address gone: its routes went with it.
-                        e.redump_routes = true;
-                    }
-                }
+                upsert(&mut self.addrs, key, info, *new);
+                // The last address gone: its routes went with it.
+                e.redump_routes = !*new;
             }
             Msg::Route(r) if r.dst_len == 0 => {
                 if r.new && r.replace {
-                    self.routes.retain(|(k, _)| {
-                        (k.family, k.table, k.tos, k.metric) != (r.family, r.table, r.tos, r.metric)
+                    remove_if(&mut self.routes, |(k, _)| {
+                        (k.family, k.table, k.tos, k.metric) == (r.family, r.table, r.tos, r.metric)
                     });
                 }
                 for h in &r.hops {
@@ -533,13 +553,7 @@ impl Table {
                         rtype: r.rtype,
                         flags: r.flags | h.flags,
                     };
-                    let at = self.routes.iter().position(|(k, _)| *k == key);
-                    match (at, r.new) {
-                        (Some(i), true) => self.routes[i].1 = info,
-                        (None, true) => self.routes.push((key, info)),
-                        (Some(i), false) => drop(self.routes.swap_remove(i)),
-                        (None, false) => {}
-                    }
+                    upsert(&mut self.routes, key, info, r.new);
                 }
             }
             _ => e.changed = false,
@@ -889,7 +903,7 @@ impl Monitor {
                 Ok(m) => m,
                 Err(Malformed(why)) => {
                     out.changed = true;
-                    self.overrun(&format!("malformed message ({why})"));
+                    self.overrun(why);
                     continue;
                 }
             };
@@ -939,18 +953,23 @@ impl Monitor {
             if left.is_zero() {
                 return false;
             }
-            let ms = u16::try_from(crate::util::time::millis(left)).unwrap_or(u16::MAX);
-            let mut fds = [nix::poll::PollFd::new(
-                self.sock.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                Ok(0) => return false,
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => {
-                    warn!("netlink: poll: {}", os_error(e));
-                    return false;
-                }
+            let ms = crate::util::time::millis(left).min(i32::MAX as u64) as i32;
+            let mut fd = libc::pollfd {
+                fd: self.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one pollfd of ours.
+            match unsafe { libc::poll(&mut fd, 1, ms) } {
+                0 => return false,
+                1.. => {}
+                _ => match Errno::last() {
+                    Errno::EINTR => {}
+                    e => {
+                        warn!("netlink: poll: {}", os_error(e));
+                        return false;
+                    }
+                },
             }
             self.read();
         }

@@ -50,7 +50,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::raw::{c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
@@ -184,8 +184,14 @@ impl Spawn {
         kv.extend_from_slice(value.as_bytes());
         let c = c_string(&kv, &mut self.nul);
         let env = self.env.get_or_insert_with(Vec::new);
-        env.retain(|e| !e.as_bytes().starts_with(&kv[..prefix]));
-        env.push(c);
+        // Set before: replaced where it is (there is at most one).
+        match env
+            .iter()
+            .position(|e| e.as_bytes().starts_with(&kv[..prefix]))
+        {
+            Some(i) => env[i] = c,
+            None => env.push(c),
+        }
         self
     }
 
@@ -314,15 +320,16 @@ impl Spawn {
         // The error pipe closes at a successful exec; else it carries the
         // errno.
         let (mut err, mut got) = ([0u8; 4], 0);
-        let mut pipe = File::from(err_rd);
-        while got < err.len() {
-            match pipe.read(&mut err[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+        while let Some(rest) = err.get_mut(got..).filter(|r| !r.is_empty()) {
+            // SAFETY: read(2) into the rest of a buffer of ours.
+            let n = unsafe { libc::read(err_rd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+            match n {
+                1.. => got += n as usize,
+                -1 if Errno::last() == Errno::EINTR => {}
+                _ => break,
             }
         }
+        drop(err_rd);
         if got == err.len() {
             let _ = child.wait();
             return Err(SpawnError(Errno::from_raw(i32::from_ne_bytes(err))));
@@ -584,21 +591,22 @@ impl Drain {
     /// Read what the pipe holds now. At its end (or an error) it is
     /// closed.
     pub fn read_ready(&mut self) {
-        let Some(p) = self.pipe.as_mut() else {
+        let Some(p) = self.pipe.as_ref() else {
             return;
         };
         let mut buf = [0u8; 4096];
         loop {
-            match p.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let keep = n.min(self.room);
+            // SAFETY: read(2) into a buffer of ours, of the length given.
+            let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                1.. => {
+                    let keep = (n as usize).min(self.room);
                     self.data.extend_from_slice(&buf[..keep]);
                     self.room -= keep;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => break,
+                -1 if Errno::last() == Errno::EINTR => {}
+                -1 if Errno::last() == Errno::EAGAIN => return,
+                _ => break,
             }
         }
         self.pipe = None;
@@ -705,6 +713,7 @@ impl Write for Feed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn sh(script: &str) -> Spawn {
         let mut s = Spawn::new("/bin/sh");
