@@ -127,8 +127,8 @@ pub fn query_within(addrs: &[SocketAddr], lim: Limits) -> Result<Stat, String> {
         if start.elapsed() >= lim.total {
             break;
         }
-        match TcpStream::connect_timeout(&a, lim.connect) {
-            Ok(s) => return exchange(s, start, lim),
+        match crate::dns::connect(a, true, Instant::now() + lim.connect) {
+            Ok(s) => return exchange(TcpStream::from(s), start, lim),
             Err(e) => last = format!("{a}: {e}"),
         }
     }
