@@ -969,30 +969,35 @@ mod tests {
         assert!(t.ends_with("\toption x 'it'\\''s'\n"));
     }
 
+    /// `setup PRESET` with no options.
+    fn blank(preset: &str) -> SetupCmd {
+        SetupCmd {
+            preset: preset.into(),
+            server: None,
+            port: None,
+            tls: None,
+            user: None,
+            password: None,
+            from: None,
+            to: None,
+            ca_file: None,
+            fingerprint: None,
+            lan: Vec::new(),
+            host_name: None,
+            spool: None,
+            listen: Vec::new(),
+            force: false,
+            print: false,
+        }
+    }
+
     #[test]
     fn options_of_other_presets_are_refused() {
         let x = || Some("x".to_string());
         for preset in ["smarthost", "lan-relay", "direct", "local"] {
             let relaying = preset == "smarthost" || preset == "lan-relay";
             for k in 0..9 {
-                let mut a = SetupCmd {
-                    preset: preset.into(),
-                    server: None,
-                    port: None,
-                    tls: None,
-                    user: None,
-                    password: None,
-                    from: None,
-                    to: None,
-                    ca_file: None,
-                    fingerprint: None,
-                    lan: Vec::new(),
-                    host_name: None,
-                    spool: None,
-                    listen: Vec::new(),
-                    force: false,
-                    print: false,
-                };
+                let mut a = blank(preset);
                 let (opt, refused) = match k {
                     0 => (&mut a.server, !relaying),
                     1 => (&mut a.user, !relaying),
@@ -1019,22 +1024,8 @@ mod tests {
                 );
             }
             let a = SetupCmd {
-                preset: preset.into(),
-                server: None,
-                port: None,
-                tls: None,
-                user: None,
-                password: None,
-                from: None,
-                to: None,
-                ca_file: None,
-                fingerprint: None,
                 lan: vec!["x".into()],
-                host_name: None,
-                spool: None,
-                listen: Vec::new(),
-                force: false,
-                print: false,
+                ..blank(preset)
             };
             let msg = plan(&a).err().map(|e| e.to_string()).unwrap_or_default();
             assert_eq!(
