@@ -520,7 +520,7 @@ any name, e.g. `masqmail -t -i < message`:
   -i, -oi       a line with a single '.' does not end the message
   -f ADDR       envelope sender (-f '<>' for the null sender); -r is the same
   -F NAME       full name for a missing From:
-  -odq -odb -odi  queue only / deliver in background / deliver now
+  -odq -odb -odi  accepted; each queues (a running daemon delivers at once)
   -bm           read a message from stdin (default)
   -bp           list the queue (mailq)
   -bs           SMTP on stdin/stdout (smtpd, inetd)

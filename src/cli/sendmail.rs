@@ -31,7 +31,8 @@ pub enum DeliveryMode {
     Queue,
     /// `-odb` (default): queue, and let the daemon or a runner deliver.
     Background,
-    /// `-odi`: deliver before returning.
+    /// `-odi`: sendmail's "deliver before returning". Accepted; every mode
+    /// queues and returns once the message is on disk (doc/masqmail.8.md).
     Interactive,
 }
 
