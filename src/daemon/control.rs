@@ -19,7 +19,7 @@
 //!   and polled with everything else.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -134,14 +134,11 @@ pub enum Got {
 pub fn read_line(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Got {
     let mut chunk = [0u8; 256];
     loop {
-        // SAFETY: read(2) into a buffer of ours, of the length given.
-        let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
-        let Some(got) = usize::try_from(n).ok().and_then(|n| chunk.get(..n)) else {
-            match nix::errno::Errno::last() {
-                nix::errno::Errno::EINTR => continue,
-                nix::errno::Errno::EAGAIN => return Got::More,
-                _ => return Got::Fail,
-            }
+        let got = match nix::unistd::read(fd, &mut chunk) {
+            Ok(n) => &chunk[..n],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return Got::More,
+            Err(_) => return Got::Fail,
         };
         if got.is_empty() {
             return Got::Eof;

@@ -689,21 +689,11 @@ impl Supervisor {
         loop {
             // struct signalfd_siginfo: 128 bytes, ssi_signo first.
             let mut si = [0u8; 128];
-            // SAFETY: read(2) into a buffer of ours, of the length given.
-            let n = unsafe {
-                libc::read(
-                    self.signals.as_fd().as_raw_fd(),
-                    si.as_mut_ptr().cast(),
-                    si.len(),
-                )
-            };
-            if n < 0 {
-                match Errno::last() {
-                    Errno::EINTR => continue,
-                    Errno::EAGAIN => {}
-                    e => log_os("signalfd", e),
-                }
-                return;
+            match nix::unistd::read(self.signals.as_fd(), &mut si) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return,
+                Err(e) => return log_os("signalfd", e),
             }
             match i32::from_ne_bytes([si[0], si[1], si[2], si[3]]) {
                 libc::SIGTERM | libc::SIGINT => self.stop(),
@@ -838,25 +828,14 @@ impl Supervisor {
     }
 
     fn on_inotify(&mut self) {
-        use std::os::fd::AsRawFd;
         use std::os::unix::ffi::OsStrExt;
         // struct inotify_event: wd, mask, cookie, len, then len bytes of
         // name, NUL-padded. One read, as many events as it gave.
         let mut buf = [0u8; 4096];
-        // SAFETY: read(2) into a buffer of ours, of the length given.
-        let n = unsafe {
-            libc::read(
-                self.inotify.as_fd().as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        let Some(mut b) = usize::try_from(n).ok().and_then(|n| buf.get(..n)) else {
-            match Errno::last() {
-                Errno::EAGAIN => {}
-                e => log_os("inotify", e),
-            }
-            return;
+        let mut b = match nix::unistd::read(self.inotify.as_fd(), &mut buf) {
+            Ok(n) => &buf[..n],
+            Err(Errno::EAGAIN) => return,
+            Err(e) => return log_os("inotify", e),
         };
         let (mut scan, mut online) = (false, false);
         let mut arrived: Vec<crate::queue::MsgId> = Vec::new();

@@ -321,12 +321,11 @@ impl Spawn {
         // errno.
         let (mut err, mut got) = ([0u8; 4], 0);
         while let Some(rest) = err.get_mut(got..).filter(|r| !r.is_empty()) {
-            // SAFETY: read(2) into the rest of a buffer of ours.
-            let n = unsafe { libc::read(err_rd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
-            match n {
-                1.. => got += n as usize,
-                -1 if Errno::last() == Errno::EINTR => {}
-                _ => break,
+            match nix::unistd::read(err_rd.as_fd(), rest) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
             }
         }
         drop(err_rd);
@@ -596,17 +595,16 @@ impl Drain {
         };
         let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: read(2) into a buffer of ours, of the length given.
-            let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            match n {
-                1.. => {
-                    let keep = (n as usize).min(self.room);
+            match nix::unistd::read(p.as_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let keep = n.min(self.room);
                     self.data.extend_from_slice(&buf[..keep]);
                     self.room -= keep;
                 }
-                -1 if Errno::last() == Errno::EINTR => {}
-                -1 if Errno::last() == Errno::EAGAIN => return,
-                _ => break,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(_) => break,
             }
         }
         self.pipe = None;
