@@ -201,14 +201,24 @@ pub mod c {
         Layout::from_size_align(n.checked_add(HEAD)?, HEAD).ok()
     }
 
-    /// # Safety
-    /// C's `malloc`.
-    #[cfg_attr(all(target_env = "musl", not(test)), no_mangle)]
-    pub unsafe extern "C" fn malloc(n: usize) -> *mut c_void {
+    /// A block for `n` bytes, zeroed or not, with its size in the header.
+    /// Fresh mappings are zero already: `alloc_zeroed` clears only reused
+    /// small blocks.
+    unsafe fn block(n: usize, zero: bool) -> *mut c_void {
         let Some(l) = layout(n) else {
             return null_mut();
         };
-        let p = Heap.alloc(l);
+        let p = if zero {
+            Heap.alloc_zeroed(l)
+        } else {
+            Heap.alloc(l)
+        };
+        with_head(p, n)
+    }
+
+    /// The caller's pointer to block `p` of `n` bytes, its size noted in
+    /// the header; null for null.
+    unsafe fn with_head(p: *mut u8, n: usize) -> *mut c_void {
         if p.is_null() {
             return null_mut();
         }
@@ -217,17 +227,20 @@ pub mod c {
     }
 
     /// # Safety
+    /// C's `malloc`.
+    #[cfg_attr(all(target_env = "musl", not(test)), no_mangle)]
+    pub unsafe extern "C" fn malloc(n: usize) -> *mut c_void {
+        block(n, false)
+    }
+
+    /// # Safety
     /// C's `calloc`.
     #[cfg_attr(all(target_env = "musl", not(test)), no_mangle)]
     pub unsafe extern "C" fn calloc(k: usize, n: usize) -> *mut c_void {
-        let Some(t) = k.checked_mul(n) else {
-            return null_mut();
-        };
-        let p = malloc(t);
-        if !p.is_null() {
-            p.cast::<u8>().write_bytes(0, t);
+        match k.checked_mul(n) {
+            Some(t) => block(t, true),
+            None => null_mut(),
         }
-        p
     }
 
     /// # Safety
@@ -259,17 +272,17 @@ pub mod c {
             Layout::from_size_align_unchecked(old + HEAD, HEAD),
             l.size(),
         );
-        if q.is_null() {
-            return null_mut();
-        }
-        q.cast::<usize>().write(n);
-        q.add(HEAD).cast()
+        with_head(q, n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tests share the one heap: those that expect a freed block back
+    /// take turns.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
     fn classes() {
@@ -286,6 +299,7 @@ mod tests {
     /// writable, reused after free, their bytes kept across realloc.
     #[test]
     fn blocks() {
+        let _turn = TURN.lock().unwrap();
         let mut live = Vec::new();
         for size in [1usize, 15, 16, 17, 100, 1000, 2048, 2049, 5000, 100_000] {
             for align in [1usize, 8, 16, 64] {
@@ -328,6 +342,7 @@ mod tests {
 
     #[test]
     fn c_interface() {
+        let _turn = TURN.lock().unwrap();
         unsafe {
             let p = c::malloc(10).cast::<u8>();
             assert!(!p.is_null() && p as usize % 16 == 0);
@@ -338,8 +353,19 @@ mod tests {
             assert_eq!(std::slice::from_raw_parts(r, 10), &[7; 10]);
             c::free(r.cast());
             c::free(null_mut());
+            // A block used and freed, handed out again by calloc: zeroed.
+            let d = c::malloc(300).cast::<u8>();
+            d.write_bytes(0xff, 300);
+            c::free(d.cast());
             let z = c::calloc(100, 3).cast::<u8>();
+            assert_eq!(z, d);
             assert!(std::slice::from_raw_parts(z, 300).iter().all(|b| *b == 0));
+            c::free(z.cast());
+            // A big one (its own mapping).
+            let z = c::calloc(1000, 10).cast::<u8>();
+            assert!(std::slice::from_raw_parts(z, 10_000)
+                .iter()
+                .all(|b| *b == 0));
             c::free(z.cast());
             assert!(c::calloc(usize::MAX, 2).is_null());
             assert!(c::malloc(usize::MAX).is_null());
