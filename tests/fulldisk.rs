@@ -405,7 +405,7 @@ fn queue_run_on_a_full_disk_leaves_the_message_whole() {
     let snapshot = |id: &str| {
         (
             fs::read(m.spool.join("outgoing").join(id)).unwrap(),
-            fs::read(m.spool.join("pool").join(id)).unwrap(),
+            m.body(id),
         )
     };
     let before: Vec<_> = ids.iter().map(|id| snapshot(id)).collect();

@@ -43,10 +43,7 @@ fn queues_with_fixed_headers_and_both_recipients() {
         hf.contains(&format!("id {}", ids[0])),
         "Received lacks the ID:\n{hf}"
     );
-    assert_eq!(
-        fs::read(m.spool.join("pool").join(&ids[0])).unwrap(),
-        b"hi\n"
-    );
+    assert_eq!(m.body(&ids[0]), b"hi\n");
     m.assert_clean_spool();
 }
 
@@ -140,10 +137,7 @@ fn closed_stdout_and_stderr() {
     assert!(child.wait().unwrap().success());
     let ids = m.queued_ids();
     assert_eq!(ids.len(), 1);
-    assert_eq!(
-        fs::read(m.spool.join("pool").join(&ids[0])).unwrap(),
-        b"hi\n"
-    );
+    assert_eq!(m.body(&ids[0]), b"hi\n");
     m.assert_clean_spool();
 }
 
@@ -262,10 +256,7 @@ fn crlf_and_eight_bit_are_kept_consistently() {
     let msg = b"Subject: Gr\xfc\xdfe\r\n\r\nline one\r\nbare\rcr\r\n\xe4\xf6\xfc";
     expect_code(&m.run("sendmail", &["-i", "x@example.org"], msg), 0);
     let id = &m.queued_ids()[0];
-    assert_eq!(
-        fs::read(m.spool.join("pool").join(id)).unwrap(),
-        b"line one\nbare\rcr\n\xe4\xf6\xfc\n"
-    );
+    assert_eq!(m.body(id), b"line one\nbare\rcr\n\xe4\xf6\xfc\n");
     let hf = fs::read(m.spool.join("outgoing").join(id)).unwrap();
     assert!(hf.windows(17).any(|w| w == b"HD:Subject: Gr\xfc\xdfe"));
 }

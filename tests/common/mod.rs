@@ -173,6 +173,11 @@ impl Mta {
         dir_names(&self.spool.join(sub))
     }
 
+    /// The body file of message `id` (pool/).
+    pub fn body(&self, id: &str) -> Vec<u8> {
+        fs::read(self.spool.join("pool").join(id)).unwrap()
+    }
+
     pub fn outgoing(&self, id: &str) -> String {
         String::from_utf8_lossy(&fs::read(self.spool.join("outgoing").join(id)).unwrap())
             .into_owned()
