@@ -127,7 +127,7 @@ pub fn query_within(addrs: &[SocketAddr], lim: Limits) -> Result<Stat, String> {
         if start.elapsed() >= lim.total {
             break;
         }
-        match crate::dns::connect(a, true, Instant::now() + lim.connect) {
+        match crate::util::net::connect(a, true, Instant::now() + lim.connect) {
             Ok(s) => return exchange(TcpStream::from(s), start, lim),
             Err(e) => last = format!("{a}: {e}"),
         }

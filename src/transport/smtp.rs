@@ -879,14 +879,15 @@ impl Smtp {
                 let sa = SocketAddr::new(ip, port);
                 let relay = format!("{host}[{ip}]:{port}");
                 last_relay = relay.clone();
-                let stream = match dns::connect(sa, true, Instant::now() + CONNECT_TIMEOUT) {
-                    Ok(s) => TcpStream::from(s),
-                    Err(e) => {
-                        last_err = format!("connect to {relay}: {e}");
-                        debug!("{last_err}");
-                        continue;
-                    }
-                };
+                let stream =
+                    match crate::util::net::connect(sa, true, Instant::now() + CONNECT_TIMEOUT) {
+                        Ok(s) => TcpStream::from(s),
+                        Err(e) => {
+                            last_err = format!("connect to {relay}: {e}");
+                            debug!("{last_err}");
+                            continue;
+                        }
+                    };
                 connected_once = true;
                 let _ = stream.set_nodelay(true);
                 let wire = Wire::Tcp(stream, Cell::new(None));

@@ -1,5 +1,6 @@
-//! util — small helpers with no knowledge of mail: base64, time, running
-//! other programs (spawn), and the hashes SMTP AUTH needs (MD5 and HMAC
+//! util — small helpers with no knowledge of mail: base64, time, the
+//! memory allocator, connecting with a deadline (net), running other
+//! programs (spawn), and the hashes SMTP AUTH needs (MD5 and HMAC
 //! for CRAM-MD5, SHA-2 and SHA-crypt for stored passwords).
 
 pub mod alloc;
@@ -8,6 +9,7 @@ pub mod digest;
 pub mod hmac;
 pub mod md5;
 pub mod memory;
+pub mod net;
 pub mod sha2;
 pub mod shacrypt;
 pub mod spawn;
